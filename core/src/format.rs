@@ -1,0 +1,1 @@
+//! The `.tlm` model file: reader and writer without allocation.

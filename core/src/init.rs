@@ -1,0 +1,1 @@
+//! Keras initialisers from a seeded, portable PRNG.

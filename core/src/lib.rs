@@ -1,0 +1,23 @@
+//! # tinylstm
+//!
+//! A `no_std`, allocation-free LSTM engine: forward passes (batched, full-sequence and
+//! streaming), backpropagation through time (full, truncated, and with recomputation),
+//! losses, L1/L2 penalties, SGD/Adam/AdamW with clipping and schedules, and the `.tlm`
+//! model file — with Keras's layouts and numerics.
+//!
+//! A model is a [`Spec`] plus one flat `f32` parameter buffer in Keras `get_weights()` order.
+//! Every buffer size is a `const fn` of the spec, so a microcontroller can keep everything in
+//! statics and a host can use `Vec`s of the same lengths.
+#![cfg_attr(not(any(test, feature = "std")), no_std)]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod format;
+pub mod init;
+pub mod optim;
+pub mod schedule;
+pub mod spec;
+
+pub use error::{Error, SpecError};
+pub use spec::{Head, InputKind, Spec, Tensor, TensorKind, MAX_LAYERS};

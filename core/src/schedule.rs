@@ -1,0 +1,1 @@
+//! Learning-rate schedules (constant, exponential decay, cosine decay, step decay, linear warm-up).

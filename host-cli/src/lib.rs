@@ -1,0 +1,1 @@
+//! Library side of the `tinylstm` command line: data pipeline, training loop, reports.

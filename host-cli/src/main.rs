@@ -1,0 +1,3 @@
+//! The `tinylstm` command line.
+
+fn main() {}
