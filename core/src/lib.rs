@@ -15,9 +15,19 @@
 pub mod error;
 pub mod format;
 pub mod init;
+pub mod kernels;
+pub mod loss;
+pub mod lstm;
+pub mod math;
+pub mod model;
 pub mod optim;
+pub mod penalty;
 pub mod schedule;
 pub mod spec;
+pub mod train;
 
 pub use error::{Error, SpecError};
+pub use loss::Targets;
+pub use model::Sequences;
 pub use spec::{Head, InputKind, Spec, Tensor, TensorKind, MAX_LAYERS};
+pub use train::{Batch, Bptt, TrainOptions};

@@ -1,0 +1,269 @@
+//! One LSTM layer over a segment of time steps: forward with a tape, and backward through it.
+//!
+//! Keras semantics (gate order `i, f, c, o`; sigmoid recurrent activation, tanh activation):
+//!
+//! ```text
+//! z_t = b + x_t·W + h_{t-1}·U            W [I][4H], U [H][4H], b [4H]
+//! i = σ(z_i)  f = σ(z_f)  g = tanh(z_c)  o = σ(z_o)
+//! c_t = f ⊙ c_{t-1} + i ⊙ g
+//! h_t = o ⊙ tanh(c_t)
+//! ```
+//!
+//! Sequences here are **time-major**: `x [S][B][I]`, so that one segment's input projections
+//! are a single `[S·B][I] × [I][4H]` GEMM and each step's recurrent product is a
+//! `[B][H] × [H][4H]` GEMM (a vector–matrix product when `B = 1`).
+//!
+//! A [`Tape`] holds what the backward pass needs: the activated gates `[S][B][4H]` and the
+//! states `h`, `c` over `S + 1` slots `[S+1][B][H]`, slot 0 being the state the segment
+//! started from. The backward pass overwrites the gates with the pre-activation gradients
+//! `dz`, which then feed the weight-gradient GEMMs — no extra memory.
+
+use crate::error::{check_len, Error};
+use crate::kernels::{add_column_sums, gemm_nn, gemm_nt, gemm_tn};
+use crate::math::{sigmoid, tanh};
+
+/// Shape of one layer's pass: input width, units, batch and segment length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Dims {
+    /// Input width `I`.
+    pub input: usize,
+    /// Hidden units `H`.
+    pub units: usize,
+    /// Sequences processed together `B`.
+    pub batch: usize,
+    /// Time steps in the segment `S`.
+    pub steps: usize,
+}
+
+impl Dims {
+    /// Length of the gates part of a tape, `S·B·4H`.
+    pub const fn gates_len(&self) -> usize {
+        self.steps * self.batch * 4 * self.units
+    }
+
+    /// Length of the `h` (and of the `c`) part of a tape, `(S+1)·B·H`.
+    pub const fn states_len(&self) -> usize {
+        (self.steps + 1) * self.batch * self.units
+    }
+
+    /// Length of a time-major input `[S][B][I]`.
+    pub const fn input_len(&self) -> usize {
+        self.steps * self.batch * self.input
+    }
+}
+
+/// A layer's weights, borrowed from the flat parameter buffer in Keras layout.
+#[derive(Clone, Copy, Debug)]
+pub struct Weights<'a> {
+    /// Input kernel `W [I][4H]`.
+    pub kernel: &'a [f32],
+    /// Recurrent kernel `U [H][4H]`.
+    pub recurrent: &'a [f32],
+    /// Bias `b [4H]`.
+    pub bias: &'a [f32],
+}
+
+/// A layer's gradient accumulators (same shapes as [`Weights`]); the backward pass adds into them.
+#[derive(Debug)]
+pub struct Grads<'a> {
+    /// `dW [I][4H]`.
+    pub kernel: &'a mut [f32],
+    /// `dU [H][4H]`.
+    pub recurrent: &'a mut [f32],
+    /// `db [4H]`.
+    pub bias: &'a mut [f32],
+}
+
+/// The forward tape of one layer over one segment.
+#[derive(Debug)]
+pub struct Tape<'a> {
+    /// Activated gates `[S][B][4H]` (`i, f, g, o` blocks of `H` per row); `dz` after backward.
+    pub gates: &'a mut [f32],
+    /// Hidden states `[S+1][B][H]`; slot 0 is the incoming state.
+    pub h: &'a mut [f32],
+    /// Cell states `[S+1][B][H]`; slot 0 is the incoming state.
+    pub c: &'a mut [f32],
+}
+
+fn check_weights(d: &Dims, w: &Weights<'_>) -> Result<(), Error> {
+    let g = 4 * d.units;
+    check_len("kernel", d.input * g, w.kernel.len())?;
+    check_len("recurrent kernel", d.units * g, w.recurrent.len())?;
+    check_len("bias", g, w.bias.len())
+}
+
+fn check_tape(d: &Dims, t: &Tape<'_>) -> Result<(), Error> {
+    check_len("tape gates", d.gates_len(), t.gates.len())?;
+    check_len("tape h", d.states_len(), t.h.len())?;
+    check_len("tape c", d.states_len(), t.c.len())
+}
+
+/// Runs the layer over `d.steps` steps of `x [S][B][I]`, starting from the state in slot 0 of
+/// `tape.h` / `tape.c`, and fills the rest of the tape.
+///
+/// # Errors
+/// [`Error::BufferLength`] if any slice does not match `d`.
+pub fn forward(d: &Dims, w: &Weights<'_>, x: &[f32], tape: &mut Tape<'_>) -> Result<(), Error> {
+    check_weights(d, w)?;
+    check_tape(d, tape)?;
+    check_len("layer input", d.input_len(), x.len())?;
+    forward_unchecked(d, w, x, tape);
+    Ok(())
+}
+
+/// [`forward`] without the length checks (callers have validated every size).
+pub(crate) fn forward_unchecked(d: &Dims, w: &Weights<'_>, x: &[f32], tape: &mut Tape<'_>) {
+    let (h, b) = (d.units, d.batch);
+    let g4 = 4 * h;
+    let rows = d.steps * b;
+    // Input projections of the whole segment at once: gates = b + x·W.
+    for row in tape.gates.chunks_exact_mut(g4) {
+        row.copy_from_slice(w.bias);
+    }
+    gemm_nn(rows, g4, d.input, x, w.kernel, tape.gates);
+
+    let bh = b * h;
+    for t in 0..d.steps {
+        let z = &mut tape.gates[t * b * g4..(t + 1) * b * g4];
+        // Recurrent contribution z += h_{t-1}·U.
+        gemm_nn(b, g4, h, &tape.h[t * bh..(t + 1) * bh], w.recurrent, z);
+        let (c_prev, c_next) = tape.c[t * bh..(t + 2) * bh].split_at_mut(bh);
+        let h_next = &mut tape.h[(t + 1) * bh..(t + 2) * bh];
+        for (((zb, cp), cn), hn) in z
+            .chunks_exact_mut(g4)
+            .zip(c_prev.chunks_exact(h))
+            .zip(c_next.chunks_exact_mut(h))
+            .zip(h_next.chunks_exact_mut(h))
+        {
+            activate_gates(zb, h);
+            let (ifg, o) = zb.split_at(3 * h);
+            let (i_f, g) = ifg.split_at(2 * h);
+            let (i, f) = i_f.split_at(h);
+            for j in 0..h {
+                let c = f[j] * cp[j] + i[j] * g[j];
+                cn[j] = c;
+                hn[j] = o[j] * tanh(c);
+            }
+        }
+    }
+}
+
+/// Applies σ to the `i, f, o` blocks and tanh to the `c` block of one row `[4H]`.
+#[inline]
+fn activate_gates(z: &mut [f32], h: usize) {
+    let (ifg, o) = z.split_at_mut(3 * h);
+    let (i_f, g) = ifg.split_at_mut(2 * h);
+    for v in i_f.iter_mut().chain(o.iter_mut()) {
+        *v = sigmoid(*v);
+    }
+    for v in g.iter_mut() {
+        *v = tanh(*v);
+    }
+}
+
+/// Backward pass through one segment's tape.
+///
+/// * `x [S][B][I]` — the segment's input, as given to [`forward`].
+/// * `dh_seq [S][B][H]` — gradient arriving at each `h_t` from above (the next layer), or `None`.
+/// * `carry_dh`, `carry_dc [B][H]` — on entry the gradient at the segment's last state
+///   (from the head, or from the following segment); on return the gradient at slot 0,
+///   the state the segment started from (`∂/∂h0`, `∂/∂c0` for the first segment).
+/// * `grads` — `dW`, `dU`, `db` are **added to**.
+/// * `dx [S][B][I]` — overwritten with the input gradient, or `None` to skip that GEMM.
+///
+/// The tape's gates are overwritten with `dz`.
+///
+/// # Errors
+/// [`Error::BufferLength`] if any slice does not match `d`.
+#[allow(clippy::too_many_arguments)]
+pub fn backward(
+    d: &Dims,
+    w: &Weights<'_>,
+    x: &[f32],
+    tape: &mut Tape<'_>,
+    dh_seq: Option<&[f32]>,
+    carry_dh: &mut [f32],
+    carry_dc: &mut [f32],
+    grads: &mut Grads<'_>,
+    dx: Option<&mut [f32]>,
+) -> Result<(), Error> {
+    check_weights(d, w)?;
+    check_tape(d, tape)?;
+    check_len("layer input", d.input_len(), x.len())?;
+    let bh = d.batch * d.units;
+    if let Some(s) = dh_seq {
+        check_len("dh_seq", d.steps * bh, s.len())?;
+    }
+    check_len("carry dh", bh, carry_dh.len())?;
+    check_len("carry dc", bh, carry_dc.len())?;
+    check_len("kernel gradient", w.kernel.len(), grads.kernel.len())?;
+    check_len("recurrent gradient", w.recurrent.len(), grads.recurrent.len())?;
+    check_len("bias gradient", w.bias.len(), grads.bias.len())?;
+    if let Some(dx) = dx.as_deref() {
+        check_len("dx", d.input_len(), dx.len())?;
+    }
+    backward_unchecked(d, w, x, tape, dh_seq, carry_dh, carry_dc, grads, dx);
+    Ok(())
+}
+
+/// [`backward`] without the length checks.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn backward_unchecked(
+    d: &Dims,
+    w: &Weights<'_>,
+    x: &[f32],
+    tape: &mut Tape<'_>,
+    dh_seq: Option<&[f32]>,
+    carry_dh: &mut [f32],
+    carry_dc: &mut [f32],
+    grads: &mut Grads<'_>,
+    dx: Option<&mut [f32]>,
+) {
+    let (h, b) = (d.units, d.batch);
+    let g4 = 4 * h;
+    let bh = b * h;
+    let rows = d.steps * b;
+    for t in (0..d.steps).rev() {
+        let z = &mut tape.gates[t * b * g4..(t + 1) * b * g4];
+        let c_prev = &tape.c[t * bh..(t + 1) * bh];
+        let c_cur = &tape.c[(t + 1) * bh..(t + 2) * bh];
+        for r in 0..b {
+            let zb = &mut z[r * g4..(r + 1) * g4];
+            let cp = &c_prev[r * h..(r + 1) * h];
+            let cc = &c_cur[r * h..(r + 1) * h];
+            let dh_in = &carry_dh[r * h..(r + 1) * h];
+            let dc_io = &mut carry_dc[r * h..(r + 1) * h];
+            let above = dh_seq.map(|s| &s[(t * b + r) * h..(t * b + r + 1) * h]);
+            let (ifg, o) = zb.split_at_mut(3 * h);
+            let (i_f, g) = ifg.split_at_mut(2 * h);
+            let (i, f) = i_f.split_at_mut(h);
+            for j in 0..h {
+                let dh = match above {
+                    Some(a) => dh_in[j] + a[j],
+                    None => dh_in[j],
+                };
+                let (ig, fg, gg, og) = (i[j], f[j], g[j], o[j]);
+                let tc = tanh(cc[j]);
+                let dc = dc_io[j] + dh * og * (1.0 - tc * tc);
+                let d_o = dh * tc;
+                i[j] = dc * gg * ig * (1.0 - ig);
+                f[j] = dc * cp[j] * fg * (1.0 - fg);
+                g[j] = dc * ig * (1.0 - gg * gg);
+                o[j] = d_o * og * (1.0 - og);
+                dc_io[j] = dc * fg;
+            }
+        }
+        // Gradient at h_{t-1}: dz_t · Uᵀ.
+        carry_dh.fill(0.0);
+        gemm_nt(b, h, g4, z, w.recurrent, carry_dh);
+    }
+    let dz = &*tape.gates;
+    gemm_tn(d.input, g4, rows, x, dz, grads.kernel);
+    gemm_tn(h, g4, rows, &tape.h[..rows * h], dz, grads.recurrent);
+    add_column_sums(rows, g4, dz, grads.bias);
+    if let Some(dx) = dx {
+        dx.fill(0.0);
+        gemm_nt(rows, d.input, g4, dz, w.kernel, dx);
+    }
+}

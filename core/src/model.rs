@@ -1,0 +1,412 @@
+//! Whole-model inference: batched full-sequence forward and step-by-step streaming.
+//!
+//! Inputs are **batch-major**, as Keras takes them: token ids `[B][T]` or values `[B][T][C]`.
+//! Outputs are the head's activated outputs `[B][K]` (sigmoid probabilities, softmax
+//! probabilities, or linear values).
+//!
+//! The forward pass walks the sequence in chunks of time steps (as many as the work buffer
+//! holds) and every layer carries its `(h, c)` state from chunk to chunk. A streaming
+//! [`step`] is the same code with a chunk of one step, so the two agree bit for bit (see the
+//! order contract in [`kernels`](crate::kernels)).
+//!
+//! ```
+//! use tinylstm::{model, Head, Sequences, Spec};
+//! const SPEC: Spec = Spec::channels(2).lstm(5).dense(3, Head::Softmax);
+//! const T: usize = 6;
+//! let mut params = [0.0f32; SPEC.param_count()];
+//! tinylstm::init::init_params(&SPEC, 42, &mut params).unwrap();
+//! let x = [0.1f32; T * 2]; // one sequence [T][C]
+//!
+//! // Whole sequence at once (here with room for 2 steps per chunk).
+//! let mut work = [0.0f32; SPEC.forward_work_len(1, 2)];
+//! let mut probs = [0.0f32; 3];
+//! model::forward(&SPEC, &params, Sequences::Values(&x), 1, &mut work, &mut probs).unwrap();
+//!
+//! // The same sequence streamed one step at a time with a carried state.
+//! let mut state = [0.0f32; SPEC.state_len(1)];
+//! let mut step_work = [0.0f32; SPEC.step_work_len(1)];
+//! let mut streamed = [0.0f32; 3];
+//! for t in 0..T {
+//!     let xt = Sequences::Values(&x[t * 2..t * 2 + 2]);
+//!     model::step(&SPEC, &params, xt, 1, &mut state, &mut step_work, Some(&mut streamed)).unwrap();
+//! }
+//! assert_eq!(probs, streamed); // bit for bit
+//! ```
+
+use crate::error::{check_len, check_min_len, Error};
+use crate::kernels::gemm_nn;
+use crate::lstm::{self, Dims, Tape, Weights};
+use crate::math::{exp, sigmoid};
+use crate::spec::{Head, InputKind, Spec};
+
+/// A batch of input sequences, batch-major.
+#[derive(Clone, Copy, Debug)]
+pub enum Sequences<'a> {
+    /// Token ids `[B][T]`, each below the vocabulary size.
+    Tokens(&'a [u32]),
+    /// Real values `[B][T][C]`.
+    Values(&'a [f32]),
+}
+
+impl Sequences<'_> {
+    /// Number of scalars (ids or values).
+    pub fn len(&self) -> usize {
+        match self {
+            Sequences::Tokens(t) => t.len(),
+            Sequences::Values(v) => v.len(),
+        }
+    }
+
+    /// True when there is no input at all.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Checks the input against the spec and returns the number of time steps `T`.
+pub(crate) fn check_input(spec: &Spec, input: &Sequences<'_>, batch: usize) -> Result<usize, Error> {
+    spec.validate()?;
+    if batch == 0 {
+        return Err(Error::InvalidArgument("batch size must be at least 1"));
+    }
+    let per_step = batch * spec.step_width();
+    match (spec.input, input) {
+        (InputKind::Tokens { vocab, .. }, Sequences::Tokens(ids)) => {
+            if let Some(index) = ids.iter().position(|&t| t as usize >= vocab) {
+                return Err(Error::TokenOutOfRange { index, token: ids[index] });
+            }
+        }
+        (InputKind::Channels(_), Sequences::Values(_)) => {}
+        _ => return Err(Error::InputKind),
+    }
+    let n = input.len();
+    if n == 0 || n % per_step != 0 {
+        return Err(Error::BufferLength {
+            what: "input (batch × steps × step width)",
+            expected: (n / per_step).max(1) * per_step,
+            actual: n,
+        });
+    }
+    Ok(n / per_step)
+}
+
+/// Offsets inside a segment tape of capacity `cap` steps (see [`Spec::segment_tape_len`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TapeLayout {
+    pub batch: usize,
+    pub cap: usize,
+}
+
+impl TapeLayout {
+    /// Start of layer `l`'s region (`l = spec.layers` gives the end of the tape).
+    pub fn layer_start(&self, spec: &Spec, l: usize) -> usize {
+        let (b, s) = (self.batch, self.cap);
+        let mut off = s * b * spec.input_width();
+        for k in 0..l {
+            let h = spec.units[k];
+            off += s * b * 4 * h + 2 * (s + 1) * b * h;
+        }
+        off
+    }
+
+    /// Offset of layer `l`'s `h` slot 0 (its `c` starts `(cap+1)·B·H` later).
+    pub fn h_start(&self, spec: &Spec, l: usize) -> usize {
+        self.layer_start(spec, l) + self.cap * self.batch * 4 * spec.units[l]
+    }
+
+    /// Offset of layer `l`'s `c` slot 0.
+    pub fn c_start(&self, spec: &Spec, l: usize) -> usize {
+        self.h_start(spec, l) + (self.cap + 1) * self.batch * spec.units[l]
+    }
+
+    /// Splits the tape into layer `l`'s input for `s` steps (read-only) and its tape (mutable).
+    pub fn split<'a>(
+        &self,
+        spec: &Spec,
+        l: usize,
+        s: usize,
+        tape: &'a mut [f32],
+    ) -> (&'a [f32], Tape<'a>) {
+        let b = self.batch;
+        let start = self.layer_start(spec, l);
+        let (left, right) = tape.split_at_mut(start);
+        let x: &[f32] = if l == 0 {
+            &left[..s * b * spec.input_width()]
+        } else {
+            let hp = spec.units[l - 1];
+            let h0 = self.h_start(spec, l - 1);
+            &left[h0 + b * hp..h0 + (s + 1) * b * hp]
+        };
+        let h = spec.units[l];
+        let (gates, rest) = right.split_at_mut(self.cap * b * 4 * h);
+        let (hs, rest) = rest.split_at_mut((self.cap + 1) * b * h);
+        let cs = &mut rest[..(self.cap + 1) * b * h];
+        (
+            x,
+            Tape {
+                gates: &mut gates[..s * b * 4 * h],
+                h: &mut hs[..(s + 1) * b * h],
+                c: &mut cs[..(s + 1) * b * h],
+            },
+        )
+    }
+
+    /// Copies every layer's state at slot `from` to slot `to`.
+    pub fn copy_slot(&self, spec: &Spec, tape: &mut [f32], from: usize, to: usize) {
+        let b = self.batch;
+        for l in 0..spec.layers {
+            let bh = b * spec.units[l];
+            for base in [self.h_start(spec, l), self.c_start(spec, l)] {
+                tape.copy_within(base + from * bh..base + (from + 1) * bh, base + to * bh);
+            }
+        }
+    }
+
+    /// Copies a state `[L]{h [B][H], c [B][H]}` into (`load`) or out of slot `slot`.
+    pub fn transfer_state(
+        &self,
+        spec: &Spec,
+        tape: &mut [f32],
+        state: &mut [f32],
+        slot: usize,
+        load: bool,
+    ) {
+        let b = self.batch;
+        let mut so = 0;
+        for l in 0..spec.layers {
+            let bh = b * spec.units[l];
+            for base in [self.h_start(spec, l), self.c_start(spec, l)] {
+                let t = &mut tape[base + slot * bh..base + (slot + 1) * bh];
+                let s = &mut state[so..so + bh];
+                if load {
+                    t.copy_from_slice(s);
+                } else {
+                    s.copy_from_slice(t);
+                }
+                so += bh;
+            }
+        }
+    }
+}
+
+/// Layer `l`'s weights inside the flat parameter buffer.
+pub(crate) fn layer_weights<'a>(spec: &Spec, params: &'a [f32], l: usize) -> Weights<'a> {
+    let h = spec.units[l];
+    let k = spec.kernel_offset(l);
+    let r = spec.recurrent_offset(l);
+    let b = spec.bias_offset(l);
+    Weights {
+        kernel: &params[k..r],
+        recurrent: &params[r..b],
+        bias: &params[b..b + 4 * h],
+    }
+}
+
+/// Writes the layer-0 input of steps `t0..t0+s` time-major into `xin [s][B][I_0]`.
+pub(crate) fn gather_input(
+    spec: &Spec,
+    params: &[f32],
+    input: &Sequences<'_>,
+    batch: usize,
+    steps: usize,
+    t0: usize,
+    s: usize,
+    xin: &mut [f32],
+) {
+    let w = spec.input_width();
+    for t in 0..s {
+        for b in 0..batch {
+            let dst = &mut xin[(t * batch + b) * w..(t * batch + b + 1) * w];
+            match input {
+                Sequences::Tokens(ids) => {
+                    let id = ids[b * steps + t0 + t] as usize;
+                    dst.copy_from_slice(&params[id * w..(id + 1) * w]);
+                }
+                Sequences::Values(v) => {
+                    let at = (b * steps + t0 + t) * w;
+                    dst.copy_from_slice(&v[at..at + w]);
+                }
+            }
+        }
+    }
+}
+
+/// Runs every layer over steps `t0..t0+s`, each starting from the state in its slot 0.
+pub(crate) fn run_chunk(
+    spec: &Spec,
+    params: &[f32],
+    input: &Sequences<'_>,
+    steps: usize,
+    layout: &TapeLayout,
+    t0: usize,
+    s: usize,
+    tape: &mut [f32],
+) {
+    let b = layout.batch;
+    gather_input(spec, params, input, b, steps, t0, s, &mut tape[..s * b * spec.input_width()]);
+    for l in 0..spec.layers {
+        let d = Dims { input: spec.layer_input(l), units: spec.units[l], batch: b, steps: s };
+        let w = layer_weights(spec, params, l);
+        let (x, mut t) = layout.split(spec, l, s, tape);
+        lstm::forward_unchecked(&d, &w, x, &mut t);
+    }
+}
+
+/// Dense head: `logits [B][K] = bias + h [B][H] · W [H][K]`.
+pub(crate) fn head_logits(spec: &Spec, params: &[f32], h: &[f32], batch: usize, out: &mut [f32]) {
+    let k = spec.outputs;
+    let bias = &params[spec.dense_bias_offset()..spec.param_count()];
+    for row in out.chunks_exact_mut(k) {
+        row.copy_from_slice(bias);
+    }
+    let wk = &params[spec.dense_kernel_offset()..spec.dense_bias_offset()];
+    gemm_nn(batch, k, spec.top_units(), h, wk, out);
+}
+
+/// Applies the head activation in place to logits `[B][K]`.
+pub fn activate(head: Head, outputs: usize, logits: &mut [f32]) {
+    match head {
+        Head::Linear => {}
+        Head::Sigmoid => logits.iter_mut().for_each(|v| *v = sigmoid(*v)),
+        Head::Softmax => {
+            for row in logits.chunks_exact_mut(outputs.max(1)) {
+                softmax_in_place(row);
+            }
+        }
+    }
+}
+
+/// Numerically stable softmax of one row.
+pub(crate) fn softmax_in_place(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for v in row.iter_mut() {
+        *v = exp(*v - max);
+        sum += *v;
+    }
+    for v in row.iter_mut() {
+        *v /= sum;
+    }
+}
+
+fn check_params(spec: &Spec, params: &[f32]) -> Result<(), Error> {
+    check_len("parameters", spec.param_count(), params.len())
+}
+
+/// Steps per chunk that fit a tape of `len` floats (0 if not even one fits).
+fn chunk_capacity(spec: &Spec, batch: usize, len: usize) -> usize {
+    let base = spec.segment_tape_len(batch, 0);
+    let per_step = spec.segment_tape_len(batch, 1) - base;
+    if len < base {
+        0
+    } else {
+        (len - base) / per_step
+    }
+}
+
+/// Batched forward pass over whole sequences.
+///
+/// * `input` — `[B][T]` ids or `[B][T][C]` values; `T` is inferred from its length.
+/// * `work` — at least [`Spec::forward_work_len`]`(B, 1)`; a larger buffer lets more time steps
+///   share one input-projection GEMM (faster on hosts; results are identical).
+/// * `out [B][K]` — the head's activated outputs.
+///
+/// # Errors
+/// Wrong buffer lengths, token ids out of range, an input kind that does not match the spec.
+pub fn forward(
+    spec: &Spec,
+    params: &[f32],
+    input: Sequences<'_>,
+    batch: usize,
+    work: &mut [f32],
+    out: &mut [f32],
+) -> Result<(), Error> {
+    forward_logits(spec, params, input, batch, work, out)?;
+    activate(spec.head, spec.outputs, out);
+    Ok(())
+}
+
+/// [`forward`] returning the head's logits (pre-activation) instead of its outputs.
+///
+/// # Errors
+/// As [`forward`].
+pub fn forward_logits(
+    spec: &Spec,
+    params: &[f32],
+    input: Sequences<'_>,
+    batch: usize,
+    work: &mut [f32],
+    out: &mut [f32],
+) -> Result<(), Error> {
+    let steps = check_input(spec, &input, batch)?;
+    check_params(spec, params)?;
+    check_len("output", batch * spec.outputs, out.len())?;
+    let state_len = spec.state_len(batch);
+    check_min_len("work", spec.forward_work_len(batch, 1), work.len())?;
+    let (state, tape) = work.split_at_mut(state_len);
+    let cap = chunk_capacity(spec, batch, tape.len()).min(steps);
+    let layout = TapeLayout { batch, cap };
+    state.fill(0.0);
+    let mut t0 = 0;
+    while t0 < steps {
+        let s = cap.min(steps - t0);
+        layout.transfer_state(spec, tape, state, 0, true);
+        run_chunk(spec, params, &input, steps, &layout, t0, s, tape);
+        layout.transfer_state(spec, tape, state, s, false);
+        t0 += s;
+    }
+    let top = spec.layers - 1;
+    let ho = spec.state_offset(top, batch);
+    head_logits(spec, params, &state[ho..ho + batch * spec.top_units()], batch, out);
+    Ok(())
+}
+
+/// One streaming step for `B` sequences: consumes one time step of input, updates the carried
+/// `(h, c)` state and, when `out` is given, writes the head's outputs `[B][K]` for the
+/// sequences seen so far.
+///
+/// * `input` — `[B]` token ids or `[B][C]` values (one time step).
+/// * `state` — [`Spec::state_len`]`(B)` floats, zero for a fresh sequence ([`reset_state`]).
+/// * `work` — [`Spec::step_work_len`]`(B)` floats of scratch.
+///
+/// # Errors
+/// Wrong buffer lengths, token ids out of range, an input kind that does not match the spec.
+pub fn step(
+    spec: &Spec,
+    params: &[f32],
+    input: Sequences<'_>,
+    batch: usize,
+    state: &mut [f32],
+    work: &mut [f32],
+    out: Option<&mut [f32]>,
+) -> Result<(), Error> {
+    let steps = check_input(spec, &input, batch)?;
+    if steps != 1 {
+        return Err(Error::BufferLength {
+            what: "streaming input (one step per sequence)",
+            expected: batch * spec.step_width(),
+            actual: input.len(),
+        });
+    }
+    check_params(spec, params)?;
+    check_len("state", spec.state_len(batch), state.len())?;
+    check_min_len("work", spec.step_work_len(batch), work.len())?;
+    if let Some(o) = out.as_deref() {
+        check_len("output", batch * spec.outputs, o.len())?;
+    }
+    let layout = TapeLayout { batch, cap: 1 };
+    layout.transfer_state(spec, work, state, 0, true);
+    run_chunk(spec, params, &input, 1, &layout, 0, 1, work);
+    layout.transfer_state(spec, work, state, 1, false);
+    if let Some(o) = out {
+        let ho = spec.state_offset(spec.layers - 1, batch);
+        head_logits(spec, params, &state[ho..ho + batch * spec.top_units()], batch, o);
+        activate(spec.head, spec.outputs, o);
+    }
+    Ok(())
+}
+
+/// Resets a streaming state to zeros (the state Keras starts every sequence from).
+pub fn reset_state(state: &mut [f32]) {
+    state.fill(0.0);
+}

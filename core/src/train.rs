@@ -1,0 +1,289 @@
+//! Training pass: forward with a tape, loss, and backpropagation through time.
+//!
+//! [`loss_and_grad`] runs the model over a batch, computes the loss of the head against the
+//! targets, and **adds** the gradient of every parameter to a flat gradient buffer (same layout
+//! as the parameters). It allocates nothing: the caller passes a work buffer of
+//! [`Spec::train_work_len`] floats.
+//!
+//! ## BPTT modes ([`Bptt`])
+//! * **Full** (`Bptt::FULL`): gradients flow through every time step.
+//! * **Truncated** (`Bptt::truncated(k)`): only the last `k` steps are differentiated; the state
+//!   entering the window is treated as a constant. The first `T − k` steps run forward without a
+//!   tape, so tape memory grows with `k`, not `T`.
+//! * **Recompute** (`.recompute(s)`): the differentiated window is split into segments of `s`
+//!   steps; the forward pass keeps only each segment's starting state (a checkpoint), and the
+//!   backward pass re-runs each segment's forward before going back through it. Tape memory
+//!   drops from `~W` to `~s` steps for one extra forward pass. Results are bit-identical to
+//!   the tape-keeping mode.
+//!
+//! ## Work buffer layout
+//! `[segment tape | checkpoints | carried (dh, dc) | dx ping | dx pong | logits | dlogits]`.
+//!
+//! ```
+//! use tinylstm::train::{loss_and_grad, Batch, Bptt, TrainOptions};
+//! use tinylstm::{Head, Sequences, Spec, Targets};
+//! const SPEC: Spec = Spec::channels(3).lstm(8).dense(1, Head::Sigmoid);
+//! const T: usize = 10;
+//! const B: usize = 2;
+//! let mut params = vec![0.0f32; SPEC.param_count()];
+//! tinylstm::init::init_params(&SPEC, 7, &mut params).unwrap();
+//! let x = vec![0.25f32; B * T * 3];
+//! let y = [1.0f32, 0.0];
+//! let batch = Batch { inputs: Sequences::Values(&x), targets: Targets::Values(&y), batch: B };
+//! let opts = TrainOptions { bptt: Bptt::truncated(4), ..TrainOptions::default() };
+//! let mut work = vec![0.0f32; SPEC.train_work_len(B, T, opts.bptt)];
+//! let mut grads = vec![0.0f32; SPEC.param_count()];
+//! let loss = loss_and_grad(&SPEC, &params, &batch, &opts, &mut work, &mut grads, None, None).unwrap();
+//! assert!(loss.is_finite() && loss > 0.0);
+//! ```
+
+use crate::error::{check_len, check_min_len, Error};
+use crate::kernels::{add_column_sums, gemm_nt, gemm_tn};
+use crate::loss::{self, Targets};
+use crate::lstm::{self, Dims, Grads};
+use crate::model::{activate, check_input, head_logits, layer_weights, run_chunk, TapeLayout};
+use crate::model::Sequences;
+use crate::spec::{InputKind, Spec};
+
+/// How backpropagation through time runs (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Bptt {
+    /// Steps differentiated, counted back from the last; 0 (or ≥ T) means all of them.
+    pub window: usize,
+    /// Steps per recomputed segment; 0 (or ≥ the window) keeps the whole window's tape.
+    pub segment: usize,
+}
+
+impl Bptt {
+    /// Full BPTT with the whole tape kept.
+    pub const FULL: Bptt = Bptt { window: 0, segment: 0 };
+
+    /// Truncated BPTT over the last `window` steps.
+    pub const fn truncated(window: usize) -> Self {
+        Bptt { window, segment: 0 }
+    }
+
+    /// Keeps only `segment` steps of tape, recomputing the rest during the backward pass.
+    pub const fn recompute(self, segment: usize) -> Self {
+        Bptt { window: self.window, segment }
+    }
+
+    /// The effective `(window, segment)` for a sequence of `steps` steps.
+    pub const fn resolve(&self, steps: usize) -> (usize, usize) {
+        let w = if self.window == 0 || self.window > steps { steps } else { self.window };
+        let s = if self.segment == 0 || self.segment > w { w } else { self.segment };
+        (w, s)
+    }
+
+    /// Number of segments the window is split into.
+    pub const fn segments(&self, steps: usize) -> usize {
+        let (w, s) = self.resolve(steps);
+        if s == 0 {
+            0
+        } else {
+            w.div_ceil(s)
+        }
+    }
+}
+
+impl Spec {
+    /// Work-buffer length for [`loss_and_grad`] on `batch` sequences of `steps` steps.
+    pub const fn train_work_len(&self, batch: usize, steps: usize, bptt: Bptt) -> usize {
+        let (_, s) = bptt.resolve(steps);
+        self.tape_len(batch, steps, bptt)
+            + self.state_len(batch)
+            + 2 * s * batch * self.max_layer_input()
+            + 2 * batch * self.outputs
+    }
+
+    /// The part of [`train_work_len`](Spec::train_work_len) that holds the forward tape:
+    /// one segment's tape plus one checkpointed state per segment.
+    pub const fn tape_len(&self, batch: usize, steps: usize, bptt: Bptt) -> usize {
+        let (_, s) = bptt.resolve(steps);
+        self.segment_tape_len(batch, s) + bptt.segments(steps) * self.state_len(batch)
+    }
+}
+
+/// One training batch.
+#[derive(Clone, Copy, Debug)]
+pub struct Batch<'a> {
+    /// Input sequences, `[B][T]` ids or `[B][T][C]` values.
+    pub inputs: Sequences<'a>,
+    /// Targets matching the head.
+    pub targets: Targets<'a>,
+    /// Number of sequences `B`.
+    pub batch: usize,
+}
+
+/// Options of a training pass.
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct TrainOptions {
+    /// BPTT mode.
+    pub bptt: Bptt,
+    /// Divisor of the summed per-sample losses; 0 means the batch size (Keras's mean). Set it to
+    /// the full batch size when a batch is split across threads or accumulated sample by sample.
+    pub norm: usize,
+}
+
+/// Runs forward and backward over one batch.
+///
+/// * `work` — at least [`Spec::train_work_len`]`(B, T, opts.bptt)` floats.
+/// * `grads` — [`Spec::param_count`] floats; the gradient of the returned loss is **added**.
+/// * `input_grad` — for channel input, `[B][T][C]`, overwritten with `∂loss/∂x` (zero outside
+///   the BPTT window). Token models get their input gradient in the embedding rows of `grads`.
+/// * `outputs` — `[B][K]`, receives the head's activated outputs (for metrics).
+///
+/// Returns the data loss (sum of per-sample losses / `norm`); add
+/// [`Penalties::add_loss_and_grad`](crate::penalty::Penalties::add_loss_and_grad) for L1/L2.
+///
+/// # Errors
+/// Wrong buffer lengths, ids or labels out of range, targets or inputs of the wrong kind.
+#[allow(clippy::too_many_arguments)]
+pub fn loss_and_grad(
+    spec: &Spec,
+    params: &[f32],
+    batch: &Batch<'_>,
+    opts: &TrainOptions,
+    work: &mut [f32],
+    grads: &mut [f32],
+    input_grad: Option<&mut [f32]>,
+    outputs: Option<&mut [f32]>,
+) -> Result<f32, Error> {
+    let b = batch.batch;
+    let input = batch.inputs;
+    let steps = check_input(spec, &input, b)?;
+    let p = spec.param_count();
+    check_len("parameters", p, params.len())?;
+    check_len("gradients", p, grads.len())?;
+    let k = spec.outputs;
+    if let Some(o) = outputs.as_deref() {
+        check_len("outputs", b * k, o.len())?;
+    }
+    let mut input_grad = input_grad;
+    if let Some(ig) = input_grad.as_deref_mut() {
+        if matches!(spec.input, InputKind::Tokens { .. }) {
+            return Err(Error::InvalidArgument(
+                "token input has no input gradient; its embedding gradient is in `grads`",
+            ));
+        }
+        check_len("input gradient", input.len(), ig.len())?;
+        ig.fill(0.0);
+    }
+    let bptt = opts.bptt;
+    check_min_len("work", spec.train_work_len(b, steps, bptt), work.len())?;
+    let norm = if opts.norm == 0 { b } else { opts.norm } as f32;
+    let (w, s) = bptt.resolve(steps);
+    let nseg = bptt.segments(steps);
+    let state_len = spec.state_len(b);
+    let dx_len = s * b * spec.max_layer_input();
+
+    let (tape, rest) = work.split_at_mut(spec.segment_tape_len(b, s));
+    let (ckpt, rest) = rest.split_at_mut(nseg * state_len);
+    let (carry, rest) = rest.split_at_mut(state_len);
+    let (dx_a, rest) = rest.split_at_mut(dx_len);
+    let (dx_b, rest) = rest.split_at_mut(dx_len);
+    let (logits, rest) = rest.split_at_mut(b * k);
+    let dlogits = &mut rest[..b * k];
+    let layout = TapeLayout { batch: b, cap: s };
+
+    // Forward: untaped prefix, then the window, checkpointing each segment's starting state.
+    carry.fill(0.0);
+    layout.transfer_state(spec, tape, carry, 0, true);
+    let start = steps - w;
+    let mut t0 = 0;
+    while t0 < start {
+        let n = s.min(start - t0);
+        run_chunk(spec, params, &input, steps, &layout, t0, n, tape);
+        layout.copy_slot(spec, tape, n, 0);
+        t0 += n;
+    }
+    let seg = |j: usize| {
+        let t0 = start + j * s;
+        (t0, s.min(steps - t0))
+    };
+    for j in 0..nseg {
+        let (t0, n) = seg(j);
+        layout.transfer_state(spec, tape, &mut ckpt[j * state_len..(j + 1) * state_len], 0, false);
+        run_chunk(spec, params, &input, steps, &layout, t0, n, tape);
+        if j + 1 < nseg {
+            layout.copy_slot(spec, tape, n, 0);
+        }
+    }
+
+    // Head and loss.
+    let top = spec.layers - 1;
+    let ht = spec.top_units();
+    let (_, last_n) = seg(nseg - 1);
+    let hs = layout.h_start(spec, top) + last_n * b * ht;
+    let h_last = &tape[hs..hs + b * ht];
+    head_logits(spec, params, h_last, b, logits);
+    if let Some(o) = outputs {
+        o.copy_from_slice(logits);
+        activate(spec.head, k, o);
+    }
+    let loss = loss::loss_and_grad(spec.head, k, b, logits, batch.targets, norm, dlogits)?;
+    let (dk, db) = grads[spec.dense_kernel_offset()..p].split_at_mut(ht * k);
+    gemm_tn(ht, k, b, h_last, dlogits, dk);
+    add_column_sums(b, k, dlogits, db);
+    carry.fill(0.0);
+    let wk = &params[spec.dense_kernel_offset()..spec.dense_bias_offset()];
+    let top_off = spec.state_offset(top, b);
+    gemm_nt(b, ht, k, dlogits, wk, &mut carry[top_off..top_off + b * ht]);
+
+    // Backward, segment by segment from the last, each layer from the top.
+    let width = spec.input_width();
+    let need_dx0 = matches!(input, Sequences::Tokens(_)) || input_grad.is_some();
+    let (mut cur, mut next) = (dx_a, dx_b);
+    for j in (0..nseg).rev() {
+        let (t0, n) = seg(j);
+        if j + 1 < nseg {
+            layout.transfer_state(spec, tape, &mut ckpt[j * state_len..(j + 1) * state_len], 0, true);
+            run_chunk(spec, params, &input, steps, &layout, t0, n, tape);
+        }
+        for l in (0..spec.layers).rev() {
+            let h = spec.units[l];
+            let d = Dims { input: spec.layer_input(l), units: h, batch: b, steps: n };
+            let wts = layer_weights(spec, params, l);
+            let (x, mut lt) = layout.split(spec, l, n, tape);
+            let (gk, rest) = grads[spec.kernel_offset(l)..spec.bias_offset(l) + 4 * h]
+                .split_at_mut(d.input * 4 * h);
+            let (gr, gb) = rest.split_at_mut(h * 4 * h);
+            let mut g = Grads { kernel: gk, recurrent: gr, bias: gb };
+            let co = spec.state_offset(l, b);
+            let (cdh, cdc) = carry[co..co + 2 * b * h].split_at_mut(b * h);
+            let dh_seq = if l == top { None } else { Some(&cur[..n * b * h]) };
+            let dx = if l > 0 || need_dx0 { Some(&mut next[..n * b * d.input]) } else { None };
+            lstm::backward_unchecked(&d, &wts, x, &mut lt, dh_seq, cdh, cdc, &mut g, dx);
+            core::mem::swap(&mut cur, &mut next);
+        }
+        // `cur` now holds layer 0's input gradient for this segment.
+        match input {
+            Sequences::Tokens(ids) => {
+                for t in 0..n {
+                    for r in 0..b {
+                        let id = ids[r * steps + t0 + t] as usize;
+                        let src = &cur[(t * b + r) * width..(t * b + r + 1) * width];
+                        let dst = &mut grads[id * width..(id + 1) * width];
+                        for (o, v) in dst.iter_mut().zip(src) {
+                            *o += v;
+                        }
+                    }
+                }
+            }
+            Sequences::Values(_) => {
+                if let Some(ig) = input_grad.as_deref_mut() {
+                    for t in 0..n {
+                        for r in 0..b {
+                            let at = (r * steps + t0 + t) * width;
+                            ig[at..at + width]
+                                .copy_from_slice(&cur[(t * b + r) * width..(t * b + r + 1) * width]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(loss)
+}
