@@ -13,10 +13,16 @@
 //! product and an outer-product update, so the device and the host share one copy of the math.
 //!
 //! **Order contract.** Each output element is computed by the same sequence of floating-point
-//! operations whatever the number of rows `m` and whatever row it is in: [`gemm_nn`] and
-//! [`gemm_tn`] add the products into `C` one `k` at a time in increasing `k`, and [`gemm_nt`]
-//! adds one [`dot`] per element. That is what makes a streaming forward pass (one time step per
-//! call) bit-identical to a full-sequence pass (all time steps' input projections in one call).
+//! operations whatever the number of rows `m` and whatever row it is in: [`gemm_nn`] adds the
+//! products into `C` one `k` at a time in increasing `k`, and [`gemm_nt`] adds one [`dot`] per
+//! element. That is what makes a streaming forward pass (one time step per call) bit-identical
+//! to a full-sequence pass (all time steps' input projections in one call).
+//!
+//! [`gemm_tn`] and [`add_column_sums`] reduce over rows that are time steps in the backward
+//! pass, and they visit them **last row first**. BPTT walks time backwards, so a gradient
+//! summed over one whole sequence and the same gradient summed segment by segment (the
+//! recomputing mode, last segment first) add the same terms in the same order: both modes
+//! give the same bits.
 //!
 //! Every kernel has a plain scalar twin in [`reference`], which the property tests compare
 //! against over odd lengths.
@@ -109,7 +115,8 @@ pub fn gemm_nt(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]
     }
 }
 
-/// `C[m][n] += A[k][m]ᵀ · B[k][n]`: a sum of `k` outer products, added in increasing `k`.
+/// `C[m][n] += A[k][m]ᵀ · B[k][n]`: a sum of `k` outer products, added in **decreasing** `k`
+/// (see the order contract).
 pub fn gemm_tn(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
     if m == 0 || n == 0 {
         return;
@@ -117,20 +124,20 @@ pub fn gemm_tn(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]
     let a = &a[..k * m];
     let b = &b[..k * n];
     let c = &mut c[..m * n];
-    for (ap, bp) in a.chunks_exact(m).zip(b.chunks_exact(n)) {
+    for (ap, bp) in a.chunks_exact(m).rev().zip(b.chunks_exact(n).rev()) {
         for (ci, &api) in c.chunks_exact_mut(n).zip(ap) {
             axpy(api, bp, ci);
         }
     }
 }
 
-/// `out[j] += Σ_r x[r][j]` over `rows` rows of `cols` columns (bias gradients).
+/// `out[j] += Σ_r x[r][j]` over `rows` rows of `cols` columns (bias gradients), last row first.
 pub fn add_column_sums(rows: usize, cols: usize, x: &[f32], out: &mut [f32]) {
     if cols == 0 {
         return;
     }
     let out = &mut out[..cols];
-    for row in x[..rows * cols].chunks_exact(cols) {
+    for row in x[..rows * cols].chunks_exact(cols).rev() {
         for (o, v) in out.iter_mut().zip(row) {
             *o += v;
         }
@@ -179,20 +186,20 @@ pub mod reference {
         }
     }
 
-    /// `C[m][n] += A[k][m]ᵀ · B[k][n]`, in increasing `k`.
+    /// `C[m][n] += A[k][m]ᵀ · B[k][n]`, in decreasing `k`.
     pub fn gemm_tn(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
         for i in 0..m {
             for j in 0..n {
-                for p in 0..k {
+                for p in (0..k).rev() {
                     c[i * n + j] += a[p * m + i] * b[p * n + j];
                 }
             }
         }
     }
 
-    /// `out[j] += Σ_r x[r][j]`.
+    /// `out[j] += Σ_r x[r][j]`, last row first.
     pub fn add_column_sums(rows: usize, cols: usize, x: &[f32], out: &mut [f32]) {
-        for r in 0..rows {
+        for r in (0..rows).rev() {
             for j in 0..cols {
                 out[j] += x[r * cols + j];
             }

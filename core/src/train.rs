@@ -261,8 +261,9 @@ pub fn loss_and_grad(
         // `cur` now holds layer 0's input gradient for this segment.
         match input {
             Sequences::Tokens(ids) => {
-                for t in 0..n {
-                    for r in 0..b {
+                // Last step first, like every other reduction over time (bit-identical modes).
+                for t in (0..n).rev() {
+                    for r in (0..b).rev() {
                         let id = ids[r * steps + t0 + t] as usize;
                         let src = &cur[(t * b + r) * width..(t * b + r + 1) * width];
                         let dst = &mut grads[id * width..(id + 1) * width];
