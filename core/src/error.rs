@@ -18,6 +18,8 @@ pub enum SpecError {
     Units,
     /// Output count is 0, above [`MAX_DIM`](crate::spec::MAX_DIM), or a softmax head has fewer than 2 outputs.
     Outputs,
+    /// The parameter count exceeds [`MAX_PARAMS`](crate::spec::MAX_PARAMS).
+    TooLarge,
 }
 
 impl fmt::Display for SpecError {
@@ -30,6 +32,7 @@ impl fmt::Display for SpecError {
             SpecError::Outputs => {
                 "the Dense head needs between 1 and 4096 outputs (at least 2 for softmax)"
             }
+            SpecError::TooLarge => "the model has more than 2^28 parameters",
         })
     }
 }

@@ -24,7 +24,7 @@
 //! recomputing mode, last segment first) add the same terms in the same order: both modes
 //! give the same bits.
 //!
-//! Every kernel has a plain scalar twin in [`reference`], which the property tests compare
+//! Every kernel has a plain scalar twin in [`mod@reference`], which the property tests compare
 //! against over odd lengths.
 //!
 //! # Panics

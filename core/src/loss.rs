@@ -41,7 +41,7 @@ pub fn loss_and_grad(
     let k = outputs;
     check_len("logits", batch * k, logits.len())?;
     check_len("logit gradient", batch * k, dlogits.len())?;
-    if !(norm > 0.0) {
+    if norm.is_nan() || norm <= 0.0 {
         return Err(Error::InvalidArgument("loss normaliser must be positive"));
     }
     let mut total = 0.0f32;

@@ -37,12 +37,18 @@ pub const MAX_TENSORS: usize = 1 + 3 * MAX_LAYERS + 2;
 
 /// Largest value accepted for any single dimension (units, channels, embedding size, outputs).
 ///
-/// Bounding every dimension keeps every size computed from a validated spec far below `usize::MAX`
-/// on 32-bit targets, so no size computation can overflow.
+/// Together with [`MAX_PARAMS`], bounding every dimension keeps every size computed from a
+/// validated spec far below `usize::MAX` on 32-bit targets.
 pub const MAX_DIM: usize = 4096;
 
 /// Largest vocabulary accepted for token input.
 pub const MAX_VOCAB: usize = 1 << 22;
+
+/// Largest parameter count a valid spec may have (2²⁸ floats, 1 GiB).
+///
+/// [`Spec::validate`] checks the count in 64-bit arithmetic, so every size computed from a
+/// valid spec (`param_count`, offsets) fits a 32-bit `usize` without overflow.
+pub const MAX_PARAMS: usize = 1 << 28;
 
 /// What the model reads at each time step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -215,6 +221,21 @@ impl Spec {
         }
         if matches!(self.head, Head::Softmax) && self.outputs < 2 {
             return Err(SpecError::Outputs);
+        }
+        // Every factor is bounded above, so this u64 sum cannot overflow.
+        let mut n = self.outputs as u64 * (self.units[self.layers - 1] as u64 + 1);
+        if let InputKind::Tokens { vocab, embed } = self.input {
+            n += vocab as u64 * embed as u64;
+        }
+        let mut l = 0;
+        while l < self.layers {
+            let h = self.units[l] as u64;
+            let i = if l == 0 { self.input_width() as u64 } else { self.units[l - 1] as u64 };
+            n += 4 * h * (i + h + 1);
+            l += 1;
+        }
+        if n > MAX_PARAMS as u64 {
+            return Err(SpecError::TooLarge);
         }
         Ok(())
     }
