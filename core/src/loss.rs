@@ -51,7 +51,9 @@ pub fn loss_and_grad(
             if let Some(index) = labels.iter().position(|&l| l as usize >= k) {
                 return Err(Error::LabelOutOfRange { index, label: labels[index] });
             }
-            for ((x, d), &label) in logits.chunks_exact(k).zip(dlogits.chunks_exact_mut(k)).zip(labels) {
+            for ((x, d), &label) in
+                logits.chunks_exact(k).zip(dlogits.chunks_exact_mut(k)).zip(labels)
+            {
                 let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                 let mut sum = 0.0f32;
                 for (di, xi) in d.iter_mut().zip(x) {
@@ -69,7 +71,9 @@ pub fn loss_and_grad(
         (Head::Sigmoid, Targets::Values(y)) => {
             check_len("targets", batch * k, y.len())?;
             let scale = 1.0 / (k as f32 * norm);
-            for ((x, d), t) in logits.chunks_exact(k).zip(dlogits.chunks_exact_mut(k)).zip(y.chunks_exact(k)) {
+            for ((x, d), t) in
+                logits.chunks_exact(k).zip(dlogits.chunks_exact_mut(k)).zip(y.chunks_exact(k))
+            {
                 let mut sample = 0.0f32;
                 for ((&xi, di), &yi) in x.iter().zip(d.iter_mut()).zip(t) {
                     sample += xi.max(0.0) - xi * yi + ln_1p(exp(-xi.abs()));
@@ -81,7 +85,9 @@ pub fn loss_and_grad(
         (Head::Linear, Targets::Values(y)) => {
             check_len("targets", batch * k, y.len())?;
             let scale = 2.0 / (k as f32 * norm);
-            for ((x, d), t) in logits.chunks_exact(k).zip(dlogits.chunks_exact_mut(k)).zip(y.chunks_exact(k)) {
+            for ((x, d), t) in
+                logits.chunks_exact(k).zip(dlogits.chunks_exact_mut(k)).zip(y.chunks_exact(k))
+            {
                 let mut sample = 0.0f32;
                 for ((&xi, di), &yi) in x.iter().zip(d.iter_mut()).zip(t) {
                     let e = xi - yi;

@@ -64,7 +64,11 @@ impl Sequences<'_> {
 }
 
 /// Checks the input against the spec and returns the number of time steps `T`.
-pub(crate) fn check_input(spec: &Spec, input: &Sequences<'_>, batch: usize) -> Result<usize, Error> {
+pub(crate) fn check_input(
+    spec: &Spec,
+    input: &Sequences<'_>,
+    batch: usize,
+) -> Result<usize, Error> {
     spec.validate()?;
     if batch == 0 {
         return Err(Error::InvalidArgument("batch size must be at least 1"));
@@ -195,11 +199,7 @@ pub(crate) fn layer_weights<'a>(spec: &Spec, params: &'a [f32], l: usize) -> Wei
     let k = spec.kernel_offset(l);
     let r = spec.recurrent_offset(l);
     let b = spec.bias_offset(l);
-    Weights {
-        kernel: &params[k..r],
-        recurrent: &params[r..b],
-        bias: &params[b..b + 4 * h],
-    }
+    Weights { kernel: &params[k..r], recurrent: &params[r..b], bias: &params[b..b + 4 * h] }
 }
 
 /// Writes the layer-0 input of steps `t0..t0+s` time-major into `xin [s][B][I_0]`.

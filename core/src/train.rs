@@ -41,8 +41,8 @@ use crate::error::{check_len, check_min_len, Error};
 use crate::kernels::{add_column_sums, gemm_nt, gemm_tn};
 use crate::loss::{self, Targets};
 use crate::lstm::{self, Dims, Grads};
-use crate::model::{activate, check_input, head_logits, layer_weights, run_chunk, TapeLayout};
 use crate::model::Sequences;
+use crate::model::{activate, check_input, head_logits, layer_weights, run_chunk, TapeLayout};
 use crate::spec::{InputKind, Spec};
 
 /// How backpropagation through time runs (see the module docs).
@@ -239,7 +239,13 @@ pub fn loss_and_grad(
     for j in (0..nseg).rev() {
         let (t0, n) = seg(j);
         if j + 1 < nseg {
-            layout.transfer_state(spec, tape, &mut ckpt[j * state_len..(j + 1) * state_len], 0, true);
+            layout.transfer_state(
+                spec,
+                tape,
+                &mut ckpt[j * state_len..(j + 1) * state_len],
+                0,
+                true,
+            );
             run_chunk(spec, params, &input, steps, &layout, t0, n, tape);
         }
         for l in (0..spec.layers).rev() {
@@ -278,8 +284,9 @@ pub fn loss_and_grad(
                     for t in 0..n {
                         for r in 0..b {
                             let at = (r * steps + t0 + t) * width;
-                            ig[at..at + width]
-                                .copy_from_slice(&cur[(t * b + r) * width..(t * b + r + 1) * width]);
+                            ig[at..at + width].copy_from_slice(
+                                &cur[(t * b + r) * width..(t * b + r + 1) * width],
+                            );
                         }
                     }
                 }

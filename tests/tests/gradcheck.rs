@@ -56,7 +56,9 @@ fn data(c: &Case) -> Data {
     let (b, t, k) = (c.batch, c.steps, c.spec.outputs);
     let mut d = Data { tokens: vec![], values: vec![], classes: vec![], targets: vec![] };
     match c.spec.input {
-        InputKind::Tokens { vocab, .. } => d.tokens = (0..b * t).map(|_| r.below(vocab) as u32).collect(),
+        InputKind::Tokens { vocab, .. } => {
+            d.tokens = (0..b * t).map(|_| r.below(vocab) as u32).collect()
+        }
         InputKind::Channels(ch) => d.values = (0..b * t * ch).map(|_| r.next()).collect(),
     }
     match c.spec.head {

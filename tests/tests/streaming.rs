@@ -24,7 +24,9 @@ fn input(spec: &Spec, b: usize, t: usize, seed: u32) -> (Vec<u32>, Vec<f32>) {
         s
     };
     match spec.input {
-        InputKind::Tokens { vocab, .. } => ((0..b * t).map(|_| next() % vocab as u32).collect(), vec![]),
+        InputKind::Tokens { vocab, .. } => {
+            ((0..b * t).map(|_| next() % vocab as u32).collect(), vec![])
+        }
         InputKind::Channels(c) => {
             (vec![], (0..b * t * c).map(|_| (next() % 2001) as f32 / 1000.0 - 1.0).collect())
         }
@@ -121,8 +123,15 @@ fn pre_padded_tokens_go_through_embedding_row_zero() {
     init_params(&spec, 3, &mut params).unwrap();
     let mut work = vec![0.0; spec.forward_work_len(1, 8)];
     let (mut padded, mut unpadded) = ([0.0f32], [0.0f32]);
-    model::forward(&spec, &params, Sequences::Tokens(&[0, 0, 0, 4, 5, 6]), 1, &mut work, &mut padded)
-        .unwrap();
+    model::forward(
+        &spec,
+        &params,
+        Sequences::Tokens(&[0, 0, 0, 4, 5, 6]),
+        1,
+        &mut work,
+        &mut padded,
+    )
+    .unwrap();
     model::forward(&spec, &params, Sequences::Tokens(&[4, 5, 6]), 1, &mut work, &mut unpadded)
         .unwrap();
     assert_ne!(padded[0], unpadded[0]);
@@ -145,7 +154,8 @@ fn bad_inputs_are_errors_not_panics() {
     let params = vec![0.0; spec.param_count()];
     let mut work = vec![0.0; spec.forward_work_len(2, 3)];
     let mut out = [0.0f32; 2];
-    let e = model::forward(&spec, &params, Sequences::Tokens(&[1, 2, 10, 3]), 2, &mut work, &mut out);
+    let e =
+        model::forward(&spec, &params, Sequences::Tokens(&[1, 2, 10, 3]), 2, &mut work, &mut out);
     assert_eq!(e, Err(Error::TokenOutOfRange { index: 2, token: 10 }));
     let e = model::forward(&spec, &params, Sequences::Values(&[0.0; 4]), 2, &mut work, &mut out);
     assert_eq!(e, Err(Error::InputKind));
@@ -168,13 +178,18 @@ fn bad_inputs_are_errors_not_panics() {
     let x = [0.0f32; 2 * 2 * 2];
     let mut w = vec![0.0; sm.train_work_len(2, 2, Bptt::FULL)];
     let opts = TrainOptions::default();
-    let bad_label = Batch { inputs: Sequences::Values(&x), targets: Targets::Classes(&[0, 3]), batch: 2 };
+    let bad_label =
+        Batch { inputs: Sequences::Values(&x), targets: Targets::Classes(&[0, 3]), batch: 2 };
     assert_eq!(
         loss_and_grad(&sm, &p, &bad_label, &opts, &mut w, &mut g, None, None),
         Err(Error::LabelOutOfRange { index: 1, label: 3 })
     );
-    let wrong_kind = Batch { inputs: Sequences::Values(&x), targets: Targets::Values(&[0.0; 6]), batch: 2 };
-    assert_eq!(loss_and_grad(&sm, &p, &wrong_kind, &opts, &mut w, &mut g, None, None), Err(Error::TargetKind));
+    let wrong_kind =
+        Batch { inputs: Sequences::Values(&x), targets: Targets::Values(&[0.0; 6]), batch: 2 };
+    assert_eq!(
+        loss_and_grad(&sm, &p, &wrong_kind, &opts, &mut w, &mut g, None, None),
+        Err(Error::TargetKind)
+    );
     let ok = Batch { inputs: Sequences::Values(&x), targets: Targets::Classes(&[0, 2]), batch: 2 };
     let short = w.len() - 1;
     assert!(matches!(

@@ -34,7 +34,13 @@ impl Worst {
 
 /// Asserts every element is within `tol`, naming the first offender; returns the worst errors.
 pub fn assert_close(what: &str, actual: &[f32], expected: &[f32], tol: Tolerance) -> Worst {
-    assert_eq!(actual.len(), expected.len(), "{what}: length {} vs {}", actual.len(), expected.len());
+    assert_eq!(
+        actual.len(),
+        expected.len(),
+        "{what}: length {} vs {}",
+        actual.len(),
+        expected.len()
+    );
     let mut worst = Worst::default();
     for (i, (&a, &b)) in actual.iter().zip(expected).enumerate() {
         let (a, b) = (a as f64, b as f64);

@@ -1,0 +1,880 @@
+//! Loading labelled samples from CSV files into a [`Dataset`].
+//!
+//! Two formats (those of the shared datasets):
+//!
+//! * **Text CSV** ([`load_text_csv`]): a label column and a text column, header `label,text`
+//!   by default. RFC 4180 quoting (quoted fields may hold commas, doubled quotes and newlines),
+//!   UTF-8. Columns are chosen by 0-based index or by header name ([`TextCsvOptions`]).
+//! * **Sequence CSV** ([`load_sequence_csv`]): no header (unless told), one sample per row: the
+//!   label, then `T × C` values flattened **timestep-major** (`t0c0, t0c1, …, t0c(C−1), t1c0, …`)
+//!   for a given channel count `C`. Rows may differ in length (variable `T`): `T = (fields − 1) /
+//!   C` must be a whole number ≥ 1.
+//!
+//! Both accept a UTF-8 byte-order mark and CRLF, LF or CR line ends; blank lines are skipped.
+//! Numbers may have surrounding spaces. Values are parsed as `f64` and rounded to `f32` (as NumPy
+//! does when a float64 array from `pandas`/`numpy.loadtxt` is cast to float32); a value that is
+//! NaN, infinite or outside the `f32` range is an error. Class labels are non-negative integers
+//! (`0..K`); with [`LabelKind::Real`] the label is a finite real number (regression).
+//!
+//! Every error names the file, the 1-based line (as an editor counts them; a header is line 1;
+//! for a record with quoted newlines, the line where it starts) and the 1-based field number,
+//! with the column's name when known (header name, `label`, or `t{t} c{c}` for a value), and
+//! quotes the offending text (cut to 40 characters). Loading never panics on any input.
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// How long a quoted offending value may be in an error message before it is cut.
+const QUOTE_MAX_CHARS: usize = 40;
+
+/// A column chosen by 0-based position or by header name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Column {
+    /// 0-based position (field 1 is index 0).
+    Index(usize),
+    /// Name in the header row (a header is then required).
+    Name(String),
+}
+
+impl fmt::Display for Column {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Column::Index(i) => write!(f, "field {}", i + 1),
+            Column::Name(n) => write!(f, "column {n:?}"),
+        }
+    }
+}
+
+/// What the label column holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LabelKind {
+    /// A class index, a non-negative integer (classification).
+    #[default]
+    Class,
+    /// A finite real number (regression).
+    Real,
+}
+
+/// How to read a text CSV.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TextCsvOptions {
+    /// The label column (default: the first field).
+    pub label_column: Column,
+    /// The text column (default: the second field).
+    pub text_column: Column,
+    /// Whether line 1 is a header. `None`: detect — a header is assumed when a column is given
+    /// by name, or when no field of the first record is a number (so `label,text` is a header
+    /// and `0,hello` is data).
+    pub has_header: Option<bool>,
+    /// Class labels or real-valued targets.
+    pub labels: LabelKind,
+    /// Number of classes `K`, when known: labels must be `< K` and every class must occur.
+    pub num_classes: Option<u32>,
+}
+
+impl Default for TextCsvOptions {
+    fn default() -> Self {
+        Self {
+            label_column: Column::Index(0),
+            text_column: Column::Index(1),
+            has_header: None,
+            labels: LabelKind::Class,
+            num_classes: None,
+        }
+    }
+}
+
+/// How to read a sequence CSV.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SequenceCsvOptions {
+    /// Values per timestep, `C ≥ 1`.
+    pub channels: usize,
+    /// Whether line 1 is a header. Default `Some(false)` (the format has none); `None`: detect
+    /// (a header when no field of the first record is a number).
+    #[serde(default = "no_header")]
+    pub has_header: Option<bool>,
+    /// Class labels or real-valued targets.
+    #[serde(default)]
+    pub labels: LabelKind,
+    /// Number of classes `K`, when known: labels must be `< K` and every class must occur.
+    #[serde(default)]
+    pub num_classes: Option<u32>,
+}
+
+fn no_header() -> Option<bool> {
+    Some(false)
+}
+
+impl SequenceCsvOptions {
+    /// Options for `channels` values per timestep, no header, class labels.
+    pub fn new(channels: usize) -> Self {
+        Self { channels, has_header: Some(false), labels: LabelKind::Class, num_classes: None }
+    }
+}
+
+/// The target of one sample.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum Label {
+    /// Class index.
+    Class(u32),
+    /// Real-valued target.
+    Real(f32),
+}
+
+impl Label {
+    /// The class index, for a class label.
+    pub fn class(self) -> Option<u32> {
+        match self {
+            Label::Class(c) => Some(c),
+            Label::Real(_) => None,
+        }
+    }
+
+    /// The label as a number (the class index as `f32` for a class label).
+    pub fn value(self) -> f32 {
+        match self {
+            Label::Class(c) => c as f32,
+            Label::Real(v) => v,
+        }
+    }
+}
+
+/// The input of one sample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Features {
+    /// Raw text, to be tokenized.
+    Text(String),
+    /// `steps × channels` values, timestep-major.
+    Values {
+        /// Number of timesteps `T`.
+        steps: usize,
+        /// The values, `T × C` of them.
+        values: Vec<f32>,
+    },
+}
+
+/// One labelled sample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// 1-based line of the file where the sample's record starts.
+    pub line: u64,
+    /// Its target.
+    pub label: Label,
+    /// Its input.
+    pub features: Features,
+}
+
+impl Sample {
+    /// The text, for a text sample.
+    pub fn text(&self) -> Option<&str> {
+        match &self.features {
+            Features::Text(t) => Some(t),
+            Features::Values { .. } => None,
+        }
+    }
+
+    /// The values (timestep-major), for a sequence sample.
+    pub fn values(&self) -> Option<&[f32]> {
+        match &self.features {
+            Features::Values { values, .. } => Some(values),
+            Features::Text(_) => None,
+        }
+    }
+
+    /// Mutable values (timestep-major), for a sequence sample.
+    pub fn values_mut(&mut self) -> Option<&mut [f32]> {
+        match &mut self.features {
+            Features::Values { values, .. } => Some(values),
+            Features::Text(_) => None,
+        }
+    }
+
+    /// Number of timesteps, for a sequence sample.
+    pub fn steps(&self) -> Option<usize> {
+        match &self.features {
+            Features::Values { steps, .. } => Some(*steps),
+            Features::Text(_) => None,
+        }
+    }
+}
+
+/// What kind of samples a [`Dataset`] holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DatasetKind {
+    /// Texts.
+    Text,
+    /// Real-valued sequences of this many channels.
+    Sequence {
+        /// Values per timestep.
+        channels: usize,
+    },
+}
+
+/// Samples loaded from one file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dataset {
+    /// The file they came from.
+    pub source: PathBuf,
+    /// Texts or sequences.
+    pub kind: DatasetKind,
+    /// Number of classes, when given at loading.
+    pub declared_classes: Option<u32>,
+    /// 1-based field number of the label column in the source file.
+    pub label_field: usize,
+    /// Name of the label column (the header's, else `label`).
+    pub label_name: String,
+    /// The samples in file order.
+    pub samples: Vec<Sample>,
+}
+
+impl Dataset {
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    /// Whether there are no samples.
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
+    /// Channels per timestep, for sequence data.
+    pub fn channels(&self) -> Option<usize> {
+        match self.kind {
+            DatasetKind::Sequence { channels } => Some(channels),
+            DatasetKind::Text => None,
+        }
+    }
+
+    /// The class label of every sample, or `None` when the labels are real numbers.
+    pub fn class_labels(&self) -> Option<Vec<u32>> {
+        self.samples.iter().map(|s| s.label.class()).collect()
+    }
+
+    /// The number of classes: the declared count, else the largest class label + 1 (0 for
+    /// real-valued labels or no samples).
+    pub fn num_classes(&self) -> usize {
+        if let Some(k) = self.declared_classes {
+            return k as usize;
+        }
+        self.samples.iter().filter_map(|s| s.label.class()).max().map_or(0, |m| m as usize + 1)
+    }
+
+    /// Samples per class, indexed by class (length [`num_classes`](Self::num_classes)).
+    pub fn class_counts(&self) -> Vec<usize> {
+        let mut counts = vec![0; self.num_classes()];
+        for c in self.samples.iter().filter_map(|s| s.label.class()) {
+            if let Some(n) = counts.get_mut(c as usize) {
+                *n += 1;
+            }
+        }
+        counts
+    }
+
+    /// Shortest and longest sequence (in timesteps), for non-empty sequence data.
+    pub fn steps_range(&self) -> Option<(usize, usize)> {
+        let mut it = self.samples.iter().filter_map(Sample::steps);
+        let first = it.next()?;
+        Some(it.fold((first, first), |(lo, hi), t| (lo.min(t), hi.max(t))))
+    }
+
+    /// The texts, for text data.
+    pub fn texts(&self) -> impl Iterator<Item = &str> {
+        self.samples.iter().filter_map(Sample::text)
+    }
+
+    /// A new dataset with the samples at `indices`, in that order; `None` if an index is out of
+    /// range.
+    pub fn subset(&self, indices: &[usize]) -> Option<Dataset> {
+        let samples =
+            indices.iter().map(|&i| self.samples.get(i).cloned()).collect::<Option<_>>()?;
+        Some(Dataset {
+            source: self.source.clone(),
+            kind: self.kind,
+            declared_classes: self.declared_classes,
+            label_field: self.label_field,
+            label_name: self.label_name.clone(),
+            samples,
+        })
+    }
+
+    /// Checks that every class label is `< num_classes` and, when `require_all`, that every class
+    /// has at least one sample. Real-valued labels always pass.
+    pub fn check_classes(&self, num_classes: u32, require_all: bool) -> Result<(), DataError> {
+        let mut seen = vec![false; num_classes as usize];
+        for s in &self.samples {
+            let Some(c) = s.label.class() else { return Ok(()) };
+            match seen.get_mut(c as usize) {
+                Some(b) => *b = true,
+                None => {
+                    return Err(DataError::LabelOutOfRange {
+                        at: self.label_location(Some(s.line)),
+                        label: c,
+                        num_classes,
+                    });
+                }
+            }
+        }
+        if require_all {
+            if let Some(class) = seen.iter().position(|b| !b) {
+                return Err(DataError::EmptyClass {
+                    at: self.label_location(None),
+                    class: class as u32,
+                    num_classes,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn label_location(&self, line: Option<u64>) -> Box<Location> {
+        Box::new(Location {
+            path: self.source.clone(),
+            line,
+            field: Some(self.label_field),
+            name: Some(self.label_name.clone()),
+        })
+    }
+}
+
+/// Where in a file an error is: path, 1-based line, 1-based field and the column's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// The file.
+    pub path: PathBuf,
+    /// 1-based line (the header is line 1), when the error is about one record.
+    pub line: Option<u64>,
+    /// 1-based field number, when the error is about one field.
+    pub field: Option<usize>,
+    /// The column's name (from the header, `label`, or `t{t} c{c}`), when known.
+    pub name: Option<String>,
+}
+
+impl Location {
+    fn line(path: &Path, line: u64) -> Box<Self> {
+        Box::new(Self { path: path.to_owned(), line: Some(line), field: None, name: None })
+    }
+
+    fn field(path: &Path, line: u64, field: usize, name: Option<String>) -> Box<Self> {
+        Box::new(Self { path: path.to_owned(), line: Some(line), field: Some(field), name })
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        if let Some(line) = self.line {
+            write!(f, ": line {line}")?;
+        }
+        if let Some(field) = self.field {
+            write!(f, ", field {field}")?;
+        }
+        if let Some(name) = &self.name {
+            write!(f, " ({name})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a data file could not be loaded. Every variant names the file; those about a record or a
+/// field carry its [`Location`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DataError {
+    /// The file does not exist.
+    #[error("{}: file not found", path.display())]
+    NotFound {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file exists but could not be read.
+    #[error("{}: cannot read: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The file is empty or holds only a header.
+    #[error("{}: no data rows{}", path.display(), if *header { " after the header (line 1)" } else { " (the file is empty)" })]
+    NoData {
+        /// The file.
+        path: PathBuf,
+        /// Whether a header was read.
+        header: bool,
+    },
+    /// The CSV reader failed.
+    #[error("{at}: malformed CSV: {message}")]
+    Csv {
+        /// Where.
+        at: Box<Location>,
+        /// The reader's message.
+        message: String,
+    },
+    /// A field is not valid UTF-8.
+    #[error("{at}: not valid UTF-8")]
+    InvalidUtf8 {
+        /// Where.
+        at: Box<Location>,
+    },
+    /// A record has the wrong number of fields.
+    #[error("{at}: expected {expected}, found {found} fields")]
+    Arity {
+        /// Where (line; field number = the count found).
+        at: Box<Location>,
+        /// What was expected, in words.
+        expected: String,
+        /// Number of fields found.
+        found: usize,
+    },
+    /// A column named in the options is not in the header, or an index is past the last field.
+    #[error("{at}: {column} not found (header: {header})")]
+    MissingColumn {
+        /// Where (line 1).
+        at: Box<Location>,
+        /// The column asked for.
+        column: Column,
+        /// The header fields, or the field count when there is no header.
+        header: String,
+    },
+    /// A value is not a number.
+    #[error("{at}: {text:?} is not a number")]
+    NotNumeric {
+        /// Where.
+        at: Box<Location>,
+        /// The offending text (cut to 40 characters).
+        text: String,
+    },
+    /// A value is NaN, infinite or outside the `f32` range.
+    #[error("{at}: {text:?} is not a finite 32-bit number (NaN, infinity or out of range)")]
+    NonFinite {
+        /// Where.
+        at: Box<Location>,
+        /// The offending text (cut to 40 characters).
+        text: String,
+    },
+    /// A class label is not a non-negative integer.
+    #[error("{at}: label {text:?} is not a non-negative integer")]
+    BadLabel {
+        /// Where.
+        at: Box<Location>,
+        /// The offending text (cut to 40 characters).
+        text: String,
+    },
+    /// A class label is not below the class count.
+    #[error("{at}: label {label} out of range for {num_classes} classes (0..={})", num_classes.saturating_sub(1))]
+    LabelOutOfRange {
+        /// Where.
+        at: Box<Location>,
+        /// The label.
+        label: u32,
+        /// The class count.
+        num_classes: u32,
+    },
+    /// A class has no sample.
+    #[error("{at}: class {class} has no samples ({num_classes} classes expected)")]
+    EmptyClass {
+        /// The file and the label column.
+        at: Box<Location>,
+        /// The missing class.
+        class: u32,
+        /// The class count.
+        num_classes: u32,
+    },
+    /// The options are invalid (e.g. zero channels).
+    #[error("{}: invalid options: {message}", path.display())]
+    BadOptions {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl DataError {
+    /// The file the error is about.
+    pub fn path(&self) -> &Path {
+        match self {
+            DataError::NotFound { path }
+            | DataError::Io { path, .. }
+            | DataError::NoData { path, .. }
+            | DataError::BadOptions { path, .. } => path,
+            DataError::Csv { at, .. }
+            | DataError::InvalidUtf8 { at }
+            | DataError::Arity { at, .. }
+            | DataError::MissingColumn { at, .. }
+            | DataError::NotNumeric { at, .. }
+            | DataError::NonFinite { at, .. }
+            | DataError::BadLabel { at, .. }
+            | DataError::LabelOutOfRange { at, .. }
+            | DataError::EmptyClass { at, .. } => &at.path,
+        }
+    }
+
+    /// Where in the file, for errors about a record or field.
+    pub fn location(&self) -> Option<&Location> {
+        match self {
+            DataError::Csv { at, .. }
+            | DataError::InvalidUtf8 { at }
+            | DataError::Arity { at, .. }
+            | DataError::MissingColumn { at, .. }
+            | DataError::NotNumeric { at, .. }
+            | DataError::NonFinite { at, .. }
+            | DataError::BadLabel { at, .. }
+            | DataError::LabelOutOfRange { at, .. }
+            | DataError::EmptyClass { at, .. } => Some(&**at),
+            _ => None,
+        }
+    }
+}
+
+/// Reads a whole file, mapping "not found" to [`DataError::NotFound`].
+fn read_file(path: &Path) -> Result<Vec<u8>, DataError> {
+    std::fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => DataError::NotFound { path: path.to_owned() },
+        _ => DataError::Io { path: path.to_owned(), source: e },
+    })
+}
+
+/// Loads a text CSV file (see the module docs).
+pub fn load_text_csv(
+    path: impl AsRef<Path>,
+    options: &TextCsvOptions,
+) -> Result<Dataset, DataError> {
+    let path = path.as_ref();
+    parse_text_csv(path, &read_file(path)?, options)
+}
+
+/// Loads a sequence CSV file (see the module docs).
+pub fn load_sequence_csv(
+    path: impl AsRef<Path>,
+    options: &SequenceCsvOptions,
+) -> Result<Dataset, DataError> {
+    let path = path.as_ref();
+    parse_sequence_csv(path, &read_file(path)?, options)
+}
+
+/// Reads CSV records from bytes (BOM stripped), yielding each record with its 1-based line.
+///
+/// Lines are counted here from the record's byte offset: the `csv` crate's own line numbers do
+/// not advance on CR-only line ends and lag by one after CRLF, and its byte offset of a record can
+/// point at the tail of the previous line end or at skipped blank lines.
+struct Records<'a> {
+    path: &'a Path,
+    bytes: &'a [u8],
+    reader: csv::Reader<&'a [u8]>,
+    record: csv::StringRecord,
+    /// Byte offset up to which line breaks have been counted, and the line number there.
+    scan: (usize, u64),
+}
+
+impl<'a> Records<'a> {
+    fn new(path: &'a Path, bytes: &'a [u8]) -> Self {
+        let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+        let reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(bytes);
+        Self { path, bytes, reader, record: csv::StringRecord::new(), scan: (0, 1) }
+    }
+
+    /// 1-based line of the record that the reader places at byte `offset`.
+    fn line_at(&mut self, offset: usize) -> u64 {
+        let mut start = offset.min(self.bytes.len());
+        while matches!(self.bytes.get(start), Some(b'\r' | b'\n')) {
+            start += 1;
+        }
+        let (mut pos, mut line) = self.scan;
+        if start < pos {
+            (pos, line) = (0, 1);
+        }
+        for i in pos..start {
+            match self.bytes[i] {
+                b'\n' => line += 1,
+                b'\r' if self.bytes.get(i + 1) != Some(&b'\n') => line += 1,
+                _ => {}
+            }
+        }
+        self.scan = (start, line);
+        line
+    }
+
+    /// The next record and its line, or `None` at the end.
+    fn next_record(&mut self) -> Result<Option<(u64, &csv::StringRecord)>, DataError> {
+        let before = self.reader.position().byte();
+        match self.reader.read_record(&mut self.record) {
+            Ok(false) => Ok(None),
+            Ok(true) => {
+                let byte = self.record.position().map_or(before, csv::Position::byte);
+                let line = self.line_at(usize::try_from(byte).unwrap_or(usize::MAX));
+                Ok(Some((line, &self.record)))
+            }
+            Err(e) => {
+                let byte = e.position().map_or(before, csv::Position::byte);
+                let line = self.line_at(usize::try_from(byte).unwrap_or(usize::MAX));
+                Err(self.csv_error(e, line))
+            }
+        }
+    }
+
+    fn csv_error(&self, e: csv::Error, line: u64) -> DataError {
+        match e.kind() {
+            csv::ErrorKind::Utf8 { err, .. } => DataError::InvalidUtf8 {
+                at: Location::field(self.path, line, err.field() + 1, None),
+            },
+            _ => DataError::Csv { at: Location::line(self.path, line), message: e.to_string() },
+        }
+    }
+}
+
+/// Cuts `text` to [`QUOTE_MAX_CHARS`] characters, marking the cut with `…`.
+fn quote(text: &str) -> String {
+    match text.char_indices().nth(QUOTE_MAX_CHARS) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_owned(),
+    }
+}
+
+fn is_number(s: &str) -> bool {
+    s.trim().parse::<f64>().is_ok()
+}
+
+fn detect_header(record: &csv::StringRecord) -> bool {
+    !record.iter().any(is_number)
+}
+
+/// Parses a finite `f32` (via `f64`).
+fn parse_value(text: &str, at: impl Fn() -> Box<Location>) -> Result<f32, DataError> {
+    let t = text.trim();
+    let v: f64 = t.parse().map_err(|_| DataError::NotNumeric { at: at(), text: quote(text) })?;
+    let f = v as f32;
+    if !f.is_finite() {
+        return Err(DataError::NonFinite { at: at(), text: quote(text) });
+    }
+    Ok(f)
+}
+
+fn parse_label(
+    text: &str,
+    kind: LabelKind,
+    num_classes: Option<u32>,
+    at: impl Fn() -> Box<Location>,
+) -> Result<Label, DataError> {
+    match kind {
+        LabelKind::Real => parse_value(text, at).map(Label::Real),
+        LabelKind::Class => {
+            let t = text.trim();
+            let c: u32 = if t.bytes().all(|b| b.is_ascii_digit()) && !t.is_empty() {
+                t.parse().map_err(|_| DataError::BadLabel { at: at(), text: quote(text) })?
+            } else {
+                return Err(DataError::BadLabel { at: at(), text: quote(text) });
+            };
+            if let Some(k) = num_classes {
+                if c >= k {
+                    return Err(DataError::LabelOutOfRange { at: at(), label: c, num_classes: k });
+                }
+            }
+            Ok(Label::Class(c))
+        }
+    }
+}
+
+/// Parses a text CSV held in memory; `path` is only used in errors and [`Dataset::source`].
+pub fn parse_text_csv(
+    path: &Path,
+    bytes: &[u8],
+    options: &TextCsvOptions,
+) -> Result<Dataset, DataError> {
+    if options.num_classes == Some(0) {
+        return Err(DataError::BadOptions {
+            path: path.to_owned(),
+            message: "the class count must be at least 1".into(),
+        });
+    }
+    let mut records = Records::new(path, bytes);
+    let Some((first_line, first)) = records.next_record()? else {
+        return Err(DataError::NoData { path: path.to_owned(), header: false });
+    };
+    let first = first.clone();
+    let named = matches!(options.label_column, Column::Name(_))
+        || matches!(options.text_column, Column::Name(_));
+    let has_header = options.has_header.unwrap_or_else(|| named || detect_header(&first));
+    let header: Option<Vec<String>> =
+        has_header.then(|| first.iter().map(|f| f.trim().to_owned()).collect());
+    let expected = first.len();
+    let resolve = |col: &Column| -> Result<usize, DataError> {
+        let found = match (col, &header) {
+            (Column::Index(i), _) => (*i < expected).then_some(*i),
+            (Column::Name(n), Some(h)) => h.iter().position(|f| f == n),
+            (Column::Name(_), None) => None,
+        };
+        found.ok_or_else(|| DataError::MissingColumn {
+            at: Location::line(path, first_line),
+            column: col.clone(),
+            header: match &header {
+                Some(h) => h.join(","),
+                None => format!("none; {expected} fields"),
+            },
+        })
+    };
+    let label_idx = resolve(&options.label_column)?;
+    let text_idx = resolve(&options.text_column)?;
+    let name_of = |i: usize| -> Option<String> {
+        match &header {
+            Some(h) => h.get(i).cloned(),
+            None if i == label_idx => Some("label".into()),
+            None if i == text_idx => Some("text".into()),
+            None => None,
+        }
+    };
+    let mut samples = Vec::new();
+    let mut handle = |line: u64, rec: &csv::StringRecord| -> Result<(), DataError> {
+        if rec.len() != expected {
+            return Err(DataError::Arity {
+                at: Location::field(path, line, rec.len(), None),
+                expected: format!(
+                    "{expected} fields (as {})",
+                    if header.is_some() { "the header" } else { "line 1" }
+                ),
+                found: rec.len(),
+            });
+        }
+        let field = |i: usize| rec.get(i).unwrap_or_default();
+        let at = || Location::field(path, line, label_idx + 1, name_of(label_idx));
+        let label = parse_label(field(label_idx), options.labels, options.num_classes, at)?;
+        samples.push(Sample { line, label, features: Features::Text(field(text_idx).to_owned()) });
+        Ok(())
+    };
+    if !has_header {
+        handle(first_line, &first)?;
+    }
+    while let Some((line, rec)) = records.next_record()? {
+        handle(line, rec)?;
+    }
+    let label = (label_idx + 1, name_of(label_idx).unwrap_or_else(|| "label".into()));
+    finish(path, samples, DatasetKind::Text, has_header, options.num_classes, label)
+}
+
+/// Parses a sequence CSV held in memory; `path` is only used in errors and [`Dataset::source`].
+pub fn parse_sequence_csv(
+    path: &Path,
+    bytes: &[u8],
+    options: &SequenceCsvOptions,
+) -> Result<Dataset, DataError> {
+    let c = options.channels;
+    if c == 0 {
+        return Err(DataError::BadOptions {
+            path: path.to_owned(),
+            message: "the channel count must be at least 1".into(),
+        });
+    }
+    if options.num_classes == Some(0) {
+        return Err(DataError::BadOptions {
+            path: path.to_owned(),
+            message: "the class count must be at least 1".into(),
+        });
+    }
+    let mut records = Records::new(path, bytes);
+    let mut samples = Vec::new();
+    let mut has_header = false;
+    let mut first = true;
+    while let Some((line, rec)) = records.next_record()? {
+        if first {
+            first = false;
+            has_header = options.has_header.unwrap_or_else(|| detect_header(rec));
+            if has_header {
+                continue;
+            }
+        }
+        let n = rec.len();
+        if n < 1 + c || (n - 1) % c != 0 {
+            return Err(DataError::Arity {
+                at: Location::field(path, line, n, None),
+                expected: format!("1 + T×{c} fields (label, then T ≥ 1 timesteps of {c} channels)"),
+                found: n,
+            });
+        }
+        let steps = (n - 1) / c;
+        let at_label = || Location::field(path, line, 1, Some("label".into()));
+        let label = parse_label(&rec[0], options.labels, options.num_classes, at_label)?;
+        let mut values = Vec::with_capacity(n - 1);
+        for (k, text) in rec.iter().enumerate().skip(1) {
+            let v = k - 1;
+            let at = || Location::field(path, line, k + 1, Some(format!("t{} c{}", v / c, v % c)));
+            values.push(parse_value(text, at)?);
+        }
+        samples.push(Sample { line, label, features: Features::Values { steps, values } });
+    }
+    let kind = DatasetKind::Sequence { channels: c };
+    finish(path, samples, kind, has_header, options.num_classes, (1, "label".into()))
+}
+
+fn finish(
+    path: &Path,
+    samples: Vec<Sample>,
+    kind: DatasetKind,
+    header: bool,
+    num_classes: Option<u32>,
+    label: (usize, String),
+) -> Result<Dataset, DataError> {
+    if samples.is_empty() {
+        return Err(DataError::NoData { path: path.to_owned(), header });
+    }
+    let ds = Dataset {
+        source: path.to_owned(),
+        kind,
+        declared_classes: num_classes,
+        label_field: label.0,
+        label_name: label.1,
+        samples,
+    };
+    if let Some(k) = num_classes {
+        ds.check_classes(k, true)?;
+    }
+    Ok(ds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(bytes: &[u8]) -> Vec<u64> {
+        let ds =
+            parse_sequence_csv(Path::new("t.csv"), bytes, &SequenceCsvOptions::new(1)).unwrap();
+        ds.samples.iter().map(|s| s.line).collect()
+    }
+
+    #[test]
+    fn lines_counted_for_every_line_end() {
+        assert_eq!(lines(b"0,1\n1,2\n\n2,3\n"), [1, 2, 4]);
+        assert_eq!(lines(b"0,1\r\n1,2\r\n\r\n2,3\r\n"), [1, 2, 4]);
+        assert_eq!(lines(b"0,1\r1,2\r\r2,3"), [1, 2, 4]);
+        assert_eq!(lines(b"\xEF\xBB\xBF\n0,1\n"), [2]);
+        let text = b"label,text\r\n0,\"a\r\nb\r\nc\"\r\n1,d\r\n";
+        let ds = parse_text_csv(Path::new("t.csv"), text, &TextCsvOptions::default()).unwrap();
+        assert_eq!(ds.samples.iter().map(|s| s.line).collect::<Vec<_>>(), [2, 5]);
+    }
+
+    #[test]
+    fn quote_cuts_long_text() {
+        assert_eq!(quote("short"), "short");
+        let cut = quote(&"é".repeat(50));
+        assert_eq!(cut.chars().count(), QUOTE_MAX_CHARS + 1);
+        assert!(cut.ends_with('…'));
+    }
+
+    #[test]
+    fn subset_and_check_classes() {
+        let ds = parse_sequence_csv(Path::new("t.csv"), b"0,1\n2,1\n", &SequenceCsvOptions::new(1))
+            .unwrap();
+        assert_eq!(ds.num_classes(), 3);
+        assert_eq!(ds.class_counts(), [1, 0, 1]);
+        assert!(ds.subset(&[5]).is_none());
+        assert_eq!(ds.subset(&[1]).unwrap().samples[0].line, 2);
+        assert!(matches!(ds.check_classes(2, false), Err(DataError::LabelOutOfRange { .. })));
+        assert!(matches!(ds.check_classes(3, true), Err(DataError::EmptyClass { class: 1, .. })));
+        assert!(ds.check_classes(3, false).is_ok());
+    }
+}

@@ -1,0 +1,1 @@
+//! Loss/metric curves and confusion matrices as SVG and PNG.
