@@ -112,8 +112,17 @@
 //! with the `const fn` [`peek_check_spec`] (the CRC is then checked at boot by
 //! [`ModelFile::parse`]):
 //!
-//! ```ignore
-//! static MODEL: &[u8] = include_bytes!("../model.tlm");
+//! ```
+//! # use tinylstm::{Head, Spec};
+//! # const SPEC: Spec = Spec::channels(3).lstm(4).dense(2, Head::Softmax);
+//! // In firmware: `static MODEL: &[u8] = include_bytes!("model.tlm");` — here, a header built
+//! // by hand so the example is self-contained (magic, version 1, flags 0, channels, softmax,
+//! // 1 layer, width 3, units [4, 0, 0, 0], 2 outputs, then 4 bytes where the CRC would be:
+//! // `peek_check_spec` reads only the header).
+//! static MODEL: &[u8] = &[
+//!     b'T', b'I', b'N', b'Y', b'L', b'S', b'T', b'M', 1, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0,
+//!     3, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0,
+//! ];
 //! const _: () = assert!(
 //!     tinylstm::format::peek_check_spec(MODEL, &SPEC).is_ok(),
 //!     "model.tlm does not match SPEC"
