@@ -13,12 +13,17 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod bundle;
+pub mod commands;
+pub mod config;
 pub mod data;
 pub mod export;
+pub mod fit;
 pub mod metrics;
 pub mod normalize;
 pub mod pad;
 pub mod plots;
+pub mod prepare;
 pub mod split;
 pub mod synthetic;
 pub mod tokenizer;

@@ -1,3 +1,15 @@
-//! The `tinylstm` command line.
+//! The `tinylstm` command line (see `tinylstm --help`).
 
-fn main() {}
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = tinylstm_cli::commands::Cli::parse();
+    match tinylstm_cli::commands::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! `tinylstm eval`, `tinylstm predict` and `tinylstm info`.
+
+use super::report::{print_report, EvalReport};
+use crate::bundle::{ModelBundle, Task};
+use crate::config::{HeadKind, TrainArgs};
+use crate::data::{Features, Label, Sample};
+use crate::fit::{predicted_classes, FitConfig, Trainer};
+use crate::prepare::Preprocessor;
+use anyhow::{bail, Result};
+use clap::Args;
+use std::path::PathBuf;
+use tinylstm::{Bptt, Head, InputKind};
+
+/// `tinylstm eval` options.
+#[derive(Args, Debug, Clone)]
+#[command(after_help = "Example:
+  tinylstm eval --model out/sms/model.tlm --data sms_test.csv --json")]
+pub struct EvalCmd {
+    /// The model.
+    #[arg(long, value_name = "TLM")]
+    pub model: PathBuf,
+    /// Labelled data in the format the model was trained on.
+    #[arg(long, value_name = "CSV")]
+    pub data: PathBuf,
+    /// Column of the label (text CSV): index or header name.
+    #[arg(long)]
+    pub label_column: Option<String>,
+    /// Column of the text (text CSV): index or header name.
+    #[arg(long)]
+    pub text_column: Option<String>,
+    /// The CSV has a header row (default: detected for text, none for sequences).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub header: Option<bool>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also draw the confusion matrix into this folder (SVG and PNG).
+    #[arg(long, value_name = "DIR")]
+    pub plots: Option<PathBuf>,
+    /// Worker threads [default: all cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+fn trainer_for(bundle: &ModelBundle, threads: Option<usize>) -> Result<Trainer> {
+    let penalties = match &bundle.meta.config {
+        Some(c) => c.penalties(&bundle.spec)?,
+        None => tinylstm::penalty::Penalties::NONE,
+    };
+    Trainer::new(FitConfig {
+        spec: bundle.spec,
+        optimizer: TrainArgs::default().optimizer()?,
+        penalties,
+        bptt: Bptt::FULL,
+        batch_size: 1,
+        epochs: 0,
+        seed: 0,
+        threads: threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        monitor: crate::config::Monitor::Loss,
+        patience: 0,
+        min_delta: 0.0,
+        restore_best: false,
+        quiet: true,
+    })
+}
+
+fn data_args(
+    bundle: &ModelBundle,
+    label: &Option<String>,
+    text: &Option<String>,
+    header: Option<bool>,
+) -> TrainArgs {
+    TrainArgs {
+        channels: match bundle.spec.input {
+            InputKind::Channels(c) => Some(c),
+            InputKind::Tokens { .. } => None,
+        },
+        label_column: label.clone(),
+        text_column: text.clone(),
+        header,
+        head: (bundle.spec.head == Head::Linear).then_some(HeadKind::Linear),
+        ..TrainArgs::default()
+    }
+}
+
+fn preprocessor(bundle: &ModelBundle) -> Preprocessor<'_> {
+    Preprocessor {
+        meta: &bundle.meta,
+        tokenizer: bundle.tokenizer.as_ref(),
+        normalizer: bundle.normalizer.as_ref(),
+        channels: bundle.spec.step_width(),
+    }
+}
+
+/// Runs `tinylstm eval`.
+pub fn run_eval(cmd: &EvalCmd) -> Result<()> {
+    let bundle = ModelBundle::load(&cmd.model)?;
+    let args = data_args(&bundle, &cmd.label_column, &cmd.text_column, cmd.header);
+    let data = super::train::load(&cmd.data, &args, bundle.spec.head == Head::Linear)?;
+    let names = bundle.class_names();
+    if bundle.spec.head != Head::Linear {
+        data.check_classes(names.len() as u32, false)?;
+    }
+    let prepared =
+        preprocessor(&bundle).prepare_indices(&data, &(0..data.len()).collect::<Vec<_>>())?;
+    let trainer = trainer_for(&bundle, cmd.threads)?;
+    let (loss, outputs) = trainer.evaluate(&bundle.params, &prepared)?;
+    let report = EvalReport::new(&bundle.spec, &names, loss, &prepared, &outputs)?;
+    if cmd.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{} on {} ({} samples):", cmd.model.display(), cmd.data.display(), prepared.len);
+        print_report(&report);
+    }
+    if let (Some(dir), Some(cm)) = (&cmd.plots, &report.confusion) {
+        std::fs::create_dir_all(dir)?;
+        for p in crate::plots::confusion(
+            &dir.join("confusion"),
+            cm,
+            &names,
+            &cmd.data.display().to_string(),
+        )? {
+            eprintln!("Wrote {}", p.display());
+        }
+    }
+    Ok(())
+}
+
+/// `tinylstm predict` options.
+#[derive(Args, Debug, Clone)]
+#[command(after_help = "Examples:
+  tinylstm predict --model out/sms/model.tlm --text \"WINNER! Claim your prize now\" --text \"see you at 6\"
+  tinylstm predict --model out/synthetic/model.tlm --data windows.csv --json")]
+pub struct PredictCmd {
+    /// The model.
+    #[arg(long, value_name = "TLM")]
+    pub model: PathBuf,
+    /// A CSV of samples (labels in the first column are read but not needed to be right).
+    #[arg(long, value_name = "CSV", conflicts_with = "text")]
+    pub data: Option<PathBuf>,
+    /// Texts to classify (text models; repeatable).
+    #[arg(long)]
+    pub text: Vec<String>,
+    /// Column of the text (CSV): index or header name.
+    #[arg(long)]
+    pub text_column: Option<String>,
+    /// The CSV has a header row.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub header: Option<bool>,
+    /// Print JSON lines (one object per sample, probabilities as exact f32 bits too).
+    #[arg(long)]
+    pub json: bool,
+    /// Worker threads [default: all cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// Runs `tinylstm predict`.
+pub fn run_predict(cmd: &PredictCmd) -> Result<()> {
+    let bundle = ModelBundle::load(&cmd.model)?;
+    let samples: Vec<Sample> = if !cmd.text.is_empty() {
+        if bundle.meta.task != Task::Text {
+            bail!(
+                "--text needs a text model; {} reads sequences (use --data)",
+                cmd.model.display()
+            );
+        }
+        cmd.text
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Sample {
+                line: i as u64 + 1,
+                label: Label::Class(0),
+                features: Features::Text(t.clone()),
+            })
+            .collect()
+    } else if let Some(path) = &cmd.data {
+        let args = data_args(&bundle, &None, &cmd.text_column, cmd.header);
+        super::train::load(path, &args, bundle.spec.head == Head::Linear)?.samples
+    } else {
+        bail!("give --data FILE or one or more --text");
+    };
+    let refs: Vec<&Sample> = samples.iter().collect();
+    let prepared = preprocessor(&bundle).prepare(&refs)?;
+    let trainer = trainer_for(&bundle, cmd.threads)?;
+    let (_, outputs) = trainer.evaluate(&bundle.params, &prepared)?;
+    let k = bundle.spec.outputs;
+    let names = bundle.class_names();
+    let classes = if bundle.spec.head == Head::Linear {
+        None
+    } else {
+        Some(predicted_classes(bundle.spec.head, k, &outputs))
+    };
+    for (i, row) in outputs.chunks_exact(k).enumerate() {
+        let class = classes.as_ref().map(|c| c[i]);
+        let name = class.and_then(|c| names.get(c as usize).cloned());
+        if cmd.json {
+            let v = serde_json::json!({
+                "index": i,
+                "line": samples[i].line,
+                "outputs": row,
+                "output_bits": row.iter().map(|x| format!("{:08x}", x.to_bits())).collect::<Vec<_>>(),
+                "class": class,
+                "class_name": name,
+            });
+            println!("{v}");
+        } else {
+            let vals: Vec<String> = row.iter().map(|x| format!("{x:.4}")).collect();
+            match name {
+                Some(n) => println!("{i}\t{n}\t[{}]", vals.join(", ")),
+                None => println!("{i}\t[{}]", vals.join(", ")),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `tinylstm info` options.
+#[derive(Args, Debug, Clone)]
+pub struct InfoCmd {
+    /// The model.
+    #[arg(long, value_name = "TLM")]
+    pub model: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `tinylstm info`.
+pub fn run_info(cmd: &InfoCmd) -> Result<()> {
+    let b = ModelBundle::load(&cmd.model)?;
+    let s = b.spec;
+    let t = b.meta.steps;
+    let bytes = |floats: usize| floats * 4;
+    let info = serde_json::json!({
+        "file": cmd.model.display().to_string(),
+        "input": match s.input {
+            InputKind::Tokens { vocab, embed } => serde_json::json!({"tokens": {"vocab": vocab, "embedding_dim": embed}}),
+            InputKind::Channels(c) => serde_json::json!({"channels": c}),
+        },
+        "lstm_units": &s.units[..s.layers],
+        "outputs": s.outputs,
+        "head": format!("{:?}", s.head).to_lowercase(),
+        "steps": t,
+        "parameters": s.param_count(),
+        "parameter_bytes": bytes(s.param_count()),
+        "inference_ram_bytes_batch1": bytes(s.forward_work_len(1, 1) + s.outputs),
+        "streaming_state_bytes": bytes(s.state_len(1)),
+        "training_ram_bytes_batch1_full_bptt": bytes(s.train_work_len(1, t, Bptt::FULL) + 2 * s.param_count()),
+        "classes": b.class_names(),
+        "padding": b.meta.padding, "truncating": b.meta.truncating,
+        "tokenizer": b.tokenizer.as_ref().map(|tok| serde_json::json!({
+            "vocabulary": tok.vocabulary_len(),
+            "vocab_size": tok.vocab_size(),
+            "num_words": tok.config().num_words,
+            "char_level": tok.config().char_level,
+            "lower": tok.config().lower,
+            "oov_token": tok.config().oov_token,
+        })),
+        "standardization": b.normalizer.as_ref().map(|n| serde_json::json!({"means": n.means(), "stds": n.stds()})),
+        "trained_with": b.meta.config,
+    });
+    if cmd.json {
+        println!("{}", serde_json::to_string_pretty(&info)?);
+        return Ok(());
+    }
+    println!("{}", cmd.model.display());
+    match s.input {
+        InputKind::Tokens { vocab, embed } => {
+            println!("  input       token ids, vocabulary {vocab}, embedding {embed}")
+        }
+        InputKind::Channels(c) => println!("  input       {c} channels per step"),
+    }
+    println!("  LSTM units  {:?}", &s.units[..s.layers]);
+    println!("  head        Dense({}, {})", s.outputs, format!("{:?}", s.head).to_lowercase());
+    println!(
+        "  steps       {t} ({:?} padding, {:?} truncation)",
+        b.meta.padding, b.meta.truncating
+    );
+    println!("  parameters  {} ({} KiB as f32)", s.param_count(), bytes(s.param_count()) / 1024);
+    println!("  RAM         inference {} B work + streaming state {} B; training (batch 1, full BPTT over {t} steps) {} KiB incl. gradients and Adam state",
+        bytes(s.forward_work_len(1, 1) + s.outputs), bytes(s.state_len(1)),
+        bytes(s.train_work_len(1, t, Bptt::FULL) + 3 * s.param_count()) / 1024);
+    println!("  classes     {}", b.class_names().join(", "));
+    if let Some(tok) = &b.tokenizer {
+        println!(
+            "  tokenizer   {} words kept of {}, ids < {}, {}{}",
+            tok.vocab_size().saturating_sub(1),
+            tok.vocabulary_len(),
+            tok.vocab_size(),
+            if tok.config().char_level { "character level" } else { "word level" },
+            tok.config()
+                .oov_token
+                .as_ref()
+                .map(|o| format!(", OOV token {o:?}"))
+                .unwrap_or_default()
+        );
+    }
+    if let Some(n) = &b.normalizer {
+        println!("  standardize means {:?}, stds {:?}", n.means(), n.stds());
+    }
+    Ok(())
+}

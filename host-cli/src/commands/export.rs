@@ -1,0 +1,183 @@
+//! `tinylstm export` and `tinylstm import`: a trained model to firmware sources, JSON or Keras
+//! weights, and Keras weights (plus architecture flags) to a `.tlm` model.
+
+use crate::bundle::{ModelBundle, ModelMeta, Task};
+use crate::config::{HeadKind, SpecInput, TrainArgs};
+use crate::export as ex;
+use crate::pad::Side;
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use std::path::{Path, PathBuf};
+
+/// Export formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// The `.tlm` model file (a copy, re-encoded).
+    Tlm,
+    /// Rust source: `SPEC` and `PARAMS` consts for firmware.
+    Rust,
+    /// C header with the spec as #defines and the parameters as a const array.
+    C,
+    /// JSON with every tensor by its Keras name, for inspection.
+    Json,
+    /// `numpy.savez(path, *model.get_weights())` layout, to rebuild the model in Keras.
+    KerasNpz,
+}
+
+/// `tinylstm export` options.
+#[derive(Args, Debug, Clone)]
+#[command(after_help = "Examples:
+  tinylstm export --model out/synthetic/model.tlm --format rust --out firmware/src/model.rs
+  tinylstm export --model model.tlm --format keras-npz --out weights.npz
+    # in Python: model.set_weights(list(np.load('weights.npz').values()))")]
+pub struct ExportCmd {
+    /// The model to export.
+    #[arg(long, value_name = "TLM")]
+    pub model: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum)]
+    pub format: Format,
+    /// Output file.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Identifier used in generated sources [default: model].
+    #[arg(long, default_value = "model")]
+    pub name: String,
+}
+
+/// Writes the firmware exports (`model.rs`, `model.h`, `model.json`) next to a trained model.
+pub fn firmware_exports(bundle: &ModelBundle, dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for (format, file) in
+        [(Format::Rust, "model.rs"), (Format::C, "model.h"), (Format::Json, "model.json")]
+    {
+        let path = dir.join(file);
+        write_format(bundle, format, &path, "model")?;
+        out.push(path);
+    }
+    Ok(out)
+}
+
+fn write_format(bundle: &ModelBundle, format: Format, out: &Path, name: &str) -> Result<()> {
+    let (spec, params) = (&bundle.spec, &bundle.params);
+    let bytes = match format {
+        Format::Tlm => bundle.to_bytes()?,
+        Format::Rust => ex::rust_source(spec, params, name)?.into_bytes(),
+        Format::C => ex::c_header(spec, params, name)?.into_bytes(),
+        Format::Json => {
+            let extra = serde_json::to_value(&bundle.meta)?;
+            serde_json::to_vec_pretty(&ex::json(spec, params, Some(extra)))?
+        }
+        Format::KerasNpz => {
+            ex::write_keras_npz(out, spec, params)?;
+            return Ok(());
+        }
+    };
+    ex::write_atomic(out, &bytes).with_context(|| format!("cannot write {}", out.display()))
+}
+
+/// Runs `tinylstm export`.
+pub fn run_export(cmd: &ExportCmd) -> Result<()> {
+    let bundle = ModelBundle::load(&cmd.model)?;
+    write_format(&bundle, cmd.format, &cmd.out, &cmd.name)?;
+    println!("Wrote {}", cmd.out.display());
+    Ok(())
+}
+
+/// `tinylstm import` options: Keras weights plus the architecture they belong to.
+#[derive(Args, Debug, Clone)]
+#[command(after_help = "Examples:
+  # in Python: np.savez('w.npz', *model.get_weights())
+  tinylstm import --npz w.npz --channels 6 --units 32 --classes 4 --maxlen 100 --out m.tlm
+  tinylstm import --npz w.npz --tokenizer-from old.tlm --units 128,64 --classes 2 --out m.tlm")]
+pub struct ImportCmd {
+    /// Weights saved with `numpy.savez(path, *model.get_weights())`.
+    #[arg(long, value_name = "NPZ")]
+    pub npz: PathBuf,
+    /// Output `.tlm` file.
+    #[arg(long, value_name = "TLM")]
+    pub out: PathBuf,
+    /// Channels per step (real-valued input).
+    #[arg(long)]
+    pub channels: Option<usize>,
+    /// Take the tokenizer (and so the vocabulary) of a text model from this `.tlm`.
+    #[arg(long, value_name = "TLM")]
+    pub tokenizer_from: Option<PathBuf>,
+    /// Embedding size (text) [default: 64].
+    #[arg(long)]
+    pub embedding_dim: Option<usize>,
+    /// LSTM units per layer, comma separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub units: Vec<usize>,
+    /// Number of classes (2 with a sigmoid head means Dense(1)).
+    #[arg(long)]
+    pub classes: Option<u32>,
+    /// Head activation [default: sigmoid for 2 text classes, softmax otherwise].
+    #[arg(long, value_enum)]
+    pub head: Option<HeadKind>,
+    /// Sequence length the model expects.
+    #[arg(long)]
+    pub maxlen: usize,
+    /// Padding side [default: pre].
+    #[arg(long, value_parser = ["pre", "post"])]
+    pub padding: Option<String>,
+}
+
+/// Runs `tinylstm import`.
+pub fn run_import(cmd: &ImportCmd) -> Result<()> {
+    if cmd.maxlen == 0 {
+        bail!("--maxlen must be at least 1");
+    }
+    let tok_bundle = match &cmd.tokenizer_from {
+        Some(p) => Some(ModelBundle::load(p)?),
+        None => None,
+    };
+    let (input, task) = match (&tok_bundle, cmd.channels) {
+        (Some(b), None) => {
+            let tok = b.tokenizer.as_ref().with_context(|| {
+                format!(
+                    "{}: has no tokenizer section",
+                    cmd.tokenizer_from.as_ref().map_or(String::new(), |p| p.display().to_string())
+                )
+            })?;
+            let vocab = match b.spec.input {
+                tinylstm::InputKind::Tokens { vocab, .. } => vocab,
+                _ => tok.vocab_size(),
+            };
+            (SpecInput::Tokens { vocab }, Task::Text)
+        }
+        (None, Some(c)) => (SpecInput::Channels(c), Task::Sequence),
+        _ => bail!("give exactly one of --channels (real-valued input) or --tokenizer-from (text)"),
+    };
+    let args = TrainArgs {
+        units: Some(cmd.units.clone()),
+        embedding_dim: cmd.embedding_dim,
+        head: cmd.head,
+        ..TrainArgs::default()
+    };
+    let classes =
+        if cmd.head == Some(HeadKind::Linear) { None } else { Some(cmd.classes.unwrap_or(2)) };
+    let spec = args.spec(input, classes)?;
+    let params = ex::read_keras_npz(&cmd.npz, &spec)?;
+    let padding = if cmd.padding.as_deref() == Some("post") { Side::Post } else { Side::Pre };
+    let mut meta = ModelMeta::new(task, cmd.maxlen, padding, Side::Pre);
+    if let Some(k) = classes {
+        meta.class_names = tok_bundle
+            .as_ref()
+            .map(|b| b.meta.class_names.clone())
+            .filter(|n| n.len() == k as usize)
+            .unwrap_or_else(|| (0..k).map(|i| i.to_string()).collect());
+    }
+    let bundle = ModelBundle {
+        spec,
+        params,
+        tokenizer: tok_bundle.as_ref().and_then(|b| b.tokenizer.clone()),
+        normalizer: None,
+        meta,
+        optimizer_state: None,
+        best_params: None,
+    };
+    bundle.save(&cmd.out)?;
+    println!("Wrote {} ({} parameters)", cmd.out.display(), spec.param_count());
+    Ok(())
+}

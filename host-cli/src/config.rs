@@ -1,0 +1,520 @@
+//! Training settings: command-line flags named as Keras names them, the same keys in a TOML
+//! config file, and their resolution into the core's spec, optimizer and penalties.
+//!
+//! Precedence: built-in defaults < `--config FILE` < flags. Every key of the file is a flag's
+//! long name with `_` for `-` (`batch_size = 32` ↔ `--batch-size 32`); an unknown key is an error
+//! naming it.
+//!
+//! ```toml
+//! # train.toml
+//! data = "sms.csv"
+//! maxlen = 60
+//! num_words = 10000
+//! units = [128, 64]
+//! optimizer = "adam"
+//! lr = 1e-3
+//! schedule = "cosine"
+//! decay_steps = 2000
+//! l2 = 1e-4
+//! epochs = 10
+//! patience = 2
+//! ```
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use tinylstm::optim::{Clip, Optimizer, OptimizerConfig};
+use tinylstm::penalty::{Penalties, Penalty};
+use tinylstm::schedule::Schedule;
+use tinylstm::{Bptt, Head, Spec};
+
+/// Optimizer choices (`--optimizer`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// Plain gradient descent (`SGD()`).
+    Sgd,
+    /// SGD with momentum (`SGD(momentum=0.9)`).
+    Momentum,
+    /// SGD with Nesterov momentum.
+    Nesterov,
+    /// Adam (Keras defaults).
+    Adam,
+    /// AdamW (decoupled weight decay).
+    Adamw,
+    /// Adam with AMSGrad.
+    Amsgrad,
+}
+
+/// Learning-rate schedules (`--schedule`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScheduleKind {
+    /// Constant learning rate.
+    Constant,
+    /// Keras `ExponentialDecay` (`--decay-steps`, `--decay-rate`, `--staircase`).
+    Exponential,
+    /// Keras `CosineDecay` (`--decay-steps`, `--alpha`).
+    Cosine,
+    /// Step decay: multiply by `--gamma` every `--step-size` steps.
+    Step,
+}
+
+/// Head activation (`--head`); also fixes the loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HeadKind {
+    /// One sigmoid output, binary cross-entropy (the Keras seed model's head; binary tasks).
+    Sigmoid,
+    /// K softmax outputs, sparse categorical cross-entropy.
+    Softmax,
+    /// Linear outputs, mean squared error (regression).
+    Linear,
+}
+
+/// Metric watched by early stopping and best-model checkpointing (`--monitor`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Monitor {
+    /// Validation loss (lower is better).
+    ValLoss,
+    /// Validation accuracy (higher is better).
+    ValAccuracy,
+    /// Training loss (when there is no validation split).
+    Loss,
+}
+
+/// Every training setting. `None` means "not given": the default applies (see each field).
+#[derive(Args, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainArgs {
+    /// Training data CSV: `label,text` (text task) or label then values (sequence task, needs
+    /// --channels). Without data, the built-in synthetic gesture task is used.
+    #[arg(long, value_name = "CSV")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<PathBuf>,
+    /// The dataset's own test file; validation is then carved out of the training file.
+    #[arg(long, value_name = "CSV")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test: Option<PathBuf>,
+    /// Values per time step: reads the data as a sequence CSV.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channels: Option<usize>,
+    /// Column holding the label: a 0-based index or a header name [default: 0].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label_column: Option<String>,
+    /// Column holding the text: a 0-based index or a header name [default: 1].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text_column: Option<String>,
+    /// The CSV has a header row (default: detected).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header: Option<bool>,
+    /// Number of classes (default: largest label + 1); a class without samples is an error.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub classes: Option<u32>,
+    /// Keep the most frequent `num_words − 1` words (Keras Tokenizer) [default: 10000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub num_words: Option<usize>,
+    /// Token for out-of-vocabulary words (index 1).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oov_token: Option<String>,
+    /// Character-level tokens (Chinese/Japanese text).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub char_level: Option<bool>,
+    /// Lowercase texts first [default: true].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lower: Option<bool>,
+    /// Characters removed from texts (Keras `filters`) [default: Keras's punctuation set].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filters: Option<String>,
+    /// Sequence length after padding/truncation (Keras `pad_sequences` maxlen)
+    /// [default: 60 for text, the longest sequence for sequences].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maxlen: Option<usize>,
+    /// Where to pad: pre or post [default: pre].
+    #[arg(long, value_parser = ["pre", "post"])]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub padding: Option<String>,
+    /// Where to truncate: pre or post [default: pre].
+    #[arg(long, value_parser = ["pre", "post"])]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truncating: Option<String>,
+    /// Standardise each channel with statistics of the training split [default: true].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub standardize: Option<bool>,
+    /// Embedding size (text) [default: 64].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embedding_dim: Option<usize>,
+    /// LSTM units per layer, comma separated [default: 128,64 for text, 64 for sequences].
+    #[arg(long, value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub units: Option<Vec<usize>>,
+    /// Head activation [default: sigmoid for binary text, softmax otherwise, linear for real labels].
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub head: Option<HeadKind>,
+    /// Optimizer [default: adam].
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub optimizer: Option<OptimizerKind>,
+    /// Learning rate (initial, with a schedule) [default: 1e-3].
+    #[arg(long, visible_alias = "learning-rate")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lr: Option<f32>,
+    /// Momentum for momentum/nesterov [default: 0.9].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub momentum: Option<f32>,
+    /// Adam β₁ [default: 0.9].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub beta_1: Option<f64>,
+    /// Adam β₂ [default: 0.999].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub beta_2: Option<f64>,
+    /// Adam ε [default: 1e-7].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epsilon: Option<f32>,
+    /// Decoupled weight decay (AdamW, or any optimizer) [default: 0.004 for adamw, else 0].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight_decay: Option<f32>,
+    /// Learning-rate schedule [default: constant].
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleKind>,
+    /// Steps of exponential/cosine decay [default: 1000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decay_steps: Option<u32>,
+    /// Exponential decay rate [default: 0.96].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decay_rate: Option<f32>,
+    /// Exponential decay in whole intervals.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub staircase: Option<bool>,
+    /// Cosine decay floor as a fraction of the initial rate [default: 0].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alpha: Option<f32>,
+    /// Step decay interval in steps [default: 1000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step_size: Option<u32>,
+    /// Step decay factor [default: 0.5].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gamma: Option<f32>,
+    /// Linear warm-up steps before the schedule [default: 0].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warmup_steps: Option<u32>,
+    /// Clip each tensor's gradient to this L2 norm (Keras clipnorm).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clipnorm: Option<f32>,
+    /// Clip all gradients together to this L2 norm (Keras global_clipnorm).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub global_clipnorm: Option<f32>,
+    /// Clip every gradient element to ±this (Keras clipvalue).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clipvalue: Option<f32>,
+    /// L1 penalty on the LSTM and Dense kernels (Keras kernel_regularizer) [default: 0].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub l1: Option<f32>,
+    /// L2 penalty on the LSTM and Dense kernels (Keras kernel_regularizer) [default: 0].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub l2: Option<f32>,
+    /// Truncated BPTT: differentiate only the last N steps [default: all].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bptt_window: Option<usize>,
+    /// Samples per gradient step [default: 32].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<usize>,
+    /// Passes over the training data [default: 10, or 25 for the built-in task].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epochs: Option<usize>,
+    /// Seed of initialisation, split and shuffling [default: 42].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Worker threads; results are deterministic for a fixed seed and thread count
+    /// [default: all cores].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
+    /// Fraction of the data for validation (8:1:1 split) [default: 0.1; 1/9 of train with --test].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub valid_split: Option<f64>,
+    /// Fraction of the data for the test split [default: 0.1; 0 with --test].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_split: Option<f64>,
+    /// Metric for early stopping and the best checkpoint [default: val_loss].
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub monitor: Option<Monitor>,
+    /// Stop after this many epochs without improvement (0: never) [default: 0].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patience: Option<usize>,
+    /// Smallest change that counts as an improvement [default: 0].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_delta: Option<f64>,
+    /// Keep the best epoch's weights at the end (Keras restore_best_weights) [default: true].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restore_best: Option<bool>,
+}
+
+fn default_text_units() -> Vec<usize> {
+    vec![128, 64]
+}
+
+impl TrainArgs {
+    /// Reads a TOML config file into a `TrainArgs` (unknown keys are errors naming the key).
+    pub fn from_toml_file(path: &Path) -> Result<TrainArgs> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let mut args: TrainArgs =
+            toml::from_str(&text).with_context(|| format!("config file {}", path.display()))?;
+        // Relative data paths in a config file are relative to the file.
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [&mut args.data, &mut args.test].into_iter().flatten() {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        Ok(args)
+    }
+
+    /// `self` with every field that `over` sets replaced by `over`'s value.
+    pub fn overlaid(&self, over: &TrainArgs) -> TrainArgs {
+        let mut base = serde_json::to_value(self).expect("TrainArgs serialises");
+        let top = serde_json::to_value(over).expect("TrainArgs serialises");
+        if let (Some(b), Some(t)) = (base.as_object_mut(), top.as_object()) {
+            for (k, v) in t {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+        serde_json::from_value(base).expect("overlay of valid TrainArgs is valid")
+    }
+
+    /// This config as TOML (every setting given), for `--save-config` and tuning results.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Seed [default 42].
+    pub fn seed(&self) -> u64 {
+        self.seed.unwrap_or(42)
+    }
+
+    /// Batch size [default 32].
+    pub fn batch_size(&self) -> usize {
+        self.batch_size.unwrap_or(32)
+    }
+
+    /// LSTM units for a text or sequence task.
+    pub fn units(&self, text: bool) -> Vec<usize> {
+        match &self.units {
+            Some(u) => u.clone(),
+            None if text => default_text_units(),
+            None => vec![64],
+        }
+    }
+
+    /// The head for a task with `classes` classes (`None`: real-valued labels).
+    pub fn head(&self, text: bool, classes: Option<u32>) -> HeadKind {
+        self.head.unwrap_or(match classes {
+            None => HeadKind::Linear,
+            Some(2) if text => HeadKind::Sigmoid,
+            Some(_) => HeadKind::Softmax,
+        })
+    }
+
+    /// Builds the model spec and checks it.
+    pub fn spec(&self, input: SpecInput, classes: Option<u32>) -> Result<Spec> {
+        let text = matches!(input, SpecInput::Tokens { .. });
+        let mut spec = match input {
+            SpecInput::Tokens { vocab } => Spec::tokens(vocab, self.embedding_dim.unwrap_or(64)),
+            SpecInput::Channels(c) => Spec::channels(c),
+        };
+        let units = self.units(text);
+        if units.is_empty() || units.len() > tinylstm::MAX_LAYERS {
+            bail!("--units: give 1 to {} layer sizes, got {}", tinylstm::MAX_LAYERS, units.len());
+        }
+        for u in units {
+            spec = spec.lstm(u);
+        }
+        let head = self.head(text, classes);
+        let (k, h) = match (head, classes) {
+            (HeadKind::Sigmoid, Some(2)) => (1, Head::Sigmoid),
+            (HeadKind::Sigmoid, Some(k)) => (k as usize, Head::Sigmoid),
+            (HeadKind::Softmax, Some(k)) => (k as usize, Head::Softmax),
+            (HeadKind::Linear, _) => (1, Head::Linear),
+            (_, None) => bail!("--head: real-valued labels need --head linear"),
+        };
+        let spec = spec.dense(k, h);
+        spec.validate().map_err(|e| anyhow::anyhow!("model settings: {e}"))?;
+        Ok(spec)
+    }
+
+    /// The optimizer, schedule and clipping; rejects invalid values naming the flag.
+    pub fn optimizer(&self) -> Result<OptimizerConfig> {
+        let lr = self.lr.unwrap_or(1e-3);
+        if !(lr.is_finite() && lr > 0.0) {
+            bail!("--lr must be a positive number, got {lr}");
+        }
+        let kind = self.optimizer.unwrap_or(OptimizerKind::Adam);
+        let momentum = self.momentum.unwrap_or(0.9);
+        let mut opt = match kind {
+            OptimizerKind::Sgd => Optimizer::sgd(),
+            OptimizerKind::Momentum => Optimizer::sgd().with_momentum(momentum),
+            OptimizerKind::Nesterov => Optimizer::sgd().with_momentum(momentum).with_nesterov(true),
+            OptimizerKind::Adam => Optimizer::adam(),
+            OptimizerKind::Adamw => Optimizer::adamw(),
+            OptimizerKind::Amsgrad => Optimizer::adam().with_amsgrad(true),
+        };
+        if let Some(b) = self.beta_1 {
+            opt = opt.with_beta_1(b);
+        }
+        if let Some(b) = self.beta_2 {
+            opt = opt.with_beta_2(b);
+        }
+        if let Some(e) = self.epsilon {
+            opt = opt.with_epsilon(e);
+        }
+        if let Some(w) = self.weight_decay {
+            opt = opt.with_weight_decay(w);
+        }
+        opt.validate().map_err(|e| anyhow::anyhow!("optimizer settings: {e}"))?;
+        let decay_steps = self.decay_steps.unwrap_or(1000);
+        let mut schedule = match self.schedule.unwrap_or(ScheduleKind::Constant) {
+            ScheduleKind::Constant => Schedule::constant(lr),
+            ScheduleKind::Exponential => Schedule::exponential_decay(
+                lr,
+                decay_steps,
+                self.decay_rate.unwrap_or(0.96),
+                self.staircase.unwrap_or(false),
+            ),
+            ScheduleKind::Cosine => {
+                Schedule::cosine_decay(lr, decay_steps, self.alpha.unwrap_or(0.0))
+            }
+            ScheduleKind::Step => {
+                Schedule::step_decay(lr, self.step_size.unwrap_or(1000), self.gamma.unwrap_or(0.5))
+            }
+        };
+        if let Some(w) = self.warmup_steps {
+            schedule = schedule.with_warmup(w, 0.0);
+        }
+        schedule.validate().map_err(|e| anyhow::anyhow!("schedule settings: {e}"))?;
+        let clip = match (self.clipnorm, self.global_clipnorm, self.clipvalue) {
+            (None, None, None) => Clip::none(),
+            (Some(c), None, None) => Clip::norm(c),
+            (None, Some(c), None) => Clip::global_norm(c),
+            (None, None, Some(c)) => Clip::value(c),
+            _ => bail!("give at most one of --clipnorm, --global-clipnorm, --clipvalue (as Keras)"),
+        };
+        clip.validate().map_err(|e| anyhow::anyhow!("clipping settings: {e}"))?;
+        Ok(OptimizerConfig::new(opt).with_schedule(schedule).with_clip(clip))
+    }
+
+    /// L1/L2 on the LSTM and Dense kernels.
+    pub fn penalties(&self, spec: &Spec) -> Result<Penalties> {
+        let (l1, l2) = (self.l1.unwrap_or(0.0), self.l2.unwrap_or(0.0));
+        for (name, v) in [("--l1", l1), ("--l2", l2)] {
+            if !(v.is_finite() && v >= 0.0) {
+                bail!("{name} must be a non-negative number, got {v}");
+            }
+        }
+        Ok(Penalties::kernels(spec, Penalty::l1_l2(l1, l2)))
+    }
+
+    /// The BPTT mode.
+    pub fn bptt(&self) -> Result<Bptt> {
+        match self.bptt_window {
+            Some(0) => bail!("--bptt-window must be at least 1"),
+            Some(k) => Ok(Bptt::truncated(k)),
+            None => Ok(Bptt::FULL),
+        }
+    }
+}
+
+/// The input side of a spec being built.
+#[derive(Clone, Copy, Debug)]
+pub enum SpecInput {
+    /// Token ids below `vocab`.
+    Tokens {
+        /// Vocabulary size (Embedding input_dim).
+        vocab: usize,
+    },
+    /// Real values per step.
+    Channels(usize),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_values() {
+        let file = TrainArgs { epochs: Some(3), lr: Some(0.01), ..TrainArgs::default() };
+        let flags = TrainArgs { lr: Some(0.5), ..TrainArgs::default() };
+        let m = file.overlaid(&flags);
+        assert_eq!(m.epochs, Some(3));
+        assert_eq!(m.lr, Some(0.5));
+    }
+
+    #[test]
+    fn toml_round_trip_and_unknown_keys() {
+        let a = TrainArgs {
+            units: Some(vec![32, 16]),
+            optimizer: Some(OptimizerKind::Nesterov),
+            monitor: Some(Monitor::ValAccuracy),
+            ..TrainArgs::default()
+        };
+        let text = a.to_toml();
+        let b: TrainArgs = toml::from_str(&text).unwrap();
+        assert_eq!(a, b);
+        let err = toml::from_str::<TrainArgs>("epochz = 3").unwrap_err().to_string();
+        assert!(err.contains("epochz"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_name_the_flag() {
+        let bad = TrainArgs { lr: Some(-1.0), ..TrainArgs::default() };
+        assert!(bad.optimizer().unwrap_err().to_string().contains("--lr"));
+        let two = TrainArgs { clipnorm: Some(1.0), clipvalue: Some(1.0), ..TrainArgs::default() };
+        assert!(two.optimizer().unwrap_err().to_string().contains("at most one"));
+        let units = TrainArgs { units: Some(vec![]), ..TrainArgs::default() };
+        assert!(units.spec(SpecInput::Channels(3), Some(4)).is_err());
+    }
+}

@@ -1,0 +1,467 @@
+//! The training loop: batches, threads and bookkeeping around the core's math.
+//!
+//! Each batch is cut into one contiguous part per worker thread; every part runs the core's
+//! [`loss_and_grad`] into its own gradient buffer (normalised by the whole batch's size), and
+//! the parts' gradients are added in part order — so a run is deterministic for a fixed seed and
+//! thread count. Then the penalties are added, the loss and every gradient are checked to be
+//! finite (a NaN or infinity stops training with the step and tensor, before any weight
+//! changes), and the optimizer steps.
+
+use crate::bundle::TrainState;
+use crate::config::Monitor;
+use crate::prepare::{BatchBuf, Labels, Prepared};
+use anyhow::{anyhow, bail, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_pcg::Pcg64;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+use tinylstm::optim::OptimizerConfig;
+use tinylstm::penalty::Penalties;
+use tinylstm::train::{loss_and_grad, Batch, TrainOptions};
+use tinylstm::{model, Bptt, Head, Spec, TensorKind};
+
+/// One epoch's figures.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochStats {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Mean training loss over the epoch's batches (with penalties), as Keras reports it.
+    pub loss: f64,
+    /// Training accuracy over the epoch (classification).
+    pub accuracy: Option<f64>,
+    /// Validation loss (with penalties, as Keras reports `val_loss`).
+    pub val_loss: Option<f64>,
+    /// Validation accuracy.
+    pub val_accuracy: Option<f64>,
+    /// Learning rate at the epoch's last step.
+    pub lr: f64,
+    /// Wall time of the epoch's training steps, seconds.
+    pub seconds: f64,
+    /// Training throughput, samples per second.
+    pub samples_per_sec: f64,
+}
+
+/// Everything the loop needs besides the data.
+#[derive(Clone, Debug)]
+pub struct FitConfig {
+    /// Architecture.
+    pub spec: Spec,
+    /// Optimizer, schedule, clipping.
+    pub optimizer: OptimizerConfig,
+    /// L1/L2 penalties.
+    pub penalties: Penalties,
+    /// BPTT mode.
+    pub bptt: Bptt,
+    /// Samples per step.
+    pub batch_size: usize,
+    /// Total epochs (including ones already done when resuming).
+    pub epochs: usize,
+    /// Shuffling seed.
+    pub seed: u64,
+    /// Worker threads.
+    pub threads: usize,
+    /// Monitored metric.
+    pub monitor: Monitor,
+    /// Early-stopping patience (0 = never stop early).
+    pub patience: usize,
+    /// Minimum improvement.
+    pub min_delta: f64,
+    /// Restore the best weights at the end.
+    pub restore_best: bool,
+    /// No progress output.
+    pub quiet: bool,
+}
+
+/// What the loop tells its caller after each epoch.
+#[derive(Debug)]
+pub struct EpochEvent<'a> {
+    /// The epoch's figures.
+    pub stats: &'a EpochStats,
+    /// The monitored value improved this epoch.
+    pub improved: bool,
+    /// Current parameters.
+    pub params: &'a [f32],
+    /// Optimizer state.
+    pub optimizer_state: &'a [f32],
+    /// Best parameters so far.
+    pub best_params: &'a [f32],
+    /// Progress (for checkpoints).
+    pub state: &'a TrainState,
+}
+
+struct Slot {
+    work: Vec<f32>,
+    grads: Vec<f32>,
+    outputs: Vec<f32>,
+    buf: BatchBuf,
+    loss: f32,
+    result: Result<(), tinylstm::Error>,
+}
+
+/// Keras-style name of tensor `i` of a spec (`lstm_1/kernel`, `dense/bias`, …).
+pub fn tensor_name(spec: &Spec, index: usize) -> String {
+    match spec.tensor(index) {
+        None => format!("tensor {index}"),
+        Some(t) => {
+            let layer = if t.layer == 0 { "lstm".to_string() } else { format!("lstm_{}", t.layer) };
+            match t.kind {
+                TensorKind::Embedding => "embedding/embeddings".into(),
+                TensorKind::Kernel => format!("{layer}/kernel"),
+                TensorKind::RecurrentKernel => format!("{layer}/recurrent_kernel"),
+                TensorKind::Bias => format!("{layer}/bias"),
+                TensorKind::DenseKernel => "dense/kernel".into(),
+                TensorKind::DenseBias => "dense/bias".into(),
+            }
+        }
+    }
+}
+
+/// Predicted classes from head outputs `[N][K]`.
+pub fn predicted_classes(head: Head, outputs: usize, out: &[f32]) -> Vec<u32> {
+    if outputs == 1 {
+        out.iter().map(|&p| u32::from(p >= 0.5)).collect()
+    } else {
+        debug_assert!(head != Head::Linear);
+        crate::metrics::argmax_rows(out, outputs)
+    }
+}
+
+fn accuracy(spec: &Spec, labels: &Labels, out: &[f32]) -> Option<f64> {
+    match labels {
+        Labels::Classes(c) if spec.head != Head::Linear => {
+            let pred = predicted_classes(spec.head, spec.outputs, out);
+            let right = pred.iter().zip(c).filter(|(a, b)| a == b).count();
+            Some(right as f64 / c.len().max(1) as f64)
+        }
+        _ => None,
+    }
+}
+
+/// Runs the training loop.
+#[derive(Debug)]
+pub struct Trainer {
+    cfg: FitConfig,
+    pool: rayon::ThreadPool,
+}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slot").field("loss", &self.loss).finish()
+    }
+}
+
+impl Trainer {
+    /// A trainer with its own thread pool.
+    pub fn new(cfg: FitConfig) -> Result<Trainer> {
+        if cfg.batch_size == 0 {
+            bail!("--batch-size must be at least 1");
+        }
+        if cfg.threads == 0 {
+            bail!("--threads must be at least 1");
+        }
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(cfg.threads).build()?;
+        Ok(Trainer { cfg, pool })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &FitConfig {
+        &self.cfg
+    }
+
+    /// Loss (with penalties) and activated outputs `[N][K]` of `params` on `data`.
+    pub fn evaluate(&self, params: &[f32], data: &Prepared) -> Result<(f64, Vec<f32>)> {
+        let spec = self.cfg.spec;
+        let k = spec.outputs;
+        let chunk = 128usize;
+        let n = data.len;
+        let idx: Vec<usize> = (0..n).collect();
+        let parts: Vec<&[usize]> = idx.chunks(chunk).collect();
+        let results: Vec<Result<(f64, Vec<f32>)>> = self.pool.install(|| {
+            parts
+                .par_iter()
+                .map_init(
+                    || {
+                        (
+                            BatchBuf::default(),
+                            vec![0.0f32; spec.forward_work_len(chunk, data.steps)],
+                        )
+                    },
+                    |(buf, work), part| {
+                        data.gather(part, k, buf);
+                        let b = part.len();
+                        let mut logits = vec![0.0f32; b * k];
+                        model::forward_logits(&spec, params, buf.sequences(), b, work, &mut logits)
+                            .map_err(|e| anyhow!("forward pass: {e}"))?;
+                        let mut d = vec![0.0f32; b * k];
+                        let loss = tinylstm::loss::loss_and_grad(
+                            spec.head,
+                            k,
+                            b,
+                            &logits,
+                            buf.core_targets(spec.head),
+                            n as f32,
+                            &mut d,
+                        )
+                        .map_err(|e| anyhow!("loss: {e}"))?;
+                        model::activate(spec.head, k, &mut logits);
+                        Ok((loss as f64, logits))
+                    },
+                )
+                .collect()
+        });
+        let mut loss = 0.0;
+        let mut out = Vec::with_capacity(n * k);
+        for r in results {
+            let (l, o) = r?;
+            loss += l;
+            out.extend_from_slice(&o);
+        }
+        let mut scratch = vec![0.0; spec.param_count()];
+        loss += self.cfg.penalties.add_loss_and_grad(&spec, params, &mut scratch)? as f64;
+        Ok((loss, out))
+    }
+
+    /// Trains `params` in place from `state` (fresh or resumed) until `cfg.epochs` or early
+    /// stopping; calls `on_epoch` after every epoch (checkpointing happens there).
+    pub fn fit(
+        &self,
+        params: &mut Vec<f32>,
+        optimizer_state: &mut Vec<f32>,
+        best_params: &mut Vec<f32>,
+        state: &mut TrainState,
+        train: &Prepared,
+        valid: Option<&Prepared>,
+        mut on_epoch: impl FnMut(&EpochEvent<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let cfg = &self.cfg;
+        let spec = cfg.spec;
+        let p = spec.param_count();
+        let k = spec.outputs;
+        if train.len == 0 {
+            bail!("the training split is empty");
+        }
+        let n_opt = cfg.optimizer.state_len(p);
+        if optimizer_state.len() != n_opt {
+            *optimizer_state = vec![0.0; n_opt];
+        }
+        if best_params.len() != p {
+            *best_params = params.clone();
+        }
+        let bs = cfg.batch_size.min(train.len);
+        let part_cap = bs.div_ceil(cfg.threads);
+        let mut slots: Vec<Slot> = (0..cfg.threads)
+            .map(|_| Slot {
+                work: vec![0.0; spec.train_work_len(part_cap, train.steps, cfg.bptt)],
+                grads: vec![0.0; p],
+                outputs: vec![0.0; part_cap * k],
+                buf: BatchBuf::default(),
+                loss: 0.0,
+                result: Ok(()),
+            })
+            .collect();
+        let mut grads = vec![0.0f32; p];
+        let mut order: Vec<usize> = (0..train.len).collect();
+        let batches = train.len.div_ceil(bs);
+        let mut outputs = vec![0.0f32; train.len * k];
+        let lower_is_better = !matches!(cfg.monitor, Monitor::ValAccuracy);
+
+        for epoch in state.epochs_done + 1..=cfg.epochs {
+            let mut rng = Pcg64::seed_from_u64(cfg.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9));
+            order.sort_unstable();
+            order.shuffle(&mut rng);
+            let bar = if cfg.quiet {
+                ProgressBar::hidden()
+            } else {
+                let bar = ProgressBar::new(batches as u64);
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "Epoch {prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed}<{eta})",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+                );
+                bar.set_prefix(format!("{epoch}/{}", cfg.epochs));
+                bar
+            };
+            let start = Instant::now();
+            let mut loss_sum = 0.0f64;
+            let mut lr = 0.0f64;
+            for (bi, idx) in order.chunks(bs).enumerate() {
+                let b = idx.len();
+                let part_len = b.div_ceil(cfg.threads);
+                let opts = TrainOptions { bptt: cfg.bptt, norm: b };
+                let parts: Vec<&[usize]> = idx.chunks(part_len).collect();
+                self.pool.install(|| {
+                    slots.par_iter_mut().zip(parts.par_iter()).for_each(|(slot, part)| {
+                        train.gather(part, k, &mut slot.buf);
+                        slot.grads.fill(0.0);
+                        let batch = Batch {
+                            inputs: slot.buf.sequences(),
+                            targets: slot.buf.core_targets(spec.head),
+                            batch: part.len(),
+                        };
+                        let out = &mut slot.outputs[..part.len() * k];
+                        slot.result = loss_and_grad(
+                            &spec,
+                            params,
+                            &batch,
+                            &opts,
+                            &mut slot.work,
+                            &mut slot.grads,
+                            None,
+                            Some(out),
+                        )
+                        .map(|l| slot.loss = l);
+                    })
+                });
+                let used = parts.len();
+                let mut loss = 0.0f32;
+                for (si, slot) in slots[..used].iter_mut().enumerate() {
+                    std::mem::replace(&mut slot.result, Ok(()))
+                        .map_err(|e| anyhow!("batch {}: {e}", bi + 1))?;
+                    loss += slot.loss;
+                    for (o, &i) in parts[si].iter().enumerate() {
+                        let src = &slot.outputs[o * k..(o + 1) * k];
+                        outputs[i * k..(i + 1) * k].copy_from_slice(src);
+                    }
+                }
+                {
+                    let slots = &slots[..used];
+                    self.pool.install(|| {
+                        grads.par_chunks_mut(4096).enumerate().for_each(|(ci, g)| {
+                            let (lo, n) = (ci * 4096, g.len());
+                            g.copy_from_slice(&slots[0].grads[lo..lo + n]);
+                            for s in &slots[1..] {
+                                for (a, b) in g.iter_mut().zip(&s.grads[lo..lo + n]) {
+                                    *a += b;
+                                }
+                            }
+                        })
+                    });
+                }
+                loss += cfg.penalties.add_loss_and_grad(&spec, params, &mut grads)?;
+                let step = state.iteration;
+                if !loss.is_finite() {
+                    bail!(
+                        "training diverged at epoch {epoch}, batch {}: the loss is {loss}; no weights were \
+                         changed by this step (try a lower --lr, or --clipnorm/--global-clipnorm)",
+                        bi + 1
+                    );
+                }
+                if let Some(bad) = grads.iter().position(|g| !g.is_finite()) {
+                    let t = spec.tensors().position(|t| t.range().contains(&bad)).unwrap_or(0);
+                    bail!(
+                        "training diverged at epoch {epoch}, batch {}: the gradient of {} is {} \
+                         (element {}); no weights were changed by this step (try a lower --lr, or \
+                         --clipnorm/--global-clipnorm)",
+                        bi + 1,
+                        tensor_name(&spec, t),
+                        grads[bad],
+                        bad - spec.tensor(t).map_or(0, |t| t.offset)
+                    );
+                }
+                lr = cfg.optimizer.schedule.lr(step) as f64;
+                cfg.optimizer
+                    .apply(&spec, 0..p, step, params, &mut grads, optimizer_state)
+                    .map_err(|e| anyhow!("optimizer step {step}: {e}"))?;
+                state.iteration += 1;
+                loss_sum += loss as f64;
+                bar.set_position(bi as u64 + 1);
+                bar.set_message(format!("loss {:.4}", loss_sum / (bi + 1) as f64));
+            }
+            let seconds = start.elapsed().as_secs_f64();
+            bar.finish_and_clear();
+            let train_loss = loss_sum / batches as f64;
+            let train_acc = accuracy(&spec, &train.labels, &outputs);
+            let (val_loss, val_accuracy) = match valid {
+                Some(v) if v.len > 0 => {
+                    let (l, o) = self.evaluate(params, v)?;
+                    (Some(l), accuracy(&spec, &v.labels, &o))
+                }
+                _ => (None, None),
+            };
+            let stats = EpochStats {
+                epoch,
+                loss: train_loss,
+                accuracy: train_acc,
+                val_loss,
+                val_accuracy,
+                lr,
+                seconds,
+                samples_per_sec: train.len as f64 / seconds.max(1e-9),
+            };
+            let monitored = match cfg.monitor {
+                Monitor::ValLoss => stats.val_loss,
+                Monitor::ValAccuracy => stats.val_accuracy,
+                Monitor::Loss => Some(stats.loss),
+            }
+            .ok_or_else(|| {
+                anyhow!("--monitor {:?} needs a validation split with class labels", cfg.monitor)
+            })?;
+            let improved = match state.best {
+                None => true,
+                Some((b, _)) => {
+                    if lower_is_better {
+                        monitored < b - cfg.min_delta
+                    } else {
+                        monitored > b + cfg.min_delta
+                    }
+                }
+            };
+            if improved {
+                state.best = Some((monitored, epoch));
+                state.wait = 0;
+                best_params.copy_from_slice(params);
+            } else {
+                state.wait += 1;
+            }
+            state.epochs_done = epoch;
+            state.history.push(stats.clone());
+            if !cfg.quiet {
+                eprintln!("{}", epoch_line(&stats, cfg.epochs, improved));
+            }
+            on_epoch(&EpochEvent {
+                stats: &stats,
+                improved,
+                params,
+                optimizer_state,
+                best_params,
+                state,
+            })?;
+            if cfg.patience > 0 && state.wait >= cfg.patience {
+                if !cfg.quiet {
+                    eprintln!(
+                        "Early stopping: no improvement of {:?} for {} epochs",
+                        cfg.monitor, cfg.patience
+                    );
+                }
+                break;
+            }
+        }
+        if cfg.restore_best && state.best.is_some() {
+            params.copy_from_slice(best_params);
+        }
+        Ok(())
+    }
+}
+
+fn epoch_line(s: &EpochStats, epochs: usize, improved: bool) -> String {
+    let mut line = format!("Epoch {}/{epochs}  loss {:.4}", s.epoch, s.loss);
+    if let Some(a) = s.accuracy {
+        line += &format!("  accuracy {a:.4}");
+    }
+    if let Some(l) = s.val_loss {
+        line += &format!("  val_loss {l:.4}");
+    }
+    if let Some(a) = s.val_accuracy {
+        line += &format!("  val_accuracy {a:.4}");
+    }
+    line += &format!("  lr {:.3e}  {:.1}s  {:.0} samples/s", s.lr, s.seconds, s.samples_per_sec);
+    if improved {
+        line += "  *";
+    }
+    line
+}

@@ -1,0 +1,391 @@
+//! The `tinylstm` binary end to end: train → eval → predict → export → import on the built-in
+//! task, resume, determinism, every bad-input path, and (when `TINYLSTM_DATASETS` is set) real
+//! datasets.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use tinylstm::format::ModelFile;
+use tinylstm::{model, Sequences};
+
+/// Builds the binary once (same profile as the tests) and returns its path.
+fn binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let status = Command::new(env!("CARGO"))
+            .current_dir(&root)
+            .args([
+                "build",
+                "--quiet",
+                "--profile",
+                "test",
+                "-p",
+                "tinylstm-cli",
+                "--bin",
+                "tinylstm",
+            ])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building the tinylstm binary failed");
+        // Test executables live in target/<profile dir>/deps; the binary one level up.
+        let exe = std::env::current_exe().unwrap();
+        let dir = exe.parent().unwrap().parent().unwrap();
+        let bin = dir.join(format!("tinylstm{}", std::env::consts::EXE_SUFFIX));
+        assert!(bin.exists(), "{} not found", bin.display());
+        bin
+    })
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(binary()).args(args).output().expect("run tinylstm")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "tinylstm {args:?} failed:\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs a command that must fail; returns its stderr.
+fn fails(args: &[&str]) -> String {
+    let out = run(args);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "tinylstm {args:?} should fail; stderr: {err}");
+    assert!(!err.contains("panicked"), "tinylstm {args:?} panicked: {err}");
+    err
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Writes the built-in task's samples as a sequence CSV (label, then values timestep-major).
+fn synthetic_csv(path: &Path, samples: usize, seed: u64) {
+    let ds = tinylstm_cli::synthetic::generate(&tinylstm_cli::synthetic::SyntheticConfig {
+        samples,
+        seed,
+        ..Default::default()
+    });
+    let mut text = String::new();
+    for smp in &ds.samples {
+        text += &smp.label.class().unwrap().to_string();
+        for v in smp.values().unwrap() {
+            text += &format!(",{v}");
+        }
+        text.push('\n');
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+#[test]
+fn train_eval_predict_export_import_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let stdout = ok(&[
+        "train",
+        "--out",
+        s(&out),
+        "--epochs",
+        "6",
+        "--synthetic-samples",
+        "600",
+        "--threads",
+        "2",
+        "--quiet",
+        "--lr",
+        "0.01",
+    ]);
+    assert!(stdout.contains("Test metrics"), "{stdout}");
+    for f in [
+        "model.tlm",
+        "checkpoint.tlm",
+        "history.json",
+        "history.csv",
+        "metrics.json",
+        "loss.svg",
+        "loss.png",
+        "accuracy.svg",
+        "accuracy.png",
+        "confusion.svg",
+        "confusion.png",
+        "model.rs",
+        "model.h",
+        "model.json",
+    ] {
+        assert!(out.join(f).exists(), "{f} missing; stdout:\n{stdout}");
+    }
+    let metrics: Value =
+        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
+    let acc = metrics["classification"]["accuracy"].as_f64().unwrap();
+    // Four balanced classes: chance is 0.25. Six short epochs already separate them well.
+    assert!(acc > 0.6, "test accuracy {acc} after 6 epochs");
+    let history: Value =
+        serde_json::from_slice(&std::fs::read(out.join("history.json")).unwrap()).unwrap();
+    assert_eq!(history.as_array().unwrap().len(), 6);
+
+    // eval and predict on a fresh CSV of the same task.
+    let csv = dir.path().join("fresh.csv");
+    synthetic_csv(&csv, 80, 99);
+    let model = out.join("model.tlm");
+    let eval: Value =
+        serde_json::from_str(&ok(&["eval", "--model", s(&model), "--data", s(&csv), "--json"]))
+            .unwrap();
+    assert_eq!(eval["samples"], 80);
+    let eval_acc = eval["classification"]["accuracy"].as_f64().unwrap();
+    assert!(eval_acc > 0.5, "fresh-data accuracy {eval_acc}");
+    let pred = ok(&["predict", "--model", s(&model), "--data", s(&csv), "--json"]);
+    let rows: Vec<Value> = pred.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 80);
+
+    // Predictions equal the core's forward pass on the same (standardised) input, bit for bit.
+    let bundle = tinylstm_cli::bundle::ModelBundle::load(&model).unwrap();
+    let ds = tinylstm_cli::data::load_sequence_csv(
+        &csv,
+        &tinylstm_cli::data::SequenceCsvOptions::new(3),
+    )
+    .unwrap();
+    let spec = bundle.spec;
+    let mut work = vec![0.0; spec.forward_work_len(1, 8)];
+    for (i, smp) in ds.samples.iter().enumerate().take(10) {
+        let mut x = smp.values().unwrap().to_vec();
+        bundle.normalizer.as_ref().unwrap().apply(&mut x).unwrap();
+        let mut probs = vec![0.0; spec.outputs];
+        model::forward(&spec, &bundle.params, Sequences::Values(&x), 1, &mut work, &mut probs)
+            .unwrap();
+        let bits: Vec<String> = probs.iter().map(|p| format!("{:08x}", p.to_bits())).collect();
+        let cli: Vec<String> = rows[i]["output_bits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(bits, cli, "sample {i}");
+    }
+
+    // info
+    let info: Value = serde_json::from_str(&ok(&["info", "--model", s(&model), "--json"])).unwrap();
+    assert_eq!(info["parameters"].as_u64().unwrap() as usize, spec.param_count());
+    assert_eq!(info["input"]["channels"], 3);
+
+    // export → Keras npz → import: the same parameters, bit for bit.
+    let npz = dir.path().join("w.npz");
+    ok(&["export", "--model", s(&model), "--format", "keras-npz", "--out", s(&npz)]);
+    let back = dir.path().join("back.tlm");
+    ok(&[
+        "import",
+        "--npz",
+        s(&npz),
+        "--channels",
+        "3",
+        "--units",
+        "64",
+        "--classes",
+        "4",
+        "--maxlen",
+        "40",
+        "--out",
+        s(&back),
+    ]);
+    let a = std::fs::read(&model).unwrap();
+    let b = std::fs::read(&back).unwrap();
+    let (fa, fb) = (ModelFile::parse(&a).unwrap(), ModelFile::parse(&b).unwrap());
+    assert_eq!(fa.spec(), fb.spec());
+    let pa: Vec<u32> = fa.params().map(f32::to_bits).collect();
+    let pb: Vec<u32> = fb.params().map(f32::to_bits).collect();
+    assert_eq!(pa, pb);
+    for fmt in ["rust", "c", "json", "tlm"] {
+        let p = dir.path().join(format!("m.{fmt}"));
+        ok(&["export", "--model", s(&model), "--format", fmt, "--out", s(&p)]);
+        assert!(std::fs::metadata(&p).unwrap().len() > 0);
+    }
+}
+
+#[test]
+fn same_seed_same_model_and_resume_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let common =
+        ["--epochs", "2", "--synthetic-samples", "160", "--threads", "2", "--quiet", "--seed", "7"];
+    let a = dir.path().join("a");
+    let b = dir.path().join("b");
+    ok(&[&["train", "--out", s(&a)][..], &common].concat());
+    ok(&[&["train", "--out", s(&b)][..], &common].concat());
+    assert_eq!(
+        std::fs::read(a.join("model.tlm")).unwrap(),
+        std::fs::read(b.join("model.tlm")).unwrap()
+    );
+
+    // Resume a 2-epoch run to 3 epochs: the history continues.
+    ok(&["train", "--out", s(&a), "--resume", "--epochs", "3", "--quiet"]);
+    let h: Value = serde_json::from_slice(&std::fs::read(a.join("history.json")).unwrap()).unwrap();
+    let epochs: Vec<u64> =
+        h.as_array().unwrap().iter().map(|e| e["epoch"].as_u64().unwrap()).collect();
+    assert_eq!(epochs, vec![1, 2, 3]);
+}
+
+#[test]
+fn bad_inputs_give_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let write = |name: &str, text: &str| -> PathBuf {
+        let p = d.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let out = d.join("o");
+    let o = s(&out);
+
+    let e = fails(&["train", "--data", s(&d.join("missing.csv")), "--out", o]);
+    assert!(e.contains("missing.csv"), "{e}");
+
+    let arity = write("arity.csv", "0,1,2,3,4,5,6\n1,1,2,3,4,5\n");
+    let e = fails(&["train", "--data", s(&arity), "--channels", "3", "--out", o]);
+    assert!(e.contains("arity.csv") && e.contains("line 2"), "{e}");
+
+    let nonnum = write("nonnum.csv", "0,1,2,3\n1,1,x,3\n");
+    let e = fails(&["train", "--data", s(&nonnum), "--channels", "3", "--out", o]);
+    assert!(e.contains("line 2") && e.contains("\"x\""), "{e}");
+
+    let nan = write("nan.csv", "0,1,2,3\n1,1,NaN,3\n");
+    let e = fails(&["train", "--data", s(&nan), "--channels", "3", "--out", o]);
+    assert!(e.contains("line 2"), "{e}");
+
+    let range = write("range.csv", "0,1,2,3\n5,1,2,3\n");
+    let e = fails(&["train", "--data", s(&range), "--channels", "3", "--classes", "2", "--out", o]);
+    assert!(e.contains("line 2") && e.contains('5'), "{e}");
+
+    let frac = write("frac.csv", "0,1,2,3\n1.5,1,2,3\n");
+    let e = fails(&["train", "--data", s(&frac), "--channels", "3", "--out", o]);
+    assert!(e.contains("line 2") && e.contains("1.5"), "{e}");
+
+    let gap = write("gap.csv", "0,1,2,3\n2,1,2,3\n");
+    let e = fails(&["train", "--data", s(&gap), "--channels", "3", "--out", o]);
+    assert!(e.contains("gap.csv") && e.contains("class 1"), "{e}");
+
+    let empty = write("empty.csv", "");
+    let e = fails(&["train", "--data", s(&empty), "--channels", "3", "--out", o]);
+    assert!(e.contains("empty.csv"), "{e}");
+
+    let header_only = write("header.csv", "label,text\n");
+    let e = fails(&["train", "--data", s(&header_only), "--out", o]);
+    assert!(e.contains("header.csv"), "{e}");
+
+    let texts =
+        write("texts.csv", "label,text\n0,hello there\n1,buy now\n0,see you\n1,free prize\n");
+    let e = fails(&["train", "--data", s(&texts), "--maxlen", "0", "--out", o]);
+    assert!(e.contains("--maxlen"), "{e}");
+
+    let e = fails(&["train", "--optimizer", "adamm", "--out", o]);
+    assert!(e.contains("adamm"), "{e}");
+    let e = fails(&["train", "--lr=-1", "--out", o, "--synthetic-samples", "40"]);
+    assert!(e.contains("--lr"), "{e}");
+
+    let cfg = write("bad.toml", "epochz = 3\n");
+    let e = fails(&["train", "--config", s(&cfg), "--out", o]);
+    assert!(e.contains("epochz") && e.contains("bad.toml"), "{e}");
+
+    // Model files: corrupt, truncated, not a model, and a model that does not fit the data.
+    let run_dir = d.join("m");
+    ok(&["train", "--out", s(&run_dir), "--epochs", "1", "--synthetic-samples", "80", "--quiet"]);
+    let model = run_dir.join("model.tlm");
+    let mut bytes = std::fs::read(&model).unwrap();
+    let corrupt = d.join("corrupt.tlm");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x10;
+    std::fs::write(&corrupt, &bytes).unwrap();
+    let csv = d.join("s.csv");
+    synthetic_csv(&csv, 8, 1);
+    let e = fails(&["eval", "--model", s(&corrupt), "--data", s(&csv)]);
+    assert!(e.contains("corrupt.tlm") && e.contains("CRC"), "{e}");
+    let truncated = d.join("trunc.tlm");
+    std::fs::write(&truncated, &std::fs::read(&model).unwrap()[..100]).unwrap();
+    let e = fails(&["info", "--model", s(&truncated)]);
+    assert!(e.contains("trunc.tlm") && e.contains("truncated"), "{e}");
+    let e = fails(&["info", "--model", s(&texts)]);
+    assert!(e.contains("texts.csv"), "{e}");
+    // The model reads 3 channels: 4 values per row are not whole time steps.
+    let four = write("four.csv", "0,1,2,3,4\n1,1,2,3,4\n");
+    let e = fails(&["eval", "--model", s(&model), "--data", s(&four)]);
+    assert!(e.contains("four.csv") && e.contains("line 1"), "{e}");
+    // A text file given to a sequence model.
+    let e = fails(&["eval", "--model", s(&model), "--data", s(&texts)]);
+    assert!(e.contains("texts.csv"), "{e}");
+}
+
+fn datasets() -> Option<PathBuf> {
+    match std::env::var_os("TINYLSTM_DATASETS") {
+        Some(p) => Some(PathBuf::from(p)),
+        None => {
+            eprintln!("SKIPPED real-dataset training: TINYLSTM_DATASETS is not set (CI sets it to ../shared/datasets)");
+            None
+        }
+    }
+}
+
+fn test_accuracy(out: &Path) -> f64 {
+    let m: Value =
+        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
+    m["classification"]["accuracy"].as_f64().unwrap()
+}
+
+#[test]
+fn sms_spam_seed_model_reaches_097() {
+    let Some(root) = datasets() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sms");
+    let data = root.join("text/sms_spam_en/sms_spam.csv");
+    ok(&[
+        "train",
+        "--data",
+        s(&data),
+        "--maxlen",
+        "60",
+        "--epochs",
+        "3",
+        "--out",
+        s(&out),
+        "--quiet",
+        "--lr",
+        "3e-3",
+    ]);
+    let acc = test_accuracy(&out);
+    println!("sms_spam_en test accuracy {acc:.4}");
+    assert!(acc >= 0.97, "sms_spam_en test accuracy {acc}");
+}
+
+#[test]
+fn basicmotions_reaches_085() {
+    let Some(root) = datasets() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bm");
+    let base = root.join("sensor/basicmotions");
+    ok(&[
+        "train",
+        "--data",
+        s(&base.join("train.csv")),
+        "--test",
+        s(&base.join("test.csv")),
+        "--channels",
+        "6",
+        "--epochs",
+        "60",
+        "--batch-size",
+        "16",
+        "--lr",
+        "1e-2",
+        "--valid-split",
+        "0.2",
+        "--out",
+        s(&out),
+        "--quiet",
+    ]);
+    let acc = test_accuracy(&out);
+    println!("basicmotions test accuracy {acc:.4}");
+    assert!(acc >= 0.85, "basicmotions test accuracy {acc}");
+}
