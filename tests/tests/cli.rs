@@ -389,3 +389,23 @@ fn basicmotions_reaches_085() {
     println!("basicmotions test accuracy {acc:.4}");
     assert!(acc >= 0.85, "basicmotions test accuracy {acc}");
 }
+
+#[test]
+fn divergence_stops_with_a_clear_message_and_keeps_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let o = s(&out);
+    ok(&["train", "--out", o, "--epochs", "2", "--synthetic-samples", "120", "--quiet"]);
+    let checkpoint = std::fs::read(out.join("checkpoint.tlm")).unwrap();
+    let model = std::fs::read(out.join("model.tlm")).unwrap();
+    // Resume with an absurd learning rate: the weights overflow and the next loss is NaN/Inf.
+    let e = fails(&[
+        "train", "--out", o, "--resume", "--epochs", "4", "--optimizer", "sgd", "--lr", "1e37",
+        "--quiet",
+    ]);
+    assert!(e.contains("diverged") && e.contains("epoch 3"), "{e}");
+    assert_eq!(std::fs::read(out.join("checkpoint.tlm")).unwrap(), checkpoint, "checkpoint overwritten");
+    assert_eq!(std::fs::read(out.join("model.tlm")).unwrap(), model, "model overwritten");
+    // The kept checkpoint still resumes with sane settings.
+    ok(&["train", "--out", o, "--resume", "--epochs", "3", "--quiet"]);
+}
