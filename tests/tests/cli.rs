@@ -374,7 +374,9 @@ fn basicmotions_reaches_085() {
         "--channels",
         "6",
         "--epochs",
-        "60",
+        "200",
+        "--patience",
+        "20",
         "--batch-size",
         "16",
         "--lr",
@@ -400,11 +402,24 @@ fn divergence_stops_with_a_clear_message_and_keeps_the_checkpoint() {
     let model = std::fs::read(out.join("model.tlm")).unwrap();
     // Resume with an absurd learning rate: the weights overflow and the next loss is NaN/Inf.
     let e = fails(&[
-        "train", "--out", o, "--resume", "--epochs", "4", "--optimizer", "sgd", "--lr", "1e37",
+        "train",
+        "--out",
+        o,
+        "--resume",
+        "--epochs",
+        "4",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "1e37",
         "--quiet",
     ]);
     assert!(e.contains("diverged") && e.contains("epoch 3"), "{e}");
-    assert_eq!(std::fs::read(out.join("checkpoint.tlm")).unwrap(), checkpoint, "checkpoint overwritten");
+    assert_eq!(
+        std::fs::read(out.join("checkpoint.tlm")).unwrap(),
+        checkpoint,
+        "checkpoint overwritten"
+    );
     assert_eq!(std::fs::read(out.join("model.tlm")).unwrap(), model, "model overwritten");
     // The kept checkpoint still resumes with sane settings.
     ok(&["train", "--out", o, "--resume", "--epochs", "3", "--quiet"]);
