@@ -25,6 +25,9 @@ const _: () = match peek_check_spec(MODEL, &SPEC) {
     ),
 };
 
+// The data sets hold raw sensor values (from the CLI's synthetic generator, `firmware/tools`):
+// the firmware standardises them with the model's NORMALIZATION section (`engine::Standardize`).
+
 /// Sample sequences for the inference demo (2 per class, the training distribution).
 pub const SAMPLES: &[u8] = include_bytes!("../data/samples.bin");
 /// Field set used to fine-tune: gestures recorded with a mirrored, miscalibrated sensor.

@@ -1,9 +1,10 @@
-//! The application's numerics, independent of the platform: the compiled spec, the embedded
-//! data sets, evaluation, head-only and full-BPTT fine-tuning steps and the transaction check.
+//! The application's numerics, independent of the platform: the compiled spec, the model's
+//! input standardisation, the embedded data sets, evaluation, head-only and full-BPTT
+//! fine-tuning steps and the transaction check.
 //!
 //! This file depends on nothing but `core` and `tinylstm`, takes every buffer from its caller and
 //! never allocates, so the same source runs on the device (statics) and on a host (`Vec`s): the
-//! model generator in `firmware/tools` and the QEMU harness (`tests/tests/qemu.rs`) include it
+//! host tools in `firmware/tools` and the QEMU harness (`tests/tests/qemu.rs`) include it
 //! with `#[path = ".../firmware/src/engine.rs"] mod engine;` and replay the firmware's
 //! computations to compare them bit for bit with the device's log.
 //!
@@ -19,12 +20,14 @@
 //! | 16 | 4 | `u32` channels `C` per time step |
 //! | 20 | `N · (4 + 4·T·C)` | per sequence: `u32` class label, then `T·C` `f32` values, timestep-major |
 //!
-//! Nothing follows the last record.
+//! Nothing follows the last record. The values are **raw** sensor readings: [`View::read`]
+//! standardises them with the model's [`Standardize`] (its NORMALIZATION section) on the way in.
 
 #![allow(dead_code)]
 
 use core::ops::Range;
 
+use tinylstm::format::ModelFile;
 use tinylstm::kernels::gemm_nn;
 use tinylstm::optim::{all_finite, Clip, Optimizer, OptimizerConfig};
 use tinylstm::train::{loss_and_grad, Batch, Bptt, TrainOptions};
@@ -91,6 +94,117 @@ pub const FULL_CFG: OptimizerConfig =
 pub const FULL_STATE: usize = FULL_CFG.state_len(PARAMS);
 /// Work buffer of one BPTT pass over one sequence.
 pub const TRAIN_WORK: usize = SPEC.train_work_len(1, STEPS, BPTT);
+
+// ---------------------------------------------------------------------------------------------
+// Input standardisation (the model file's NORMALIZATION section)
+// ---------------------------------------------------------------------------------------------
+
+/// Per-channel standardisation of raw sensor values, `x' = (x − mean[c]) / std[c]`, with the
+/// statistics `tinylstm train` fitted on its training split and stored in the model file's
+/// NORMALIZATION section. The same `f32` operations as the CLI's `Normalizer::apply`
+/// (`host-cli/src/normalize.rs`), so a device and `tinylstm predict` feed the model the same bits.
+///
+/// Section body, little-endian: `u32 C`, then `C` `f32` means, then `C` `f32` standard
+/// deviations (`4 + 8·C` bytes).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Standardize {
+    /// Per-channel means.
+    pub means: [f32; CHANNELS],
+    /// Per-channel standard deviations (finite, positive).
+    pub stds: [f32; CHANNELS],
+}
+
+/// A NORMALIZATION section the firmware cannot use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NormError {
+    /// Its length is not `4 + 8·C`.
+    Length(usize),
+    /// Its channel count `C` differs from the firmware's.
+    Channels(u32),
+    /// A mean is not finite, or a standard deviation is not finite and positive.
+    Value(usize),
+}
+
+impl core::fmt::Display for NormError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            NormError::Length(n) => {
+                write!(f, "normalization section has {n} bytes, expected {}", 4 + 8 * CHANNELS)
+            }
+            NormError::Channels(c) => {
+                write!(f, "normalization section is for {c} channels, the firmware has {CHANNELS}")
+            }
+            NormError::Value(c) => write!(
+                f,
+                "normalization section: channel {c} has a non-finite mean or a standard deviation \
+                 that is not finite and positive"
+            ),
+        }
+    }
+}
+
+impl Standardize {
+    /// Reads a NORMALIZATION section body (checked as the CLI's `Normalizer::from_bytes` does).
+    pub fn parse(bytes: &[u8]) -> Result<Self, NormError> {
+        if bytes.len() < 4 {
+            return Err(NormError::Length(bytes.len()));
+        }
+        let c = le_u32(bytes, 0);
+        if c as usize != CHANNELS {
+            return Err(NormError::Channels(c));
+        }
+        if bytes.len() != 4 + 8 * CHANNELS {
+            return Err(NormError::Length(bytes.len()));
+        }
+        let f = |k: usize| f32::from_bits(le_u32(bytes, 4 + 4 * k));
+        let means: [f32; CHANNELS] = core::array::from_fn(f);
+        let stds: [f32; CHANNELS] = core::array::from_fn(|k| f(CHANNELS + k));
+        for k in 0..CHANNELS {
+            if !means[k].is_finite() || !stds[k].is_finite() || stds[k] <= 0.0 {
+                return Err(NormError::Value(k));
+            }
+        }
+        Ok(Standardize { means, stds })
+    }
+
+    /// The model's standardisation: `Ok(None)` when the file has no NORMALIZATION section
+    /// (a model trained with `--standardize false` reads raw values).
+    pub fn from_model(file: &ModelFile<'_>) -> Result<Option<Self>, NormError> {
+        file.normalization().map(Self::parse).transpose()
+    }
+
+    /// Standardises `values` (whole time steps of `C` values, timestep-major) in place.
+    pub fn apply(&self, values: &mut [f32]) {
+        for step in values.chunks_exact_mut(CHANNELS) {
+            for ((x, m), s) in step.iter_mut().zip(&self.means).zip(&self.stds) {
+                *x = (*x - m) / s;
+            }
+        }
+    }
+}
+
+/// Applies the model's standardisation, if it has one, to `values` in place.
+pub fn standardize(norm: &Option<Standardize>, values: &mut [f32]) {
+    if let Some(n) = norm {
+        n.apply(values);
+    }
+}
+
+/// The sequence length `tinylstm train` recorded in the metadata section (`"steps":N` in its
+/// JSON), if the section has one. The CLI pads or truncates every input to this length, so a
+/// model made for another `T` would see different inputs on the host and on the device.
+pub fn metadata_steps(meta: &[u8]) -> Option<usize> {
+    const KEY: &[u8] = b"\"steps\":";
+    let at = meta.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let digits = meta[at..].iter().take_while(|b| b.is_ascii_digit());
+    let mut n = 0usize;
+    let mut any = false;
+    for &d in digits {
+        n = n.checked_mul(10)?.checked_add(usize::from(d - b'0'))?;
+        any = true;
+    }
+    any.then_some(n)
+}
 
 // ---------------------------------------------------------------------------------------------
 // Data sets
@@ -196,7 +310,7 @@ impl<'a> Dataset<'a> {
         le_u32(self.bytes, DATA_HEADER_LEN + i * RECORD_LEN)
     }
 
-    /// Copies sequence `i` (`[T][C]`) into `out` and returns its label.
+    /// Copies the raw values of sequence `i` (`[T][C]`) into `out` and returns its label.
     pub fn read(&self, i: usize, out: &mut [f32]) -> u32 {
         let at = DATA_HEADER_LEN + i * RECORD_LEN + 4;
         for (k, o) in out[..SEQ_LEN].iter_mut().enumerate() {
@@ -222,19 +336,26 @@ pub enum Poison {
     Mislabel,
 }
 
-/// A data set seen through a [`Poison`].
+/// A data set as the model sees it: raw values, through a [`Poison`], then standardised.
 #[derive(Clone, Copy, Debug)]
 pub struct View<'a> {
-    /// The data.
+    /// The raw data.
     pub data: Dataset<'a>,
-    /// The corruption applied on reading.
+    /// The corruption applied to the raw values on reading.
     pub poison: Poison,
+    /// The model's standardisation, applied last.
+    pub norm: Option<Standardize>,
 }
 
 impl<'a> View<'a> {
-    /// The data as it is.
-    pub fn clean(data: Dataset<'a>) -> Self {
-        View { data, poison: Poison::None }
+    /// The data as it is, standardised with `norm`.
+    pub fn clean(data: Dataset<'a>, norm: Option<Standardize>) -> Self {
+        View { data, poison: Poison::None, norm }
+    }
+
+    /// The same data and standardisation through another poison.
+    pub fn poisoned(&self, poison: Poison) -> Self {
+        View { poison, ..*self }
     }
 
     /// Number of sequences.
@@ -256,7 +377,8 @@ impl<'a> View<'a> {
         }
     }
 
-    /// Copies sequence `i` into `out` (poisoned) and returns its (poisoned) label.
+    /// Copies sequence `i` into `out` — raw, poisoned, then standardised — and returns its
+    /// (poisoned) label.
     pub fn read(&self, i: usize, out: &mut [f32]) -> u32 {
         self.data.read(i, out);
         if let Poison::NonFinite { sample, value } = self.poison {
@@ -264,6 +386,7 @@ impl<'a> View<'a> {
                 out[value] = f32::NAN;
             }
         }
+        standardize(&self.norm, &mut out[..SEQ_LEN]);
         self.label(i)
     }
 

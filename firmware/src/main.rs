@@ -1,7 +1,8 @@
-//! tinylstm firmware: verifies the embedded model, classifies sample gestures (whole sequences
-//! and streamed step by step), fine-tunes on a small field set (head only, then every
-//! parameter with truncated BPTT) inside transactions that roll back on NaN/Inf or a worse
-//! validation loss, and reports instruction counts, RAM and the stack high-water mark.
+//! tinylstm firmware: verifies the embedded model, standardises raw sensor input with the
+//! model's NORMALIZATION section, classifies sample gestures (whole sequences and streamed step
+//! by step), fine-tunes on a small field set (head only, then every parameter with truncated
+//! BPTT) inside transactions that roll back on NaN/Inf or a worse validation loss, and reports
+//! instruction counts, RAM and the stack high-water mark.
 //!
 //! Every buffer is a static sized by the core's `const fn`s; there is no heap.
 #![no_std]
@@ -445,11 +446,30 @@ fn run() {
     );
     if let Some(meta) = file.metadata() {
         info!("model metadata: {=str}", core::str::from_utf8(meta).unwrap_or("<not UTF-8>"));
+        if let Some(t) = metadata_steps(meta).filter(|&t| t != STEPS) {
+            error!(
+                "model rejected: it was trained on sequences of {=usize} steps, the firmware's are {=usize}",
+                t, STEPS
+            );
+            platform::exit(false);
+        }
+    }
+    // The model's input standardisation: every raw sensor sample is mapped through it.
+    let norm = match Standardize::from_model(&file) {
+        Ok(n) => n,
+        Err(e) => fail("model rejected", &e),
+    };
+    match &norm {
+        Some(n) => info!(
+            "input standardisation (NORMALIZATION section): x' = (x - mean) / std, mean=[{=f32}, {=f32}, {=f32}] std=[{=f32}, {=f32}, {=f32}]",
+            n.means[0], n.means[1], n.means[2], n.stds[0], n.stds[1], n.stds[2]
+        ),
+        None => warn!("the model has no NORMALIZATION section: raw inputs go to the model as they are"),
     }
 
-    // (b) Inference on the sample sequences.
+    // (b) Inference on the sample sequences (raw sensor values, standardised on reading).
     let samples = match Dataset::parse(SAMPLES) {
-        Ok(d) => d,
+        Ok(d) => View::clean(d, norm),
         Err(e) => fail("samples", &e.message()),
     };
     let mut probs = [0.0f32; CLASSES];
@@ -474,19 +494,23 @@ fn run() {
     );
     note(&mut summary, "inference (T=40)", per_inference);
 
-    // (c) Streaming: the same sequence one step at a time equals the full-sequence forward.
+    // (c) Streaming: the same sequence one step at a time, each raw sample standardised as it
+    // arrives, equals the full-sequence forward.
     let label = samples.read(0, &mut b.x[..]);
     let mut full = [0.0f32; CLASSES];
     check("inference", predict(&params[..], &b.x[..], &mut b.forward[..], &mut full));
+    samples.data.read(0, &mut b.x[..]); // raw values: the "sensor"
     model::reset_state(&mut b.state[..]);
     let mut step_total = 0;
     for t in 0..STEPS {
-        let xt = Sequences::Values(&b.x[t * CHANNELS..(t + 1) * CHANNELS]);
+        let mut xt = [0.0f32; CHANNELS];
+        xt.copy_from_slice(&b.x[t * CHANNELS..(t + 1) * CHANNELS]);
         let (r, n) = measure(|| {
+            standardize(&norm, &mut xt);
             model::step(
                 &SPEC,
                 &params[..],
-                xt,
+                Sequences::Values(&xt),
                 1,
                 &mut b.state[..],
                 &mut b.step[..],
@@ -529,7 +553,7 @@ fn run() {
         "field set: {=usize} training and {=usize} validation sequences (mirrored, miscalibrated sensor)",
         FIELD_TRAIN_N, FIELD_VALID_N
     );
-    let (train, valid) = (View::clean(ft), View::clean(fv));
+    let (train, valid) = (View::clean(ft, norm), View::clean(fv, norm));
     let deployed_train = score_full(b, &params[..], &train);
     let deployed_valid = score_full(b, &params[..], &valid);
     log_score("deployed", "clean", "train", "initial", &deployed_train);
@@ -568,17 +592,17 @@ fn run() {
         info!("ram mode=full bytes={=usize}", full_bufs::RAM);
         full_transaction(params, b, &mut full_state, &train, &valid, &mut summary);
         // Poisoned data: a NaN in one sequence must roll back.
-        let nan = View { data: ft, poison: Poison::NonFinite { sample: 1, value: 100 } };
+        let nan = train.poisoned(Poison::NonFinite { sample: 1, value: 100 });
         full_transaction(params, b, &mut full_state, &nan, &valid, &mut summary);
     }
     #[cfg(feature = "head-finetune")]
     {
         // Poisoned labels: training succeeds but the validation loss gets worse: roll back.
-        let wrong = View { data: ft, poison: Poison::Mislabel };
+        let wrong = train.poisoned(Poison::Mislabel);
         head_transaction(params, b, &mut head_state, &wrong, &valid, &mut summary);
     }
     #[cfg(not(feature = "head-finetune"))]
-    let _ = (&summary, &ft);
+    let _ = &summary;
 
     let final_train = score_full(b, &params[..], &train);
     let final_valid = score_full(b, &params[..], &valid);

@@ -422,7 +422,8 @@ mod tests {
         let file = defmt::unwrap!(tinylstm::format::ModelFile::parse(MODEL).ok());
         let mut params = [0.0f32; PARAMS];
         defmt::unwrap!(file.read_params(&mut params).ok());
-        let view = View::clean(defmt::unwrap!(Dataset::parse(FIELD_TRAIN).ok()));
+        let norm = defmt::unwrap!(Standardize::from_model(&file).ok());
+        let view = View::clean(defmt::unwrap!(Dataset::parse(FIELD_TRAIN).ok()), norm);
         let mut xs = [0.0f32; N * SEQ_LEN];
         let mut labels = [0u32; N];
         for i in 0..N {

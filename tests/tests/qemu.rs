@@ -1,11 +1,15 @@
-//! QEMU harness for the firmware (`firmware/`): builds it for `thumbv7em-none-eabihf` with a
-//! model this test makes, boots it on QEMU's `mps2-an386` (Cortex-M4) through the firmware's
-//! cargo runner (`firmware/qemu-run.sh`: timeout, `-icount shift=0,align=off`, defmt-print),
-//! and checks the decoded log against the host:
+//! QEMU harness for the firmware (`firmware/`): trains a model with the CLI (`tinylstm train`
+//! on its built-in task), builds the firmware for `thumbv7em-none-eabihf` with that model
+//! embedded, boots it on QEMU's `mps2-an386` (Cortex-M4) through the firmware's cargo runner
+//! (`firmware/qemu-run.sh`: timeout, `-icount shift=0,align=off`, defmt-print), and checks the
+//! decoded log against the host:
 //!
-//! * every class probability of the sample sequences equals the core's forward pass on the host,
-//!   bit for bit (the reference is the core; it will become `tinylstm predict` once the CLI has it);
-//! * streaming the first sample step by step gives the full forward's bits;
+//! * the class probabilities of every embedded sample equal `tinylstm predict --json` on the same
+//!   model and the same raw inputs (written as a sequence CSV), bit for bit: the device
+//!   standardises with the model's NORMALIZATION section as the CLI does (also checked directly
+//!   against the CLI's `Normalizer`), and the core's forward pass uses `libm` on both sides;
+//! * streaming the first sample step by step (standardising each raw step as it arrives) gives
+//!   the same bits;
 //! * the field-set scores before fine-tuning, and after head-only and full-BPTT fine-tuning,
 //!   equal the host's replay of the same computations (`firmware/src/engine.rs` is compiled
 //!   into this test) bit for bit; fine-tuning lowers the loss and raises the accuracy; both
@@ -13,9 +17,13 @@
 //! * the poisoned runs (a NaN in the data; wrong labels) roll back and leave the parameters'
 //!   CRC unchanged; the firmware exits with 0;
 //! * a model with a corrupted byte fails at boot with the CRC error in the log and a non-zero
-//!   exit; a model of another spec does not compile; a HardFault exits with failure;
+//!   exit, and so does a model with an unusable NORMALIZATION section; a model of another spec
+//!   does not compile; a HardFault exits with failure;
 //! * the on-target test suite (`firmware/tests/gradcheck.rs`: Keras `lstm_layer` and central
-//!   differences on the device) passes.
+//!   differences on the device) passes;
+//! * (host only, no QEMU) the firmware's `Standardize` reads the committed default model's
+//!   NORMALIZATION section as the CLI's `Normalizer` does and standardises every embedded raw
+//!   value to the same bits, and refuses the sections it cannot use.
 //!
 //! Prerequisites: the `thumbv7em-none-eabihf` target, `qemu-system-arm` and `defmt-print`
 //! (`.ci/run` installs them). When one is missing the tests print why and pass, except under
@@ -24,14 +32,16 @@
 #[path = "../../firmware/src/engine.rs"]
 mod engine;
 
+use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use engine::*;
-use tinylstm::format::{self, ModelFile, Section, TAG_METADATA};
+use tinylstm::format::{self, ModelFile, Section, TAG_METADATA, TAG_NORMALIZATION};
 use tinylstm::{Head, Spec};
+use tinylstm_cli::normalize::Normalizer;
 
 /// Seconds one QEMU run may take before the runner kills it.
 const QEMU_TIMEOUT_S: u32 = 240;
@@ -153,31 +163,138 @@ fn run(elf: &Path) -> (i32, String) {
 // Models and log parsing
 // ---------------------------------------------------------------------------------------------
 
-/// The test's model: the committed default model with every parameter nudged by a deterministic
-/// amount up to ±1e-3, so its bits differ from anything committed while it still classifies.
-fn make_model(dir: &Path) -> (PathBuf, Vec<f32>) {
-    let bytes = std::fs::read(firmware_dir().join("models/default.tlm")).expect("default model");
-    let file = ModelFile::parse(&bytes).expect("default model parses");
-    let mut params = vec![0.0f32; PARAMS];
-    file.read_params(&mut params).expect("default model params");
-    let mut s = 0x2545_f491_4f6c_dd1du64;
-    for p in params.iter_mut() {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        *p += ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2e-3;
-    }
-    let path = dir.join("harness.tlm");
-    write_model(&path, &SPEC, &params);
-    (path, params)
+/// The `tinylstm` binary, built once with the tests' profile (as `tests/tests/cli.rs` does).
+fn tinylstm_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let status = Command::new(env!("CARGO"))
+            .current_dir(repo())
+            .args([
+                "build",
+                "--quiet",
+                "--profile",
+                "test",
+                "-p",
+                "tinylstm-cli",
+                "--bin",
+                "tinylstm",
+            ])
+            .status()
+            .expect("run cargo build for the tinylstm binary");
+        assert!(status.success(), "building the tinylstm binary failed");
+        // Test executables live in target/<profile dir>/deps; the binary one level up.
+        let exe = std::env::current_exe().unwrap();
+        let dir = exe.parent().unwrap().parent().unwrap();
+        let bin = dir.join(format!("tinylstm{}", std::env::consts::EXE_SUFFIX));
+        assert!(bin.exists(), "{} not found", bin.display());
+        bin
+    })
 }
 
-fn write_model(path: &Path, spec: &Spec, params: &[f32]) {
+/// Runs the CLI; panics with its output on failure, returns its stdout.
+fn tinylstm(args: &[&str]) -> String {
+    let o = Command::new(tinylstm_bin()).args(args).output().expect("run tinylstm");
+    assert!(o.status.success(), "tinylstm {args:?} failed:\n{}", text(&o));
+    String::from_utf8(o.stdout).expect("UTF-8 output")
+}
+
+/// The CLI's `train` settings of the harness model: the main job (built-in synthetic task, LSTM
+/// 64 → Dense 4 softmax on 3 channels, T = 40, standardised input) made small enough to train
+/// in a few seconds — 800 sequences, 8 epochs at lr 3e-3 (about 98 % test accuracy) — and with
+/// its own seed, so its bits differ from the committed default model's.
+const TRAIN_ARGS: [&str; 11] = [
+    "--synthetic-samples",
+    "800",
+    "--epochs",
+    "8",
+    "--lr",
+    "3e-3",
+    "--seed",
+    "7",
+    "--threads",
+    "2",
+    "--quiet",
+];
+
+/// Trains the harness model with `tinylstm train` into `dir/train/`; returns its path.
+fn train_model(dir: &Path) -> PathBuf {
+    let out = dir.join("train");
+    tinylstm_bin(); // built (or found up to date) before the clock starts
+    let start = std::time::Instant::now();
+    let mut args = vec!["train", "--out", out.to_str().unwrap()];
+    args.extend(TRAIN_ARGS);
+    tinylstm(&args);
+    eprintln!("tinylstm train {}: {:.1?}", TRAIN_ARGS.join(" "), start.elapsed());
+    out.join("model.tlm")
+}
+
+/// The parameters and standardisation of a model file.
+fn load_model(path: &Path) -> (Vec<f32>, Option<Standardize>, Vec<u8>) {
+    let bytes = std::fs::read(path).expect("model file");
+    let file = ModelFile::parse(&bytes).expect("model parses");
+    file.check_spec(&SPEC).expect("the firmware's spec");
+    let mut params = vec![0.0f32; PARAMS];
+    file.read_params(&mut params).expect("model params");
+    let norm = Standardize::from_model(&file).expect("a usable normalization section");
+    (params, norm, bytes)
+}
+
+/// A copy of the committed default model (a model made by `tinylstm train`) in `dir`.
+fn default_model(dir: &Path) -> PathBuf {
+    let path = dir.join("default.tlm");
+    std::fs::copy(firmware_dir().join("models/default.tlm"), &path).expect("default model");
+    path
+}
+
+fn write_model(path: &Path, spec: &Spec, params: &[f32], extra: &[Section<'_>]) {
     let meta = b"QEMU harness model (tests/tests/qemu.rs)";
-    let sections = [Section { tag: TAG_METADATA, bytes: meta }];
+    let mut sections = extra.to_vec();
+    sections.push(Section { tag: TAG_METADATA, bytes: meta });
     let mut buf = vec![0u8; format::encoded_len(spec, &sections).unwrap()];
     format::write_into(spec, params, &sections, &mut buf).unwrap();
     std::fs::write(path, buf).unwrap();
+}
+
+/// Writes the raw sequences of `data` as a sequence CSV for `tinylstm predict`: the label, then
+/// the `T·C` values timestep-major. Each `f32` is printed as its exact `f64` value, which the
+/// CLI (parse as `f64`, round to `f32`) reads back to the same bits.
+fn write_csv(path: &Path, data: &Dataset<'_>) {
+    let mut csv = String::new();
+    let mut x = vec![0.0f32; SEQ_LEN];
+    for i in 0..data.len() {
+        let label = data.read(i, &mut x);
+        write!(csv, "{label}").unwrap();
+        for v in &x {
+            write!(csv, ",{}", f64::from(*v)).unwrap();
+        }
+        csv.push('\n');
+    }
+    std::fs::write(path, csv).unwrap();
+}
+
+/// `tinylstm predict --json` on `csv`: the output bits of every row, in order.
+fn cli_predict(model: &Path, csv: &Path) -> Vec<Vec<u32>> {
+    let out = tinylstm(&[
+        "predict",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        csv.to_str().unwrap(),
+        "--json",
+    ]);
+    out.lines()
+        .enumerate()
+        .map(|(i, l)| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("a JSON line");
+            assert_eq!(v["index"], i, "{l}");
+            v["output_bits"]
+                .as_array()
+                .expect("output_bits")
+                .iter()
+                .map(|b| hex_bits(b.as_str().expect("hex string")))
+                .collect()
+        })
+        .collect()
 }
 
 /// Lines whose whitespace-separated words include every one of `words`.
@@ -358,50 +475,72 @@ fn firmware_boot_sequence_matches_host() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (model, mut params) = make_model(dir.path());
+    let model = train_model(dir.path());
+    let (mut params, norm, bytes) = load_model(&model);
+    let norm = norm.expect("tinylstm train standardises sequence input");
     let elf = build(&model, &[], dir.path()).unwrap_or_else(|e| panic!("firmware build:\n{e}"));
     let (code, log) = run(&elf);
     println!("{log}");
     assert_eq!(code, 0, "firmware exit code\n{log}");
     assert!(lines(&log, &["done"]).len() == 1, "no `done` line");
 
-    // (a) The model verified at boot is the one this test wrote.
-    let bytes = std::fs::read(&model).unwrap();
+    // (a) The model verified at boot is the one this test trained.
     let crc = ModelFile::parse(&bytes).unwrap().crc();
     let l = line(&log, &["model", "verified:"]);
     assert_eq!(hex_bits(kv(l, "crc")), crc);
     assert_eq!(hex_bits(kv(l, "params_crc")), params_crc(&params));
+    assert!(
+        log.contains("input standardisation (NORMALIZATION section)"),
+        "the firmware must use the model's standardisation\n{log}"
+    );
 
-    // (b) Predictions, bit for bit.
+    // The firmware's standardisation is the CLI's, bit for bit.
+    let section = ModelFile::parse(&bytes).unwrap().normalization().unwrap().to_vec();
+    let cli_norm = Normalizer::from_bytes(&section).expect("the CLI reads the section");
+    assert_eq!((cli_norm.means(), cli_norm.stds()), (&norm.means[..], &norm.stds[..]));
+
+    // (b) Predictions: the device's probabilities equal `tinylstm predict` on the same model and
+    // the same raw inputs, bit for bit.
     let samples_bytes = dataset("samples");
-    let samples = Dataset::parse(&samples_bytes).unwrap();
-    let (mut x, mut work) = (vec![0.0; SEQ_LEN], vec![0.0; FORWARD_WORK]);
+    let raw = Dataset::parse(&samples_bytes).unwrap();
+    let samples = View::clean(raw, Some(norm));
+    let (mut x, mut cli_x) = (vec![0.0; SEQ_LEN], vec![0.0; SEQ_LEN]);
+    for i in 0..raw.len() {
+        samples.read(i, &mut x);
+        raw.read(i, &mut cli_x);
+        cli_norm.apply(&mut cli_x).unwrap();
+        let (a, b): (Vec<u32>, Vec<u32>) =
+            (x.iter().map(|v| v.to_bits()).collect(), cli_x.iter().map(|v| v.to_bits()).collect());
+        assert_eq!(a, b, "sample {i}: standardised inputs differ from the CLI's");
+    }
+    let csv = dir.path().join("samples.csv");
+    write_csv(&csv, &raw);
+    let host = cli_predict(&model, &csv);
+    assert_eq!(host.len(), raw.len(), "one prediction per sample");
     let probs_lines = lines(&log, &["probs"]);
-    assert_eq!(probs_lines.len(), samples.len(), "one probs line per sample");
+    assert_eq!(probs_lines.len(), raw.len(), "one probs line per sample");
     for (i, l) in probs_lines.iter().enumerate() {
         assert_eq!(kv(l, "sample"), i.to_string());
-        samples.read(i, &mut x);
-        let mut host = [0.0f32; CLASSES];
-        predict(&params, &x, &mut work, &mut host).unwrap();
         let device: Vec<u32> = kv(l, "bits").split(',').map(hex_bits).collect();
-        let host: Vec<u32> = host.iter().map(|p| p.to_bits()).collect();
-        assert_eq!(device, host, "sample {i}: device probabilities differ from the host's");
+        assert_eq!(
+            device, host[i],
+            "sample {i}: device probabilities differ from `tinylstm predict`'s"
+        );
     }
+    println!("probabilities of {} samples == tinylstm predict, bit for bit", raw.len());
 
-    // (c) Streaming equals the full forward (on the device, and against the host's bits).
+    // (c) Streaming equals the full forward (on the device, and against the CLI's bits).
     let l = line(&log, &["stream", "sample=0"]);
     assert_eq!(kv(l, "equal_to_full_forward"), "true", "{l}");
-    samples.read(0, &mut x);
-    let mut full = [0.0f32; CLASSES];
-    predict(&params, &x, &mut work, &mut full).unwrap();
     let streamed: Vec<u32> =
         kv(line(&log, &["streamed", "sample=0"]), "bits").split(',').map(hex_bits).collect();
-    assert_eq!(streamed, full.iter().map(|p| p.to_bits()).collect::<Vec<_>>());
+    assert_eq!(streamed, host[0], "streamed probabilities differ from `tinylstm predict`'s");
 
     // (d) Fine-tuning, replayed on the host.
     let (tb, vb) = (dataset("field_train"), dataset("field_valid"));
     let ft = Dataset::parse(&tb).unwrap();
-    let (train, valid) = (View::clean(ft), View::clean(Dataset::parse(&vb).unwrap()));
+    let train = View::clean(ft, Some(norm));
+    let valid = View::clean(Dataset::parse(&vb).unwrap(), Some(norm));
     let initial = [score_full(&params, &train), score_full(&params, &valid)];
     check_score(&log, "deployed", "clean", "train", "initial", &initial[0]);
     check_score(&log, "deployed", "clean", "valid", "initial", &initial[1]);
@@ -451,7 +590,7 @@ fn firmware_boot_sequence_matches_host() {
     assert_eq!((a, b), (committed, committed));
     let (a, b) = check_result(&log, "head", "poisoned-labels", "rollback", "worse-validation");
     assert_eq!((a, b), (committed, committed));
-    let wrong = View { data: ft, poison: Poison::Mislabel };
+    let wrong = train.poisoned(Poison::Mislabel);
     let mut scratch = params.clone();
     let (poisoned, decision) = replay_head(&mut scratch, &wrong, &valid);
     assert_eq!(decision, Err(Reject::WorseValidation));
@@ -474,7 +613,7 @@ fn corrupt_model_fails_at_boot() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (model, _) = make_model(dir.path());
+    let model = default_model(dir.path());
     let mut bytes = std::fs::read(&model).unwrap();
     let at = bytes.len() - 1000; // inside the parameters
     bytes[at] ^= 0x01;
@@ -491,6 +630,33 @@ fn corrupt_model_fails_at_boot() {
 }
 
 #[test]
+fn bad_normalization_fails_at_boot() {
+    if !prerequisites("bad_normalization_fails_at_boot") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (params, norm, _) = load_model(&firmware_dir().join("models/default.tlm"));
+    let mut norm = norm.expect("the default model standardises its input");
+    norm.stds[1] = 0.0; // a standard deviation of 0 is not usable
+    let mut section = (CHANNELS as u32).to_le_bytes().to_vec();
+    for v in norm.means.iter().chain(&norm.stds) {
+        section.extend_from_slice(&v.to_le_bytes());
+    }
+    let model = dir.path().join("bad-normalization.tlm");
+    let sections = [Section { tag: TAG_NORMALIZATION, bytes: &section }];
+    write_model(&model, &SPEC, &params, &sections);
+    let elf = build(&model, &[], dir.path()).unwrap_or_else(|e| panic!("firmware build:\n{e}"));
+    let (code, log) = run(&elf);
+    println!("{log}");
+    assert_ne!(code, 0, "an unusable normalization section must fail\n{log}");
+    assert!(
+        log.contains("model rejected: normalization section: channel 1 has"),
+        "the normalization error must be in the log\n{log}"
+    );
+    assert!(!log.contains("infer sample="), "no inference with a rejected model");
+}
+
+#[test]
 fn model_of_another_spec_does_not_compile() {
     if !prerequisites_for("model_of_another_spec_does_not_compile", false) {
         return;
@@ -499,7 +665,7 @@ fn model_of_another_spec_does_not_compile() {
     let other = Spec::channels(3).lstm(8).dense(4, Head::Softmax);
     let params = vec![0.01f32; other.param_count()];
     let model = dir.path().join("other.tlm");
-    write_model(&model, &other, &params);
+    write_model(&model, &other, &params, &[]);
     let err = build(&model, &[], dir.path()).expect_err("a model of another spec must not build");
     assert!(
         err.contains("does not match the firmware's compiled SPEC"),
@@ -513,7 +679,7 @@ fn hardfault_exits_with_failure() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (model, _) = make_model(dir.path());
+    let model = default_model(dir.path());
     let elf = build(&model, &["fault-test"], dir.path())
         .unwrap_or_else(|e| panic!("firmware build:\n{e}"));
     let (code, log) = run(&elf);
@@ -539,4 +705,42 @@ fn on_target_gradient_checks() {
     assert!(o.status.success(), "on-target tests failed\n{log}");
     assert!(log.contains("all tests passed!"), "defmt-test did not finish\n{log}");
     assert!(log.contains("keras grad_recurrent_kernel"), "Keras case not run\n{log}");
+}
+
+/// Host-only checks of the firmware's model preprocessing (`engine::Standardize`,
+/// `engine::metadata_steps`) against the CLI's: no QEMU needed.
+#[test]
+fn firmware_preprocessing_matches_cli() {
+    let bytes = std::fs::read(firmware_dir().join("models/default.tlm")).expect("default model");
+    let file = ModelFile::parse(&bytes).expect("default model parses");
+    // The default model is the CLI's: standardised input, metadata for T = 40.
+    assert_eq!(metadata_steps(file.metadata().expect("metadata")), Some(STEPS));
+    assert_eq!(metadata_steps(br#"{"task":"sequence","steps":50,"padding":"pre"}"#), Some(50));
+    assert_eq!(metadata_steps(b"free text"), None);
+    let section = file.normalization().expect("a NORMALIZATION section");
+    let norm = Standardize::parse(section).expect("usable");
+    let cli = Normalizer::from_bytes(section).expect("the CLI reads it");
+    // Same statistics, same standardised bits on every embedded raw value.
+    assert_eq!((cli.means(), cli.stds()), (&norm.means[..], &norm.stds[..]));
+    for name in ["samples", "field_train", "field_valid"] {
+        let data = dataset(name);
+        let set = Dataset::parse(&data).unwrap();
+        let (mut a, mut b) = (vec![0.0; SEQ_LEN], vec![0.0; SEQ_LEN]);
+        for i in 0..set.len() {
+            View::clean(set, Some(norm)).read(i, &mut a);
+            set.read(i, &mut b);
+            cli.apply(&mut b).unwrap();
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&a), bits(&b), "{name} sequence {i}");
+        }
+    }
+    // What the firmware refuses (the CLI refuses the first and the last too).
+    assert_eq!(Standardize::parse(&section[..section.len() - 1]), Err(NormError::Length(27)));
+    let mut two = 2u32.to_le_bytes().to_vec();
+    two.extend_from_slice(&[0; 16]);
+    assert_eq!(Standardize::parse(&two), Err(NormError::Channels(2)));
+    let mut zero = section.to_vec();
+    zero[4 + 4 * CHANNELS..8 + 4 * CHANNELS].copy_from_slice(&0f32.to_le_bytes());
+    assert_eq!(Standardize::parse(&zero), Err(NormError::Value(0)));
+    assert!(Normalizer::from_bytes(&zero).is_err());
 }

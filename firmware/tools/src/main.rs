@@ -2,23 +2,24 @@
 //!
 //! ```text
 //! cargo run --release --manifest-path firmware/tools/Cargo.toml -- gen
+//! cargo run --release --manifest-path firmware/tools/Cargo.toml -- data
+//! cargo run --release --manifest-path firmware/tools/Cargo.toml -- report [MODEL.tlm]
 //! cargo run --release --manifest-path firmware/tools/Cargo.toml -- keras
-//! cargo run --release --manifest-path firmware/tools/Cargo.toml -- report
 //! ```
 //!
-//! * `gen` trains the default model (`SPEC` of `firmware/src/engine.rs`: LSTM 64 → Dense 4
-//!   softmax on 3 channels, T = 40) on the synthetic gesture task with the core's
-//!   `train::loss_and_grad` and Adam, and writes `firmware/models/default.tlm` and the embedded
-//!   data sets `firmware/data/{samples,field_train,field_valid}.bin`. Everything is seeded: the
-//!   same command writes the same bytes.
-//! * `keras` turns `tests/fixtures/keras/lstm_layer.json` into `firmware/tests/keras_lstm_layer.rs`
-//!   (the on-target gradient test embeds it).
+//! * `gen` makes the firmware's default model with the CLI's main job — it runs
+//!   `tinylstm train --out target/firmware-default-model --threads 2` (the `tinylstm` binary's own
+//!   code, [`tinylstm_cli::commands`], in this process: the built-in synthetic task, LSTM 64 →
+//!   Dense 4 softmax on 3 channels, T = 40, every other setting the CLI's default) — copies its
+//!   `model.tlm` to `firmware/models/default.tlm`, then does `data` and `report`. Training is
+//!   deterministic for a fixed seed and thread count, so the same command writes the same bytes.
+//! * `data` writes the embedded data sets `firmware/data/{samples,field_train,field_valid}.bin`
+//!   from the CLI's generator ([`tinylstm_cli::synthetic::generate`]): **raw** sensor values, as
+//!   the CLI reads them; the firmware standardises them with the model's NORMALIZATION section.
 //! * `report` replays the firmware's evaluation and fine-tuning on the host (same engine source)
 //!   and prints what the firmware should log.
-//!
-//! The generator is a small re-implementation of `host-cli/src/synthetic.rs` (same classes and
-//! shapes, drawn from the core's portable `init::Rng`), so the firmware does not depend on the CLI.
-//! Once `tinylstm train` exists, the default model can be regenerated with it instead.
+//! * `keras` turns `tests/fixtures/keras/lstm_layer.json` into `firmware/tests/keras_lstm_layer.rs`
+//!   (the on-target gradient test embeds it).
 
 #[path = "../../src/engine.rs"]
 mod engine;
@@ -27,75 +28,23 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use clap::Parser as _;
 use engine::*;
-use tinylstm::format::{self, ModelFile, Section, TAG_METADATA};
-use tinylstm::init::{self, Rng};
-use tinylstm::optim::{Optimizer, OptimizerConfig};
-use tinylstm::train::{loss_and_grad, Batch, Bptt, TrainOptions};
-use tinylstm::{Sequences, Targets};
+use tinylstm::format::ModelFile;
+use tinylstm_cli::synthetic::{self, SyntheticConfig};
 
-/// Training set size, seed and noise of the default model's task.
-const TRAIN_SAMPLES: usize = 1200;
-const TEST_SAMPLES: usize = 400;
-const DATA_SEED: u64 = 2026;
-const INIT_SEED: u64 = 7;
-const NOISE: f32 = 0.35;
-const EPOCHS: usize = 12;
-const BATCH: usize = 32;
-const LR: f32 = 5e-3;
+/// The CLI command that makes the default model (from the repository root). `--threads` is
+/// fixed because training is deterministic for a given seed and thread count.
+const TRAIN_ARGS: [&str; 6] =
+    ["tinylstm", "train", "--out", "target/firmware-default-model", "--threads", "2"];
 
-/// Embedded sets.
-const SAMPLES: usize = 8;
-const FIELD_TRAIN: usize = 16;
-const FIELD_VALID: usize = 8;
+/// Embedded sets: (file stem, sequences, generator seed, recorded with the field sensor).
+/// The seeds differ from the training data's (the CLI's default, 2026).
+const SETS: [(&str, usize, u64, bool); 3] =
+    [("samples", 8, 11, false), ("field_train", 16, 12, true), ("field_valid", 8, 13, true)];
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
-}
-
-fn bump(t: f32, centre: f32, width: f32) -> f32 {
-    let d = (t - centre) / width;
-    libm::expf(-0.5 * d * d)
-}
-
-/// One gesture of class `class`, `[T][3]`, as `host-cli/src/synthetic.rs` draws it.
-fn sample(class: usize, noise: f32, rng: &mut Rng) -> Vec<f32> {
-    let steps = STEPS;
-    let mut v = vec![0.0f32; steps * CHANNELS];
-    let amp = rng.uniform(0.6, 1.4);
-    let offset: [f32; CHANNELS] = core::array::from_fn(|_| rng.uniform(-0.5, 0.5));
-    let n = steps as f32;
-    match class {
-        0 | 1 => {
-            let cycles = rng.uniform(1.0, 2.5);
-            let phase = rng.uniform(0.0, std::f32::consts::TAU);
-            let dir = if class == 0 { 1.0 } else { -1.0 };
-            for t in 0..steps {
-                let a = std::f32::consts::TAU * cycles * t as f32 / n + phase;
-                v[t * CHANNELS] = amp * libm::sinf(a);
-                v[t * CHANNELS + 1] = dir * amp * libm::cosf(a);
-                v[t * CHANNELS + 2] = 0.2 * amp * libm::sinf(2.0 * a);
-            }
-        }
-        _ => {
-            let width = rng.uniform(0.04, 0.08) * n;
-            let first = rng.uniform(0.15, 0.4) * n;
-            let second = rng.uniform(0.6, 0.85) * n;
-            let (z_at, x_at) = if class == 2 { (first, second) } else { (second, first) };
-            let sign_z = if rng.next_u32() & 1 == 0 { 1.0 } else { -1.0 };
-            let sign_x = if rng.next_u32() & 1 == 0 { 1.0 } else { -1.0 };
-            for t in 0..steps {
-                let tf = t as f32;
-                v[t * CHANNELS] = sign_x * 1.5 * amp * bump(tf, x_at, width);
-                v[t * CHANNELS + 1] = 0.3 * amp * libm::sinf(tf / n * 5.0);
-                v[t * CHANNELS + 2] = sign_z * 1.5 * amp * bump(tf, z_at, width);
-            }
-        }
-    }
-    for (i, x) in v.iter_mut().enumerate() {
-        *x += offset[i % CHANNELS] + noise * rng.normal();
-    }
-    v
 }
 
 /// The field condition the default model was not trained for: the sensor is mounted mirrored
@@ -109,37 +58,24 @@ fn field_shift(x: &mut [f32]) {
     }
 }
 
-struct Set {
-    x: Vec<f32>,
-    y: Vec<u32>,
-}
-
-fn make_set(n: usize, seed: u64, shift: bool) -> Set {
-    let mut rng = Rng::new(seed);
-    let mut x = Vec::with_capacity(n * SEQ_LEN);
-    let mut y = Vec::with_capacity(n);
-    for i in 0..n {
-        let class = i % CLASSES;
-        let mut s = sample(class, NOISE, &mut rng);
-        if shift {
-            field_shift(&mut s);
-        }
-        x.extend_from_slice(&s);
-        y.push(class as u32);
-    }
-    Set { x, y }
-}
-
-fn encode_set(set: &Set) -> Vec<u8> {
-    let n = set.y.len();
+/// `n` raw sequences of the CLI's synthetic task (classes interleaved), encoded as a data set.
+fn make_set(n: usize, seed: u64, shift: bool) -> Vec<u8> {
+    let cfg = SyntheticConfig { samples: n, steps: STEPS, seed, ..SyntheticConfig::default() };
+    let ds = synthetic::generate(&cfg);
+    assert_eq!(ds.samples.len(), n);
     let mut out = Vec::with_capacity(DATA_HEADER_LEN + n * RECORD_LEN);
     out.extend_from_slice(&DATA_MAGIC);
     for v in [n as u32, STEPS as u32, CHANNELS as u32] {
         out.extend_from_slice(&v.to_le_bytes());
     }
-    for (i, &label) in set.y.iter().enumerate() {
-        out.extend_from_slice(&label.to_le_bytes());
-        for v in &set.x[i * SEQ_LEN..(i + 1) * SEQ_LEN] {
+    for s in &ds.samples {
+        let mut x = s.values().expect("a sequence sample").to_vec();
+        assert_eq!(x.len(), SEQ_LEN);
+        if shift {
+            field_shift(&mut x);
+        }
+        out.extend_from_slice(&s.label.class().expect("a class label").to_le_bytes());
+        for v in &x {
             out.extend_from_slice(&v.to_le_bytes());
         }
     }
@@ -147,118 +83,41 @@ fn encode_set(set: &Set) -> Vec<u8> {
     out
 }
 
-fn accuracy(params: &[f32], set: &Set) -> (f32, f32) {
-    let n = set.y.len();
-    let mut work = vec![0.0f32; SPEC.forward_work_len(1, STEPS)];
-    let mut logits = vec![0.0f32; n * CLASSES];
-    for i in 0..n {
-        tinylstm::model::forward_logits(
-            &SPEC,
-            params,
-            Sequences::Values(&set.x[i * SEQ_LEN..(i + 1) * SEQ_LEN]),
-            1,
-            &mut work,
-            &mut logits[i * CLASSES..(i + 1) * CLASSES],
-        )
-        .unwrap();
+fn cmd_data() {
+    let fw = repo_root().join("firmware");
+    for (name, n, seed, shift) in SETS {
+        let path = fw.join(format!("data/{name}.bin"));
+        std::fs::write(&path, make_set(n, seed, shift)).unwrap();
+        eprintln!("wrote {} ({n} sequences, seed {seed})", path.display());
     }
-    let mut d = vec![0.0f32; n * CLASSES];
-    let s = score(&logits, &set.y, &mut d).unwrap();
-    (s.loss, s.correct as f32 / n as f32)
-}
-
-fn train() -> Vec<f32> {
-    let train = make_set(TRAIN_SAMPLES, DATA_SEED, false);
-    let test = make_set(TEST_SAMPLES, DATA_SEED + 1, false);
-    let mut params = vec![0.0f32; PARAMS];
-    init::init_params(&SPEC, INIT_SEED, &mut params).unwrap();
-    let cfg = OptimizerConfig::new(Optimizer::adam()).with_lr(LR);
-    let mut state = vec![0.0f32; cfg.state_len(PARAMS)];
-    let opts = TrainOptions { bptt: Bptt::FULL, norm: 0 };
-    let mut work = vec![0.0f32; SPEC.train_work_len(BATCH, STEPS, opts.bptt)];
-    let mut grads = vec![0.0f32; PARAMS];
-    let mut order: Vec<usize> = (0..TRAIN_SAMPLES).collect();
-    let mut rng = Rng::new(DATA_SEED ^ 0x5eed);
-    let mut xb = vec![0.0f32; BATCH * SEQ_LEN];
-    let mut yb = vec![0u32; BATCH];
-    let mut it = 0u32;
-    let t0 = Instant::now();
-    for epoch in 0..EPOCHS {
-        for i in (1..order.len()).rev() {
-            order.swap(i, rng.next_u32() as usize % (i + 1));
-        }
-        let mut total = 0.0;
-        for chunk in order.chunks_exact(BATCH) {
-            for (j, &s) in chunk.iter().enumerate() {
-                xb[j * SEQ_LEN..(j + 1) * SEQ_LEN]
-                    .copy_from_slice(&train.x[s * SEQ_LEN..(s + 1) * SEQ_LEN]);
-                yb[j] = train.y[s];
-            }
-            grads.fill(0.0);
-            let batch = Batch {
-                inputs: Sequences::Values(&xb),
-                targets: Targets::Classes(&yb),
-                batch: BATCH,
-            };
-            total +=
-                loss_and_grad(&SPEC, &params, &batch, &opts, &mut work, &mut grads, None, None)
-                    .unwrap();
-            cfg.apply(&SPEC, 0..PARAMS, it, &mut params, &mut grads, &mut state).unwrap();
-            it += 1;
-        }
-        let (tl, ta) = accuracy(&params, &test);
-        eprintln!(
-            "epoch {epoch:2}: train loss {:.4}, test loss {tl:.4}, test accuracy {:.1}% ({:.0?})",
-            total / (TRAIN_SAMPLES / BATCH) as f32,
-            ta * 100.0,
-            t0.elapsed()
-        );
-    }
-    params
-}
-
-fn metadata() -> String {
-    let mut m = String::new();
-    write!(
-        m,
-        "tinylstm firmware default model: made by `cargo run --release --manifest-path \
-         firmware/tools/Cargo.toml -- gen` (not the CLI); synthetic gestures \
-         (circle_cw, circle_ccw, tap_then_swipe, swipe_then_tap), {TRAIN_SAMPLES} training \
-         sequences of T={STEPS}, noise {NOISE}, data seed {DATA_SEED}, init seed {INIT_SEED}, \
-         Adam lr {LR}, batch {BATCH}, {EPOCHS} epochs, full BPTT"
-    )
-    .unwrap();
-    m
 }
 
 fn cmd_gen() {
     let root = repo_root();
-    let fw = root.join("firmware");
-    let params = train();
-    let meta = metadata();
-    let sections = [Section { tag: TAG_METADATA, bytes: meta.as_bytes() }];
-    let len = format::encoded_len(&SPEC, &sections).unwrap();
-    let mut buf = vec![0u8; len];
-    format::write_into(&SPEC, &params, &sections, &mut buf).unwrap();
-    std::fs::write(fw.join("models/default.tlm"), &buf).unwrap();
-    for (name, set) in [
-        ("samples", make_set(SAMPLES, 11, false)),
-        ("field_train", make_set(FIELD_TRAIN, 12, true)),
-        ("field_valid", make_set(FIELD_VALID, 13, true)),
-    ] {
-        std::fs::write(fw.join(format!("data/{name}.bin")), encode_set(&set)).unwrap();
+    std::env::set_current_dir(&root).expect("cd to the repository root");
+    eprintln!("running `{}`", TRAIN_ARGS.join(" "));
+    let t0 = Instant::now();
+    let cli = tinylstm_cli::commands::Cli::try_parse_from(TRAIN_ARGS).unwrap_or_else(|e| e.exit());
+    if let Err(e) = tinylstm_cli::commands::run(cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
     }
-    eprintln!("wrote firmware/models/default.tlm ({len} bytes) and firmware/data/*.bin");
-    cmd_report(&fw.join("models/default.tlm"));
+    eprintln!("trained in {:.0?}", t0.elapsed());
+    let model = root.join("firmware/models/default.tlm");
+    std::fs::copy(root.join(TRAIN_ARGS[3]).join("model.tlm"), &model).unwrap();
+    eprintln!("wrote {}", model.display());
+    cmd_data();
+    cmd_report(&model);
 }
 
-fn load(path: &Path) -> Vec<f32> {
+/// The model's parameters and standardisation.
+fn load(path: &Path) -> (Vec<f32>, Option<Standardize>) {
     let bytes = std::fs::read(path).unwrap();
     let file = ModelFile::parse(&bytes).unwrap();
     file.check_spec(&SPEC).unwrap();
     let mut p = vec![0.0f32; PARAMS];
     file.read_params(&mut p).unwrap();
-    p
+    (p, Standardize::from_model(&file).unwrap())
 }
 
 fn read_set(name: &str) -> Vec<u8> {
@@ -281,11 +140,15 @@ fn show(what: &str, s: &Score) {
 }
 
 fn cmd_report(model: &Path) {
-    let params = load(model);
+    let (params, norm) = load(model);
+    match &norm {
+        Some(n) => eprintln!("standardisation: means {:?}, stds {:?}", n.means, n.stds),
+        None => eprintln!("no standardisation"),
+    }
     let (samples, ft, fv) = (read_set("samples"), read_set("field_train"), read_set("field_valid"));
-    let samples = View::clean(Dataset::parse(&samples).unwrap());
-    let ft = View::clean(Dataset::parse(&ft).unwrap());
-    let fv = View::clean(Dataset::parse(&fv).unwrap());
+    let samples = View::clean(Dataset::parse(&samples).unwrap(), norm);
+    let ft = View::clean(Dataset::parse(&ft).unwrap(), norm);
+    let fv = View::clean(Dataset::parse(&fv).unwrap(), norm);
     show("samples", &eval(&params, &samples));
     show("field train before", &eval(&params, &ft));
     show("field valid before", &eval(&params, &fv));
@@ -410,6 +273,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("gen") => cmd_gen(),
+        Some("data") => cmd_data(),
         Some("keras") => cmd_keras(),
         Some("report") => {
             let model = args
@@ -419,7 +283,7 @@ fn main() {
             cmd_report(&model)
         }
         _ => {
-            eprintln!("usage: tools gen | keras | report [MODEL.tlm]");
+            eprintln!("usage: tools gen | data | report [MODEL.tlm] | keras");
             std::process::exit(2);
         }
     }
