@@ -98,6 +98,10 @@ pub struct TrainArgs {
     #[arg(long, value_name = "CSV")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub test: Option<PathBuf>,
+    /// Samples of the built-in synthetic task (without --data) [default: 2000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub synthetic_samples: Option<usize>,
     /// Values per time step: reads the data as a sequence CSV.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -263,6 +267,11 @@ pub struct TrainArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// Seed of the train/valid/test split only [default: --seed]. Hyperparameter search keeps
+    /// it fixed while trials get their own --seed, so every trial sees the same split.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub split_seed: Option<u64>,
     /// Worker threads; results are deterministic for a fixed seed and thread count
     /// [default: all cores].
     #[arg(long)]
@@ -335,6 +344,11 @@ impl TrainArgs {
     /// Seed [default 42].
     pub fn seed(&self) -> u64 {
         self.seed.unwrap_or(42)
+    }
+
+    /// Seed of the data split [default: the seed].
+    pub fn split_seed(&self) -> u64 {
+        self.split_seed.unwrap_or_else(|| self.seed())
     }
 
     /// Batch size [default 32].

@@ -27,3 +27,4 @@ pub mod prepare;
 pub mod split;
 pub mod synthetic;
 pub mod tokenizer;
+pub mod tune;

@@ -4,6 +4,7 @@ pub mod eval;
 pub mod export;
 pub mod report;
 pub mod train;
+pub mod tune;
 
 use clap::{Parser, Subcommand};
 
@@ -32,6 +33,8 @@ pub enum Command {
     Export(export::ExportCmd),
     /// Build a model file from Keras weights (numpy.savez of get_weights()).
     Import(export::ImportCmd),
+    /// Search training settings (grid, random, successive halving, Hyperband); `tune merge`.
+    Tune(Box<tune::TuneCmd>),
 }
 
 /// Runs a parsed command line.
@@ -43,5 +46,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Info(c) => eval::run_info(&c),
         Command::Export(c) => export::run_export(&c),
         Command::Import(c) => export::run_import(&c),
+        Command::Tune(c) => tune::run(&c),
     }
 }
