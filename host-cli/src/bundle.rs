@@ -191,7 +191,54 @@ impl ModelBundle {
         let bundle =
             ModelBundle { spec, params, tokenizer, normalizer, meta, optimizer_state, best_params };
         bundle.check_consistency(origin)?;
+        bundle.check_checkpoint_finite(origin)?;
         Ok(bundle)
+    }
+
+    /// Whether this is a training checkpoint (progress, optimizer state or best parameters).
+    pub fn is_checkpoint(&self) -> bool {
+        self.meta.train_state.is_some()
+            || self.optimizer_state.is_some()
+            || self.best_params.is_some()
+    }
+
+    /// Training never writes a NaN or infinity into a checkpoint (it stops before the step), so
+    /// one in a checkpoint's parameters, best parameters or optimizer state means a damaged or
+    /// hand-made file: refuse it rather than resume from it (the best parameters would
+    /// otherwise become `model.tlm`).
+    fn check_checkpoint_finite(&self, origin: &str) -> Result<()> {
+        if !self.is_checkpoint() {
+            return Ok(());
+        }
+        let tensor_of = |i: usize| {
+            let t = self.spec.tensors().position(|t| t.range().contains(&i)).unwrap_or(0);
+            let start = self.spec.tensor(t).map_or(0, |t| t.offset);
+            format!("{}[{}]", crate::fit::tensor_name(&self.spec, t), i - start)
+        };
+        let sets = [
+            ("parameters", Some(&self.params)),
+            ("best-parameters section", self.best_params.as_ref()),
+        ];
+        for (what, values) in sets {
+            if let Some(i) = values.and_then(|v| v.iter().position(|x| !x.is_finite())) {
+                bail!(
+                    "{origin}: checkpoint {what}: {} (parameter {i}) is {}; training never \
+                     checkpoints NaN or infinity, so the file is damaged or hand-made",
+                    tensor_of(i),
+                    values.map_or(0.0, |v| v[i])
+                );
+            }
+        }
+        if let Some(state) = &self.optimizer_state {
+            if let Some(i) = state.iter().position(|x| !x.is_finite()) {
+                bail!(
+                    "{origin}: checkpoint optimizer state: value {i} is {}; training never \
+                     checkpoints NaN or infinity, so the file is damaged or hand-made",
+                    state[i]
+                );
+            }
+        }
+        Ok(())
     }
 
     fn check_consistency(&self, origin: &str) -> Result<()> {

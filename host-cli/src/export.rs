@@ -1563,7 +1563,26 @@ pub fn read_keras_npz(path: &Path, spec: &Spec) -> Result<Vec<f32>, ExportError>
         op: "open",
         source,
     })?;
-    let mut archive = zip::ZipArchive::new(BufReader::new(file))
+    read_keras_npz_from(BufReader::new(file), path, spec)
+}
+
+/// [`read_keras_npz`] on an npz held in memory; `path` only names it in errors. Same rules,
+/// same errors, same bounds on memory (used by the fuzz target and by tests).
+pub fn read_keras_npz_bytes(
+    bytes: &[u8],
+    path: &Path,
+    spec: &Spec,
+) -> Result<Vec<f32>, ExportError> {
+    spec.validate()?;
+    read_keras_npz_from(io::Cursor::new(bytes), path, spec)
+}
+
+fn read_keras_npz_from(
+    reader: impl Read + io::Seek,
+    path: &Path,
+    spec: &Spec,
+) -> Result<Vec<f32>, ExportError> {
+    let mut archive = zip::ZipArchive::new(reader)
         .map_err(|e| ExportError::NotZip { path: path.to_path_buf(), message: e.to_string() })?;
     let mut members: Vec<(usize, String)> = (0..archive.len())
         .map(|i| (i, archive.name_for_index(i).unwrap_or_default().to_string()))
