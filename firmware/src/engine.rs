@@ -320,20 +320,56 @@ impl<'a> Dataset<'a> {
     }
 }
 
+/// A non-finite sensor reading, as a [`Poison`] injects it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Glitch {
+    /// NaN (a failed conversion).
+    Nan,
+    /// +Inf (a saturated or overflowing reading).
+    PosInf,
+    /// −Inf.
+    NegInf,
+}
+
+impl Glitch {
+    /// The reading.
+    pub const fn value(self) -> f32 {
+        match self {
+            Glitch::Nan => f32::NAN,
+            Glitch::PosInf => f32::INFINITY,
+            Glitch::NegInf => f32::NEG_INFINITY,
+        }
+    }
+}
+
 /// A deliberate corruption of a data set, to exercise the transactional update.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Poison {
     /// The data as embedded.
     None,
-    /// One value of one sequence replaced by NaN (a sensor glitch).
+    /// One raw value of one sequence replaced by a non-finite reading (a sensor glitch).
     NonFinite {
         /// Sequence index.
         sample: usize,
         /// Value index inside the sequence.
         value: usize,
+        /// The reading.
+        glitch: Glitch,
     },
     /// Every label shifted by one class (a mislabelled batch).
     Mislabel,
+}
+
+/// A data set holds sequences the model cannot take: a value that is NaN or infinite as the
+/// model would see it (raw, then standardised — a huge finite reading can overflow there).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NonFiniteInput {
+    /// Sequences holding such a value.
+    pub sequences: usize,
+    /// The first of them.
+    pub first: usize,
+    /// The first such value's index inside that sequence (`t · C + c`).
+    pub value: usize,
 }
 
 /// A data set as the model sees it: raw values, through a [`Poison`], then standardised.
@@ -381,13 +417,41 @@ impl<'a> View<'a> {
     /// (poisoned) label.
     pub fn read(&self, i: usize, out: &mut [f32]) -> u32 {
         self.data.read(i, out);
-        if let Poison::NonFinite { sample, value } = self.poison {
+        if let Poison::NonFinite { sample, value, glitch } = self.poison {
             if sample == i {
-                out[value] = f32::NAN;
+                out[value] = glitch.value();
             }
         }
         standardize(&self.norm, &mut out[..SEQ_LEN]);
         self.label(i)
+    }
+
+    /// [`View::read`], refusing a sequence with a NaN or infinite value (after
+    /// standardisation) with `InvalidArgument("non-finite input")`: the training paths read
+    /// through this, so such a sequence never reaches a training step.
+    pub fn read_finite(&self, i: usize, out: &mut [f32]) -> Result<u32, Error> {
+        let label = self.read(i, out);
+        if all_finite(&out[..SEQ_LEN]) {
+            Ok(label)
+        } else {
+            Err(Error::InvalidArgument("non-finite input"))
+        }
+    }
+
+    /// Checks every sequence as the model would see it (`x [SEQ_LEN]` is scratch): the intake
+    /// check before fine-tuning, which refuses a data set holding a NaN or infinite value.
+    pub fn check_finite(&self, x: &mut [f32]) -> Result<(), NonFiniteInput> {
+        let mut bad: Option<NonFiniteInput> = None;
+        for i in 0..self.len() {
+            self.read(i, x);
+            if let Some(value) = x[..SEQ_LEN].iter().position(|v| !v.is_finite()) {
+                match &mut bad {
+                    Some(b) => b.sequences += 1,
+                    None => bad = Some(NonFiniteInput { sequences: 1, first: i, value }),
+                }
+            }
+        }
+        bad.map_or(Ok(()), Err)
     }
 
     /// The labels of every sequence into `out[..len]`.
@@ -477,7 +541,9 @@ pub fn predict(
 // ---------------------------------------------------------------------------------------------
 
 /// The last hidden state `h_T [H]` of every sequence of `view` into `feats [n][H]`: the input of
-/// the Dense head, which is all head-only training needs (the LSTM is frozen).
+/// the Dense head, which is all head-only training needs (the LSTM is frozen). A sequence with a
+/// NaN or infinite value is refused (`InvalidArgument("non-finite input")`): an infinite reading
+/// saturates the gates and would give finite features, so nothing downstream would notice it.
 pub fn features(
     params: &[f32],
     view: &View<'_>,
@@ -488,7 +554,7 @@ pub fn features(
 ) -> Result<(), Error> {
     let top = SPEC.state_offset(SPEC.layers - 1, 1);
     for i in 0..view.len() {
-        view.read(i, x);
+        view.read_finite(i, x)?;
         model::reset_state(state);
         for t in 0..STEPS {
             let xt = Sequences::Values(&x[t * CHANNELS..(t + 1) * CHANNELS]);
@@ -592,7 +658,8 @@ pub struct FullBufs<'a> {
 
 /// One Adam step on the sequences `batch` of `view`, their gradients accumulated one sequence
 /// at a time (`norm` = batch size, so the step is the batch mean's); returns the batch loss.
-/// A non-finite gradient returns `Err` before anything changes.
+/// A sequence with a NaN or infinite value (`InvalidArgument("non-finite input")`) or a
+/// non-finite gradient returns `Err` before the parameters or the optimizer state change.
 pub fn full_step(
     b: &mut FullBufs<'_>,
     view: &View<'_>,
@@ -603,7 +670,7 @@ pub fn full_step(
     b.grads.fill(0.0);
     let mut loss = 0.0f32;
     for i in batch {
-        let label = [view.read(i, b.x)];
+        let label = [view.read_finite(i, b.x)?];
         let data = Batch {
             inputs: Sequences::Values(&b.x[..SEQ_LEN]),
             targets: Targets::Classes(&label),
@@ -627,6 +694,9 @@ pub fn minibatches(n: usize) -> impl Iterator<Item = Range<usize>> {
 /// Why an update was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reject {
+    /// The training or validation data hold a NaN/Inf value ([`View::check_finite`]): refused
+    /// before any training step.
+    NonFiniteInput,
     /// Training produced a NaN/Inf (loss, gradient or parameters).
     NonFinite,
     /// The candidate's validation loss is not below the current model's.
@@ -637,6 +707,7 @@ impl Reject {
     /// A word for the log.
     pub const fn as_str(self) -> &'static str {
         match self {
+            Reject::NonFiniteInput => "non-finite-input",
             Reject::NonFinite => "non-finite",
             Reject::WorseValidation => "worse-validation",
         }

@@ -186,9 +186,44 @@ fn log_result(mode: &str, data: &str, r: Result<(), Reject>, crc_before: u32, cr
 fn data_name(p: Poison) -> &'static str {
     match p {
         Poison::None => "clean",
-        Poison::NonFinite { .. } => "poisoned-nan",
+        Poison::NonFinite { glitch: Glitch::Nan, .. } => "poisoned-nan",
+        Poison::NonFinite { glitch: Glitch::PosInf, .. } => "poisoned-inf",
+        Poison::NonFinite { glitch: Glitch::NegInf, .. } => "poisoned-neg-inf",
         Poison::Mislabel => "poisoned-labels",
     }
+}
+
+/// The intake check of a fine-tuning transaction: training or validation data holding a NaN or
+/// infinite value (as the model would see it) are refused before any training step, and where
+/// is logged. (An infinite reading saturates the LSTM's gates, so its features and losses can
+/// stay finite: without this check a head-only update, or a full update whose truncated-BPTT
+/// window misses the reading, would train on it and could commit.)
+#[cfg(any(feature = "head-finetune", feature = "full-finetune"))]
+fn check_intake(
+    mode: &str,
+    data: &str,
+    train: &View<'_>,
+    valid: &View<'_>,
+    x: &mut [f32],
+) -> Result<(), Reject> {
+    for (set, view) in [("train", train), ("valid", valid)] {
+        if let Err(e) = view.check_finite(x) {
+            warn!(
+                "finetune mode={=str} data={=str} input rejected: set={=str} sequences={=usize}/{=usize} hold NaN/Inf, first sequence={=usize} value={=usize} (t{=usize} c{=usize}); no training step",
+                mode,
+                data,
+                set,
+                e.sequences,
+                view.len(),
+                e.first,
+                e.value,
+                e.value / CHANNELS,
+                e.value % CHANNELS
+            );
+            return Err(Reject::NonFiniteInput);
+        }
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -228,6 +263,10 @@ fn head_transaction(
         head_bufs::RAM
     );
     let crc_before = params_crc(params);
+    if let Err(reason) = check_intake("head", data, train, valid, &mut b.x[..]) {
+        log_result("head", data, Err(reason), crc_before, params_crc(params));
+        return false;
+    }
     let (r, n) = measure(|| features(params, train, b.x, b.state, b.step, h.feats_train));
     check("feature extraction", r);
     check("feature extraction", features(params, valid, b.x, b.state, b.step, h.feats_valid));
@@ -325,6 +364,10 @@ fn full_transaction(
         full_bufs::RAM
     );
     let crc_before = params_crc(params);
+    if let Err(reason) = check_intake("full", data, train, valid, &mut b.x[..]) {
+        log_result("full", data, Err(reason), crc_before, params_crc(params));
+        return false;
+    }
     let train_before = score_full(b, &params[..], train);
     let (valid_before, n) = measure(|| score_full(b, &params[..], valid));
     if clean {
@@ -591,12 +634,22 @@ fn run() {
     {
         info!("ram mode=full bytes={=usize}", full_bufs::RAM);
         full_transaction(params, b, &mut full_state, &train, &valid, &mut summary);
-        // Poisoned data: a NaN in one sequence must roll back.
-        let nan = train.poisoned(Poison::NonFinite { sample: 1, value: 100 });
+        // Poisoned data: a NaN in one sequence (inside the truncated-BPTT window), and a -Inf
+        // before the window (its gradient would stay finite): refused at intake, rolled back.
+        let glitch = Glitch::Nan;
+        let nan = train.poisoned(Poison::NonFinite { sample: 1, value: 100, glitch });
         full_transaction(params, b, &mut full_state, &nan, &valid, &mut summary);
+        let (sample, glitch) = (FIELD_TRAIN_N - 1, Glitch::NegInf);
+        let neg_inf = train.poisoned(Poison::NonFinite { sample, value: 0, glitch });
+        full_transaction(params, b, &mut full_state, &neg_inf, &valid, &mut summary);
     }
     #[cfg(feature = "head-finetune")]
     {
+        // A +Inf reading saturates the gates, so the cached features stay finite: refused at
+        // intake, rolled back.
+        let glitch = Glitch::PosInf;
+        let inf = train.poisoned(Poison::NonFinite { sample: 0, value: 5, glitch });
+        head_transaction(params, b, &mut head_state, &inf, &valid, &mut summary);
         // Poisoned labels: training succeeds but the validation loss gets worse: roll back.
         let wrong = train.poisoned(Poison::Mislabel);
         head_transaction(params, b, &mut head_state, &wrong, &valid, &mut summary);

@@ -176,27 +176,27 @@ pub struct TrainArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub optimizer: Option<OptimizerKind>,
     /// Learning rate (initial, with a schedule) [default: 1e-3].
-    #[arg(long, visible_alias = "learning-rate")]
+    #[arg(long, visible_alias = "learning-rate", value_parser = finite_f32, allow_hyphen_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lr: Option<f32>,
     /// Momentum for momentum/nesterov [default: 0.9].
-    #[arg(long)]
+    #[arg(long, value_parser = finite_f32, allow_hyphen_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub momentum: Option<f32>,
     /// Adam β₁ [default: 0.9].
-    #[arg(long)]
+    #[arg(long, value_parser = finite_f64, allow_hyphen_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub beta_1: Option<f64>,
     /// Adam β₂ [default: 0.999].
-    #[arg(long)]
+    #[arg(long, value_parser = finite_f64, allow_hyphen_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub beta_2: Option<f64>,
     /// Adam ε [default: 1e-7].
-    #[arg(long)]
+    #[arg(long, value_parser = finite_f32, allow_hyphen_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub epsilon: Option<f32>,
     /// Decoupled weight decay (AdamW, or any optimizer) [default: 0.004 for adamw, else 0].
-    #[arg(long)]
+    #[arg(long, value_parser = finite_f32, allow_hyphen_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub weight_decay: Option<f32>,
     /// Learning-rate schedule [default: constant].
@@ -208,7 +208,7 @@ pub struct TrainArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decay_steps: Option<u32>,
     /// Exponential decay rate [default: 0.96].
-    #[arg(long)]
+    #[arg(long, value_parser = finite_f32, allow_hyphen_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decay_rate: Option<f32>,
     /// Exponential decay in whole intervals.
@@ -216,7 +216,7 @@ pub struct TrainArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub staircase: Option<bool>,
     /// Cosine decay floor as a fraction of the initial rate [default: 0].
-    #[arg(long)]
+    #[arg(long, value_parser = finite_f32, allow_hyphen_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alpha: Option<f32>,
     /// Step decay interval in steps [default: 1000].
@@ -224,7 +224,7 @@ pub struct TrainArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub step_size: Option<u32>,
     /// Step decay factor [default: 0.5].
-    #[arg(long)]
+    #[arg(long, value_parser = finite_f32, allow_hyphen_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gamma: Option<f32>,
     /// Linear warm-up steps before the schedule [default: 0].
@@ -232,23 +232,23 @@ pub struct TrainArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warmup_steps: Option<u32>,
     /// Clip each tensor's gradient to this L2 norm (Keras clipnorm).
-    #[arg(long)]
+    #[arg(long, value_parser = finite_f32, allow_hyphen_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clipnorm: Option<f32>,
     /// Clip all gradients together to this L2 norm (Keras global_clipnorm).
-    #[arg(long)]
+    #[arg(long, value_parser = finite_f32, allow_hyphen_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub global_clipnorm: Option<f32>,
     /// Clip every gradient element to ±this (Keras clipvalue).
-    #[arg(long)]
+    #[arg(long, value_parser = finite_f32, allow_hyphen_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clipvalue: Option<f32>,
     /// L1 penalty on the LSTM and Dense kernels (Keras kernel_regularizer) [default: 0].
-    #[arg(long)]
+    #[arg(long, value_parser = finite_f32, allow_hyphen_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub l1: Option<f32>,
     /// L2 penalty on the LSTM and Dense kernels (Keras kernel_regularizer) [default: 0].
-    #[arg(long)]
+    #[arg(long, value_parser = finite_f32, allow_hyphen_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub l2: Option<f32>,
     /// Truncated BPTT: differentiate only the last N steps [default: all].
@@ -278,11 +278,11 @@ pub struct TrainArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub threads: Option<usize>,
     /// Fraction of the data for validation (8:1:1 split) [default: 0.1; 1/9 of train with --test].
-    #[arg(long)]
+    #[arg(long, value_parser = fraction_f64, allow_hyphen_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub valid_split: Option<f64>,
     /// Fraction of the data for the test split [default: 0.1; 0 with --test].
-    #[arg(long)]
+    #[arg(long, value_parser = fraction_f64, allow_hyphen_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub test_split: Option<f64>,
     /// Metric for early stopping and the best checkpoint [default: val_loss].
@@ -294,7 +294,7 @@ pub struct TrainArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub patience: Option<usize>,
     /// Smallest change that counts as an improvement [default: 0].
-    #[arg(long)]
+    #[arg(long, value_parser = non_negative_f64, allow_hyphen_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub min_delta: Option<f64>,
     /// Keep the best epoch's weights at the end (Keras restore_best_weights) [default: true].
@@ -303,17 +303,119 @@ pub struct TrainArgs {
     pub restore_best: Option<bool>,
 }
 
+/// What a floating-point setting accepts when flags and config files are read. NaN and ±Inf
+/// are never accepted: merging flags over a config file goes through JSON, which has no such
+/// numbers and would silently turn them into "not given" (the default). Range checks that the
+/// core already does with the setting's name (learning rate, momentum, β, ε, clipping, decay,
+/// penalties) stay there; the rules here add the ranges nothing else checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FloatRule {
+    /// Any finite number.
+    Finite,
+    /// A finite number ≥ 0.
+    NonNegative,
+    /// A number in [0, 1].
+    Fraction,
+}
+
+impl FloatRule {
+    /// Why `v` breaks the rule, if it does. `f32` settings hold at most ±3.4e38: a larger value
+    /// (`1e39`) reads as infinite.
+    fn problem(self, v: f64, f32_setting: bool) -> Option<&'static str> {
+        let ok = match self {
+            FloatRule::Finite => v.is_finite(),
+            FloatRule::NonNegative => v.is_finite() && v >= 0.0,
+            FloatRule::Fraction => (0.0..=1.0).contains(&v),
+        };
+        match (ok, self, f32_setting) {
+            (true, ..) => None,
+            (false, FloatRule::Finite, true) => {
+                Some("must be a finite number (an f32: at most ±3.4e38)")
+            }
+            (false, FloatRule::Finite, false) => Some("must be a finite number"),
+            (false, FloatRule::NonNegative, _) => Some("must be a finite number ≥ 0"),
+            (false, FloatRule::Fraction, _) => Some("must be a fraction from 0 to 1"),
+        }
+    }
+}
+
+/// Parses a float flag and checks it against `rule` (clap names the flag in the error).
+fn float_flag<T>(s: &str, rule: FloatRule, f32_setting: bool) -> Result<T, String>
+where
+    T: std::str::FromStr<Err = std::num::ParseFloatError> + Into<f64> + Copy,
+{
+    let v: T = s.trim().parse().map_err(|e: std::num::ParseFloatError| e.to_string())?;
+    match rule.problem(v.into(), f32_setting) {
+        None => Ok(v),
+        Some(p) => Err(p.to_string()),
+    }
+}
+
+fn finite_f32(s: &str) -> Result<f32, String> {
+    float_flag(s, FloatRule::Finite, true)
+}
+
+fn finite_f64(s: &str) -> Result<f64, String> {
+    float_flag(s, FloatRule::Finite, false)
+}
+
+fn non_negative_f64(s: &str) -> Result<f64, String> {
+    float_flag(s, FloatRule::NonNegative, false)
+}
+
+fn fraction_f64(s: &str) -> Result<f64, String> {
+    float_flag(s, FloatRule::Fraction, false)
+}
+
+/// A floating-point setting whose value is not allowed (see [`TrainArgs::invalid_float`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct InvalidFloat {
+    /// The setting's key as a config file spells it (`lr`, `min_delta`).
+    pub key: &'static str,
+    /// Its value (an `f32` setting widened to `f64`).
+    pub value: f64,
+    /// What is wrong with it.
+    pub problem: &'static str,
+}
+
+impl InvalidFloat {
+    /// The setting's flag (`--lr`, `--min-delta`).
+    pub fn flag(&self) -> String {
+        format!("--{}", self.key.replace('_', "-"))
+    }
+}
+
+impl std::fmt::Display for InvalidFloat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "`{}` = {}: {}", self.key, self.value, self.problem)
+    }
+}
+
+/// The line (1-based) of `text` that assigns `key` (`key = …` at the start of a line), if any.
+fn key_line(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            l.trim_start().strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map(|i| i + 1)
+}
+
 fn default_text_units() -> Vec<usize> {
     vec![128, 64]
 }
 
 impl TrainArgs {
-    /// Reads a TOML config file into a `TrainArgs` (unknown keys are errors naming the key).
+    /// Reads a TOML config file into a `TrainArgs` (unknown keys are errors naming the key; a
+    /// NaN, infinite or out-of-range float is an error naming the file, line and key).
     pub fn from_toml_file(path: &Path) -> Result<TrainArgs> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config file {}", path.display()))?;
         let mut args: TrainArgs =
             toml::from_str(&text).with_context(|| format!("config file {}", path.display()))?;
+        if let Some(bad) = args.invalid_float() {
+            let line = key_line(&text, bad.key).map_or_else(String::new, |l| format!(", line {l}"));
+            bail!("config file {}{line}: {bad}", path.display());
+        }
         // Relative data paths in a config file are relative to the file.
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [&mut args.data, &mut args.test].into_iter().flatten() {
@@ -324,7 +426,56 @@ impl TrainArgs {
         Ok(args)
     }
 
+    /// Every floating-point setting: key, value (if set, widened to `f64`), rule, and whether it
+    /// is an `f32`. The flags' value parsers apply the same rules (a unit test keeps them equal).
+    fn floats(&self) -> [(&'static str, Option<f64>, FloatRule, bool); 17] {
+        use FloatRule::*;
+        let w = |v: Option<f32>| v.map(f64::from);
+        [
+            ("lr", w(self.lr), Finite, true),
+            ("momentum", w(self.momentum), Finite, true),
+            ("beta_1", self.beta_1, Finite, false),
+            ("beta_2", self.beta_2, Finite, false),
+            ("epsilon", w(self.epsilon), Finite, true),
+            ("weight_decay", w(self.weight_decay), Finite, true),
+            ("decay_rate", w(self.decay_rate), Finite, true),
+            ("alpha", w(self.alpha), Finite, true),
+            ("gamma", w(self.gamma), Finite, true),
+            ("clipnorm", w(self.clipnorm), Finite, true),
+            ("global_clipnorm", w(self.global_clipnorm), Finite, true),
+            ("clipvalue", w(self.clipvalue), Finite, true),
+            ("l1", w(self.l1), Finite, true),
+            ("l2", w(self.l2), Finite, true),
+            ("valid_split", self.valid_split, Fraction, false),
+            ("test_split", self.test_split, Fraction, false),
+            ("min_delta", self.min_delta, NonNegative, false),
+        ]
+    }
+
+    /// The first floating-point setting holding a value no setting accepts: NaN or ±Inf (any
+    /// float), a negative `min_delta`, a `valid_split`/`test_split` outside [0, 1]. Flags are
+    /// checked when they are parsed and config files when they are read; this is the check for
+    /// settings built another way.
+    pub fn invalid_float(&self) -> Option<InvalidFloat> {
+        self.floats().into_iter().find_map(|(key, value, rule, f32_setting)| {
+            let value = value?;
+            rule.problem(value, f32_setting).map(|problem| InvalidFloat { key, value, problem })
+        })
+    }
+
+    /// [`TrainArgs::invalid_float`] as an error naming the flag
+    /// (`--min-delta must be a finite number ≥ 0, got -1`).
+    pub fn check_floats(&self) -> Result<()> {
+        match self.invalid_float() {
+            Some(bad) => bail!("{} {}, got {}", bad.flag(), bad.problem, bad.value),
+            None => Ok(()),
+        }
+    }
+
     /// `self` with every field that `over` sets replaced by `over`'s value.
+    ///
+    /// Goes through JSON, where a NaN or infinite float would become "not given": both sides
+    /// must pass [`TrainArgs::invalid_float`] (flags and config files do).
     pub fn overlaid(&self, over: &TrainArgs) -> TrainArgs {
         let mut base = serde_json::to_value(self).expect("TrainArgs serialises");
         let top = serde_json::to_value(over).expect("TrainArgs serialises");
@@ -520,6 +671,112 @@ mod tests {
         assert_eq!(a, b);
         let err = toml::from_str::<TrainArgs>("epochz = 3").unwrap_err().to_string();
         assert!(err.contains("epochz"), "{err}");
+    }
+
+    #[derive(clap::Parser, Debug)]
+    struct Flags {
+        #[command(flatten)]
+        args: TrainArgs,
+    }
+
+    fn parse_flags(args: &[&str]) -> Result<TrainArgs, String> {
+        use clap::Parser;
+        Flags::try_parse_from(std::iter::once("tinylstm").chain(args.iter().copied()))
+            .map(|f| f.args)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Values every float setting refuses, and those its rule refuses too.
+    fn refused(rule: FloatRule, f32_setting: bool) -> Vec<&'static str> {
+        let mut v = vec!["nan", "NaN", "inf", "-inf", "+infinity"];
+        if f32_setting {
+            v.push("1e39"); // beyond f32: reads as infinity
+        }
+        match rule {
+            FloatRule::Finite => {}
+            FloatRule::NonNegative => v.push("-1"),
+            FloatRule::Fraction => v.extend(["-0.5", "1.5"]),
+        }
+        v
+    }
+
+    #[test]
+    fn float_flags_refuse_non_finite_and_out_of_range_values() {
+        for (key, _, rule, f32_setting) in TrainArgs::default().floats() {
+            let flag = format!("--{}", key.replace('_', "-"));
+            let good = parse_flags(&[&flag, "0.5"]).unwrap_or_else(|e| panic!("{flag} 0.5: {e}"));
+            let set = good.floats().into_iter().find(|f| f.0 == key).unwrap().1;
+            assert_eq!(set, Some(0.5), "{flag}");
+            for v in refused(rule, f32_setting) {
+                let e = parse_flags(&[&flag, v]).expect_err(&format!("{flag} {v} accepted"));
+                assert!(e.contains(&format!("invalid value '{v}' for '{flag} <")), "{e}");
+                let problem = rule.problem(f64::NAN, f32_setting).unwrap();
+                assert!(e.contains(problem), "{flag} {v}: {e}");
+            }
+        }
+        // A value starting with `-` is read as the value, so the message is about it.
+        let e = parse_flags(&["--min-delta", "-1"]).unwrap_err();
+        assert!(e.contains("'--min-delta <MIN_DELTA>': must be a finite number ≥ 0"), "{e}");
+        assert_eq!(parse_flags(&["--lr", "-1"]).unwrap().lr, Some(-1.0));
+        assert_eq!(parse_flags(&["--learning-rate", "2e-3"]).unwrap().lr, Some(2e-3));
+    }
+
+    /// Every flag that takes a number with a fraction (it accepts `0.5`, refuses `abc`) is one of
+    /// the checked float settings: a new float flag cannot skip the checks.
+    #[test]
+    fn every_float_flag_is_checked() {
+        use clap::CommandFactory;
+        let keys: Vec<&str> = TrainArgs::default().floats().iter().map(|f| f.0).collect();
+        let mut floats = 0;
+        for arg in Flags::command().get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            let flag = format!("--{long}");
+            if parse_flags(&[&flag, "0.5"]).is_ok() && parse_flags(&[&flag, "abc"]).is_err() {
+                assert!(keys.contains(&long.replace('-', "_").as_str()), "{flag} is not checked");
+                floats += 1;
+            }
+        }
+        assert_eq!(floats, keys.len());
+    }
+
+    #[test]
+    fn config_file_floats_are_checked_naming_file_line_and_key() {
+        let dir = std::env::temp_dir().join(format!("tinylstm-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (key, _, rule, f32_setting) in TrainArgs::default().floats() {
+            for v in refused(rule, f32_setting) {
+                let path = dir.join(format!("{key}.toml"));
+                // TOML spells the non-finite floats nan, +nan, inf, +inf, -inf.
+                let toml_v = match v {
+                    "NaN" => "+nan",
+                    "+infinity" => "+inf",
+                    other => other,
+                };
+                std::fs::write(&path, format!("epochs = 2\n{key} = {toml_v}\n")).unwrap();
+                let e = TrainArgs::from_toml_file(&path).expect_err(&format!("{key} = {v}"));
+                let msg = format!("{e:#}");
+                let want = format!("{}, line 2: `{key}` = ", path.display());
+                assert!(msg.contains(&want), "{key} = {toml_v}: {msg}");
+                let problem = rule.problem(f64::NAN, f32_setting).unwrap();
+                assert!(msg.contains(problem), "{key} = {toml_v}: {msg}");
+            }
+            let path = dir.join("good.toml");
+            std::fs::write(&path, format!("{key} = 0.5\n")).unwrap();
+            assert!(TrainArgs::from_toml_file(&path).unwrap().invalid_float().is_none());
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn settings_built_in_code_are_checked_naming_the_flag() {
+        let a = TrainArgs { min_delta: Some(-0.5), ..TrainArgs::default() };
+        let e = a.check_floats().unwrap_err().to_string();
+        assert_eq!(e, "--min-delta must be a finite number ≥ 0, got -0.5");
+        let a = TrainArgs { clipnorm: Some(f32::INFINITY), ..TrainArgs::default() };
+        assert!(a.check_floats().unwrap_err().to_string().starts_with("--clipnorm must be"));
+        assert!(TrainArgs::default().check_floats().is_ok());
+        assert_eq!(key_line("a = 1\n  lr=2\nlrx = 3", "lr"), Some(2));
+        assert_eq!(key_line("lrx = 3", "lr"), None);
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! Loss/metric curves and confusion matrices as SVG and PNG.
 //!
 //! Every picture is written twice, as `<stem>.svg` and `<stem>.png`, next to each other. Each
-//! file is rendered in memory, written to a temporary file in the destination directory and then
-//! renamed over the destination, so a crash never leaves a half-written picture behind (at worst
-//! a stray `.tmp-plot-*` file, and only if the process dies between creating and renaming it).
-//! Missing parent directories are created.
+//! file is rendered in memory and written with [`crate::export::write_atomic`] (a temporary file
+//! in the destination directory, `fsync`ed and renamed over the destination), so a crash never
+//! leaves a half-written picture behind (at worst a stray `.<name>.<random>.tmp` file, and only if
+//! the process dies between creating and renaming it). Missing parent directories are created;
+//! a new picture gets the permissions `File::create` would give it (0o666 minus the umask).
 //!
 //! Text is laid out and rasterised with DejaVu Sans, embedded in the binary (the `dejavu`
 //! crate) and registered with plotters' `ab_glyph` font table on first use, so no system font
@@ -21,7 +22,6 @@
 //! * missing or empty class names fall back to the class index, long names are shortened
 //!   with "…", and counts that do not fit in their cell are left out (the colour still shows).
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -315,30 +315,14 @@ fn encode_png(rgb: &[u8], (w, h): (u32, u32)) -> Result<Vec<u8>, png::EncodingEr
     Ok(out)
 }
 
-/// Writes `bytes` to a temporary file next to `path`, syncs it and renames it to `path`.
+/// Writes a picture atomically ([`crate::export::write_atomic`]: temporary file in the same
+/// directory, `fsync`, rename, directory `fsync`), creating missing parent directories first.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PlotError> {
     let io = |source| PlotError::Io { path: path.to_owned(), source };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    fs::create_dir_all(dir).map_err(io)?;
-    let mut tmp = tempfile::Builder::new().prefix(".tmp-plot-").tempfile_in(dir).map_err(io)?;
-    tmp.write_all(bytes).map_err(io)?;
-    // Temporary files are created private (0600); pictures are for everyone to read.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file().set_permissions(fs::Permissions::from_mode(0o644)).map_err(io)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).map_err(io)?;
     }
-    tmp.as_file().sync_all().map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    // Make the rename itself durable where directories can be synced; best effort.
-    #[cfg(unix)]
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    crate::export::write_atomic(path, bytes).map_err(io)
 }
 
 fn font(size: f64) -> FontDesc<'static> {

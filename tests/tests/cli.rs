@@ -2,56 +2,13 @@
 //! task, resume, determinism, every bad-input path, and (when `TINYLSTM_DATASETS` is set) real
 //! datasets.
 
+mod common;
+
+use common::{ok, run};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::OnceLock;
 use tinylstm::format::ModelFile;
 use tinylstm::{model, Sequences};
-
-/// Builds the binary once (same profile as the tests) and returns its path.
-fn binary() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-        let status = Command::new(env!("CARGO"))
-            .current_dir(&root)
-            .args([
-                "build",
-                "--quiet",
-                "--profile",
-                "test",
-                "-p",
-                "tinylstm-cli",
-                "--bin",
-                "tinylstm",
-            ])
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "building the tinylstm binary failed");
-        // Test executables live in target/<profile dir>/deps; the binary one level up.
-        let exe = std::env::current_exe().unwrap();
-        let dir = exe.parent().unwrap().parent().unwrap();
-        let bin = dir.join(format!("tinylstm{}", std::env::consts::EXE_SUFFIX));
-        assert!(bin.exists(), "{} not found", bin.display());
-        bin
-    })
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(binary()).args(args).output().expect("run tinylstm")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "tinylstm {args:?} failed:\nstdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// Runs a command that must fail; returns its stderr.
 fn fails(args: &[&str]) -> String {

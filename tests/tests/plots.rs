@@ -387,10 +387,16 @@ fn rewriting_replaces_whole_files_atomically() {
     read_png(&paths[1]);
     #[cfg(unix)]
     {
+        // Pictures get the permissions of a file made by `File::create` (0o666 minus the
+        // umask: readable by everyone under the usual 0o022), not a temporary file's 0o600.
         use std::os::unix::fs::PermissionsExt;
+        let probe = dir.path().join("probe");
+        fs::write(&probe, b"").expect("probe file");
+        let created = fs::metadata(&probe).expect("metadata").permissions().mode() & 0o777;
+        fs::remove_file(&probe).expect("remove probe");
         for p in &paths {
             let mode = fs::metadata(p).expect("metadata").permissions().mode();
-            assert_eq!(mode & 0o777, 0o644, "{} is readable by everyone", p.display());
+            assert_eq!(mode & 0o777, created, "{} has a temporary file's mode", p.display());
         }
     }
     assert_eq!(listing(dir.path()), ["acc.png", "acc.svg"]);

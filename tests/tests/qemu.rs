@@ -14,8 +14,10 @@
 //!   equal the host's replay of the same computations (`firmware/src/engine.rs` is compiled
 //!   into this test) bit for bit; fine-tuning lowers the loss and raises the accuracy; both
 //!   clean updates commit;
-//! * the poisoned runs (a NaN in the data; wrong labels) roll back and leave the parameters'
-//!   CRC unchanged; the firmware exits with 0;
+//! * the poisoned runs roll back and leave the parameters' CRC unchanged: data with a NaN, a
+//!   +Inf or a -Inf reading are refused by the intake check before any training step (reason
+//!   `non-finite-input`, with the sequence and value logged); wrong labels train and then fail
+//!   the validation check; the firmware exits with 0;
 //! * a model with a corrupted byte fails at boot with the CRC error in the log and a non-zero
 //!   exit, and so does a model with an unusable NORMALIZATION section; a model of another spec
 //!   does not compile; a HardFault exits with failure;
@@ -29,6 +31,7 @@
 //! (`.ci/run` installs them). When one is missing the tests print why and pass, except under
 //! CI (`CI` set), where they fail.
 
+mod common;
 #[path = "../../firmware/src/engine.rs"]
 mod engine;
 
@@ -36,7 +39,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 use engine::*;
 use tinylstm::format::{self, ModelFile, Section, TAG_METADATA, TAG_NORMALIZATION};
@@ -163,41 +166,6 @@ fn run(elf: &Path) -> (i32, String) {
 // Models and log parsing
 // ---------------------------------------------------------------------------------------------
 
-/// The `tinylstm` binary, built once with the tests' profile (as `tests/tests/cli.rs` does).
-fn tinylstm_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let status = Command::new(env!("CARGO"))
-            .current_dir(repo())
-            .args([
-                "build",
-                "--quiet",
-                "--profile",
-                "test",
-                "-p",
-                "tinylstm-cli",
-                "--bin",
-                "tinylstm",
-            ])
-            .status()
-            .expect("run cargo build for the tinylstm binary");
-        assert!(status.success(), "building the tinylstm binary failed");
-        // Test executables live in target/<profile dir>/deps; the binary one level up.
-        let exe = std::env::current_exe().unwrap();
-        let dir = exe.parent().unwrap().parent().unwrap();
-        let bin = dir.join(format!("tinylstm{}", std::env::consts::EXE_SUFFIX));
-        assert!(bin.exists(), "{} not found", bin.display());
-        bin
-    })
-}
-
-/// Runs the CLI; panics with its output on failure, returns its stdout.
-fn tinylstm(args: &[&str]) -> String {
-    let o = Command::new(tinylstm_bin()).args(args).output().expect("run tinylstm");
-    assert!(o.status.success(), "tinylstm {args:?} failed:\n{}", text(&o));
-    String::from_utf8(o.stdout).expect("UTF-8 output")
-}
-
 /// The CLI's `train` settings of the harness model: the main job (built-in synthetic task, LSTM
 /// 64 → Dense 4 softmax on 3 channels, T = 40, standardised input) made small enough to train
 /// in a few seconds — 800 sequences, 8 epochs at lr 3e-3 (about 98 % test accuracy) — and with
@@ -219,11 +187,11 @@ const TRAIN_ARGS: [&str; 11] = [
 /// Trains the harness model with `tinylstm train` into `dir/train/`; returns its path.
 fn train_model(dir: &Path) -> PathBuf {
     let out = dir.join("train");
-    tinylstm_bin(); // built (or found up to date) before the clock starts
+    common::binary(); // built (or found up to date) before the clock starts
     let start = std::time::Instant::now();
     let mut args = vec!["train", "--out", out.to_str().unwrap()];
     args.extend(TRAIN_ARGS);
-    tinylstm(&args);
+    common::ok(&args);
     eprintln!("tinylstm train {}: {:.1?}", TRAIN_ARGS.join(" "), start.elapsed());
     out.join("model.tlm")
 }
@@ -274,7 +242,7 @@ fn write_csv(path: &Path, data: &Dataset<'_>) {
 
 /// `tinylstm predict --json` on `csv`: the output bits of every row, in order.
 fn cli_predict(model: &Path, csv: &Path) -> Vec<Vec<u32>> {
-    let out = tinylstm(&[
+    let out = common::ok(&[
         "predict",
         "--model",
         model.to_str().unwrap(),
@@ -585,9 +553,34 @@ fn firmware_boot_sequence_matches_host() {
         assert!(f32::from_bits(a) < f32::from_bits(b), "{mode}: training loss did not drop");
     }
 
-    // (e) Poisoned updates roll back and leave the parameters as they were.
-    let (a, b) = check_result(&log, "full", "poisoned-nan", "rollback", "non-finite");
-    assert_eq!((a, b), (committed, committed));
+    // (e) Poisoned updates roll back and leave the parameters as they were. Non-finite sensor
+    // readings — NaN inside the truncated-BPTT window, -Inf before it (its gradient would stay
+    // finite), +Inf for head-only (the saturated gates give finite features) — are refused by the
+    // intake check, before any training step; the host's replay of the check agrees.
+    let mut x = vec![0.0f32; SEQ_LEN];
+    for (mode, data, sample, value, glitch) in [
+        ("full", "poisoned-nan", 1, 100, Glitch::Nan),
+        ("full", "poisoned-neg-inf", ft.len() - 1, 0, Glitch::NegInf),
+        ("head", "poisoned-inf", 0, 5, Glitch::PosInf),
+    ] {
+        let (a, b) = check_result(&log, mode, data, "rollback", "non-finite-input");
+        assert_eq!((a, b), (committed, committed), "{mode}/{data}");
+        let data_word = format!("data={data}");
+        let l = line(&log, &["finetune", &format!("mode={mode}"), &data_word, "rejected:"]);
+        assert_eq!(kv(l, "set"), "train", "{l}");
+        assert_eq!(kv(l, "sequences"), format!("1/{}", ft.len()), "{l}");
+        assert_eq!(kv(l, "sequence"), sample.to_string(), "{l}");
+        assert_eq!(kv(l, "value"), value.to_string(), "{l}");
+        let trained: Vec<&str> = lines(&log, &["finetune", &data_word])
+            .into_iter()
+            .filter(|l| l.split_whitespace().any(|w| w.starts_with("step=")))
+            .collect();
+        assert!(trained.is_empty(), "{data}: a training step ran: {trained:?}");
+        assert!(lines(&log, &["score", &data_word]).is_empty(), "{data}: scored");
+        let view = train.poisoned(Poison::NonFinite { sample, value, glitch });
+        let want = NonFiniteInput { sequences: 1, first: sample, value };
+        assert_eq!(view.check_finite(&mut x), Err(want), "host intake check of {data}");
+    }
     let (a, b) = check_result(&log, "head", "poisoned-labels", "rollback", "worse-validation");
     assert_eq!((a, b), (committed, committed));
     let wrong = train.poisoned(Poison::Mislabel);

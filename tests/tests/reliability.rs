@@ -2,23 +2,28 @@
 //! catalogue, crash safety of checkpointing under SIGKILL, and numerical faults.
 //!
 //! * `fuzz_regressions_*`: every file under `tests/fixtures/fuzz-regressions/<target>/` (seed
-//!   corpus and minimised findings) goes through the same oracle as the cargo-fuzz target
-//!   (`fuzz/harness.rs`, compiled here on stable).
+//!   corpus `seed-*`, a sample of the fuzzer's corpus `corpus-*`, findings `oracle-*`/`crash-*`)
+//!   goes through the same oracle as the cargo-fuzz target (`fuzz/harness.rs`, compiled here on
+//!   stable); `fuzz_seeds_are_current` checks the `seed-*` files equal what the code writes now.
 //! * `bad_input_catalogue*`: malformed model files, CSVs, configs and flags; each asserts the
 //!   error kind and that the message names the file, line or field, and that nothing panics.
 //! * `sigkill_*`: `tinylstm train` killed at seeded random points, then resumed.
 //! * `numerical_*`: NaN/Inf in data, in gradients and in checkpoints.
+//! * `firmware_*`: poisoned on-device fine-tuning, replayed on the host with the firmware's
+//!   `engine.rs`.
 //!
 //! Regenerate the seed corpus (after a format change) with
-//! `cargo test -p tinylstm-tests --test reliability -- --ignored regenerate_fuzz_seeds`.
+//! `TINYLSTM_REGENERATE_FUZZ_SEEDS=1 cargo test -p tinylstm-tests --test reliability
+//! fuzz_seeds_are_current`.
 
+mod common;
 #[path = "../../fuzz/harness.rs"]
 mod harness;
 
+use common::{binary, ok, run};
 use std::fmt::{Debug, Display};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tinylstm::format::{self, FormatError, ModelFile, Section, TAG_METADATA};
@@ -42,48 +47,6 @@ fn root() -> PathBuf {
 
 fn regressions_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/fuzz-regressions")
-}
-
-/// Builds the binary once (same profile as the tests) and returns its path (as tests/cli.rs).
-fn binary() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let status = Command::new(env!("CARGO"))
-            .current_dir(root())
-            .args([
-                "build",
-                "--quiet",
-                "--profile",
-                "test",
-                "-p",
-                "tinylstm-cli",
-                "--bin",
-                "tinylstm",
-            ])
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "building the tinylstm binary failed");
-        let exe = std::env::current_exe().unwrap();
-        let dir = exe.parent().unwrap().parent().unwrap();
-        let bin = dir.join(format!("tinylstm{}", std::env::consts::EXE_SUFFIX));
-        assert!(bin.exists(), "{} not found", bin.display());
-        bin
-    })
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(binary()).args(args).output().expect("run tinylstm")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "tinylstm {args:?} failed:\nstdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// Runs a command that must fail cleanly (exit code 1 or clap's 2, no panic); returns stderr.
@@ -266,7 +229,19 @@ fn replay(target: &str, oracle: fn(&[u8])) {
         }
     }
     assert!(failed.is_empty(), "{target}: inputs failing the oracle: {failed:?}");
-    println!("{target}: {} saved inputs replayed", files.len());
+    let kind = |prefix: &str| {
+        files
+            .iter()
+            .filter(|f| f.file_name().unwrap().to_string_lossy().starts_with(prefix))
+            .count()
+    };
+    println!(
+        "{target}: {} saved inputs replayed ({} seed-*, {} corpus-*, {} other: findings)",
+        files.len(),
+        kind("seed-"),
+        kind("corpus-"),
+        files.len() - kind("seed-") - kind("corpus-")
+    );
 }
 
 #[test]
@@ -412,6 +387,18 @@ impl Catalogue {
     ) {
         let r = result.map_err(|e| AnyhowMsg(format!("{e:#}")));
         self.case(name, r, |_| true, needles);
+    }
+
+    /// An `anyhow` error whose whole message (chain included) is exactly `message`.
+    fn case_exact<T: Debug, E: Display>(
+        &mut self,
+        name: impl Into<String>,
+        result: Result<T, E>,
+        message: &str,
+    ) {
+        let name = name.into();
+        let r = result.map_err(|e| AnyhowMsg(format!("{e:#}")));
+        self.case(name.clone(), r, |e| e.0 == message, &[]);
     }
 }
 
@@ -994,6 +981,53 @@ fn config_cases(cat: &mut Catalogue, dir: &Path) {
     let args = TrainArgs { l2: Some(f32::INFINITY), ..TrainArgs::default() };
     let spec = Spec::channels(3).lstm(4).dense(2, Head::Softmax);
     cat.case_anyhow("config: infinite L2", args.penalties(&spec), &["--l2", "inf"]);
+    // Non-finite and out-of-range floats in a config file: refused when the file is read,
+    // naming file, line and key (merging the file with the flags goes through JSON, where NaN
+    // and infinity would silently become "not given", that is the default).
+    for (name, text, message) in [
+        (
+            "lr-inf",
+            "epochs = 2\nlr = inf\n",
+            "line 2: `lr` = inf: must be a finite number (an f32: at most ±3.4e38)",
+        ),
+        (
+            "lr-nan",
+            "lr = nan\n",
+            "line 1: `lr` = NaN: must be a finite number (an f32: at most ±3.4e38)",
+        ),
+        (
+            "l2-minus-inf",
+            "l2 = -inf\n",
+            "line 1: `l2` = -inf: must be a finite number (an f32: at most ±3.4e38)",
+        ),
+        (
+            "clipnorm-beyond-f32",
+            "clipnorm = 1e39\n",
+            "line 1: `clipnorm` = inf: must be a finite number (an f32: at most ±3.4e38)",
+        ),
+        ("beta-2-nan", "beta_2 = nan\n", "line 1: `beta_2` = NaN: must be a finite number"),
+        (
+            "min-delta-negative",
+            "min_delta = -0.01\n",
+            "line 1: `min_delta` = -0.01: must be a finite number ≥ 0",
+        ),
+        (
+            "valid-split-above-1",
+            "valid_split = 1.5\n",
+            "line 1: `valid_split` = 1.5: must be a fraction from 0 to 1",
+        ),
+    ] {
+        let p = write(&format!("{name}.toml"), text);
+        let exact = format!("config file {}, {message}", p.display());
+        cat.case_exact(format!("config: {name}"), TrainArgs::from_toml_file(&p), &exact);
+    }
+    // The same checks on settings built in code (a search space's values), naming the flag.
+    let args = TrainArgs { min_delta: Some(f64::NAN), ..TrainArgs::default() };
+    cat.case_exact(
+        "config: NaN min_delta in code",
+        args.check_floats(),
+        "--min-delta must be a finite number ≥ 0, got NaN",
+    );
 }
 
 fn npz_cases(cat: &mut Catalogue, dir: &Path) {
@@ -1103,7 +1137,7 @@ fn bad_input_catalogue() {
     for n in &cat.names {
         println!("  {n}");
     }
-    assert!(cat.names.len() >= 70, "{} cases", cat.names.len());
+    assert!(cat.names.len() >= 88, "{} cases", cat.names.len());
 }
 
 /// The same kinds of bad input through the binary: a clean message naming the file, line,
@@ -1161,6 +1195,42 @@ fn bad_input_catalogue_through_the_binary() {
         &["train", "--clipnorm", "1", "--clipvalue", "1", "--synthetic-samples", "40", "--out", o],
         &["--clipnorm", "--clipvalue"],
     );
+    // Non-finite floats used to be dropped silently (trained with the default): now the exact
+    // message names the flag, or the config file, line and key; exit 2 for flags (clap), 1 for
+    // the file; nothing is trained or written.
+    let never = d.join("floats");
+    let o2 = s(&never);
+    for (flag, v, problem) in [
+        ("--lr", "inf", "must be a finite number (an f32: at most ±3.4e38)"),
+        ("--lr", "nan", "must be a finite number (an f32: at most ±3.4e38)"),
+        ("--l2", "-inf", "must be a finite number (an f32: at most ±3.4e38)"),
+        ("--momentum", "1e39", "must be a finite number (an f32: at most ±3.4e38)"),
+        ("--beta-1", "NaN", "must be a finite number"),
+        ("--min-delta", "-1", "must be a finite number ≥ 0"),
+        ("--valid-split", "2", "must be a fraction from 0 to 1"),
+    ] {
+        let value_name = flag.trim_start_matches("--").replace('-', "_").to_uppercase();
+        let first = format!("error: invalid value '{v}' for '{flag} <{value_name}>': {problem}\n");
+        let code = run(&["train", flag, v, "--out", o2]).status.code();
+        assert_eq!(code, Some(2), "{flag} {v}");
+        expect(&["train", flag, v, "--out", o2], &[&first]);
+        assert!(!never.exists(), "{flag} {v}: something was written");
+    }
+    let p = write("lr-inf.toml", b"epochs = 1\nlr = inf\n");
+    expect(
+        &["train", "--config", s(&p), "--out", o2],
+        &[&format!(
+            "error: config file {}, line 2: `lr` = inf: must be a finite number (an f32: at most \
+             ±3.4e38)\n",
+            p.display()
+        )],
+    );
+    assert!(!never.exists(), "lr = inf: something was written");
+    expect(
+        &["tune", "--param", "lr=[1e-3, inf]", "--out", o2],
+        &["error: search space: `lr`: inf is not a finite number\n"],
+    );
+    assert!(!never.exists(), "tune lr=inf: something was written");
     expect(
         &["train", "--out", s(&d.join("never")), "--resume"],
         &["--resume", "never", "checkpoint.tlm"],
@@ -1187,7 +1257,7 @@ fn bad_input_catalogue_through_the_binary() {
         &["four.csv: line 1"],
     );
     println!("catalogue (binary): {n} cases");
-    assert!(n >= 14);
+    assert!(n >= 23, "{n} cases");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1508,8 +1578,15 @@ fn poisoned_set(bytes: &[u8], sample: usize, value: usize, v: f32) -> Vec<u8> {
     b
 }
 
-/// Runs the firmware's full fine-tuning transaction on `train` as the device does (abort at the
-/// first failing step, then the acceptance rule on the validation set). Checks after every step
+/// The engine's refusal of a step whose gradient is NaN or infinite.
+const NON_FINITE_GRADIENT: tinylstm::Error =
+    tinylstm::Error::InvalidArgument("non-finite gradient");
+/// The engine's refusal of a sequence with a NaN or infinite value (`View::read_finite`).
+const NON_FINITE_INPUT: tinylstm::Error = tinylstm::Error::InvalidArgument("non-finite input");
+
+/// Runs the firmware's full fine-tuning steps on `train` as the device does (abort at the first
+/// failing step, then the acceptance rule on the validation set) but *without* the device's
+/// intake check (`View::check_finite`), to test the engine's own guards. Checks after every step
 /// that a failing step changed nothing and a passing one left only finite values. Returns
 /// whether the update would be committed.
 fn full_transaction(live: &[f32], train: &engine::View<'_>, valid: &engine::View<'_>) -> bool {
@@ -1539,7 +1616,10 @@ fn full_transaction(live: &[f32], train: &engine::View<'_>, valid: &engine::View
                     );
                 }
                 Err(e) => {
-                    assert_eq!(e, tinylstm::Error::InvalidArgument("non-finite gradient"));
+                    assert!(
+                        [NON_FINITE_GRADIENT, NON_FINITE_INPUT].contains(&e),
+                        "unexpected error {e:?}"
+                    );
                     let same = |a: &[f32], b: &[f32]| {
                         a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
                     };
@@ -1585,7 +1665,9 @@ impl Display for Outcome {
     }
 }
 
-/// Full and head-only updates of the firmware on its field set with one raw value replaced.
+/// What the firmware does with its field set with one raw value replaced by `v`: the device's
+/// intake check (`View::check_finite`), and — past that check, to test the engine's own guards —
+/// the full and the head-only update.
 fn poisoned_update(
     live: &[f32],
     train_bytes: &[u8],
@@ -1594,19 +1676,23 @@ fn poisoned_update(
     v: f32,
     norm: Option<engine::Standardize>,
     valid: &engine::View<'_>,
-) -> (Outcome, Outcome) {
+) -> (Result<(), engine::NonFiniteInput>, Outcome, Outcome) {
     use engine::*;
     let bytes = poisoned_set(train_bytes, sample, value, v);
     let view = View::clean(Dataset::parse(&bytes).expect("values are not checked at parse"), norm);
+    let mut x = vec![0.0f32; SEQ_LEN];
+    let intake = view.check_finite(&mut x);
     let full =
         if full_transaction(live, &view, valid) { Outcome::Committed } else { Outcome::RolledBack };
     // Head-only: features of every sequence (streaming forward), then full-batch Adam steps;
     // the device aborts at the first failing step.
-    let mut x = vec![0.0f32; SEQ_LEN];
     let mut st = vec![0.0f32; STATE];
     let mut work = vec![0.0f32; STEP_WORK];
     let mut feats = vec![0.0f32; view.len() * UNITS];
-    features(live, &view, &mut x, &mut st, &mut work, &mut feats).unwrap();
+    if let Err(e) = features(live, &view, &mut x, &mut st, &mut work, &mut feats) {
+        assert_eq!(e, NON_FINITE_INPUT);
+        return (intake, full, Outcome::RolledBack);
+    }
     let mut labels = vec![0u32; view.len()];
     view.labels(&mut labels);
     let mut head = live[HEAD].to_vec();
@@ -1646,7 +1732,7 @@ fn poisoned_update(
             head_outcome = Outcome::RolledBack;
         }
     }
-    (full, head_outcome)
+    (intake, full, head_outcome)
 }
 
 #[test]
@@ -1666,9 +1752,13 @@ fn firmware_fine_tuning_rolls_back_adversarial_poisons() {
     let n = train.len();
     let live_crc = harness::crc32(&model);
 
-    // NaN sensor readings, at the edges of the set and of a sequence and on both sides of the
-    // truncated-BPTT window (the last 20 of 40 steps), with and without a payload: both update
-    // modes roll back (the first step's gradient is non-finite).
+    // Non-finite sensor readings — NaN (with and without a payload), +Inf, -Inf — at the edges
+    // of the set and of a sequence, on both sides of the truncated-BPTT window (the last 20 of 40
+    // steps): the device's intake check refuses the set, naming the sequence and value, so no
+    // training step sees them. Past that check the engine's own guards refuse them too: both
+    // update modes roll back. (Before the intake check and the guards, ±Inf outside the window
+    // committed a full update, and anywhere committed a head-only one: the saturated gates keep
+    // features, losses and gradients finite.)
     let nan_payload = f32::from_bits(0x7fc0_dead);
     let window = STEPS - 20;
     for (sample, t, c, v) in [
@@ -1676,28 +1766,64 @@ fn firmware_fine_tuning_rolls_back_adversarial_poisons() {
         (n - 1, STEPS - 1, CHANNELS - 1, f32::NAN),
         (n / 2, window - 1, 1, nan_payload),
         (1, window, 2, f32::NAN),
+        (0, 0, 0, f32::INFINITY),
+        (2, window - 1, 0, f32::NEG_INFINITY),
+        (3, window, 1, f32::INFINITY),
+        (n - 1, STEPS - 1, CHANNELS - 1, f32::NEG_INFINITY),
     ] {
-        let (full, head) =
-            poisoned_update(&live, &train_bytes, sample, t * CHANNELS + c, v, norm, &valid);
+        let value = t * CHANNELS + c;
+        let (intake, full, head) =
+            poisoned_update(&live, &train_bytes, sample, value, v, norm, &valid);
         println!(
-            "{v} at sequence {sample}, t{t} c{c}: full update {full}, head-only update {head}"
+            "{v} at sequence {sample}, t{t} c{c}: intake {intake:?}, full update {full}, \
+             head-only update {head}"
         );
+        assert_eq!(intake, Err(NonFiniteInput { sequences: 1, first: sample, value }), "{v}");
         assert_eq!(
             (full, head),
             (Outcome::RolledBack, Outcome::RolledBack),
             "{v} at {sample} t{t} c{c}"
         );
     }
-    // An infinite reading inside the BPTT window: the full update rolls back.
-    for (t, v) in [(window, f32::INFINITY), (STEPS - 1, f32::NEG_INFINITY)] {
-        let (full, _) = poisoned_update(&live, &train_bytes, 2, t * CHANNELS, v, norm, &valid);
-        assert_eq!(full, Outcome::RolledBack, "{v} at t{t}");
+    // The intake check counts every refused sequence and names the first; it checks the
+    // validation set as well (the device checks both before training).
+    let at = |t: usize, c: usize| t * CHANNELS + c;
+    let two = poisoned_set(
+        &poisoned_set(&train_bytes, 7, at(5, 1), f32::NAN),
+        3,
+        at(9, 2),
+        f32::INFINITY,
+    );
+    let mut x = vec![0.0f32; SEQ_LEN];
+    assert_eq!(
+        View::clean(Dataset::parse(&two).unwrap(), norm).check_finite(&mut x),
+        Err(NonFiniteInput { sequences: 2, first: 3, value: at(9, 2) })
+    );
+    let bad_valid = poisoned_set(&valid_bytes, 0, 0, f32::NEG_INFINITY);
+    assert!(View::clean(Dataset::parse(&bad_valid).unwrap(), norm).check_finite(&mut x).is_err());
+    assert_eq!(valid.check_finite(&mut x), Ok(()));
+    assert_eq!(View::clean(train, norm).check_finite(&mut x), Ok(()));
+    // The firmware's own poisons go through the same check (the device's demo runs).
+    for glitch in [Glitch::Nan, Glitch::PosInf, Glitch::NegInf] {
+        let view =
+            View::clean(train, norm).poisoned(Poison::NonFinite { sample: 1, value: 100, glitch });
+        assert_eq!(
+            view.check_finite(&mut x),
+            Err(NonFiniteInput { sequences: 1, first: 1, value: 100 }),
+            "{glitch:?}"
+        );
+        assert_eq!(view.read_finite(1, &mut x), Err(NON_FINITE_INPUT));
+        assert_eq!(view.read_finite(0, &mut x), Ok(train.label(0)));
     }
-    // A huge but finite raw value: either refused as non-finite, or trained on with finite
-    // values only (checked inside) and then judged by the validation rule.
+    // A huge but finite raw value: refused at intake if standardising it overflows, else
+    // trained on with finite values only (checked inside) and judged by the validation rule.
     let bytes = poisoned_set(&train_bytes, 0, 0, 3.0e38);
     let view = View::clean(Dataset::parse(&bytes).unwrap(), norm);
-    let _ = full_transaction(&live, &view, &valid);
+    let committed = full_transaction(&live, &view, &valid);
+    println!(
+        "3e38 at sequence 0, t0 c0: intake {:?}, full update commits: {committed}",
+        view.check_finite(&mut x)
+    );
     // The clean update still commits (the model file is untouched by all of the above).
     assert!(full_transaction(&live, &View::clean(train, norm), &valid), "clean update refused");
     assert_eq!(harness::crc32(&std::fs::read(fw.join("models/default.tlm")).unwrap()), live_crc);
@@ -1740,7 +1866,3 @@ fn firmware_fine_tuning_rolls_back_adversarial_poisons() {
     sec[..4].copy_from_slice(&u32::MAX.to_le_bytes());
     assert_eq!(Standardize::parse(&sec).unwrap_err(), NormError::Channels(u32::MAX));
 }
-
-// Two open findings (infinite sensor values reach firmware fine-tuning; non-finite float flags
-// such as `--lr inf` are dropped when flags and config are merged) are described in
-// RELIABILITY.md; their tests come with their fixes.

@@ -479,6 +479,7 @@ impl TrainSession {
     /// Prepares data (through `opts.cache`), builds the model and initialises its weights, or
     /// restores them from `opts.resume`. `opts.out_dir` and `opts.on_epoch` are not used here.
     pub fn new(args: &TrainArgs, opts: &RunOptions<'_>) -> Result<TrainSession> {
+        args.check_floats()?;
         let data = prepare_data(args, opts.cache)?;
         let spec = args.spec(data.input, data.classes)?;
         let optimizer = args.optimizer()?;

@@ -250,6 +250,9 @@ pub fn parse_search_file(text: &str, dir: &Path) -> Result<SearchFile> {
     let mut out = SearchFile::default();
     if let Some(b) = table.remove("base") {
         let mut base: TrainArgs = b.try_into().context("[base]")?;
+        if let Some(bad) = base.invalid_float() {
+            bail!("[base] {bad}");
+        }
         for p in [&mut base.data, &mut base.test].into_iter().flatten() {
             if p.is_relative() {
                 *p = dir.join(&*p);

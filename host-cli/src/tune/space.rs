@@ -123,8 +123,21 @@ fn normalize_value(key: &str, v: Value) -> Value {
     }
 }
 
-fn toml_to_json(v: &toml::Value) -> Value {
-    serde_json::to_value(v).unwrap_or(Value::Null)
+/// A TOML value of parameter `key` as JSON. JSON has no NaN or infinity (they would become
+/// `null`, that is "not given": the default), so a non-finite float anywhere in it is an error.
+fn toml_to_json(key: &str, v: &toml::Value) -> Result<Value> {
+    fn first_non_finite(v: &toml::Value) -> Option<f64> {
+        match v {
+            toml::Value::Float(f) if !f.is_finite() => Some(*f),
+            toml::Value::Array(a) => a.iter().find_map(first_non_finite),
+            toml::Value::Table(t) => t.values().find_map(first_non_finite),
+            _ => None,
+        }
+    }
+    if let Some(f) = first_non_finite(v) {
+        bail!("`{key}`: {f} is not a finite number");
+    }
+    serde_json::to_value(v).with_context(|| format!("`{key}`: {v}"))
 }
 
 /// `base` with `key` set to `value` (the error names the key and value).
@@ -185,10 +198,11 @@ fn kind_of(key: &str) -> Kind {
     }
 }
 
-/// Checks the training settings that can be checked without data: optimizer, schedule,
-/// clipping, penalties, layer sizes, batch size, epochs, maxlen, BPTT window. Errors name the
+/// Checks the training settings that can be checked without data: floats (finite, in range),
+/// optimizer, schedule, clipping, penalties, layer sizes, batch size, epochs, maxlen, BPTT window. Errors name the
 /// flag.
 pub fn check_args(args: &TrainArgs) -> Result<()> {
+    args.check_floats()?;
     args.optimizer()?;
     args.bptt()?;
     for (flag, v) in [
@@ -220,7 +234,8 @@ fn parse_dist(key: &str, v: &toml::Value, allow_layers: bool) -> Result<Dist> {
             if items.is_empty() {
                 bail!("`{key}`: the list of values is empty");
             }
-            Ok(Dist::Choice(items.iter().map(|i| normalize_value(key, toml_to_json(i))).collect()))
+            let values = items.iter().map(|i| Ok(normalize_value(key, toml_to_json(key, i)?)));
+            Ok(Dist::Choice(values.collect::<Result<_>>()?))
         }
         toml::Value::Table(t) => {
             let known = ["value", "values", "low", "high", "scale", "points", "layers"];
@@ -247,7 +262,7 @@ fn parse_dist(key: &str, v: &toml::Value, allow_layers: bool) -> Result<Dist> {
                 return Ok(Dist::Layers(out));
             }
             if let Some(v) = t.get("value") {
-                return Ok(Dist::Fixed(normalize_value(key, toml_to_json(v))));
+                return Ok(Dist::Fixed(normalize_value(key, toml_to_json(key, v)?)));
             }
             if let Some(v) = t.get("values") {
                 return parse_dist(key, v, false);
@@ -277,7 +292,7 @@ fn parse_dist(key: &str, v: &toml::Value, allow_layers: bool) -> Result<Dist> {
             };
             Ok(Dist::Range { low, high, scale, integer: false, points })
         }
-        other => Ok(Dist::Fixed(normalize_value(key, toml_to_json(other)))),
+        other => Ok(Dist::Fixed(normalize_value(key, toml_to_json(key, other)?))),
     }
 }
 
@@ -618,6 +633,42 @@ mod tests {
         assert_eq!(get("schedule"), Dist::Fixed(json!("cosine")));
         assert!(matches!(get("epochs"), Dist::Range { integer: true, .. }));
         assert_eq!(s.varying_keys().len(), 6);
+    }
+
+    /// NaN and infinity (which JSON would turn into "not given") and out-of-range floats are
+    /// refused, naming the parameter, in every form a space can take them.
+    #[test]
+    fn non_finite_and_out_of_range_floats_are_refused() {
+        let err = |flags: &[&str]| -> String {
+            let entries: Result<Vec<_>> = flags.iter().map(|f| parse_flag(f)).collect();
+            let r = entries.and_then(Space::from_entries).and_then(|mut s| {
+                s.validate(&TrainArgs::default())?;
+                Ok(s)
+            });
+            format!("{:#}", r.expect_err(&format!("{flags:?} accepted")))
+        };
+        for (flag, want) in [
+            ("lr=inf", "`lr`: inf is not a finite number"),
+            ("lr=nan", "`lr`: NaN is not a finite number"),
+            ("lr=[1e-3, -inf]", "`lr`: -inf is not a finite number"),
+            ("l2={ values = [0.0, nan] }", "`l2`: NaN is not a finite number"),
+            ("momentum={ value = inf }", "`momentum`: inf is not a finite number"),
+            (
+                "lr=log:1e-4:inf",
+                "parameter `lr`: range ends must be finite numbers, got 0.0001..inf",
+            ),
+            ("lr=[1e39]", "parameter `lr`: value 1e+39: --lr must be a finite number (an f32"),
+            ("min_delta=[0.0, -0.5]", "--min-delta must be a finite number ≥ 0, got -0.5"),
+        ] {
+            let e = err(&[flag]);
+            assert!(e.contains(want), "{flag}: {e}");
+        }
+        let e = format!(
+            "{:#}",
+            super::super::plan::parse_search_file("[base]\nlr = inf\n", std::path::Path::new("."))
+                .unwrap_err()
+        );
+        assert_eq!(e, "[base] `lr` = inf: must be a finite number (an f32: at most ±3.4e38)");
     }
 
     #[test]

@@ -1,7 +1,60 @@
-//! Helpers shared by the integration tests: tolerances and JSON array flattening.
+//! Helpers shared by the integration tests: tolerances, JSON array flattening, and the
+//! `tinylstm` binary.
 #![allow(dead_code)]
 
 use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The `tinylstm` binary, built once per test executable with the tests' own profile (`cargo
+/// build --profile test -p tinylstm-cli --bin tinylstm`, up to date after the first time), so
+/// the binary and the test code always come from the same sources.
+pub fn binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let status = Command::new(env!("CARGO"))
+            .current_dir(&root)
+            .args([
+                "build",
+                "--quiet",
+                "--profile",
+                "test",
+                "-p",
+                "tinylstm-cli",
+                "--bin",
+                "tinylstm",
+            ])
+            .status()
+            .expect("run cargo build for the tinylstm binary");
+        assert!(status.success(), "building the tinylstm binary failed");
+        // Test executables live in target/<profile dir>/deps; the binary one level up.
+        let exe = std::env::current_exe().unwrap();
+        let dir = exe.parent().unwrap().parent().unwrap();
+        let bin = dir.join(format!("tinylstm{}", std::env::consts::EXE_SUFFIX));
+        assert!(bin.exists(), "{} not found", bin.display());
+        bin
+    })
+}
+
+/// Runs the `tinylstm` binary with `args`.
+pub fn run(args: &[&str]) -> Output {
+    Command::new(binary()).args(args).output().expect("run tinylstm")
+}
+
+/// Runs the `tinylstm` binary, which must succeed (else panics with its output); returns its
+/// stdout.
+pub fn ok(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "tinylstm {args:?} failed:\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
 
 /// `|a − b| ≤ abs + rel·|b|`.
 #[derive(Clone, Copy, Debug)]
