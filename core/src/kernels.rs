@@ -68,67 +68,250 @@ pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
     }
 }
 
-/// `C[m][n] += A[m][k] · B[k][n]`.
+/// Rows of `C` in one register tile of [`gemm_nn`] / [`gemm_tn`].
 ///
-/// Per element, products are added into `C` in increasing `k` (see the order contract).
-/// Four rows of `B` are streamed per pass over a row of `C`, so `C` is loaded and stored a
-/// quarter as often as in the plain loop, with the same rounding.
-pub fn gemm_nn(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
-    if m == 0 || n == 0 {
-        return;
+/// Tile shapes only decide which values stay in registers; they never change the order of
+/// the additions into an element (the order contract), so they may differ per target and the
+/// results stay bit-identical across targets.
+#[cfg(not(target_arch = "arm"))]
+pub const TILE_ROWS: usize = 4;
+/// Columns of `C` in one register tile of [`gemm_nn`] / [`gemm_tn`] (two AVX vectors).
+#[cfg(not(target_arch = "arm"))]
+pub const TILE_COLS: usize = 32;
+/// Rows of `C` in one register tile of [`gemm_nn`] / [`gemm_tn`] (Cortex-M: 32 FPU registers).
+#[cfg(target_arch = "arm")]
+pub const TILE_ROWS: usize = 2;
+/// Columns of `C` in one register tile of [`gemm_nn`] / [`gemm_tn`] (Cortex-M: 32 FPU registers).
+#[cfg(target_arch = "arm")]
+pub const TILE_COLS: usize = 8;
+
+/// Where the `A` operand of an outer-product GEMM lives: element `(r, p)` (row `r` of the `C`
+/// tile, reduction index `p`) is `a[r·row + p·step]`.
+#[derive(Clone, Copy)]
+struct Strides {
+    row: usize,
+    step: usize,
+}
+
+/// One `R × W` tile of `C` (rows `ldc` apart) += `Σ_{p ∈ ks} a(r, p) · b[p·ldb ..][..W]`, one
+/// product at a time per element, `p` increasing (or decreasing when `REV`).
+#[inline(always)]
+fn outer_tile<const R: usize, const W: usize, const REV: bool>(
+    ks: core::ops::Range<usize>,
+    a: &[f32],
+    s: Strides,
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    let mut acc = [[0.0f32; W]; R];
+    for (r, row) in acc.iter_mut().enumerate() {
+        row.copy_from_slice(&c[r * ldc..r * ldc + W]);
     }
-    let a = &a[..m * k];
-    let b = &b[..k * n];
-    let c = &mut c[..m * n];
-    for (ci, ai) in c.chunks_exact_mut(n).zip(a.chunks_exact(k.max(1))) {
-        let mut p = 0;
-        while p + 4 <= k {
-            let (a0, a1, a2, a3) = (ai[p], ai[p + 1], ai[p + 2], ai[p + 3]);
-            let b0 = &b[p * n..(p + 1) * n];
-            let b1 = &b[(p + 1) * n..(p + 2) * n];
-            let b2 = &b[(p + 2) * n..(p + 3) * n];
-            let b3 = &b[(p + 3) * n..(p + 4) * n];
-            for ((((cj, x0), x1), x2), x3) in ci.iter_mut().zip(b0).zip(b1).zip(b2).zip(b3) {
-                *cj = (((*cj + a0 * x0) + a1 * x1) + a2 * x2) + a3 * x3;
+    let mut step = |p: usize| {
+        let bp: &[f32; W] = match b[p * ldb..p * ldb + W].try_into() {
+            Ok(v) => v,
+            Err(_) => return,
+        };
+        for (r, row) in acc.iter_mut().enumerate() {
+            let ar = a[r * s.row + p * s.step];
+            for l in 0..W {
+                row[l] += ar * bp[l];
             }
-            p += 4;
         }
-        while p < k {
-            axpy(ai[p], &b[p * n..(p + 1) * n], ci);
-            p += 1;
+    };
+    if REV {
+        ks.rev().for_each(&mut step);
+    } else {
+        ks.for_each(&mut step);
+    }
+    for (r, row) in acc.iter().enumerate() {
+        c[r * ldc..r * ldc + W].copy_from_slice(row);
+    }
+}
+
+/// Dispatches a tile of `rows ≤ TILE_ROWS` rows and width `W` to its const instance.
+#[inline(always)]
+fn outer_rows<const W: usize, const REV: bool>(
+    rows: usize,
+    ks: core::ops::Range<usize>,
+    a: &[f32],
+    s: Strides,
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    match rows {
+        1 => outer_tile::<1, W, REV>(ks, a, s, b, ldb, c, ldc),
+        2 => outer_tile::<2, W, REV>(ks, a, s, b, ldb, c, ldc),
+        #[cfg(not(target_arch = "arm"))]
+        3 => outer_tile::<3, W, REV>(ks, a, s, b, ldb, c, ldc),
+        #[cfg(not(target_arch = "arm"))]
+        4 => outer_tile::<4, W, REV>(ks, a, s, b, ldb, c, ldc),
+        _ => unreachable!("tile rows are at most TILE_ROWS"),
+    }
+}
+
+/// Rows of `C` per cache block of the outer-product GEMMs: the block's rows of `A` stay in L1
+/// while every column panel passes over them, and each panel of `B` stays in L1 while every
+/// register tile of the block passes over it.
+const BLOCK_ROWS: usize = 8 * TILE_ROWS;
+
+/// Reduction steps per cache block: a long reduction (the weight gradients sum over every time
+/// step and sequence) is cut into blocks so that a panel of `B` stays in L1. Blocks run in the
+/// order of the reduction (last first when `REV`), so every element still adds its products
+/// one at a time in the contract's order.
+const BLOCK_STEPS: usize = 128;
+
+/// `C[m][n] += Σ_p a(i, p) · B[p][j]` by register tiles: reduction blocks of [`BLOCK_STEPS`];
+/// in each, row blocks of [`BLOCK_ROWS`]; in each, column panels of [`TILE_COLS`] (then
+/// 4-wide and 1-wide edges); in each panel, the row tiles.
+fn outer_gemm<const REV: bool>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    s: Strides,
+    b: &[f32],
+    c: &mut [f32],
+) {
+    let blocks = k.div_ceil(BLOCK_STEPS);
+    for kb in 0..blocks {
+        let kb = if REV { blocks - 1 - kb } else { kb };
+        let ks = kb * BLOCK_STEPS..((kb + 1) * BLOCK_STEPS).min(k);
+        let mut i0 = 0;
+        while i0 < m {
+            let i1 = (i0 + BLOCK_ROWS).min(m);
+            let mut j = 0;
+            while j < n {
+                let w = if n - j >= TILE_COLS {
+                    TILE_COLS
+                } else if n - j >= 4 {
+                    4
+                } else {
+                    1
+                };
+                let mut i = i0;
+                while i < i1 {
+                    let rows = (i1 - i).min(TILE_ROWS);
+                    let (ai, bj, ci) = (&a[i * s.row..], &b[j..], &mut c[i * n + j..]);
+                    let ks = ks.clone();
+                    match w {
+                        TILE_COLS => outer_rows::<TILE_COLS, REV>(rows, ks, ai, s, bj, n, ci, n),
+                        4 => outer_rows::<4, REV>(rows, ks, ai, s, bj, n, ci, n),
+                        _ => outer_rows::<1, REV>(rows, ks, ai, s, bj, n, ci, n),
+                    }
+                    i += rows;
+                }
+                j += w;
+            }
+            i0 = i1;
         }
     }
 }
 
-/// `C[m][n] += A[m][k] · B[n][k]ᵀ`: each element adds one [`dot`] of a row of `A` and a row of `B`.
+/// `C[m][n] += A[m][k] · B[k][n]`.
+///
+/// Per element, products are added into `C` one at a time in increasing `k` (see the order
+/// contract), exactly as [`reference::gemm_nn`] does; register tiles of
+/// [`TILE_ROWS`]` × `[`TILE_COLS`] reuse each loaded value of `A` and `B` several times.
+pub fn gemm_nn(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
+    if m == 0 || n == 0 || k == 0 {
+        return;
+    }
+    let (a, b, c) = (&a[..m * k], &b[..k * n], &mut c[..m * n]);
+    outer_gemm::<false>(m, n, k, a, Strides { row: k, step: 1 }, b, c);
+}
+
+/// Rows of `A` × rows of `B` in one register tile of [`gemm_nt`].
+#[cfg(not(target_arch = "arm"))]
+const NT_TILE: (usize, usize) = (2, 4);
+#[cfg(target_arch = "arm")]
+const NT_TILE: (usize, usize) = (2, 4);
+
+/// `R × Q` dot products of rows of `a` (length `k`, `lda` apart) with rows of `b` (`ldb` apart),
+/// each computed exactly as [`dot`] computes it, added into `c` (rows `ldc` apart).
+#[inline(always)]
+fn dot_tile<const R: usize, const Q: usize>(
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    let chunks = k / LANES;
+    let mut acc = [[[0.0f32; LANES]; Q]; R];
+    for q in 0..chunks {
+        let at: [&[f32; LANES]; R] = core::array::from_fn(|r| lanes(a, r * lda + q * LANES));
+        let bt: [&[f32; LANES]; Q] = core::array::from_fn(|j| lanes(b, j * ldb + q * LANES));
+        for r in 0..R {
+            for j in 0..Q {
+                for l in 0..LANES {
+                    acc[r][j][l] += at[r][l] * bt[j][l];
+                }
+            }
+        }
+    }
+    for r in 0..R {
+        for j in 0..Q {
+            let v = &acc[r][j];
+            let mut s = ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
+            for p in chunks * LANES..k {
+                s += a[r * lda + p] * b[j * ldb + p];
+            }
+            c[r * ldc + j] += s;
+        }
+    }
+}
+
+/// `LANES` elements of `x` from `at` as an array reference (in bounds by the callers' sizes).
+#[inline(always)]
+fn lanes(x: &[f32], at: usize) -> &[f32; LANES] {
+    match x[at..at + LANES].try_into() {
+        Ok(v) => v,
+        Err(_) => unreachable!("a LANES-long slice"),
+    }
+}
+
+/// `C[m][n] += A[m][k] · B[n][k]ᵀ`: each element adds one [`dot`] of a row of `A` and a row of
+/// `B`, bit for bit; tiles of several rows of `A` and `B` share their loads.
 pub fn gemm_nt(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
     if m == 0 || n == 0 {
         return;
     }
-    let a = &a[..m * k];
-    let b = &b[..n * k];
-    let c = &mut c[..m * n];
-    for (ci, ai) in c.chunks_exact_mut(n).zip(a.chunks_exact(k.max(1))) {
-        for (cij, bj) in ci.iter_mut().zip(b.chunks_exact(k.max(1))) {
-            *cij += dot(ai, bj);
+    let (a, b, c) = (&a[..m * k], &b[..n * k], &mut c[..m * n]);
+    let (tr, tq) = NT_TILE;
+    let mut i = 0;
+    while i < m {
+        let rows = if m - i >= tr { tr } else { 1 };
+        let mut j = 0;
+        while j < n {
+            let cols = if n - j >= tq { tq } else { 1 };
+            let (ai, bj, cij) = (&a[i * k..], &b[j * k..], &mut c[i * n + j..]);
+            match (rows == tr, cols == tq) {
+                (true, true) => dot_tile::<{ NT_TILE.0 }, { NT_TILE.1 }>(k, ai, k, bj, k, cij, n),
+                (true, false) => dot_tile::<{ NT_TILE.0 }, 1>(k, ai, k, bj, k, cij, n),
+                (false, true) => dot_tile::<1, { NT_TILE.1 }>(k, ai, k, bj, k, cij, n),
+                (false, false) => dot_tile::<1, 1>(k, ai, k, bj, k, cij, n),
+            }
+            j += cols;
         }
+        i += rows;
     }
 }
 
 /// `C[m][n] += A[k][m]ᵀ · B[k][n]`: a sum of `k` outer products, added in **decreasing** `k`
-/// (see the order contract).
+/// (see the order contract), by the same register tiles as [`gemm_nn`].
 pub fn gemm_tn(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
-    if m == 0 || n == 0 {
+    if m == 0 || n == 0 || k == 0 {
         return;
     }
-    let a = &a[..k * m];
-    let b = &b[..k * n];
-    let c = &mut c[..m * n];
-    for (ap, bp) in a.chunks_exact(m).rev().zip(b.chunks_exact(n).rev()) {
-        for (ci, &api) in c.chunks_exact_mut(n).zip(ap) {
-            axpy(api, bp, ci);
-        }
-    }
+    let (a, b, c) = (&a[..k * m], &b[..k * n], &mut c[..m * n]);
+    outer_gemm::<true>(m, n, k, a, Strides { row: 1, step: m }, b, c);
 }
 
 /// `out[j] += Σ_r x[r][j]` over `rows` rows of `cols` columns (bias gradients), last row first.

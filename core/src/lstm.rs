@@ -20,7 +20,7 @@
 
 use crate::error::{check_len, Error};
 use crate::kernels::{add_column_sums, gemm_nn, gemm_nt, gemm_tn};
-use crate::math::{sigmoid, tanh};
+use crate::math::{sigmoid_in_place, tanh, tanh_in_place};
 
 /// Shape of one layer's pass: input width, units, batch and segment length.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,14 +152,11 @@ pub(crate) fn forward_unchecked(d: &Dims, w: &Weights<'_>, x: &[f32], tape: &mut
 /// Applies σ to the `i, f, o` blocks and tanh to the `c` block of one row `[4H]`.
 #[inline]
 fn activate_gates(z: &mut [f32], h: usize) {
-    let (ifg, o) = z.split_at_mut(3 * h);
-    let (i_f, g) = ifg.split_at_mut(2 * h);
-    for v in i_f.iter_mut().chain(o.iter_mut()) {
-        *v = sigmoid(*v);
-    }
-    for v in g.iter_mut() {
-        *v = tanh(*v);
-    }
+    let (i_f, rest) = z.split_at_mut(2 * h);
+    let (g, o) = rest.split_at_mut(h);
+    sigmoid_in_place(i_f);
+    tanh_in_place(g);
+    sigmoid_in_place(o);
 }
 
 /// Backward pass through one segment's tape.

@@ -3,8 +3,8 @@
 //! `proptest-regressions/`, so a failure replays.
 //!
 //! `gemm_nn`, `gemm_tn`, `axpy` and `add_column_sums` keep the reference's order of additions,
-//! so they must agree bit for bit. `dot` and `gemm_nt` reassociate the sum (8 lanes): they are
-//! held to `|a − b| ≤ 4·k·ε·Σ|aᵢbᵢ|`, the textbook bound for a reordered f32 sum of k products.
+//! so they must agree bit for bit. `gemm_nt` must add exactly one `dot` per element. `dot` and
+//! `gemm_nt` reassociate the sum (8 lanes), so against the sequential reference they are held to `|a − b| ≤ 4·k·ε·Σ|aᵢbᵢ|`, the textbook bound for a reordered f32 sum of k products.
 
 use proptest::prelude::*;
 use tinylstm::kernels::{self, reference};
@@ -77,6 +77,18 @@ proptest! {
                 prop_assert!((c1[i * n + j] - c2[i * n + j]).abs() <= bound);
             }
         }
+    }
+
+    #[test]
+    fn gemm_nt_is_one_dot_per_element_bitwise((m, n, k) in dims(), a in vec_f32(8 * 40), b in vec_f32(40 * 36), c in vec_f32(8 * 36)) {
+        // The tiled gemm_nt shares loads between elements but adds exactly `dot`'s sum into each.
+        let (a, b) = (&a[..m * k], &b[..n * k]);
+        let mut c1 = c[..m * n].to_vec();
+        kernels::gemm_nt(m, n, k, a, b, &mut c1);
+        let c2: Vec<f32> = (0..m * n)
+            .map(|e| c[e] + kernels::dot(&a[e / n * k..][..k], &b[e % n * k..][..k]))
+            .collect();
+        prop_assert!(bitwise(&c1, &c2));
     }
 
     #[test]

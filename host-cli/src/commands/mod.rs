@@ -33,6 +33,8 @@ pub enum Command {
     Export(export::ExportCmd),
     /// Build a model file from Keras weights (numpy.savez of get_weights()).
     Import(export::ImportCmd),
+    /// Measure training and inference throughput on the issue-5 workloads (BENCHMARKS.md).
+    Bench(crate::bench::BenchCmd),
     /// Search training settings (grid, random, successive halving, Hyperband); `tune merge`.
     Tune(Box<tune::TuneCmd>),
 }
@@ -46,6 +48,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Info(c) => eval::run_info(&c),
         Command::Export(c) => export::run_export(&c),
         Command::Import(c) => export::run_import(&c),
+        Command::Bench(c) => crate::bench::run(&c),
         Command::Tune(c) => tune::run(&c),
     }
 }
