@@ -85,6 +85,7 @@ pub fn tanh(x: f32) -> f32 {
 
 /// The crate's own tanh: an odd Taylor polynomial (to `x^13`) below `|x| = 0.4`, where
 /// `1 − 2/(e^{2|x|} + 1)` would lose digits to cancellation, that formula above.
+#[cfg(not(feature = "micromath"))]
 #[inline(always)]
 fn tanh_poly(x: f32) -> f32 {
     let sign = x.to_bits() & 0x8000_0000;
