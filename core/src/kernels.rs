@@ -222,14 +222,59 @@ pub fn gemm_nn(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]
         return;
     }
     let (a, b, c) = (&a[..m * k], &b[..k * n], &mut c[..m * n]);
-    outer_gemm::<false>(m, n, k, a, Strides { row: k, step: 1 }, b, c);
+    if m == 1 {
+        gemv(n, a, b, c);
+    } else {
+        outer_gemm::<false>(m, n, k, a, Strides { row: k, step: 1 }, b, c);
+    }
+}
+
+/// `c[n] += a[k] · B[k][n]` (one row: a streaming step, a batch-1 forward): column panels of
+/// [`TILE_COLS`] (then 4-wide and 1-wide edges) accumulated in registers over all of `k`.
+fn gemv(n: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
+    let mut j = 0;
+    while j < n {
+        let w = if n - j >= TILE_COLS {
+            TILE_COLS
+        } else if n - j >= 4 {
+            4
+        } else {
+            1
+        };
+        let cj = &mut c[j..j + w];
+        match w {
+            TILE_COLS => gemv_panel::<TILE_COLS>(a, b, n, j, cj),
+            4 => gemv_panel::<4>(a, b, n, j, cj),
+            _ => gemv_panel::<1>(a, b, n, j, cj),
+        }
+        j += w;
+    }
+}
+
+/// `c[..W] += Σ_p a[p] · B[p][j..j+W]` (`B` has rows of `ldb`), `p` increasing, one product at
+/// a time per element.
+#[inline(always)]
+fn gemv_panel<const W: usize>(a: &[f32], b: &[f32], ldb: usize, j: usize, c: &mut [f32]) {
+    let Some(c) = c.first_chunk_mut::<W>() else {
+        return;
+    };
+    let mut acc = *c;
+    // Whole rows of `B` (constant length), so the column check is loop-invariant.
+    for (&ap, row) in a.iter().zip(b.chunks_exact(ldb)) {
+        if let Some(bp) = row.get(j..).and_then(<[f32]>::first_chunk::<W>) {
+            for l in 0..W {
+                acc[l] += ap * bp[l];
+            }
+        }
+    }
+    *c = acc;
 }
 
 /// Rows of `A` × rows of `B` in one register tile of [`gemm_nt`].
 #[cfg(not(target_arch = "arm"))]
 const NT_TILE: (usize, usize) = (2, 4);
 #[cfg(target_arch = "arm")]
-const NT_TILE: (usize, usize) = (2, 4);
+const NT_TILE: (usize, usize) = (1, 2);
 
 /// `R × Q` dot products of rows of `a` (length `k`, `lda` apart) with rows of `b` (`ldb` apart),
 /// each computed exactly as [`dot`] computes it, added into `c` (rows `ldc` apart).

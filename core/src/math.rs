@@ -90,17 +90,31 @@ pub fn tanh(x: f32) -> f32 {
 fn tanh_poly(x: f32) -> f32 {
     let sign = x.to_bits() & 0x8000_0000;
     let ax = f32::from_bits(x.to_bits() & 0x7FFF_FFFF);
-    let big = 1.0 - 2.0 / (exp_clamped(2.0 * ax) + 1.0);
-    let x2 = ax * ax;
-    let mut p = 21_844.0 / 6_081_075.0;
-    p = p * x2 - 1_382.0 / 155_925.0;
-    p = p * x2 + 62.0 / 2_835.0;
-    p = p * x2 - 17.0 / 315.0;
-    p = p * x2 + 2.0 / 15.0;
-    p = p * x2 - 1.0 / 3.0;
-    let small = ax + ax * (x2 * p);
-    let magnitude = if ax < 0.4 { small } else { big };
-    // Both branches are ≥ 0 (or NaN): put x's sign back.
+    let big = |ax: f32| 1.0 - 2.0 / (exp_clamped(2.0 * ax) + 1.0);
+    let small = |ax: f32| {
+        let x2 = ax * ax;
+        let mut p = 21_844.0 / 6_081_075.0;
+        p = p * x2 - 1_382.0 / 155_925.0;
+        p = p * x2 + 62.0 / 2_835.0;
+        p = p * x2 - 17.0 / 315.0;
+        p = p * x2 + 2.0 / 15.0;
+        p = p * x2 - 1.0 / 3.0;
+        ax + ax * (x2 * p)
+    };
+    // With SIMD both forms are computed and one selected (the loop vectorises); a scalar FPU
+    // computes only the one it needs. Same bits either way.
+    #[cfg(not(target_arch = "arm"))]
+    let magnitude = {
+        let (s, b) = (small(ax), big(ax));
+        if ax < 0.4 {
+            s
+        } else {
+            b
+        }
+    };
+    #[cfg(target_arch = "arm")]
+    let magnitude = if ax < 0.4 { small(ax) } else { big(ax) };
+    // Both forms are ≥ 0 (or NaN): put x's sign back.
     f32::from_bits(magnitude.to_bits() | sign)
 }
 
