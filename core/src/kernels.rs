@@ -229,41 +229,74 @@ pub fn gemm_nn(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]
     }
 }
 
-/// `c[n] += a[k] · B[k][n]` (one row: a streaming step, a batch-1 forward): column panels of
-/// [`TILE_COLS`] (then 4-wide and 1-wide edges) accumulated in registers over all of `k`.
+/// Columns of one panel of the one-row GEMM: as wide as the registers hold (on a Cortex-M4F,
+/// 16 accumulators + the value of `a` + one value of `B` in flight, of its 32 FPU registers).
+#[cfg(not(target_arch = "arm"))]
+const GEMV_COLS: usize = TILE_COLS;
+#[cfg(target_arch = "arm")]
+const GEMV_COLS: usize = 16;
+
+/// `c[n] += a[k] · B[k][n]` (one row: a streaming step, a batch-1 forward).
 fn gemv(n: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
+    gemv_terms(n, None, &[(a, b)], c);
+}
+
+/// One row of affine terms: `out[j] = start[j] + Σ_t Σ_p a_t[p] · B_t[p][j]` (or `out[j] +=`
+/// the sums when `start` is `None`), for `a_t [k_t]` and `B_t [k_t][n]`.
+///
+/// Per element, the start value comes first, then each term's products one at a time in
+/// increasing `p`, terms in order — the same operations as copying `start` into `out` and
+/// calling [`gemm_nn`] with one row per term, so both give the same bits. Fusing the terms
+/// keeps each output in a register across all of them: an LSTM step's `b + x·W + h·U` in one
+/// pass (column panels as wide as the target's registers hold, then 4-wide and 1-wide edges).
+///
+/// Terms whose `B` is shorter than `k_t · n` contribute only their whole rows.
+pub fn gemv_terms(n: usize, start: Option<&[f32]>, terms: &[(&[f32], &[f32])], out: &mut [f32]) {
+    let out = &mut out[..n];
     let mut j = 0;
     while j < n {
-        let w = if n - j >= TILE_COLS {
-            TILE_COLS
+        let w = if n - j >= GEMV_COLS {
+            GEMV_COLS
         } else if n - j >= 4 {
             4
         } else {
             1
         };
-        let cj = &mut c[j..j + w];
+        let s = start.map(|s| &s[j..j + w]);
+        let cj = &mut out[j..j + w];
         match w {
-            TILE_COLS => gemv_panel::<TILE_COLS>(a, b, n, j, cj),
-            4 => gemv_panel::<4>(a, b, n, j, cj),
-            _ => gemv_panel::<1>(a, b, n, j, cj),
+            GEMV_COLS => gemv_panel::<GEMV_COLS>(s, terms, n, j, cj),
+            4 => gemv_panel::<4>(s, terms, n, j, cj),
+            _ => gemv_panel::<1>(s, terms, n, j, cj),
         }
         j += w;
     }
 }
 
-/// `c[..W] += Σ_p a[p] · B[p][j..j+W]` (`B` has rows of `ldb`), `p` increasing, one product at
-/// a time per element.
+/// `c[..W] = start[..W] (or c) + Σ_t Σ_p a_t[p] · B_t[p][j..j+W]` (rows of `ldb`), one product
+/// at a time per element, terms in order, `p` increasing.
 #[inline(always)]
-fn gemv_panel<const W: usize>(a: &[f32], b: &[f32], ldb: usize, j: usize, c: &mut [f32]) {
+fn gemv_panel<const W: usize>(
+    start: Option<&[f32]>,
+    terms: &[(&[f32], &[f32])],
+    ldb: usize,
+    j: usize,
+    c: &mut [f32],
+) {
     let Some(c) = c.first_chunk_mut::<W>() else {
         return;
     };
-    let mut acc = *c;
-    // Whole rows of `B` (constant length), so the column check is loop-invariant.
-    for (&ap, row) in a.iter().zip(b.chunks_exact(ldb)) {
-        if let Some(bp) = row.get(j..).and_then(<[f32]>::first_chunk::<W>) {
-            for l in 0..W {
-                acc[l] += ap * bp[l];
+    let mut acc = match start.and_then(<[f32]>::first_chunk::<W>) {
+        Some(s) => *s,
+        None => *c,
+    };
+    for &(a, b) in terms {
+        // Whole rows of `B` (constant length), so the column check is loop-invariant.
+        for (&ap, row) in a.iter().zip(b.chunks_exact(ldb)) {
+            if let Some(bp) = row.get(j..).and_then(<[f32]>::first_chunk::<W>) {
+                for l in 0..W {
+                    acc[l] += ap * bp[l];
+                }
             }
         }
     }

@@ -19,7 +19,7 @@
 //! `dz`, which then feed the weight-gradient GEMMs — no extra memory.
 
 use crate::error::{check_len, Error};
-use crate::kernels::{add_column_sums, gemm_nn, gemm_nt, gemm_tn};
+use crate::kernels::{add_column_sums, gemm_nn, gemm_nt, gemm_tn, gemv_terms};
 use crate::math::{sigmoid_in_place, tanh, tanh_in_place};
 
 /// Shape of one layer's pass: input width, units, batch and segment length.
@@ -117,17 +117,28 @@ pub(crate) fn forward_unchecked(d: &Dims, w: &Weights<'_>, x: &[f32], tape: &mut
     let (h, b) = (d.units, d.batch);
     let g4 = 4 * h;
     let rows = d.steps * b;
-    // Input projections of the whole segment at once: gates = b + x·W.
-    for row in tape.gates.chunks_exact_mut(g4) {
-        row.copy_from_slice(w.bias);
+    // One sequence on a scalar FPU: each step's `b + x·W + h·U` in one pass (gates stay in
+    // registers). Otherwise the input projections of the whole segment at once (one GEMM),
+    // then each step's recurrent product. Same operations per element, so the same bits.
+    let fused = b == 1 && cfg!(target_arch = "arm");
+    if !fused {
+        for row in tape.gates.chunks_exact_mut(g4) {
+            row.copy_from_slice(w.bias);
+        }
+        gemm_nn(rows, g4, d.input, x, w.kernel, tape.gates);
     }
-    gemm_nn(rows, g4, d.input, x, w.kernel, tape.gates);
 
     let bh = b * h;
     for t in 0..d.steps {
         let z = &mut tape.gates[t * b * g4..(t + 1) * b * g4];
-        // Recurrent contribution z += h_{t-1}·U.
-        gemm_nn(b, g4, h, &tape.h[t * bh..(t + 1) * bh], w.recurrent, z);
+        let h_prev = &tape.h[t * bh..(t + 1) * bh];
+        if fused {
+            let x_t = &x[t * d.input..(t + 1) * d.input];
+            gemv_terms(g4, Some(w.bias), &[(x_t, w.kernel), (h_prev, w.recurrent)], z);
+        } else {
+            // Recurrent contribution z += h_{t-1}·U.
+            gemm_nn(b, g4, h, h_prev, w.recurrent, z);
+        }
         let (c_prev, c_next) = tape.c[t * bh..(t + 2) * bh].split_at_mut(bh);
         let h_next = &mut tape.h[(t + 1) * bh..(t + 2) * bh];
         for (((zb, cp), cn), hn) in z

@@ -51,9 +51,20 @@ pub fn exp_clamped(x: f32) -> f32 {
     const C1: f32 = 0.693_359_4; // 355/512, exactly
     const C2: f32 = -2.121_944_4e-4; // ln 2 − C1
     const ROUND: f32 = 12_582_912.0; // 1.5·2^23
-                                     // `if` (not `max`/`min`) so that NaN passes through.
-    let x = if x < -87.0 { -87.0 } else { x };
-    let x = if x > 88.0 { 88.0 } else { x };
+                                     // `if` (not `max`/`min`) so that NaN passes through. A scalar FPU tests the common case
+                                     // (|x| ≤ 87) once and clamps out of line; SIMD clamps every lane. Same values either way.
+    let clamp = |x: f32| {
+        let x = if x < -87.0 { -87.0 } else { x };
+        if x > 88.0 {
+            88.0
+        } else {
+            x
+        }
+    };
+    #[cfg(target_arch = "arm")]
+    let x = if f32::from_bits(x.to_bits() & 0x7FFF_FFFF) <= 87.0 { x } else { clamp(x) };
+    #[cfg(not(target_arch = "arm"))]
+    let x = clamp(x);
     let t = x * LOG2E + ROUND;
     let n = t - ROUND;
     let r = (x - n * C1) - n * C2;

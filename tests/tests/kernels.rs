@@ -2,7 +2,7 @@
 //! awkward lengths. proptest prints the seed of any failure and keeps it in
 //! `proptest-regressions/`, so a failure replays.
 //!
-//! `gemm_nn`, `gemm_tn`, `axpy` and `add_column_sums` keep the reference's order of additions,
+//! `gemm_nn`, `gemm_tn`, `gemv_terms`, `axpy` and `add_column_sums` keep the reference's order of additions,
 //! so they must agree bit for bit. `gemm_nt` must add exactly one `dot` per element. `dot` and
 //! `gemm_nt` reassociate the sum (8 lanes), so against the sequential reference they are held to `|a − b| ≤ 4·k·ε·Σ|aᵢbᵢ|`, the textbook bound for a reordered f32 sum of k products.
 
@@ -89,6 +89,28 @@ proptest! {
             .map(|e| c[e] + kernels::dot(&a[e / n * k..][..k], &b[e % n * k..][..k]))
             .collect();
         prop_assert!(bitwise(&c1, &c2));
+    }
+
+    #[test]
+    fn gemv_terms_equals_start_then_one_gemm_per_term_bitwise(
+        n in 0usize..37, k1 in 0usize..9, k2 in 0usize..41,
+        a in vec_f32(50), b in vec_f32(50 * 36), start in vec_f32(36), c in vec_f32(36),
+    ) {
+        // What an LSTM step on a device computes in one pass: b + x·W + h·U.
+        let (a1, a2) = (&a[..k1], &a[k1..k1 + k2]);
+        let (b1, b2) = (&b[..k1 * n], &b[k1 * n..(k1 + k2) * n]);
+        let mut fused = c[..n].to_vec();
+        kernels::gemv_terms(n, Some(&start[..n]), &[(a1, b1), (a2, b2)], &mut fused);
+        let mut want = start[..n].to_vec();
+        reference::gemm_nn(1, n, k1, a1, b1, &mut want);
+        reference::gemm_nn(1, n, k2, a2, b2, &mut want);
+        prop_assert!(bitwise(&fused, &want));
+        // Without a start value the sums are added to `out`.
+        let mut acc = c[..n].to_vec();
+        kernels::gemv_terms(n, None, &[(a1, b1)], &mut acc);
+        let mut want = c[..n].to_vec();
+        reference::gemm_nn(1, n, k1, a1, b1, &mut want);
+        prop_assert!(bitwise(&acc, &want));
     }
 
     #[test]
