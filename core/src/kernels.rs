@@ -229,10 +229,11 @@ pub fn gemm_nn(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]
     }
 }
 
-/// Columns of one panel of the one-row GEMM: as wide as the registers hold (on a Cortex-M4F,
-/// 16 accumulators + the value of `a` + one value of `B` in flight, of its 32 FPU registers).
+/// Columns of one panel of the one-row GEMM: as wide as the registers hold (x86-64: 8 AVX
+/// accumulators, so each row of `B` is read in 256-byte runs; Cortex-M4F: 16 accumulators +
+/// the value of `a` + one value of `B` in flight, of its 32 FPU registers).
 #[cfg(not(target_arch = "arm"))]
-const GEMV_COLS: usize = TILE_COLS;
+const GEMV_COLS: usize = 64;
 #[cfg(target_arch = "arm")]
 const GEMV_COLS: usize = 16;
 
