@@ -138,3 +138,32 @@ fn gemm_nn_rows_are_independent_of_m() {
         assert!(bitwise(&row, &all[i * n..(i + 1) * n]), "row {i}");
     }
 }
+
+/// Sizes past every cache block and register tile (`BLOCK_ROWS` = 32 rows, `BLOCK_STEPS` = 128
+/// reduction steps, 4 × 32 tiles on x86-64) with ragged edges: the blocked kernels must still
+/// add each element's products in the reference's order.
+#[test]
+fn blocked_kernels_keep_the_order_past_the_block_sizes() {
+    let value = |i: usize, salt: usize| ((i * 2_654_435_761 + salt) % 2003) as f32 / 1001.0 - 1.0;
+    for &(m, n, k) in &[(70, 77, 300), (33, 130, 129), (1, 517, 260), (65, 5, 1)] {
+        let a: Vec<f32> = (0..m * k).map(|i| value(i, 1)).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| value(i, 2)).collect();
+        let c0: Vec<f32> = (0..m * n).map(|i| value(i, 3)).collect();
+        let (mut c1, mut c2) = (c0.clone(), c0.clone());
+        kernels::gemm_nn(m, n, k, &a, &b, &mut c1);
+        reference::gemm_nn(m, n, k, &a, &b, &mut c2);
+        assert!(bitwise(&c1, &c2), "gemm_nn {m}x{n}x{k}");
+        // `a` read as A[k][m] for the transposed product.
+        let (mut c1, mut c2) = (c0.clone(), c0.clone());
+        kernels::gemm_tn(m, n, k, &a, &b, &mut c1);
+        reference::gemm_tn(m, n, k, &a, &b, &mut c2);
+        assert!(bitwise(&c1, &c2), "gemm_tn {m}x{n}x{k}");
+        // `b` read as B[n][k]: one dot per element.
+        let mut c1 = c0.clone();
+        kernels::gemm_nt(m, n, k, &a, &b, &mut c1);
+        let c2: Vec<f32> = (0..m * n)
+            .map(|e| c0[e] + kernels::dot(&a[e / n * k..][..k], &b[e % n * k..][..k]))
+            .collect();
+        assert!(bitwise(&c1, &c2), "gemm_nt {m}x{n}x{k}");
+    }
+}
