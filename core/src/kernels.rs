@@ -143,14 +143,14 @@ fn outer_rows<const W: usize, const REV: bool>(
     c: &mut [f32],
     ldc: usize,
 ) {
+    // `rows` is at most TILE_ROWS: the last arm is the full tile.
     match rows {
         1 => outer_tile::<1, W, REV>(ks, a, s, b, ldb, c, ldc),
+        #[cfg(not(target_arch = "arm"))]
         2 => outer_tile::<2, W, REV>(ks, a, s, b, ldb, c, ldc),
         #[cfg(not(target_arch = "arm"))]
         3 => outer_tile::<3, W, REV>(ks, a, s, b, ldb, c, ldc),
-        #[cfg(not(target_arch = "arm"))]
-        4 => outer_tile::<4, W, REV>(ks, a, s, b, ldb, c, ldc),
-        _ => unreachable!("tile rows are at most TILE_ROWS"),
+        _ => outer_tile::<TILE_ROWS, W, REV>(ks, a, s, b, ldb, c, ldc),
     }
 }
 
@@ -350,10 +350,7 @@ fn dot_tile<const R: usize, const Q: usize>(
 /// `LANES` elements of `x` from `at` as an array reference (in bounds by the callers' sizes).
 #[inline(always)]
 fn lanes(x: &[f32], at: usize) -> &[f32; LANES] {
-    match x[at..at + LANES].try_into() {
-        Ok(v) => v,
-        Err(_) => unreachable!("a LANES-long slice"),
-    }
+    x[at..].first_chunk::<LANES>().unwrap_or(&[0.0; LANES])
 }
 
 /// `C[m][n] += A[m][k] · B[n][k]ᵀ`: each element adds one [`dot`] of a row of `A` and a row of
