@@ -135,20 +135,6 @@ fn shapes(spec: &Spec) -> Vec<Vec<usize>> {
 
 const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 
-/// A `.npy` file with any header dict text (version 1.0, padded to 64 bytes).
-fn npy_raw(dict: &str, data: &[u8]) -> Vec<u8> {
-    let mut h = dict.to_string();
-    while (10 + h.len() + 1) % 64 != 0 {
-        h.push(' ');
-    }
-    h.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend_from_slice(&(h.len() as u16).to_le_bytes());
-    out.extend_from_slice(h.as_bytes());
-    out.extend_from_slice(data);
-    out
-}
-
 fn py_tuple(shape: &[u64]) -> String {
     match shape {
         [d] => format!("({d},)"),
@@ -158,7 +144,7 @@ fn py_tuple(shape: &[u64]) -> String {
 
 fn npy(descr: &str, fortran: bool, shape: &[u64], data: &[u8]) -> Vec<u8> {
     let f = if fortran { "True" } else { "False" };
-    npy_raw(
+    common::npy_raw(
         &format!("{{'descr': '{descr}', 'fortran_order': {f}, 'shape': {}, }}", py_tuple(shape)),
         data,
     )
@@ -595,7 +581,7 @@ fn import_errors_are_specific() {
         "overflow.npz",
         &with(
             0,
-            npy_raw(
+            common::npy_raw(
                 "{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999999, 8), }",
                 &[],
             ),
@@ -614,7 +600,10 @@ fn import_errors_are_specific() {
         "structured.npz",
         &with(
             8,
-            npy_raw("{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (1,), }", &[0; 4]),
+            common::npy_raw(
+                "{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (1,), }",
+                &[0; 4],
+            ),
         ),
     );
     read_err(&p, &spec, &["arr_8.npy: dtype [('a', '<f4')]", "dense/bias"]);
@@ -755,7 +744,7 @@ fn import_errors_are_specific() {
         ("deep", deep.as_str(), "nested too deeply"),
         ("unterminated", "{'descr': '<f4", "unterminated string"),
     ] {
-        let p = file("header.npz", &with(3, npy_raw(dict, &[0; 256])));
+        let p = file("header.npz", &with(3, common::npy_raw(dict, &[0; 256])));
         let e = read_err(&p, &spec, &["arr_3.npy: not a valid .npy array", fragment]);
         assert!(matches!(e, ExportError::Npy { .. }), "{what}: {e:?}");
     }

@@ -193,20 +193,6 @@ fn stored_zip(members: &[(&str, Vec<u8>)]) -> Vec<u8> {
     out
 }
 
-/// A `.npy` 1.0 member with this header dict (padded as NumPy pads) and data.
-fn npy(dict: &str, data: &[u8]) -> Vec<u8> {
-    let mut header = dict.to_string();
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    out.extend_from_slice(header.as_bytes());
-    out.extend_from_slice(data);
-    out
-}
-
 // ---------------------------------------------------------------------------------------------
 // 1. Fuzz regressions
 // ---------------------------------------------------------------------------------------------
@@ -1062,15 +1048,18 @@ fn npz_cases(cat: &mut Catalogue, dir: &Path) {
             };
             let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {tuple}, }}");
             let name: &'static str = Box::leak(format!("arr_{i}.npy").into_boxed_str());
-            m.push((name, npy(&dict, &vec![0u8; 4 * t.len()])));
+            m.push((name, common::npy_raw(&dict, &vec![0u8; 4 * t.len()])));
         }
         stored_zip(&m)
     };
     // The first tensor is lstm kernel (3, 16).
-    let ok_first = npy("{'descr': '<f4', 'fortran_order': False, 'shape': (3, 16), }", &[0; 192]);
+    let ok_first =
+        common::npy_raw("{'descr': '<f4', 'fortran_order': False, 'shape': (3, 16), }", &[0; 192]);
     export::read_keras_npz_bytes(&members(ok_first), name, &spec).expect("hand-made zip reads");
-    let huge =
-        npy("{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, 4294967296), }", &[]);
+    let huge = common::npy_raw(
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, 4294967296), }",
+        &[],
+    );
     cat.case(
         "npz: absurd shape",
         read(&members(huge)),
@@ -1085,21 +1074,26 @@ fn npz_cases(cat: &mut Catalogue, dir: &Path) {
         |e| matches!(e, ExportError::Npy { .. }),
         &["weights.npz", "arr_0.npy", "4294967295"],
     );
-    let int = npy("{'descr': '<i8', 'fortran_order': False, 'shape': (3, 16), }", &[0; 384]);
+    let int =
+        common::npy_raw("{'descr': '<i8', 'fortran_order': False, 'shape': (3, 16), }", &[0; 384]);
     cat.case(
         "npz: wrong dtype",
         read(&members(int)),
         |e| matches!(e, ExportError::Dtype { .. }),
         &["weights.npz", "arr_0.npy", "<i8"],
     );
-    let short = npy("{'descr': '<f4', 'fortran_order': False, 'shape': (3, 16), }", &[0; 100]);
+    let short =
+        common::npy_raw("{'descr': '<f4', 'fortran_order': False, 'shape': (3, 16), }", &[0; 100]);
     cat.case(
         "npz: array data cut short",
         read(&members(short)),
         |e| matches!(e, ExportError::Truncated { .. }),
         &["weights.npz", "arr_0.npy", "truncated"],
     );
-    let big = npy("{'descr': '<f8', 'fortran_order': False, 'shape': (3, 16), }", &[0x7f; 384]);
+    let big = common::npy_raw(
+        "{'descr': '<f8', 'fortran_order': False, 'shape': (3, 16), }",
+        &[0x7f; 384],
+    );
     cat.case(
         "npz: float64 beyond float32",
         read(&members(big)),
@@ -1108,7 +1102,7 @@ fn npz_cases(cat: &mut Catalogue, dir: &Path) {
     );
     let only_one = stored_zip(&[(
         "arr_0.npy",
-        npy("{'descr': '<f4', 'fortran_order': False, 'shape': (3, 16), }", &[0; 192]),
+        common::npy_raw("{'descr': '<f4', 'fortran_order': False, 'shape': (3, 16), }", &[0; 192]),
     )]);
     cat.case(
         "npz: missing arrays",

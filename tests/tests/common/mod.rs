@@ -159,3 +159,17 @@ pub fn to_batch_major(x: &[f32], b: usize, t: usize, w: usize) -> Vec<f32> {
     }
     out
 }
+
+/// A `.npy` 1.0 member with this header dict text (padded to 64 bytes as NumPy pads) and data.
+pub fn npy_raw(dict: &str, data: &[u8]) -> Vec<u8> {
+    let mut header = dict.to_string();
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(data);
+    out
+}
