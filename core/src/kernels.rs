@@ -403,6 +403,107 @@ pub fn add_column_sums(rows: usize, cols: usize, x: &[f32], out: &mut [f32]) {
     }
 }
 
+/// The operations the model code needs from a kernel path: the seam between the math above the
+/// kernels (written once, in [`lstm`](crate::lstm), [`model`](crate::model) and
+/// [`train`](crate::train)) and the kernels themselves.
+///
+/// Shapes are as for the free functions of this module (row-major, dense, every GEMM *adds*
+/// into `c`). Two implementations exist:
+///
+/// * [`Exact`] (this crate): the kernels of this module and the order contract — the default
+///   everywhere and the only path on devices; host and device compute the same bits.
+/// * a host-only fast path (the `tinylstm-fast` crate): fused multiply-add, explicit SIMD and
+///   packing; results agree with [`Exact`] within f32 rounding, not bit for bit.
+///
+/// Every method has the same contract as the function it is named after; a path may compute
+/// the sums in any fixed order (the results must be deterministic for given inputs), and must
+/// leave every element of `c` outside the `m × n` result untouched.
+///
+/// The model functions take the path by value as a generic parameter (`forward_with`,
+/// `step_with`, `loss_and_grad_with`, …; hence `Copy`); the functions without `_with` use
+/// [`Exact`]. `Exact` is a zero-sized type whose methods call the module's functions directly,
+/// so the seam compiles to the same code as calling them (no argument is passed for it).
+///
+/// ```
+/// use tinylstm::kernels::{Exact, Kernels};
+/// let (a, b) = ([1.0f32, 2.0], [3.0f32, 4.0, 5.0, 6.0]); // A [1][2], B [2][2]
+/// let mut c = [0.5f32; 2];
+/// Exact.gemm_nn(1, 2, 2, &a, &b, &mut c);
+/// assert_eq!(c, [0.5 + 1.0 * 3.0 + 2.0 * 5.0, 0.5 + 1.0 * 4.0 + 2.0 * 6.0]);
+/// ```
+pub trait Kernels: Copy {
+    /// `C[m][n] += A[m][k] · B[k][n]` (see [`gemm_nn`]).
+    fn gemm_nn(&self, m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]);
+    /// `C[m][n] += A[m][k] · B[n][k]ᵀ` (see [`gemm_nt`]).
+    fn gemm_nt(&self, m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]);
+    /// `C[m][n] += A[k][m]ᵀ · B[k][n]` (see [`gemm_tn`]).
+    fn gemm_tn(&self, m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]);
+    /// One row of affine terms `out[n] = start + Σ_t a_t · B_t` (see [`gemv_terms`]).
+    fn gemv_terms(
+        &self,
+        n: usize,
+        start: Option<&[f32]>,
+        terms: &[(&[f32], &[f32])],
+        out: &mut [f32],
+    );
+    /// `out[j] += Σ_r x[r][j]` over `rows × cols` (see [`add_column_sums`]).
+    fn add_column_sums(&self, rows: usize, cols: usize, x: &[f32], out: &mut [f32]);
+    /// Activates one LSTM row of pre-activations `z [4H]` in place: σ on the `i`, `f`, `o`
+    /// blocks and tanh on the `c` block (Keras gate order `i, f, c, o`, blocks of `h`).
+    ///
+    /// The default applies [`sigmoid_in_place`](crate::math::sigmoid_in_place) and
+    /// [`tanh_in_place`](crate::math::tanh_in_place); a path may only change how the loop is
+    /// compiled (wider vectors), not the functions.
+    #[inline(always)]
+    fn activate_gates(&self, z: &mut [f32], h: usize) {
+        activate_gates(z, h);
+    }
+}
+
+/// σ on the `i, f, o` blocks and tanh on the `c` block of one row `[4H]` (blocks of `h`).
+#[inline]
+pub fn activate_gates(z: &mut [f32], h: usize) {
+    let (i_f, rest) = z.split_at_mut(2 * h);
+    let (g, o) = rest.split_at_mut(h);
+    crate::math::sigmoid_in_place(i_f);
+    crate::math::tanh_in_place(g);
+    crate::math::sigmoid_in_place(o);
+}
+
+/// The exact kernel path: this module's kernels, the order contract, the same bits on every
+/// target. The default of every model function.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Exact;
+
+impl Kernels for Exact {
+    #[inline]
+    fn gemm_nn(&self, m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
+        gemm_nn(m, n, k, a, b, c);
+    }
+    #[inline]
+    fn gemm_nt(&self, m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
+        gemm_nt(m, n, k, a, b, c);
+    }
+    #[inline]
+    fn gemm_tn(&self, m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
+        gemm_tn(m, n, k, a, b, c);
+    }
+    #[inline]
+    fn gemv_terms(
+        &self,
+        n: usize,
+        start: Option<&[f32]>,
+        terms: &[(&[f32], &[f32])],
+        out: &mut [f32],
+    ) {
+        gemv_terms(n, start, terms, out);
+    }
+    #[inline]
+    fn add_column_sums(&self, rows: usize, cols: usize, x: &[f32], out: &mut [f32]) {
+        add_column_sums(rows, cols, x, out);
+    }
+}
+
 /// Plain scalar versions of every kernel: the definitions the optimised kernels are tested against.
 pub mod reference {
     /// `Σ a[i]·b[i]`, summed left to right.

@@ -19,8 +19,8 @@
 //! `dz`, which then feed the weight-gradient GEMMs — no extra memory.
 
 use crate::error::{check_len, Error};
-use crate::kernels::{add_column_sums, gemm_nn, gemm_nt, gemm_tn, gemv_terms};
-use crate::math::{sigmoid_in_place, tanh, tanh_in_place};
+use crate::kernels::{Exact, Kernels};
+use crate::math::tanh;
 
 /// Shape of one layer's pass: input width, units, batch and segment length.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,15 +105,35 @@ fn check_tape(d: &Dims, t: &Tape<'_>) -> Result<(), Error> {
 /// # Errors
 /// [`Error::BufferLength`] if any slice does not match `d`.
 pub fn forward(d: &Dims, w: &Weights<'_>, x: &[f32], tape: &mut Tape<'_>) -> Result<(), Error> {
+    forward_with(Exact, d, w, x, tape)
+}
+
+/// [`forward`] on the kernel path `kern` (see [`Kernels`]).
+///
+/// # Errors
+/// As [`forward`].
+pub fn forward_with<K: Kernels>(
+    kern: K,
+    d: &Dims,
+    w: &Weights<'_>,
+    x: &[f32],
+    tape: &mut Tape<'_>,
+) -> Result<(), Error> {
     check_weights(d, w)?;
     check_tape(d, tape)?;
     check_len("layer input", d.input_len(), x.len())?;
-    forward_unchecked(d, w, x, tape);
+    forward_unchecked(kern, d, w, x, tape);
     Ok(())
 }
 
 /// [`forward`] without the length checks (callers have validated every size).
-pub(crate) fn forward_unchecked(d: &Dims, w: &Weights<'_>, x: &[f32], tape: &mut Tape<'_>) {
+pub(crate) fn forward_unchecked<K: Kernels>(
+    kern: K,
+    d: &Dims,
+    w: &Weights<'_>,
+    x: &[f32],
+    tape: &mut Tape<'_>,
+) {
     let (h, b) = (d.units, d.batch);
     let g4 = 4 * h;
     let rows = d.steps * b;
@@ -125,7 +145,7 @@ pub(crate) fn forward_unchecked(d: &Dims, w: &Weights<'_>, x: &[f32], tape: &mut
         for row in tape.gates.chunks_exact_mut(g4) {
             row.copy_from_slice(w.bias);
         }
-        gemm_nn(rows, g4, d.input, x, w.kernel, tape.gates);
+        kern.gemm_nn(rows, g4, d.input, x, w.kernel, tape.gates);
     }
 
     let bh = b * h;
@@ -134,10 +154,10 @@ pub(crate) fn forward_unchecked(d: &Dims, w: &Weights<'_>, x: &[f32], tape: &mut
         let h_prev = &tape.h[t * bh..(t + 1) * bh];
         if fused {
             let x_t = &x[t * d.input..(t + 1) * d.input];
-            gemv_terms(g4, Some(w.bias), &[(x_t, w.kernel), (h_prev, w.recurrent)], z);
+            kern.gemv_terms(g4, Some(w.bias), &[(x_t, w.kernel), (h_prev, w.recurrent)], z);
         } else {
             // Recurrent contribution z += h_{t-1}·U.
-            gemm_nn(b, g4, h, h_prev, w.recurrent, z);
+            kern.gemm_nn(b, g4, h, h_prev, w.recurrent, z);
         }
         let (c_prev, c_next) = tape.c[t * bh..(t + 2) * bh].split_at_mut(bh);
         let h_next = &mut tape.h[(t + 1) * bh..(t + 2) * bh];
@@ -147,7 +167,7 @@ pub(crate) fn forward_unchecked(d: &Dims, w: &Weights<'_>, x: &[f32], tape: &mut
             .zip(c_next.chunks_exact_mut(h))
             .zip(h_next.chunks_exact_mut(h))
         {
-            activate_gates(zb, h);
+            kern.activate_gates(zb, h);
             let (ifg, o) = zb.split_at(3 * h);
             let (i_f, g) = ifg.split_at(2 * h);
             let (i, f) = i_f.split_at(h);
@@ -158,16 +178,6 @@ pub(crate) fn forward_unchecked(d: &Dims, w: &Weights<'_>, x: &[f32], tape: &mut
             }
         }
     }
-}
-
-/// Applies σ to the `i, f, o` blocks and tanh to the `c` block of one row `[4H]`.
-#[inline]
-fn activate_gates(z: &mut [f32], h: usize) {
-    let (i_f, rest) = z.split_at_mut(2 * h);
-    let (g, o) = rest.split_at_mut(h);
-    sigmoid_in_place(i_f);
-    tanh_in_place(g);
-    sigmoid_in_place(o);
 }
 
 /// Backward pass through one segment's tape.
@@ -196,6 +206,26 @@ pub fn backward(
     grads: &mut Grads<'_>,
     dx: Option<&mut [f32]>,
 ) -> Result<(), Error> {
+    backward_with(Exact, d, w, x, tape, dh_seq, carry_dh, carry_dc, grads, dx)
+}
+
+/// [`backward`] on the kernel path `kern` (see [`Kernels`]).
+///
+/// # Errors
+/// As [`backward`].
+#[allow(clippy::too_many_arguments)]
+pub fn backward_with<K: Kernels>(
+    kern: K,
+    d: &Dims,
+    w: &Weights<'_>,
+    x: &[f32],
+    tape: &mut Tape<'_>,
+    dh_seq: Option<&[f32]>,
+    carry_dh: &mut [f32],
+    carry_dc: &mut [f32],
+    grads: &mut Grads<'_>,
+    dx: Option<&mut [f32]>,
+) -> Result<(), Error> {
     check_weights(d, w)?;
     check_tape(d, tape)?;
     check_len("layer input", d.input_len(), x.len())?;
@@ -211,13 +241,14 @@ pub fn backward(
     if let Some(dx) = dx.as_deref() {
         check_len("dx", d.input_len(), dx.len())?;
     }
-    backward_unchecked(d, w, x, tape, dh_seq, carry_dh, carry_dc, grads, dx);
+    backward_unchecked(kern, d, w, x, tape, dh_seq, carry_dh, carry_dc, grads, dx);
     Ok(())
 }
 
 /// [`backward`] without the length checks.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn backward_unchecked(
+pub(crate) fn backward_unchecked<K: Kernels>(
+    kern: K,
     d: &Dims,
     w: &Weights<'_>,
     x: &[f32],
@@ -264,14 +295,14 @@ pub(crate) fn backward_unchecked(
         }
         // Gradient at h_{t-1}: dz_t · Uᵀ.
         carry_dh.fill(0.0);
-        gemm_nt(b, h, g4, z, w.recurrent, carry_dh);
+        kern.gemm_nt(b, h, g4, z, w.recurrent, carry_dh);
     }
     let dz = &*tape.gates;
-    gemm_tn(d.input, g4, rows, x, dz, grads.kernel);
-    gemm_tn(h, g4, rows, &tape.h[..rows * h], dz, grads.recurrent);
-    add_column_sums(rows, g4, dz, grads.bias);
+    kern.gemm_tn(d.input, g4, rows, x, dz, grads.kernel);
+    kern.gemm_tn(h, g4, rows, &tape.h[..rows * h], dz, grads.recurrent);
+    kern.add_column_sums(rows, g4, dz, grads.bias);
     if let Some(dx) = dx {
         dx.fill(0.0);
-        gemm_nt(rows, d.input, g4, dz, w.kernel, dx);
+        kern.gemm_nt(rows, d.input, g4, dz, w.kernel, dx);
     }
 }

@@ -34,7 +34,7 @@
 //! ```
 
 use crate::error::{check_len, check_min_len, Error};
-use crate::kernels::gemm_nn;
+use crate::kernels::{Exact, Kernels};
 use crate::lstm::{self, Dims, Tape, Weights};
 use crate::math::{exp, sigmoid};
 use crate::spec::{Head, InputKind, Spec};
@@ -232,7 +232,8 @@ pub(crate) fn gather_input(
 }
 
 /// Runs every layer over steps `t0..t0+s`, each starting from the state in its slot 0.
-pub(crate) fn run_chunk(
+pub(crate) fn run_chunk<K: Kernels>(
+    kern: K,
     spec: &Spec,
     params: &[f32],
     input: &Sequences<'_>,
@@ -248,19 +249,26 @@ pub(crate) fn run_chunk(
         let d = Dims { input: spec.layer_input(l), units: spec.units[l], batch: b, steps: s };
         let w = layer_weights(spec, params, l);
         let (x, mut t) = layout.split(spec, l, s, tape);
-        lstm::forward_unchecked(&d, &w, x, &mut t);
+        lstm::forward_unchecked(kern, &d, &w, x, &mut t);
     }
 }
 
 /// Dense head: `logits [B][K] = bias + h [B][H] · W [H][K]`.
-pub(crate) fn head_logits(spec: &Spec, params: &[f32], h: &[f32], batch: usize, out: &mut [f32]) {
+pub(crate) fn head_logits<K: Kernels>(
+    kern: K,
+    spec: &Spec,
+    params: &[f32],
+    h: &[f32],
+    batch: usize,
+    out: &mut [f32],
+) {
     let k = spec.outputs;
     let bias = &params[spec.dense_bias_offset()..spec.param_count()];
     for row in out.chunks_exact_mut(k) {
         row.copy_from_slice(bias);
     }
     let wk = &params[spec.dense_kernel_offset()..spec.dense_bias_offset()];
-    gemm_nn(batch, k, spec.top_units(), h, wk, out);
+    kern.gemm_nn(batch, k, spec.top_units(), h, wk, out);
 }
 
 /// Applies the head activation in place to logits `[B][K]`.
@@ -321,7 +329,23 @@ pub fn forward(
     work: &mut [f32],
     out: &mut [f32],
 ) -> Result<(), Error> {
-    forward_logits(spec, params, input, batch, work, out)?;
+    forward_with(Exact, spec, params, input, batch, work, out)
+}
+
+/// [`forward`] on the kernel path `kern` (see [`Kernels`]).
+///
+/// # Errors
+/// As [`forward`].
+pub fn forward_with<K: Kernels>(
+    kern: K,
+    spec: &Spec,
+    params: &[f32],
+    input: Sequences<'_>,
+    batch: usize,
+    work: &mut [f32],
+    out: &mut [f32],
+) -> Result<(), Error> {
+    forward_logits_with(kern, spec, params, input, batch, work, out)?;
     activate(spec.head, spec.outputs, out);
     Ok(())
 }
@@ -331,6 +355,22 @@ pub fn forward(
 /// # Errors
 /// As [`forward`].
 pub fn forward_logits(
+    spec: &Spec,
+    params: &[f32],
+    input: Sequences<'_>,
+    batch: usize,
+    work: &mut [f32],
+    out: &mut [f32],
+) -> Result<(), Error> {
+    forward_logits_with(Exact, spec, params, input, batch, work, out)
+}
+
+/// [`forward_logits`] on the kernel path `kern` (see [`Kernels`]).
+///
+/// # Errors
+/// As [`forward`].
+pub fn forward_logits_with<K: Kernels>(
+    kern: K,
     spec: &Spec,
     params: &[f32],
     input: Sequences<'_>,
@@ -351,13 +391,13 @@ pub fn forward_logits(
     while t0 < steps {
         let s = cap.min(steps - t0);
         layout.transfer_state(spec, tape, state, 0, true);
-        run_chunk(spec, params, &input, steps, &layout, t0, s, tape);
+        run_chunk(kern, spec, params, &input, steps, &layout, t0, s, tape);
         layout.transfer_state(spec, tape, state, s, false);
         t0 += s;
     }
     let top = spec.layers - 1;
     let ho = spec.state_offset(top, batch);
-    head_logits(spec, params, &state[ho..ho + batch * spec.top_units()], batch, out);
+    head_logits(kern, spec, params, &state[ho..ho + batch * spec.top_units()], batch, out);
     Ok(())
 }
 
@@ -372,6 +412,24 @@ pub fn forward_logits(
 /// # Errors
 /// Wrong buffer lengths, token ids out of range, an input kind that does not match the spec.
 pub fn step(
+    spec: &Spec,
+    params: &[f32],
+    input: Sequences<'_>,
+    batch: usize,
+    state: &mut [f32],
+    work: &mut [f32],
+    out: Option<&mut [f32]>,
+) -> Result<(), Error> {
+    step_with(Exact, spec, params, input, batch, state, work, out)
+}
+
+/// [`step`] on the kernel path `kern` (see [`Kernels`]).
+///
+/// # Errors
+/// As [`step`].
+#[allow(clippy::too_many_arguments)]
+pub fn step_with<K: Kernels>(
+    kern: K,
     spec: &Spec,
     params: &[f32],
     input: Sequences<'_>,
@@ -396,11 +454,11 @@ pub fn step(
     }
     let layout = TapeLayout { batch, cap: 1 };
     layout.transfer_state(spec, work, state, 0, true);
-    run_chunk(spec, params, &input, 1, &layout, 0, 1, work);
+    run_chunk(kern, spec, params, &input, 1, &layout, 0, 1, work);
     layout.transfer_state(spec, work, state, 1, false);
     if let Some(o) = out {
         let ho = spec.state_offset(spec.layers - 1, batch);
-        head_logits(spec, params, &state[ho..ho + batch * spec.top_units()], batch, o);
+        head_logits(kern, spec, params, &state[ho..ho + batch * spec.top_units()], batch, o);
         activate(spec.head, spec.outputs, o);
     }
     Ok(())

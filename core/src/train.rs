@@ -38,7 +38,7 @@
 //! ```
 
 use crate::error::{check_len, check_min_len, Error};
-use crate::kernels::{add_column_sums, gemm_nt, gemm_tn};
+use crate::kernels::{Exact, Kernels};
 use crate::loss::{self, Targets};
 use crate::lstm::{self, Dims, Grads};
 use crate::model::Sequences;
@@ -151,6 +151,25 @@ pub fn loss_and_grad(
     input_grad: Option<&mut [f32]>,
     outputs: Option<&mut [f32]>,
 ) -> Result<f32, Error> {
+    loss_and_grad_with(Exact, spec, params, batch, opts, work, grads, input_grad, outputs)
+}
+
+/// [`loss_and_grad`] on the kernel path `kern` (see [`Kernels`]).
+///
+/// # Errors
+/// As [`loss_and_grad`].
+#[allow(clippy::too_many_arguments)]
+pub fn loss_and_grad_with<K: Kernels>(
+    kern: K,
+    spec: &Spec,
+    params: &[f32],
+    batch: &Batch<'_>,
+    opts: &TrainOptions,
+    work: &mut [f32],
+    grads: &mut [f32],
+    input_grad: Option<&mut [f32]>,
+    outputs: Option<&mut [f32]>,
+) -> Result<f32, Error> {
     let b = batch.batch;
     let input = batch.inputs;
     let steps = check_input(spec, &input, b)?;
@@ -195,7 +214,7 @@ pub fn loss_and_grad(
     let mut t0 = 0;
     while t0 < start {
         let n = s.min(start - t0);
-        run_chunk(spec, params, &input, steps, &layout, t0, n, tape);
+        run_chunk(kern, spec, params, &input, steps, &layout, t0, n, tape);
         layout.copy_slot(spec, tape, n, 0);
         t0 += n;
     }
@@ -206,7 +225,7 @@ pub fn loss_and_grad(
     for j in 0..nseg {
         let (t0, n) = seg(j);
         layout.transfer_state(spec, tape, &mut ckpt[j * state_len..(j + 1) * state_len], 0, false);
-        run_chunk(spec, params, &input, steps, &layout, t0, n, tape);
+        run_chunk(kern, spec, params, &input, steps, &layout, t0, n, tape);
         if j + 1 < nseg {
             layout.copy_slot(spec, tape, n, 0);
         }
@@ -218,19 +237,19 @@ pub fn loss_and_grad(
     let (_, last_n) = seg(nseg - 1);
     let hs = layout.h_start(spec, top) + last_n * b * ht;
     let h_last = &tape[hs..hs + b * ht];
-    head_logits(spec, params, h_last, b, logits);
+    head_logits(kern, spec, params, h_last, b, logits);
     if let Some(o) = outputs {
         o.copy_from_slice(logits);
         activate(spec.head, k, o);
     }
     let loss = loss::loss_and_grad(spec.head, k, b, logits, batch.targets, norm, dlogits)?;
     let (dk, db) = grads[spec.dense_kernel_offset()..p].split_at_mut(ht * k);
-    gemm_tn(ht, k, b, h_last, dlogits, dk);
-    add_column_sums(b, k, dlogits, db);
+    kern.gemm_tn(ht, k, b, h_last, dlogits, dk);
+    kern.add_column_sums(b, k, dlogits, db);
     carry.fill(0.0);
     let wk = &params[spec.dense_kernel_offset()..spec.dense_bias_offset()];
     let top_off = spec.state_offset(top, b);
-    gemm_nt(b, ht, k, dlogits, wk, &mut carry[top_off..top_off + b * ht]);
+    kern.gemm_nt(b, ht, k, dlogits, wk, &mut carry[top_off..top_off + b * ht]);
 
     // Backward, segment by segment from the last, each layer from the top.
     let width = spec.input_width();
@@ -246,7 +265,7 @@ pub fn loss_and_grad(
                 0,
                 true,
             );
-            run_chunk(spec, params, &input, steps, &layout, t0, n, tape);
+            run_chunk(kern, spec, params, &input, steps, &layout, t0, n, tape);
         }
         for l in (0..spec.layers).rev() {
             let h = spec.units[l];
@@ -261,7 +280,7 @@ pub fn loss_and_grad(
             let (cdh, cdc) = carry[co..co + 2 * b * h].split_at_mut(b * h);
             let dh_seq = if l == top { None } else { Some(&cur[..n * b * h]) };
             let dx = if l > 0 || need_dx0 { Some(&mut next[..n * b * d.input]) } else { None };
-            lstm::backward_unchecked(&d, &wts, x, &mut lt, dh_seq, cdh, cdc, &mut g, dx);
+            lstm::backward_unchecked(kern, &d, &wts, x, &mut lt, dh_seq, cdh, cdc, &mut g, dx);
             core::mem::swap(&mut cur, &mut next);
         }
         // `cur` now holds layer 0's input gradient for this segment.
