@@ -20,6 +20,9 @@ pub enum SpecError {
     Outputs,
     /// The parameter count exceeds [`MAX_PARAMS`](crate::spec::MAX_PARAMS).
     TooLarge,
+    /// The mask does not fit the input: a mask value needs channel input and must be finite;
+    /// `mask_zero` needs token input.
+    Mask,
 }
 
 impl fmt::Display for SpecError {
@@ -33,6 +36,9 @@ impl fmt::Display for SpecError {
                 "the Dense head needs between 1 and 4096 outputs (at least 2 for softmax)"
             }
             SpecError::TooLarge => "the model has more than 2^28 parameters",
+            SpecError::Mask => {
+                "masking needs a finite mask value for channel input, or mask_zero for token input"
+            }
         })
     }
 }

@@ -7,20 +7,20 @@
 //! [`write_into`] and [`write_to`] produce a file into a caller buffer or a streaming
 //! [`ByteSink`]. Nothing here allocates, uses `unsafe`, or panics on any input.
 //!
-//! # Layout (format version 1)
+//! # Layout (format versions 1 and 2)
 //!
 //! All integers are little-endian. Offsets are in bytes from the start of the file.
 //!
 //! | offset | size | field |
 //! |---:|---:|---|
 //! | 0 | 8 | magic: the ASCII bytes `TINYLSTM` ([`MAGIC`]) |
-//! | 8 | 2 | `u16` format version, `1` ([`VERSION`]) |
-//! | 10 | 2 | `u16` flags, must be `0` in version 1 |
+//! | 8 | 2 | `u16` format version, `1` or `2` ([`VERSION`] is the newest) |
+//! | 10 | 2 | `u16` flags, must be `0` |
 //! | 12 | 1 | `u8` input kind: `0` = token ids, `1` = real-valued channels |
 //! | 13 | 1 | `u8` head: `0` = sigmoid, `1` = softmax, `2` = linear |
 //! | 14 | 1 | `u8` LSTM layer count `L` (`1..=`[`MAX_LAYERS`]) |
-//! | 15 | 1 | `u8` reserved, must be `0` |
-//! | 16 | 4 | `u32` vocabulary size `V` (tokens), `0` for channels |
+//! | 15 | 1 | `u8` mask (version 2): `0` = none, `1` = mask value (channels), `2` = mask_zero (tokens); reserved, must be `0`, in version 1 |
+//! | 16 | 4 | `u32` vocabulary size `V` (tokens); for channels `0`, or with mask `1` the `f32` mask value |
 //! | 20 | 4 | `u32` width: embedding size `E` (tokens) or channel count `C` |
 //! | 24 | 16 | `u32 units[4]`: hidden units of each LSTM layer; entries past `L` are `0` |
 //! | 40 | 4 | `u32` Dense outputs `K` |
@@ -29,6 +29,13 @@
 //!
 //! Bytes 12 to 43 are the *spec block* ([`HEADER_LEN`] = 44 bytes of header in total). The spec
 //! it describes must pass [`Spec::validate`].
+//!
+//! ## Versions
+//! Version 2 adds masking ([`Mask`]) in byte 15; everything else is version 1. The writer
+//! writes the oldest version that holds the model — version 1 for a model without a mask, so
+//! such files stay byte-identical and readable by builds that know only version 1, and version
+//! 2 for a masked model, which those builds refuse ([`FormatError::UnsupportedVersion`])
+//! instead of running it without its mask. The reader reads both.
 //!
 //! Each section is `u32 tag`, `u32 length`, then `length` bytes:
 //!
@@ -51,7 +58,7 @@
 //! [`ModelFile::parse`] checks, in this order, and reports the first failure:
 //!
 //! 1. the magic, on as many of the first 8 bytes as are present → [`FormatError::BadMagic`];
-//! 2. the version, when at least 10 bytes are present → [`FormatError::UnsupportedVersion`]
+//! 2. the version (1 or 2), when at least 10 bytes are present → [`FormatError::UnsupportedVersion`]
 //!    (checked before the length, because another version may have another header size);
 //! 3. the length, at least 48 bytes (header and CRC) → [`FormatError::Truncated`];
 //! 4. the CRC-32 over everything but the last 4 bytes against the last 4 bytes. On a mismatch the
@@ -59,8 +66,9 @@
 //!    a corrupted one: if the sections run past the end of the data (or the CRC is cut short) the
 //!    error is [`FormatError::Truncated`], otherwise [`FormatError::CrcMismatch`];
 //! 5. the flags → [`FormatError::UnsupportedFlags`];
-//! 6. the spec block: the input kind and head bytes, the reserved byte and, for channel input,
-//!    the vocabulary field → [`FormatError::InvalidField`]; then [`Spec::validate`] →
+//! 6. the spec block: the input kind and head bytes, the mask byte (reserved in version 1) and,
+//!    for channel input without a mask value, the vocabulary field →
+//!    [`FormatError::InvalidField`]; then [`Spec::validate`] →
 //!    [`FormatError::InvalidSpec`]; a parameter count whose byte size does not fit the target's
 //!    `usize` → [`FormatError::ModelTooLarge`];
 //! 7. the sections in file order: a PARAMS section whose length is not `4 · param_count` →
@@ -137,13 +145,16 @@
 use core::fmt;
 
 use crate::error::SpecError;
-use crate::spec::{Head, InputKind, Spec, MAX_LAYERS};
+use crate::spec::{Head, InputKind, Mask, Spec, MAX_LAYERS};
 
 /// The 8 magic bytes every `.tlm` file starts with.
 pub const MAGIC: [u8; 8] = *b"TINYLSTM";
 
-/// The format version this module reads and writes.
-pub const VERSION: u16 = 1;
+/// The newest format version this module reads and writes (version 2: masking).
+pub const VERSION: u16 = 2;
+
+/// The oldest format version this module reads (version 1: no masking).
+pub const MIN_VERSION: u16 = 1;
 
 /// Length of the fixed header: magic, version, flags and the 32-byte spec block.
 pub const HEADER_LEN: usize = 44;
@@ -191,7 +202,7 @@ pub enum FormatError {
         /// The version stored in the file.
         found: u16,
     },
-    /// The flags field is not zero (version 1 defines no flags).
+    /// The flags field is not zero (no version defines flags).
     UnsupportedFlags {
         /// The flags stored in the file.
         flags: u16,
@@ -212,10 +223,10 @@ pub enum FormatError {
         /// The CRC computed over the preceding bytes.
         computed: u32,
     },
-    /// A spec-block field holds a value that means nothing (an unknown input kind or head, a
-    /// non-zero reserved byte, a vocabulary for channel input).
+    /// A spec-block field holds a value that means nothing (an unknown input kind, head or mask,
+    /// a non-zero reserved byte, a vocabulary for channel input).
     InvalidField {
-        /// The field: `"input kind"`, `"head"`, `"reserved"` or `"vocab"`.
+        /// The field: `"input kind"`, `"head"`, `"mask"`, `"reserved"` or `"vocab"`.
         field: &'static str,
         /// The value found.
         value: u32,
@@ -316,11 +327,11 @@ impl fmt::Display for FormatError {
             }
             FormatError::UnsupportedVersion { found } => write!(
                 f,
-                "unsupported model file format version {found} (this build reads version {VERSION})"
+                "unsupported model file format version {found} (this build reads versions {MIN_VERSION} to {VERSION})"
             ),
             FormatError::UnsupportedFlags { flags } => write!(
                 f,
-                "unsupported model file flags {flags:#06x} (format version {VERSION} defines none)"
+                "unsupported model file flags {flags:#06x} (no format version defines any)"
             ),
             FormatError::Truncated { what, needed, available } => write!(
                 f,
@@ -498,7 +509,7 @@ const fn spec_eq(a: &Spec, b: &Spec) -> bool {
         units &= a.units[l] == b.units[l];
         l += 1;
     }
-    input && head && units && a.layers == b.layers && a.outputs == b.outputs
+    input && head && units && a.layers == b.layers && a.outputs == b.outputs && a.mask.same(&b.mask)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -516,7 +527,7 @@ const fn check_prefix(bytes: &[u8]) -> Result<&[u8; HEADER_LEN], FormatError> {
     }
     if let Some(h) = bytes.first_chunk::<10>() {
         let found = u16::from_le_bytes([h[8], h[9]]);
-        if found != VERSION {
+        if found < MIN_VERSION || found > VERSION {
             return Err(FormatError::UnsupportedVersion { found });
         }
     }
@@ -536,12 +547,20 @@ const fn decode_spec(h: &[u8; HEADER_LEN]) -> Result<Spec, FormatError> {
     if flags != 0 {
         return Err(FormatError::UnsupportedFlags { flags });
     }
+    let version = u16::from_le_bytes([h[8], h[9]]);
     let vocab = le32!(h, 16);
     let width = widen(le32!(h, 20));
+    let mask = match (version, h[15]) {
+        (_, 0) => Mask::Off,
+        (1, v) => return Err(FormatError::InvalidField { field: "reserved", value: v as u32 }),
+        (_, 1) => Mask::Value(f32::from_bits(vocab)),
+        (_, 2) => Mask::Zero,
+        (_, v) => return Err(FormatError::InvalidField { field: "mask", value: v as u32 }),
+    };
     let input = match h[12] {
         0 => InputKind::Tokens { vocab: widen(vocab), embed: width },
         1 => {
-            if vocab != 0 {
+            if vocab != 0 && !matches!(mask, Mask::Value(_)) {
                 return Err(FormatError::InvalidField { field: "vocab", value: vocab });
             }
             InputKind::Channels(width)
@@ -554,15 +573,13 @@ const fn decode_spec(h: &[u8; HEADER_LEN]) -> Result<Spec, FormatError> {
         2 => Head::Linear,
         v => return Err(FormatError::InvalidField { field: "head", value: v as u32 }),
     };
-    if h[15] != 0 {
-        return Err(FormatError::InvalidField { field: "reserved", value: h[15] as u32 });
-    }
     let spec = Spec {
         input,
         units: [widen(le32!(h, 24)), widen(le32!(h, 28)), widen(le32!(h, 32)), widen(le32!(h, 36))],
         layers: h[14] as usize,
         outputs: widen(le32!(h, 40)),
         head,
+        mask,
     };
     match spec.validate() {
         Ok(()) => Ok(spec),
@@ -578,8 +595,14 @@ fn encode_header(spec: &Spec) -> Result<[u8; HEADER_LEN], FormatError> {
         u32::try_from(v).map(u32::to_le_bytes).map_err(|_| FormatError::ModelTooLarge)
     }
     let (kind, vocab, width) = match spec.input {
-        InputKind::Tokens { vocab, embed } => (0u8, vocab, embed),
-        InputKind::Channels(c) => (1u8, 0, c),
+        InputKind::Tokens { vocab, embed } => (0u8, field(vocab)?, embed),
+        InputKind::Channels(c) => (1u8, [0; 4], c),
+    };
+    // The oldest version that holds the model: 1 without a mask, 2 with one.
+    let (version, mask, vocab) = match spec.mask {
+        Mask::Off => (MIN_VERSION, 0u8, vocab),
+        Mask::Value(v) => (2, 1, v.to_bits().to_le_bytes()),
+        Mask::Zero => (2, 2, vocab),
     };
     let head = match spec.head {
         Head::Sigmoid => 0u8,
@@ -590,13 +613,13 @@ fn encode_header(spec: &Spec) -> Result<[u8; HEADER_LEN], FormatError> {
         u8::try_from(spec.layers).map_err(|_| FormatError::InvalidSpec(SpecError::Layers))?;
     let mut h = [0u8; HEADER_LEN];
     h[0..8].copy_from_slice(&MAGIC);
-    h[8..10].copy_from_slice(&VERSION.to_le_bytes());
+    h[8..10].copy_from_slice(&version.to_le_bytes());
     // h[10..12]: flags = 0.
     h[12] = kind;
     h[13] = head;
     h[14] = layers;
-    // h[15]: reserved = 0.
-    h[16..20].copy_from_slice(&field(vocab)?);
+    h[15] = mask;
+    h[16..20].copy_from_slice(&vocab);
     h[20..24].copy_from_slice(&field(width)?);
     for (dst, &u) in h[24..40].chunks_exact_mut(4).zip(spec.units.iter()) {
         dst.copy_from_slice(&field(u)?);
@@ -691,6 +714,7 @@ fn set_once<'a>(slot: &mut Option<&'a [u8]>, tag: u32, data: &'a [u8]) -> Result
 #[derive(Clone, Copy)]
 pub struct ModelFile<'a> {
     bytes: &'a [u8],
+    version: u16,
     spec: Spec,
     param_count: usize,
     params: &'a [u8],
@@ -703,7 +727,7 @@ impl fmt::Debug for ModelFile<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ModelFile")
             .field("len", &self.bytes.len())
-            .field("version", &VERSION)
+            .field("version", &self.version)
             .field("spec", &self.spec)
             .field("param_count", &self.param_count)
             .field("tokenizer_len", &self.tokenizer.map(<[u8]>::len))
@@ -738,6 +762,7 @@ impl<'a> ModelFile<'a> {
         }
 
         let spec = decode_spec(header)?;
+        let version = u16::from_le_bytes([header[8], header[9]]);
         let (param_count, params_len) = param_sizes(&spec)?;
 
         let mut tokenizer = None;
@@ -787,7 +812,16 @@ impl<'a> ModelFile<'a> {
             rest = after;
         };
 
-        Ok(ModelFile { bytes, spec, param_count, params, tokenizer, normalization, metadata })
+        Ok(ModelFile {
+            bytes,
+            version,
+            spec,
+            param_count,
+            params,
+            tokenizer,
+            normalization,
+            metadata,
+        })
     }
 
     /// The model's spec.
@@ -795,9 +829,9 @@ impl<'a> ModelFile<'a> {
         self.spec
     }
 
-    /// The format version of the file (always [`VERSION`] for a file this build parsed).
+    /// The format version of the file, [`MIN_VERSION`]`..=`[`VERSION`] (2 for a masked model).
     pub fn version(&self) -> u16 {
-        VERSION
+        self.version
     }
 
     /// The whole file, CRC included.
@@ -1130,12 +1164,15 @@ impl<S: ByteSink + ?Sized> CrcWriter<'_, S> {
 mod tests {
     use super::*;
 
-    const SPECS: [Spec; 5] = [
+    const SPECS: [Spec; 8] = [
         Spec::channels(3).lstm(4).dense(2, Head::Softmax),
         Spec::channels(1).lstm(1).dense(1, Head::Sigmoid),
         Spec::tokens(50, 8).lstm(16).lstm(8).dense(1, Head::Sigmoid),
         Spec::tokens(7, 3).lstm(5).lstm(4).lstm(3).lstm(2).dense(3, Head::Linear),
         Spec::channels(4096).lstm(4096).dense(4096, Head::Linear),
+        Spec::channels(3).masking(0.0).lstm(4).lstm(2).dense(2, Head::Softmax),
+        Spec::channels(2).masking(-1.5).lstm(4).dense(1, Head::Linear),
+        Spec::tokens(20, 4).mask_zero().lstm(6).lstm(5).dense(1, Head::Sigmoid),
     ];
 
     #[test]
@@ -1159,6 +1196,24 @@ mod tests {
             assert_eq!(peek_spec(&bytes), Ok(spec));
             assert_eq!(peek_check_spec(&bytes, &spec), Ok(()));
         }
+    }
+
+    #[test]
+    fn version_is_the_oldest_that_holds_the_model() {
+        for spec in SPECS {
+            let h = encode_header(&spec).unwrap();
+            let version = u16::from_le_bytes([h[8], h[9]]);
+            assert_eq!(version, if spec.mask.is_on() { 2 } else { 1 }, "{spec:?}");
+        }
+        let masked = Spec::channels(3).masking(0.0).lstm(4).dense(2, Head::Softmax);
+        let plain = Spec::channels(3).lstm(4).dense(2, Head::Softmax);
+        let mut bytes = [0u8; HEADER_LEN + CRC_LEN];
+        bytes[..HEADER_LEN].copy_from_slice(&encode_header(&masked).unwrap());
+        assert!(matches!(peek_check_spec(&bytes, &plain), Err(FormatError::SpecMismatch { .. })));
+        assert!(matches!(
+            peek_check_spec(&bytes, &Spec { mask: Mask::Value(1.0), ..masked }),
+            Err(FormatError::SpecMismatch { .. })
+        ));
     }
 
     #[test]

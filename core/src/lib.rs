@@ -29,5 +29,5 @@ pub mod train;
 pub use error::{Error, SpecError};
 pub use loss::Targets;
 pub use model::Sequences;
-pub use spec::{Head, InputKind, Spec, Tensor, TensorKind, MAX_LAYERS};
+pub use spec::{Head, InputKind, Mask, Spec, Tensor, TensorKind, MAX_LAYERS};
 pub use train::{Batch, Bptt, TrainOptions};

@@ -17,6 +17,15 @@
 //! states `h`, `c` over `S + 1` slots `[S+1][B][H]`, slot 0 being the state the segment
 //! started from. The backward pass overwrites the gates with the pre-activation gradients
 //! `dz`, which then feed the weight-gradient GEMMs — no extra memory.
+//!
+//! ## Masking
+//! [`forward_masked`] and [`backward_masked`] take one keep flag per step and sequence,
+//! `keep [S][B]` (a step is kept when its flag is not `0.0`), with Keras's semantics: a masked
+//! step copies `(h, c)` from the previous slot, so the layer's output there repeats the last
+//! output (zeros before the first kept step, from a zero state), and its gradient passes
+//! straight through to the previous state with `dz = 0` (no weight or input gradient). Kept
+//! steps compute exactly what the unmasked pass computes, bit for bit; the unmasked entry
+//! points are separate instances with no mask test in their loops.
 
 use crate::error::{check_len, Error};
 use crate::kernels::{Exact, Kernels};
@@ -122,16 +131,55 @@ pub fn forward_with<K: Kernels>(
     check_weights(d, w)?;
     check_tape(d, tape)?;
     check_len("layer input", d.input_len(), x.len())?;
-    forward_unchecked(kern, d, w, x, tape);
+    forward_unchecked(kern, d, w, x, None, tape);
     Ok(())
 }
 
-/// [`forward`] without the length checks (callers have validated every size).
+/// [`forward`] with a mask: step `t` of sequence `r` is skipped (its `(h, c)` copied from
+/// slot `t`) when `keep[t·B + r] == 0.0`.
+///
+/// * `keep [S][B]` — keep flags, time-major like `x`.
+///
+/// # Errors
+/// [`Error::BufferLength`] if any slice does not match `d`.
+pub fn forward_masked(
+    d: &Dims,
+    w: &Weights<'_>,
+    x: &[f32],
+    keep: &[f32],
+    tape: &mut Tape<'_>,
+) -> Result<(), Error> {
+    check_weights(d, w)?;
+    check_tape(d, tape)?;
+    check_len("layer input", d.input_len(), x.len())?;
+    check_len("keep flags", d.steps * d.batch, keep.len())?;
+    forward_unchecked(Exact, d, w, x, Some(keep), tape);
+    Ok(())
+}
+
+/// [`forward`] / [`forward_masked`] without the length checks (callers have validated every
+/// size). `keep` is `[S][B]` when given.
 pub(crate) fn forward_unchecked<K: Kernels>(
     kern: K,
     d: &Dims,
     w: &Weights<'_>,
     x: &[f32],
+    keep: Option<&[f32]>,
+    tape: &mut Tape<'_>,
+) {
+    match keep {
+        None => forward_impl::<K, false>(kern, d, w, x, &[], tape),
+        Some(k) => forward_impl::<K, true>(kern, d, w, x, k, tape),
+    }
+}
+
+/// The forward pass; `MASKED = false` ignores `keep` (and compiles without any mask test).
+fn forward_impl<K: Kernels, const MASKED: bool>(
+    kern: K,
+    d: &Dims,
+    w: &Weights<'_>,
+    x: &[f32],
+    keep: &[f32],
     tape: &mut Tape<'_>,
 ) {
     let (h, b) = (d.units, d.batch);
@@ -151,6 +199,12 @@ pub(crate) fn forward_unchecked<K: Kernels>(
     let bh = b * h;
     for t in 0..d.steps {
         let z = &mut tape.gates[t * b * g4..(t + 1) * b * g4];
+        if MASKED && fused && keep[t] == 0.0 {
+            // One masked sequence: the state carries over, no gate is computed.
+            tape.h.copy_within(t * bh..(t + 1) * bh, (t + 1) * bh);
+            tape.c.copy_within(t * bh..(t + 1) * bh, (t + 1) * bh);
+            continue;
+        }
         let h_prev = &tape.h[t * bh..(t + 1) * bh];
         if fused {
             let x_t = &x[t * d.input..(t + 1) * d.input];
@@ -160,6 +214,23 @@ pub(crate) fn forward_unchecked<K: Kernels>(
             kern.gemm_nn(b, g4, h, h_prev, w.recurrent, z);
         }
         let (c_prev, c_next) = tape.c[t * bh..(t + 2) * bh].split_at_mut(bh);
+        if MASKED {
+            let (h_prev, h_next) = tape.h[t * bh..(t + 2) * bh].split_at_mut(bh);
+            let rows = z
+                .chunks_exact_mut(g4)
+                .zip(c_prev.chunks_exact(h))
+                .zip(c_next.chunks_exact_mut(h))
+                .zip(h_prev.chunks_exact(h).zip(h_next.chunks_exact_mut(h)));
+            for (r, (((zb, cp), cn), (hp, hn))) in rows.enumerate() {
+                if keep[t * b + r] == 0.0 {
+                    cn.copy_from_slice(cp);
+                    hn.copy_from_slice(hp);
+                } else {
+                    cell_update(kern, zb, cp, cn, hn, h);
+                }
+            }
+            continue;
+        }
         let h_next = &mut tape.h[(t + 1) * bh..(t + 2) * bh];
         for (((zb, cp), cn), hn) in z
             .chunks_exact_mut(g4)
@@ -167,16 +238,30 @@ pub(crate) fn forward_unchecked<K: Kernels>(
             .zip(c_next.chunks_exact_mut(h))
             .zip(h_next.chunks_exact_mut(h))
         {
-            kern.activate_gates(zb, h);
-            let (ifg, o) = zb.split_at(3 * h);
-            let (i_f, g) = ifg.split_at(2 * h);
-            let (i, f) = i_f.split_at(h);
-            for j in 0..h {
-                let c = f[j] * cp[j] + i[j] * g[j];
-                cn[j] = c;
-                hn[j] = o[j] * tanh(c);
-            }
+            cell_update(kern, zb, cp, cn, hn, h);
         }
+    }
+}
+
+/// One sequence's step from its pre-activations `zb [4H]`: activates the gates in place and
+/// writes `c_t` and `h_t` from `c_{t-1}`.
+#[inline(always)]
+fn cell_update<K: Kernels>(
+    kern: K,
+    zb: &mut [f32],
+    cp: &[f32],
+    cn: &mut [f32],
+    hn: &mut [f32],
+    h: usize,
+) {
+    kern.activate_gates(zb, h);
+    let (ifg, o) = zb.split_at(3 * h);
+    let (i_f, g) = ifg.split_at(2 * h);
+    let (i, f) = i_f.split_at(h);
+    for j in 0..h {
+        let c = f[j] * cp[j] + i[j] * g[j];
+        cn[j] = c;
+        hn[j] = o[j] * tanh(c);
     }
 }
 
@@ -226,6 +311,49 @@ pub fn backward_with<K: Kernels>(
     grads: &mut Grads<'_>,
     dx: Option<&mut [f32]>,
 ) -> Result<(), Error> {
+    check_backward(d, w, x, tape, dh_seq, carry_dh, carry_dc, grads, dx.as_deref())?;
+    backward_unchecked(kern, d, w, x, None, tape, dh_seq, carry_dh, carry_dc, grads, dx);
+    Ok(())
+}
+
+/// [`backward`] through a tape written by [`forward_masked`] with the same `keep [S][B]`
+/// flags: a masked step passes `dh` (its own plus the one from above) and `dc` straight to
+/// the previous state, and its `dz` and input gradient are zero.
+///
+/// # Errors
+/// [`Error::BufferLength`] if any slice does not match `d`.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_masked(
+    d: &Dims,
+    w: &Weights<'_>,
+    x: &[f32],
+    keep: &[f32],
+    tape: &mut Tape<'_>,
+    dh_seq: Option<&[f32]>,
+    carry_dh: &mut [f32],
+    carry_dc: &mut [f32],
+    grads: &mut Grads<'_>,
+    dx: Option<&mut [f32]>,
+) -> Result<(), Error> {
+    check_backward(d, w, x, tape, dh_seq, carry_dh, carry_dc, grads, dx.as_deref())?;
+    check_len("keep flags", d.steps * d.batch, keep.len())?;
+    backward_unchecked(Exact, d, w, x, Some(keep), tape, dh_seq, carry_dh, carry_dc, grads, dx);
+    Ok(())
+}
+
+/// The length checks of [`backward`].
+#[allow(clippy::too_many_arguments)]
+fn check_backward(
+    d: &Dims,
+    w: &Weights<'_>,
+    x: &[f32],
+    tape: &Tape<'_>,
+    dh_seq: Option<&[f32]>,
+    carry_dh: &[f32],
+    carry_dc: &[f32],
+    grads: &Grads<'_>,
+    dx: Option<&[f32]>,
+) -> Result<(), Error> {
     check_weights(d, w)?;
     check_tape(d, tape)?;
     check_len("layer input", d.input_len(), x.len())?;
@@ -238,20 +366,55 @@ pub fn backward_with<K: Kernels>(
     check_len("kernel gradient", w.kernel.len(), grads.kernel.len())?;
     check_len("recurrent gradient", w.recurrent.len(), grads.recurrent.len())?;
     check_len("bias gradient", w.bias.len(), grads.bias.len())?;
-    if let Some(dx) = dx.as_deref() {
+    if let Some(dx) = dx {
         check_len("dx", d.input_len(), dx.len())?;
     }
-    backward_unchecked(kern, d, w, x, tape, dh_seq, carry_dh, carry_dc, grads, dx);
     Ok(())
 }
 
-/// [`backward`] without the length checks.
+/// [`backward`] / [`backward_masked`] without the length checks; `keep` is `[S][B]` when given.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backward_unchecked<K: Kernels>(
     kern: K,
     d: &Dims,
     w: &Weights<'_>,
     x: &[f32],
+    keep: Option<&[f32]>,
+    tape: &mut Tape<'_>,
+    dh_seq: Option<&[f32]>,
+    carry_dh: &mut [f32],
+    carry_dc: &mut [f32],
+    grads: &mut Grads<'_>,
+    dx: Option<&mut [f32]>,
+) {
+    match keep {
+        None => backward_impl::<K, false>(
+            kern,
+            d,
+            w,
+            x,
+            &[],
+            tape,
+            dh_seq,
+            carry_dh,
+            carry_dc,
+            grads,
+            dx,
+        ),
+        Some(k) => {
+            backward_impl::<K, true>(kern, d, w, x, k, tape, dh_seq, carry_dh, carry_dc, grads, dx)
+        }
+    }
+}
+
+/// The backward pass; `MASKED = false` ignores `keep` (and compiles without any mask test).
+#[allow(clippy::too_many_arguments)]
+fn backward_impl<K: Kernels, const MASKED: bool>(
+    kern: K,
+    d: &Dims,
+    w: &Weights<'_>,
+    x: &[f32],
+    keep: &[f32],
     tape: &mut Tape<'_>,
     dh_seq: Option<&[f32]>,
     carry_dh: &mut [f32],
@@ -269,11 +432,22 @@ pub(crate) fn backward_unchecked<K: Kernels>(
         let c_cur = &tape.c[(t + 1) * bh..(t + 2) * bh];
         for r in 0..b {
             let zb = &mut z[r * g4..(r + 1) * g4];
+            let above = dh_seq.map(|s| &s[(t * b + r) * h..(t * b + r + 1) * h]);
+            if MASKED && keep[t * b + r] == 0.0 {
+                // h_t = h_{t-1}, c_t = c_{t-1}: the gradients pass through unchanged (dc stays
+                // in `carry_dc`; dh collects the output's gradient and is kept below).
+                if let Some(a) = above {
+                    for (o, v) in carry_dh[r * h..(r + 1) * h].iter_mut().zip(a) {
+                        *o += v;
+                    }
+                }
+                zb.fill(0.0);
+                continue;
+            }
             let cp = &c_prev[r * h..(r + 1) * h];
             let cc = &c_cur[r * h..(r + 1) * h];
             let dh_in = &carry_dh[r * h..(r + 1) * h];
             let dc_io = &mut carry_dc[r * h..(r + 1) * h];
-            let above = dh_seq.map(|s| &s[(t * b + r) * h..(t * b + r + 1) * h]);
             let (ifg, o) = zb.split_at_mut(3 * h);
             let (i_f, g) = ifg.split_at_mut(2 * h);
             let (i, f) = i_f.split_at_mut(h);
@@ -293,8 +467,17 @@ pub(crate) fn backward_unchecked<K: Kernels>(
                 dc_io[j] = dc * fg;
             }
         }
-        // Gradient at h_{t-1}: dz_t · Uᵀ.
-        carry_dh.fill(0.0);
+        // Gradient at h_{t-1}: dz_t · Uᵀ (plus, for a masked row whose dz is zero, the
+        // gradient it passes through, left in place).
+        if MASKED {
+            for r in 0..b {
+                if keep[t * b + r] != 0.0 {
+                    carry_dh[r * h..(r + 1) * h].fill(0.0);
+                }
+            }
+        } else {
+            carry_dh.fill(0.0);
+        }
         kern.gemm_nt(b, h, g4, z, w.recurrent, carry_dh);
     }
     let dz = &*tape.gates;

@@ -37,7 +37,7 @@ use crate::error::{check_len, check_min_len, Error};
 use crate::kernels::{Exact, Kernels};
 use crate::lstm::{self, Dims, Tape, Weights};
 use crate::math::{exp, sigmoid};
-use crate::spec::{Head, InputKind, Spec};
+use crate::spec::{Head, InputKind, Mask, Spec};
 
 /// A batch of input sequences, batch-major.
 #[derive(Clone, Copy, Debug)]
@@ -111,6 +111,11 @@ impl TapeLayout {
             off += s * b * 4 * h + 2 * (s + 1) * b * h;
         }
         off
+    }
+
+    /// Offset of the keep flags `[cap][B]` (present when the spec has a [`Mask`]).
+    pub fn keep_start(&self, spec: &Spec) -> usize {
+        self.layer_start(spec, spec.layers)
     }
 
     /// Offset of layer `l`'s `h` slot 0 (its `c` starts `(cap+1)·B·H` later).
@@ -231,6 +236,34 @@ pub(crate) fn gather_input(
     }
 }
 
+/// Writes the keep flags `[s][B]` of steps `t0..t0+s` (1.0 kept, 0.0 masked) from the input
+/// and the spec's [`Mask`]: a value step is masked when all its values equal the mask value, a
+/// token step when its id is 0.
+pub(crate) fn gather_keep(
+    spec: &Spec,
+    input: &Sequences<'_>,
+    batch: usize,
+    steps: usize,
+    t0: usize,
+    s: usize,
+    keep: &mut [f32],
+) {
+    let w = spec.step_width();
+    for t in 0..s {
+        for b in 0..batch {
+            let at = b * steps + t0 + t;
+            let kept = match (spec.mask, input) {
+                (Mask::Zero, Sequences::Tokens(ids)) => ids[at] != 0,
+                (Mask::Value(m), Sequences::Values(v)) => {
+                    v[at * w..(at + 1) * w].iter().any(|&x| x != m)
+                }
+                _ => true,
+            };
+            keep[t * batch + b] = if kept { 1.0 } else { 0.0 };
+        }
+    }
+}
+
 /// Runs every layer over steps `t0..t0+s`, each starting from the state in its slot 0.
 pub(crate) fn run_chunk<K: Kernels>(
     kern: K,
@@ -245,11 +278,40 @@ pub(crate) fn run_chunk<K: Kernels>(
 ) {
     let b = layout.batch;
     gather_input(spec, params, input, b, steps, t0, s, &mut tape[..s * b * spec.input_width()]);
+    if spec.mask.is_on() {
+        return run_chunk_masked(kern, spec, params, input, steps, layout, t0, s, tape);
+    }
     for l in 0..spec.layers {
         let d = Dims { input: spec.layer_input(l), units: spec.units[l], batch: b, steps: s };
         let w = layer_weights(spec, params, l);
         let (x, mut t) = layout.split(spec, l, s, tape);
-        lstm::forward_unchecked(kern, &d, &w, x, &mut t);
+        lstm::forward_unchecked(kern, &d, &w, x, None, &mut t);
+    }
+}
+
+/// [`run_chunk`] for a spec with a [`Mask`]: the keep flags go to the end of the tape
+/// ([`TapeLayout::keep_start`]) and every layer skips the masked steps.
+#[inline(never)]
+fn run_chunk_masked<K: Kernels>(
+    kern: K,
+    spec: &Spec,
+    params: &[f32],
+    input: &Sequences<'_>,
+    steps: usize,
+    layout: &TapeLayout,
+    t0: usize,
+    s: usize,
+    tape: &mut [f32],
+) {
+    let b = layout.batch;
+    let (tape, keep) = tape.split_at_mut(layout.keep_start(spec));
+    let keep = &mut keep[..s * b];
+    gather_keep(spec, input, b, steps, t0, s, keep);
+    for l in 0..spec.layers {
+        let d = Dims { input: spec.layer_input(l), units: spec.units[l], batch: b, steps: s };
+        let w = layer_weights(spec, params, l);
+        let (x, mut t) = layout.split(spec, l, s, tape);
+        lstm::forward_unchecked(kern, &d, &w, x, Some(keep), &mut t);
     }
 }
 

@@ -56,8 +56,8 @@ pub const MAX_PARAMS: usize = 1 << 28;
 pub enum InputKind {
     /// Integer token ids in `0..vocab`, looked up in an Embedding `[vocab][embed]`.
     ///
-    /// Id 0 is Keras's padding id; with `mask_zero = False` (what tinylstm implements) it is an
-    /// ordinary input that goes through embedding row 0.
+    /// Id 0 is Keras's padding id: an ordinary input that goes through embedding row 0, unless
+    /// the spec masks it ([`Mask::Zero`], Keras `Embedding(mask_zero=True)`).
     Tokens {
         /// Vocabulary size `V` (rows of the embedding).
         vocab: usize,
@@ -78,6 +78,52 @@ pub enum Head {
     Softmax,
     /// Linear outputs, trained with mean squared error.
     Linear,
+}
+
+/// Which time steps the LSTM layers skip, as Keras's `Masking` layer and
+/// `Embedding(mask_zero=True)` decide it.
+///
+/// A masked step leaves every layer's `(h, c)` unchanged and repeats the last output (zeros
+/// before the first kept step, from a zero initial state); the next layer skips the same steps,
+/// and a masked step receives no gradient. The same steps are masked in every layer because the
+/// mask comes from the input alone.
+#[derive(Clone, Copy, Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Mask {
+    /// Every step is processed (Keras without masking).
+    Off,
+    /// Channel input: a step is masked when **all** its `C` values equal this value (compared as
+    /// floats, so `-0.0` equals `0.0`), wherever the step stands — Keras `Masking(mask_value)`.
+    /// Must be finite (a NaN would mask nothing; an infinite one would turn the zero gradient
+    /// of a masked step into NaN).
+    Value(f32),
+    /// Token input: id 0 is masked wherever it stands — Keras `Embedding(mask_zero=True)`.
+    Zero,
+}
+
+impl PartialEq for Mask {
+    /// Mask values are compared by their bits, so equality is an equivalence (`Eq`).
+    fn eq(&self, other: &Self) -> bool {
+        self.same(other)
+    }
+}
+
+impl Eq for Mask {}
+
+impl Mask {
+    /// Equality usable in `const` contexts (mask values compared by their bits).
+    pub const fn same(&self, other: &Mask) -> bool {
+        match (*self, *other) {
+            (Mask::Off, Mask::Off) | (Mask::Zero, Mask::Zero) => true,
+            (Mask::Value(a), Mask::Value(b)) => a.to_bits() == b.to_bits(),
+            _ => false,
+        }
+    }
+
+    /// True unless the mask is [`Mask::Off`].
+    pub const fn is_on(&self) -> bool {
+        !matches!(self, Mask::Off)
+    }
 }
 
 /// The kind of a parameter tensor.
@@ -150,6 +196,9 @@ pub struct Spec {
     pub outputs: usize,
     /// Head activation.
     pub head: Head,
+    /// Which time steps are masked ([`Mask::Off`] unless set by [`masking`](Spec::masking) or
+    /// [`mask_zero`](Spec::mask_zero)).
+    pub mask: Mask,
 }
 
 impl Spec {
@@ -164,7 +213,27 @@ impl Spec {
     }
 
     const fn empty(input: InputKind) -> Self {
-        Spec { input, units: [0; MAX_LAYERS], layers: 0, outputs: 1, head: Head::Sigmoid }
+        Spec {
+            input,
+            units: [0; MAX_LAYERS],
+            layers: 0,
+            outputs: 1,
+            head: Head::Sigmoid,
+            mask: Mask::Off,
+        }
+    }
+
+    /// Masks every time step whose `C` values all equal `value` (channel input; Keras
+    /// `Masking(mask_value=value)`). `-0.0` is stored as `0.0` (they mask the same steps).
+    pub const fn masking(mut self, value: f32) -> Self {
+        self.mask = Mask::Value(value + 0.0);
+        self
+    }
+
+    /// Masks token id 0 wherever it stands (token input; Keras `Embedding(mask_zero=True)`).
+    pub const fn mask_zero(mut self) -> Self {
+        self.mask = Mask::Zero;
+        self
     }
 
     /// Adds an LSTM layer with `units` hidden units on top of the existing ones.
@@ -221,6 +290,17 @@ impl Spec {
         }
         if matches!(self.head, Head::Softmax) && self.outputs < 2 {
             return Err(SpecError::Outputs);
+        }
+        match (self.mask, self.input) {
+            (Mask::Off, _)
+            | (Mask::Zero, InputKind::Tokens { .. })
+            | (Mask::Value(_), InputKind::Channels(_)) => {}
+            _ => return Err(SpecError::Mask),
+        }
+        if let Mask::Value(v) = self.mask {
+            if !v.is_finite() {
+                return Err(SpecError::Mask);
+            }
         }
         // Every factor is bounded above, so this u64 sum cannot overflow.
         let mut n = self.outputs as u64 * (self.units[self.layers - 1] as u64 + 1);
@@ -495,7 +575,8 @@ impl Spec {
 
     /// Tape needed to run every layer over a segment of `s` steps for `batch` sequences:
     /// the layer-0 input `[s][B][I_0]`, and per layer the gates `[s][B][4H]` plus
-    /// `h` and `c` over `s + 1` slots `[s+1][B][H]` (slot 0 holds the incoming state).
+    /// `h` and `c` over `s + 1` slots `[s+1][B][H]` (slot 0 holds the incoming state); with a
+    /// [`Mask`], one keep flag per step and sequence `[s][B]` at the end.
     pub const fn segment_tape_len(&self, batch: usize, s: usize) -> usize {
         let mut n = s * batch * self.input_width();
         let mut l = 0;
@@ -503,6 +584,9 @@ impl Spec {
             let h = self.units[l];
             n += s * batch * 4 * h + 2 * (s + 1) * batch * h;
             l += 1;
+        }
+        if self.mask.is_on() {
+            n += s * batch;
         }
         n
     }

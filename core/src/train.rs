@@ -271,7 +271,9 @@ pub fn loss_and_grad_with<K: Kernels>(
             let h = spec.units[l];
             let d = Dims { input: spec.layer_input(l), units: h, batch: b, steps: n };
             let wts = layer_weights(spec, params, l);
-            let (x, mut lt) = layout.split(spec, l, n, tape);
+            let (layers, keep) = tape.split_at_mut(layout.keep_start(spec));
+            let keep = if spec.mask.is_on() { Some(&keep[..n * b]) } else { None };
+            let (x, mut lt) = layout.split(spec, l, n, layers);
             let (gk, rest) = grads[spec.kernel_offset(l)..spec.bias_offset(l) + 4 * h]
                 .split_at_mut(d.input * 4 * h);
             let (gr, gb) = rest.split_at_mut(h * 4 * h);
@@ -280,7 +282,9 @@ pub fn loss_and_grad_with<K: Kernels>(
             let (cdh, cdc) = carry[co..co + 2 * b * h].split_at_mut(b * h);
             let dh_seq = if l == top { None } else { Some(&cur[..n * b * h]) };
             let dx = if l > 0 || need_dx0 { Some(&mut next[..n * b * d.input]) } else { None };
-            lstm::backward_unchecked(kern, &d, &wts, x, &mut lt, dh_seq, cdh, cdc, &mut g, dx);
+            lstm::backward_unchecked(
+                kern, &d, &wts, x, keep, &mut lt, dh_seq, cdh, cdc, &mut g, dx,
+            );
             core::mem::swap(&mut cur, &mut next);
         }
         // `cur` now holds layer 0's input gradient for this segment.

@@ -134,6 +134,22 @@ impl ModelCase {
             } else {
                 assert!(reg.is_empty(), "unknown regularizer {reg}");
             }
+        } else if case == "embedding_mask_zero_model" {
+            mc.spec = Spec::tokens(int(v, "V"), int(v, "E"))
+                .mask_zero()
+                .lstm(int(v, "H1"))
+                .lstm(int(v, "H2"))
+                .dense(1, Head::Sigmoid);
+            mc.tokens = flat(&v["tokens"]).iter().map(|&x| x as u32).collect();
+            mc.targets = flat(&v["labels"]);
+        } else if case == "masked_sequence_model" {
+            mc.spec = Spec::channels(int(v, "C"))
+                .masking(0.0)
+                .lstm(int(v, "H1"))
+                .lstm(int(v, "H2"))
+                .dense(int(v, "K"), Head::Softmax);
+            mc.values = flat(&v["x"]);
+            mc.classes = flat(&v["labels"]).iter().map(|&x| x as u32).collect();
         } else {
             let c = int(v, "C");
             let (head, k) = match case {
@@ -247,6 +263,68 @@ fn model_case(v: &Value) -> Worst {
     worst
 }
 
+/// The masking cases: everything [`model_case`] checks, plus the reference's keep flags
+/// against the Keras rule (all of a step's values equal the mask value, or token id 0) and the
+/// first layer's whole output sequence — at masked steps it repeats the last output, zeros
+/// before the first kept step — from [`lstm::forward_masked`].
+fn masked_model_case(v: &Value) -> Worst {
+    let mc = ModelCase::from_json(v);
+    let (b, t, h1) = (mc.batch, int(v, "T"), int(v, "H1"));
+    let sw = mc.spec.step_width();
+    let want: Vec<bool> = v["mask"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| row.as_array().unwrap().iter().map(|k| k.as_bool().unwrap()))
+        .collect();
+    let rule: Vec<bool> = (0..b * t)
+        .map(|i| {
+            if mc.tokens.is_empty() {
+                mc.values[i * sw..(i + 1) * sw].iter().any(|&x| x != 0.0)
+            } else {
+                mc.tokens[i] != 0
+            }
+        })
+        .collect();
+    assert_eq!(rule, want, "keep flags: the Keras rule vs the reference's mask");
+    assert!(want.contains(&false) && want.contains(&true), "the case masks some steps");
+
+    // Layer 1 alone over the whole sequence, time-major.
+    let i0 = mc.spec.input_width();
+    let x: Vec<f32> = (0..t)
+        .flat_map(|ti| (0..b).map(move |r| (ti, r)))
+        .flat_map(|(ti, r)| {
+            if mc.tokens.is_empty() {
+                mc.values[(r * t + ti) * i0..(r * t + ti + 1) * i0].to_vec()
+            } else {
+                let id = mc.tokens[r * t + ti] as usize;
+                mc.params[id * i0..(id + 1) * i0].to_vec()
+            }
+        })
+        .collect();
+    let keep: Vec<f32> = (0..t)
+        .flat_map(|ti| (0..b).map(move |r| (ti, r)))
+        .map(|(ti, r)| if want[r * t + ti] { 1.0 } else { 0.0 })
+        .collect();
+    let (k, r, bo) =
+        (mc.spec.kernel_offset(0), mc.spec.recurrent_offset(0), mc.spec.bias_offset(0));
+    let w = Weights {
+        kernel: &mc.params[k..r],
+        recurrent: &mc.params[r..bo],
+        bias: &mc.params[bo..bo + 4 * h1],
+    };
+    let d = Dims { input: i0, units: h1, batch: b, steps: t };
+    let (mut gates, mut hs, mut cs) =
+        (vec![0.0; d.gates_len()], vec![0.0; d.states_len()], vec![0.0; d.states_len()]);
+    let mut tape = Tape { gates: &mut gates, h: &mut hs, c: &mut cs };
+    lstm::forward_masked(&d, &w, &x, &keep, &mut tape).unwrap();
+    let h_seq = to_batch_major(&tape.h[b * h1..], b, t, h1);
+    let mut worst = Worst::default();
+    worst.merge(assert_close("h_seq_layer1", &h_seq, &flat(&v["h_seq_layer1"]), KERAS));
+    worst.merge(model_case(v));
+    worst
+}
+
 /// `optimizers`: seven optimizer variants, three steps each from the same weights.
 fn optimizers_case(v: &Value) -> Worst {
     let mut mc = ModelCase::from_json(&serde_json::json!({
@@ -329,7 +407,7 @@ fn schedules_case(v: &Value) -> Worst {
 #[test]
 fn every_keras_case_matches() {
     let cases = fixtures();
-    assert!(cases.len() >= 10, "expected the 10 reference files, found {}", cases.len());
+    assert!(cases.len() >= 12, "expected the 12 reference files, found {}", cases.len());
     let mut checked = 0;
     for (path, v) in &cases {
         let name = path.file_name().unwrap().to_string_lossy();
@@ -341,6 +419,7 @@ fn every_keras_case_matches() {
             | "seed_model_l1_sgd_momentum"
             | "multiclass_adam"
             | "regression_mse" => model_case(v),
+            "masked_sequence_model" | "embedding_mask_zero_model" => masked_model_case(v),
             "optimizers" => optimizers_case(v),
             "lr_schedules" => schedules_case(v),
             "tokenizer" => {
@@ -355,5 +434,5 @@ fn every_keras_case_matches() {
             worst.bound_ratio, worst.rel, worst.abs
         );
     }
-    assert!(checked >= 9, "only {checked} cases checked");
+    assert!(checked >= 11, "only {checked} cases checked");
 }

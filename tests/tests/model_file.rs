@@ -4,7 +4,7 @@
 
 use proptest::prelude::*;
 use tinylstm::format::*;
-use tinylstm::{Head, Spec, SpecError};
+use tinylstm::{Head, Mask, Spec, SpecError};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -123,6 +123,9 @@ fn all_specs() -> Vec<Spec> {
     }
     v.push(Spec::channels(1).lstm(1).dense(1, Head::Sigmoid));
     v.push(Spec::tokens(5, 2).lstm(2).lstm(2).lstm(2).lstm(2).dense(2, Head::Softmax));
+    v.push(Spec::channels(3).masking(0.0).lstm(4).lstm(2).dense(3, Head::Softmax));
+    v.push(Spec::channels(1).masking(-999.25).lstm(2).dense(1, Head::Linear));
+    v.push(Spec::tokens(20, 4).mask_zero().lstm(6).lstm(5).dense(1, Head::Sigmoid));
     v
 }
 
@@ -225,6 +228,107 @@ fn layout_is_exactly_as_documented() {
     assert_eq!(bytes[13], 2);
 }
 
+/// Version 2 carries the mask in byte 15, a mask value in the vocabulary field; a model without
+/// a mask is still written as version 1, byte for byte as before.
+#[test]
+fn masked_layout_is_exactly_as_documented() {
+    let spec = Spec::channels(3).masking(-1.5).lstm(4).dense(2, Head::Softmax);
+    let bytes = write(&spec, &params_for(&spec, 1), &[]);
+    #[rustfmt::skip]
+    let header: [u8; HEADER_LEN] = [
+        b'T', b'I', b'N', b'Y', b'L', b'S', b'T', b'M', // magic
+        2, 0,                                           // version 2
+        0, 0,                                           // flags
+        1,                                              // input kind: channels
+        1,                                              // head: softmax
+        1,                                              // layer count
+        1,                                              // mask: mask value
+        0x00, 0x00, 0xC0, 0xBF,                         // mask value -1.5 (f32 LE)
+        3, 0, 0, 0,                                     // width (channels)
+        4, 0, 0, 0,  0, 0, 0, 0,  0, 0, 0, 0,  0, 0, 0, 0, // units[4]
+        2, 0, 0, 0,                                     // outputs
+    ];
+    assert_eq!(&bytes[..HEADER_LEN], &header);
+    let file = ModelFile::parse(&bytes).unwrap();
+    assert_eq!((file.version(), file.spec().mask), (2, Mask::Value(-1.5)));
+
+    let spec = Spec::tokens(1000, 16).mask_zero().lstm(32).dense(1, Head::Sigmoid);
+    let bytes = write(&spec, &params_for(&spec, 0), &[]);
+    assert_eq!(&bytes[8..10], &[2, 0]);
+    assert_eq!(bytes[15], 2);
+    assert_eq!(&bytes[16..20], &[0xE8, 0x03, 0, 0]); // the vocabulary, as in version 1
+    assert_eq!(ModelFile::parse(&bytes).unwrap().spec(), spec);
+}
+
+/// A version-1 file written before masking existed (the committed firmware model, and one
+/// built here byte by byte) still loads, as a model without a mask.
+#[test]
+fn version_1_files_still_load() {
+    let fw =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../firmware/models/default.tlm");
+    let bytes = std::fs::read(&fw).expect("firmware/models/default.tlm");
+    assert_eq!(&bytes[8..10], &[1, 0], "the committed model predates version 2");
+    let file = ModelFile::parse(&bytes).unwrap();
+    assert_eq!((file.version(), file.spec().mask), (1, Mask::Off));
+
+    let spec = Spec::channels(2).lstm(1).dense(1, Head::Linear);
+    #[rustfmt::skip]
+    let mut v1: Vec<u8> = vec![
+        b'T', b'I', b'N', b'Y', b'L', b'S', b'T', b'M', 1, 0, 0, 0, 1, 2, 1, 0,
+        0, 0, 0, 0,  2, 0, 0, 0,  1, 0, 0, 0,  0, 0, 0, 0,  0, 0, 0, 0,  0, 0, 0, 0,  1, 0, 0, 0,
+    ];
+    let n = spec.param_count();
+    v1.extend_from_slice(b"PARA");
+    v1.extend_from_slice(&(4 * n as u32).to_le_bytes());
+    for i in 0..n {
+        v1.extend_from_slice(&(i as f32).to_le_bytes());
+    }
+    v1.extend_from_slice(&[0; 4]);
+    fix_crc(&mut v1);
+    let file = ModelFile::parse(&v1).unwrap();
+    assert_eq!((file.version(), file.spec()), (1, spec));
+    assert_eq!(write(&spec, &(0..n).map(|i| i as f32).collect::<Vec<_>>(), &[]), v1);
+}
+
+/// Version-2 mask bytes that mean nothing, or a mask the input cannot have, are refused.
+#[test]
+fn invalid_mask_bytes() {
+    use FormatError::{InvalidField, InvalidSpec};
+    let channels = Spec::channels(3).masking(0.0).lstm(4).dense(2, Head::Softmax);
+    let tokens = Spec::tokens(20, 4).mask_zero().lstm(3).dense(1, Head::Sigmoid);
+    type Edit = Box<dyn Fn(&mut [u8])>;
+    let cases: Vec<(Spec, &str, Edit, FormatError)> = vec![
+        (channels, "mask 3", Box::new(|b| b[15] = 3), InvalidField { field: "mask", value: 3 }),
+        (channels, "mask_zero on channels", Box::new(|b| b[15] = 2), InvalidSpec(SpecError::Mask)),
+        (
+            channels,
+            "NaN mask value",
+            Box::new(|b| put_u32(b, 16, f32::NAN.to_bits())),
+            InvalidSpec(SpecError::Mask),
+        ),
+        (
+            channels,
+            "infinite mask value",
+            Box::new(|b| put_u32(b, 16, f32::INFINITY.to_bits())),
+            InvalidSpec(SpecError::Mask),
+        ),
+        (tokens, "mask value on tokens", Box::new(|b| b[15] = 1), InvalidSpec(SpecError::Mask)),
+        (
+            channels,
+            "mask byte in version 1",
+            Box::new(|b| b[8] = 1),
+            InvalidField { field: "reserved", value: 1 },
+        ),
+    ];
+    for (spec, what, edit, want) in cases {
+        let mut b = write(&spec, &params_for(&spec, 0), &[]);
+        edit(&mut b);
+        fix_crc(&mut b);
+        assert_eq!(ModelFile::parse(&b).unwrap_err(), want, "{what}");
+        assert_eq!(peek_spec(&b).unwrap_err(), want, "{what}");
+    }
+}
+
 #[test]
 fn round_trip_every_spec_and_section_set() {
     for (si, spec) in all_specs().into_iter().enumerate() {
@@ -234,7 +338,7 @@ fn round_trip_every_spec_and_section_set() {
             let file = ModelFile::parse(&bytes).unwrap_or_else(|e| panic!("{spec:?}: {e}"));
 
             assert_eq!(file.spec(), spec);
-            assert_eq!(file.version(), VERSION);
+            assert_eq!(file.version(), if spec.mask.is_on() { 2 } else { 1 }, "{spec:?}");
             assert_eq!(file.as_bytes(), &bytes[..]);
             assert_eq!(file.param_count(), spec.param_count());
             assert_eq!(file.check_spec(&spec), Ok(()));
@@ -337,7 +441,7 @@ fn bad_magic() {
 #[test]
 fn unknown_version() {
     let (.., bytes) = standard();
-    for v in [0u16, 2, 0x0100, u16::MAX] {
+    for v in [0u16, VERSION + 1, 0x0100, u16::MAX] {
         let mut b = bytes.clone();
         b[8..10].copy_from_slice(&v.to_le_bytes());
         assert_eq!(ModelFile::parse(&b).unwrap_err(), FormatError::UnsupportedVersion { found: v });
@@ -347,8 +451,8 @@ fn unknown_version() {
     }
     // Checked before the length: a short file of another version says so.
     assert_eq!(
-        ModelFile::parse(b"TINYLSTM\x02\x00").unwrap_err(),
-        FormatError::UnsupportedVersion { found: 2 }
+        ModelFile::parse(b"TINYLSTM\x03\x00").unwrap_err(),
+        FormatError::UnsupportedVersion { found: 3 }
     );
 }
 
@@ -892,7 +996,7 @@ fn error_messages_are_clear() {
     );
     assert_eq!(
         msg(FormatError::UnsupportedVersion { found: 7 }),
-        "unsupported model file format version 7 (this build reads version 1)"
+        "unsupported model file format version 7 (this build reads versions 1 to 2)"
     );
     assert!(msg(FormatError::ParamsLength { expected: 552, found: 548 }).contains("548 bytes"));
     assert!(msg(FormatError::BufferTooSmall { needed: 700, available: 699 }).contains("700"));
