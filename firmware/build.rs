@@ -1,25 +1,34 @@
 //! Copies the board's memory.x and the model to embed into OUT_DIR.
 //!
-//! * memory.x comes from `boards/qemu/` (default) or `boards/stm32f407/` (feature
-//!   `board-stm32f407`). It must not live in the crate root: a root memory.x would silently
-//!   take precedence over the one written here.
+//! * The board is the one `board-<name>` feature that is on; its memory map is
+//!   `boards/<name>/memory.x` (see [`BOARDS`]). It must not live in the crate root: a root
+//!   memory.x would silently take precedence over the one written here. The board's RAM and
+//!   flash sizes (the `RAM` and `FLASH` lengths of its memory.x) are passed to the crate as
+//!   `TINYLSTM_BOARD_RAM_BYTES` and `TINYLSTM_BOARD_FLASH_BYTES` (`board::RAM_BYTES`,
+//!   `board::FLASH_BYTES`); [`Board`] has them for checks made here.
 //! * The model is `models/default.tlm`, or the file named by the `TINYLSTM_MODEL` environment
 //!   variable (absolute, or relative to `firmware/`). It is embedded with `include_bytes!`;
 //!   its spec is checked against the firmware's at compile time and its CRC at boot.
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::{env, fs};
 
 fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
 
-    let board =
-        if env::var_os("CARGO_FEATURE_BOARD_STM32F407").is_some() { "stm32f407" } else { "qemu" };
-    let memory = manifest.join("boards").join(board).join("memory.x");
-    fs::copy(&memory, out.join("memory.x"))
-        .unwrap_or_else(|e| panic!("copying {}: {e}", memory.display()));
+    let board = select_board(&manifest);
+    fs::copy(&board.memory, out.join("memory.x"))
+        .unwrap_or_else(|e| panic!("copying {}: {e}", board.memory.display()));
     println!("cargo:rustc-link-search={}", out.display());
     println!("cargo:rerun-if-changed=boards");
+    println!("cargo:rustc-env=TINYLSTM_BOARD={}", board.name);
+    // ARMv6-M (Cortex-M0/M0+) lacks some system registers (the fault status registers).
+    println!("cargo::rustc-check-cfg=cfg(armv6m)");
+    if env::var("TARGET").is_ok_and(|t| t.starts_with("thumbv6m")) {
+        println!("cargo:rustc-cfg=armv6m");
+    }
+    println!("cargo:rustc-env=TINYLSTM_BOARD_RAM_BYTES={}", board.ram_bytes);
+    println!("cargo:rustc-env=TINYLSTM_BOARD_FLASH_BYTES={}", board.flash_bytes);
 
     println!("cargo:rerun-if-env-changed=TINYLSTM_MODEL");
     let model = match env::var_os("TINYLSTM_MODEL") {
@@ -31,4 +40,89 @@ fn main() {
     });
     println!("cargo:rerun-if-changed={}", model.display());
     println!("cargo:rustc-env=TINYLSTM_MODEL_PATH={}", model.display());
+}
+
+/// Every board: the feature `board-<name>`, the target it builds for, and a codegen flag its
+/// rustflags (.cargo/config.toml) must hold (empty: none), which catches a missing
+/// `-C target-cpu`.
+const BOARDS: &[(&str, &str, &str)] = &[
+    ("mps2-an386", "thumbv7em-none-eabihf", ""),
+    ("mps3-an547", "thumbv8m.main-none-eabihf", "target-cpu=cortex-m55"),
+    ("mps2-an385", "thumbv6m-none-eabi", ""),
+    ("stm32f407", "thumbv7em-none-eabihf", ""),
+];
+
+/// The selected board.
+struct Board {
+    name: &'static str,
+    /// `boards/<name>/memory.x`.
+    memory: PathBuf,
+    /// Length of the memory map's `RAM` region, in bytes.
+    ram_bytes: u64,
+    /// Length of the memory map's `FLASH` region, in bytes.
+    flash_bytes: u64,
+}
+
+/// The board whose feature is on; stops the build with a message when there is not exactly one,
+/// or when the target does not fit the board.
+fn select_board(manifest: &Path) -> Board {
+    let on: Vec<_> = BOARDS
+        .iter()
+        .filter(|(name, ..)| {
+            let var = format!("CARGO_FEATURE_BOARD_{}", name.to_uppercase().replace('-', "_"));
+            env::var_os(var).is_some()
+        })
+        .collect();
+    let names = || BOARDS.iter().map(|b| format!("board-{}", b.0)).collect::<Vec<_>>().join(", ");
+    let &&(name, target, needs) = match on.as_slice() {
+        [one] => one,
+        [] => panic!("no board selected: enable one of the features {}", names()),
+        _ => panic!(
+            "several boards selected ({}): enable exactly one (with --no-default-features)",
+            on.iter().map(|b| format!("board-{}", b.0)).collect::<Vec<_>>().join(", ")
+        ),
+    };
+    let actual = env::var("TARGET").unwrap_or_default();
+    if actual != target {
+        panic!(
+            "board-{name} builds for {target}, not {actual}: pass --target {target} \
+             (or use the cargo aliases in .cargo/config.toml, README.md \"Boards\")"
+        );
+    }
+    let flags = env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
+    if !needs.is_empty() && !flags.split('\x1f').any(|f| f.ends_with(needs)) {
+        panic!(
+            "board-{name} needs `-C {needs}`: build with the rustflags of .cargo/config.toml's \
+             [target.{target}] (RUSTFLAGS replaces them)"
+        );
+    }
+    let memory = manifest.join("boards").join(name).join("memory.x");
+    let text =
+        fs::read_to_string(&memory).unwrap_or_else(|e| panic!("reading {}: {e}", memory.display()));
+    let length = |region: &str| {
+        region_length(&text, region).unwrap_or_else(|| {
+            panic!("{}: no `{region} : ORIGIN = …, LENGTH = …` line", memory.display())
+        })
+    };
+    Board { name, ram_bytes: length("RAM"), flash_bytes: length("FLASH"), memory }
+}
+
+/// The `LENGTH` of `region` in a memory.x (`RAM : ORIGIN = 0x20000000, LENGTH = 128K`): a
+/// decimal or `0x` number with an optional `K` or `M` suffix.
+fn region_length(memory_x: &str, region: &str) -> Option<u64> {
+    let line = memory_x.lines().find(|l| {
+        l.split(':').next().is_some_and(|n| n.trim() == region) && l.contains("LENGTH")
+    })?;
+    let value = line.split("LENGTH").nth(1)?.trim_start_matches([' ', '=']).trim();
+    let value = value.trim_end_matches(|c: char| c == ',' || c.is_whitespace());
+    let (digits, scale) = match value.as_bytes().last()? {
+        b'K' | b'k' => (&value[..value.len() - 1], 1024),
+        b'M' | b'm' => (&value[..value.len() - 1], 1024 * 1024),
+        _ => (value, 1),
+    };
+    let n = match digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16).ok()?,
+        None => digits.parse().ok()?,
+    };
+    Some(n * scale)
 }

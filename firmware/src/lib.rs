@@ -1,15 +1,13 @@
-//! tinylstm firmware support: the platform layer (log transport, exit codes, fault handlers,
-//! instruction counter, stack painting), the embedded model and data, and the
-//! platform-independent [`engine`] the application and the on-target tests share.
+//! tinylstm firmware support: the [`board`] (memory map, clocks, log transport, exit), the
+//! platform layer (exit codes, fault handlers, instruction counter, stack painting), the
+//! embedded model and data, and the platform-independent [`engine`] the application and the
+//! on-target tests share.
 //!
-//! One of the features `qemu` (default: QEMU mps2-an386, defmt over semihosting, semihosting
-//! exit codes) or `board-stm32f407` (defmt over RTT, `bkpt` on exit) must be on.
+//! Exactly one `board-*` feature must be on (build.rs says which and checks the target):
+//! `board-mps2-an386` (default: QEMU, Cortex-M4F), `board-mps3-an547` (QEMU, Cortex-M55),
+//! `board-mps2-an385` (QEMU, soft-float Cortex-M0+ build) or `board-stm32f407`.
 #![no_std]
 
-#[cfg(all(feature = "qemu", feature = "board-stm32f407"))]
-compile_error!("features `qemu` and `board-stm32f407` are exclusive: use --no-default-features");
-#[cfg(not(any(feature = "qemu", feature = "board-stm32f407")))]
-compile_error!("enable one of the features `qemu` or `board-stm32f407`");
 // Full fine-tuning keeps a candidate copy, the gradients and Adam's two moments of every
 // parameter (5 x 70.7 KB for the default model): it cannot fit the STM32F407's 128 KiB,
 // whatever the BPTT window. The board fine-tunes the head only.
@@ -19,6 +17,7 @@ compile_error!(
      build the board with `--features board-stm32f407,head-finetune`"
 );
 
+pub mod board;
 pub mod embedded;
 pub mod engine;
 pub mod platform;

@@ -1,5 +1,6 @@
-//! Platform layer: defmt transport, exit codes, panic and fault handlers, the instruction
-//! counter and the stack high-water mark.
+//! Platform layer: exit codes, panic and fault handlers, the instruction counter and the stack
+//! high-water mark, over the selected [`board`](crate::board) (which brings the defmt
+//! transport, the clocks and the exit itself).
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
@@ -7,37 +8,15 @@ use cortex_m::peripheral::syst::SystClkSource;
 use cortex_m::peripheral::{SCB, SYST};
 use cortex_m_rt::{exception, ExceptionFrame};
 
-#[cfg(feature = "board-stm32f407")]
-use defmt_rtt as _;
-#[cfg(feature = "qemu")]
-use defmt_semihosting as _;
+use crate::board;
 
-/// Name of the platform, for the log.
-#[cfg(feature = "qemu")]
-pub const BOARD: &str = "qemu-mps2-an386";
-/// Name of the platform, for the log.
-#[cfg(feature = "board-stm32f407")]
-pub const BOARD: &str = "stm32f407vg";
+/// Name of the board, for the log.
+pub const BOARD: &str = board::NAME;
 
-/// Ends the program. On QEMU, through semihosting: exit code 0 on success, 1 on failure.
-#[cfg(feature = "qemu")]
+/// Ends the program with success or failure (the board's exit: QEMU's exit code through
+/// semihosting, or the debugger's).
 pub fn exit(success: bool) -> ! {
-    semihosting::process::exit(if success { 0 } else { 1 })
-}
-
-/// Ends the program. On the board: a breakpoint when a debugger (probe-rs) is attached, which
-/// ends `probe-rs run`; then sleep forever.
-#[cfg(feature = "board-stm32f407")]
-pub fn exit(success: bool) -> ! {
-    if !success {
-        defmt::error!("exit: failure");
-    }
-    if cortex_m::peripheral::DCB::is_debugger_attached() {
-        cortex_m::asm::bkpt();
-    }
-    loop {
-        cortex_m::asm::wfi();
-    }
+    board::exit(success)
 }
 
 #[panic_handler]
@@ -73,12 +52,25 @@ unsafe fn DefaultHandler(irqn: i16) {
     exit(false)
 }
 
+/// ARMv6-M has no fault status registers: 0 there.
+#[cfg(armv6m)]
+fn hfsr() -> u32 {
+    0
+}
+
+#[cfg(armv6m)]
+fn cfsr() -> u32 {
+    0
+}
+
+#[cfg(not(armv6m))]
 fn hfsr() -> u32 {
     // SAFETY: a read-only access to the SCB's HardFault status register: no side effects,
     // no aliasing with any Rust object.
     unsafe { (*SCB::PTR).hfsr.read() }
 }
 
+#[cfg(not(armv6m))]
 fn cfsr() -> u32 {
     // SAFETY: as `hfsr`, for the configurable fault status register.
     unsafe { (*SCB::PTR).cfsr.read() }
@@ -91,19 +83,20 @@ fn cfsr() -> u32 {
 const RELOAD: u32 = 0x00FF_FFFF;
 static WRAPS: AtomicU32 = AtomicU32::new(0);
 
-/// What one SysTick tick is worth, and in which unit.
+/// What one SysTick tick is worth, and in which unit: `((numerator, denominator), unit)`,
+/// one tick = numerator / denominator units.
 ///
-/// QEMU with `-icount shift=0,align=off` runs one instruction per virtual nanosecond and
-/// clocks SysTick at 25 MHz: one tick is exactly 40 instructions (DWT CYCCNT reads 0 there).
-#[cfg(feature = "qemu")]
-pub const TICK: (u64, &str) = (40, "instructions");
-/// On the board SysTick runs at the core clock: one tick is one cycle.
-#[cfg(feature = "board-stm32f407")]
-pub const TICK: (u64, &str) = (1, "cycles");
+/// QEMU with `-icount shift=0,align=off` runs one instruction per virtual nanosecond, so a
+/// tick of the board's SysTick clock is `10⁹ / COUNTER_HZ` instructions: 40 at 25 MHz
+/// (mps2-an386, mps2-an385), 31.25 at 32 MHz (mps3-an547). DWT CYCCNT reads 0 there. On
+/// hardware SysTick runs on the core clock: one tick is one cycle.
+pub const TICK: ((u64, u64), &str) = (board::PER_TICK, board::COUNTS.unit());
 
 #[exception]
 fn SysTick() {
-    WRAPS.fetch_add(1, Ordering::Relaxed);
+    // The only writer, and it does not preempt itself: a load and a store suffice (ARMv6-M has
+    // no atomic read-modify-write).
+    WRAPS.store(WRAPS.load(Ordering::Relaxed).wrapping_add(1), Ordering::Release);
 }
 
 /// Starts SysTick as a free-running 24-bit counter at the core clock; the SysTick exception
@@ -114,6 +107,9 @@ pub fn start_counter(mut syst: SYST) {
     syst.clear_current();
     syst.enable_interrupt();
     syst.enable_counter();
+    // The cleared counter reads 0 until its first clock loads RELOAD; a reading in between
+    // would look like a whole period. Wait for the load (one tick).
+    while SYST::get_current() == 0 {}
 }
 
 /// Ticks since [`start_counter`].
@@ -131,9 +127,11 @@ pub fn ticks() -> u64 {
     }
 }
 
-/// Instructions (QEMU) or cycles (board) since [`start_counter`].
+/// Instructions (QEMU) or cycles (hardware) since [`start_counter`]: exact to one tick
+/// (40 instructions at 25 MHz, 31.25 at 32 MHz).
 pub fn count() -> u64 {
-    ticks() * TICK.0
+    let (num, den) = TICK.0;
+    ticks() * num / den
 }
 
 /// Runs `f` and returns its result with the instructions (cycles) it took.
@@ -196,8 +194,32 @@ pub fn stack_high_water() -> usize {
     hi - p
 }
 
-/// Boot-time set-up: paints the stack and starts the instruction counter.
+/// Boot-time set-up: the board's clocks, then paints the stack, starts the instruction
+/// counter and checks it against a loop of known length ([`counter_check`]).
 pub fn init(syst: SYST) {
+    board::init();
     paint_stack();
     start_counter(syst);
+    counter_check();
+}
+
+/// Iterations of the calibration loop: 2 instructions each.
+const CHECK_LOOPS: u32 = 500_000;
+
+/// Measures `cortex_m::asm::delay(n)`, whose loop is `subs` + `bne` run `n + 1` times
+/// (2·(n + 1) instructions), and logs the count next to the known instruction count: under
+/// QEMU the two agree to a tick plus the few instructions around the loop, which checks the
+/// board's counter rate; on hardware it gives the cycles the loop takes.
+pub fn counter_check() {
+    let n = CHECK_LOOPS - 1;
+    let ((), measured) = measure(|| cortex_m::asm::delay(n));
+    defmt::info!(
+        "counter check: a loop of {=u32} instructions measured {=u64} {=str} (SysTick {=u64} Hz, {=u64}/{=u64} per tick)",
+        2 * CHECK_LOOPS,
+        measured,
+        TICK.1,
+        board::COUNTER_HZ,
+        TICK.0 .0,
+        TICK.0 .1
+    );
 }

@@ -1,8 +1,11 @@
 //! QEMU harness for the firmware (`firmware/`): trains a model with the CLI (`tinylstm train`
-//! on its built-in task), builds the firmware for `thumbv7em-none-eabihf` with that model
-//! embedded, boots it on QEMU's `mps2-an386` (Cortex-M4) through the firmware's cargo runner
-//! (`firmware/qemu-run.sh`: timeout, `-icount shift=0,align=off`, defmt-print), and checks the
-//! decoded log against the host:
+//! on its built-in task), builds the firmware with that model embedded, boots it through the
+//! firmware's runner (`firmware/qemu-run.sh`: timeout, `-icount shift=0,align=off`,
+//! defmt-print) on QEMU's `mps2-an386` (Cortex-M4F, `thumbv7em-none-eabihf`, every feature),
+//! `mps3-an547` (Cortex-M55 with Helium, `thumbv8m.main-none-eabihf`, every feature) and
+//! `mps2-an385` (the soft-float Cortex-M0+ build, `thumbv6m-none-eabi`, inference only: its
+//! software floating point makes fine-tuning take minutes), and checks the decoded log against
+//! the host:
 //!
 //! * the class probabilities of every embedded sample equal `tinylstm predict --json` on the same
 //!   model and the same raw inputs (written as a sequence CSV), bit for bit: the device
@@ -22,13 +25,15 @@
 //!   exit, and so does a model with an unusable NORMALIZATION section; a model of another spec
 //!   does not compile; a HardFault exits with failure;
 //! * the on-target test suite (`firmware/tests/gradcheck.rs`: Keras `lstm_layer` and central
-//!   differences on the device) passes;
+//!   differences on the device) passes (M4F);
+//! * each board's instruction counter, run on a loop of known length, counts it to within a
+//!   SysTick tick (which checks the board's clock rate);
 //! * (host only, no QEMU) the firmware's `Standardize` reads the committed default model's
 //!   NORMALIZATION section as the CLI's `Normalizer` does and standardises every embedded raw
 //!   value to the same bits, and refuses the sections it cannot use.
 //!
-//! Prerequisites: the `thumbv7em-none-eabihf` target, `qemu-system-arm` and `defmt-print`
-//! (`.ci/run` installs them). When one is missing the tests print why and pass, except under
+//! Prerequisites: the `thumbv7em-none-eabihf`, `thumbv8m.main-none-eabihf` and
+//! `thumbv6m-none-eabi` targets, `qemu-system-arm` and `defmt-print` (`.ci/run` installs them). When one is missing the tests print why and pass, except under
 //! CI (`CI` set), where they fail.
 
 mod common;
@@ -52,6 +57,42 @@ const QEMU_TIMEOUT_S: u32 = 240;
 /// Builds share one target directory: only one at a time, and each ELF is copied out at once.
 static BUILD_LOCK: Mutex<()> = Mutex::new(());
 
+/// A firmware board the harness boots.
+struct Board {
+    /// Cargo target of the board's build.
+    target: &'static str,
+    /// QEMU machine (`qemu-run.sh --machine`).
+    machine: &'static str,
+    /// The firmware's features for this board (with `--no-default-features`); `None`: the
+    /// default features (mps2-an386 with both fine-tuning modes).
+    features: Option<&'static str>,
+    /// Whether the build fine-tunes (head-only and full).
+    finetune: bool,
+}
+
+/// QEMU mps2-an386, Cortex-M4F: the default build.
+const M4F: Board = Board {
+    target: "thumbv7em-none-eabihf",
+    machine: "mps2-an386",
+    features: None,
+    finetune: true,
+};
+/// QEMU mps3-an547, Cortex-M55 with Helium, every feature.
+const M55: Board = Board {
+    target: "thumbv8m.main-none-eabihf",
+    machine: "mps3-an547",
+    features: Some("board-mps3-an547,head-finetune,full-finetune"),
+    finetune: true,
+};
+/// QEMU mps2-an385 running the soft-float Cortex-M0+ build, inference only (one forward pass
+/// is about 184 M instructions there; the fine-tuning sequence would be 40 G).
+const M0PLUS: Board = Board {
+    target: "thumbv6m-none-eabi",
+    machine: "mps2-an385",
+    features: Some("board-mps2-an385"),
+    finetune: false,
+};
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
 }
@@ -69,10 +110,8 @@ fn on_path(tool: &str) -> bool {
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
 }
 
-fn thumb_target_installed() -> bool {
-    let out = Command::new("rustc")
-        .args(["--print", "target-libdir", "--target", "thumbv7em-none-eabihf"])
-        .output();
+fn target_installed(target: &str) -> bool {
+    let out = Command::new("rustc").args(["--print", "target-libdir", "--target", target]).output();
     match out {
         Ok(o) if o.status.success() => {
             let dir = String::from_utf8_lossy(&o.stdout).trim().to_string();
@@ -85,20 +124,21 @@ fn thumb_target_installed() -> bool {
 /// True when everything the harness needs is installed. Otherwise prints why and returns
 /// false, or panics under CI.
 fn prerequisites(test: &str) -> bool {
-    prerequisites_for(test, true)
+    prerequisites_for(test, &M4F, true)
 }
 
-/// [`prerequisites`]; `boots` false for a test that only builds (no QEMU, no defmt-print).
-fn prerequisites_for(test: &str, boots: bool) -> bool {
+/// [`prerequisites`] for `board`; `boots` false for a test that only builds (no QEMU, no
+/// defmt-print).
+fn prerequisites_for(test: &str, board: &Board, boots: bool) -> bool {
     let mut missing = Vec::new();
-    if !thumb_target_installed() {
-        missing.push("the thumbv7em-none-eabihf target (rustup target add thumbv7em-none-eabihf)");
+    if !target_installed(board.target) {
+        missing.push(format!("the {0} target (rustup target add {0})", board.target));
     }
     if boots && !on_path("qemu-system-arm") {
-        missing.push("qemu-system-arm (apt-get install qemu-system-arm)");
+        missing.push("qemu-system-arm (apt-get install qemu-system-arm)".into());
     }
     if boots && !on_path("defmt-print") {
-        missing.push("defmt-print (cargo install defmt-print --locked)");
+        missing.push("defmt-print (cargo install defmt-print --locked)".into());
     }
     if missing.is_empty() {
         return true;
@@ -129,30 +169,54 @@ fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
-/// Builds the firmware with `model` embedded and extra `features`; returns a private copy of
-/// the ELF, or the build's output on failure.
+/// Builds the default (M4F) firmware with `model` embedded and extra `features`; returns a
+/// private copy of the ELF, or the build's output on failure.
 fn build(model: &Path, features: &[&str], out_dir: &Path) -> Result<PathBuf, String> {
+    build_for(&M4F, model, features, out_dir)
+}
+
+/// Builds the firmware of `board` with `model` embedded and extra `features` (the target's
+/// rustflags, such as `-C target-cpu=cortex-m55`, come from firmware/.cargo/config.toml).
+fn build_for(
+    board: &Board,
+    model: &Path,
+    features: &[&str],
+    out_dir: &Path,
+) -> Result<PathBuf, String> {
     let _guard = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let mut c = cargo(&firmware_dir());
-    c.args(["build", "--release", "--locked"]).env("TINYLSTM_MODEL", model);
-    if !features.is_empty() {
-        c.args(["--features", &features.join(",")]);
+    c.args(["build", "--release", "--locked", "--target", board.target])
+        .env("TINYLSTM_MODEL", model);
+    let mut all: Vec<&str> = board.features.into_iter().collect();
+    if board.features.is_some() {
+        c.arg("--no-default-features");
+    }
+    all.extend(features);
+    if !all.is_empty() {
+        c.args(["--features", &all.join(",")]);
     }
     let o = c.output().expect("running cargo build for the firmware");
     if !o.status.success() {
         return Err(text(&o));
     }
-    let elf = target_dir().join("thumbv7em-none-eabihf/release/tinylstm-firmware");
+    let elf = target_dir().join(board.target).join("release/tinylstm-firmware");
     let name = if features.is_empty() { "default".to_string() } else { features.join("-") };
-    let copy = out_dir.join(format!("tinylstm-firmware-{name}"));
+    let copy = out_dir.join(format!("tinylstm-firmware-{}-{name}", board.machine));
     std::fs::copy(&elf, &copy).expect("copying the ELF");
     Ok(copy)
 }
 
-/// Boots `elf` on QEMU through the firmware's runner; returns the exit code and decoded log.
+/// Boots `elf` on QEMU's mps2-an386 through the firmware's runner; returns the exit code and
+/// decoded log.
 fn run(elf: &Path) -> (i32, String) {
+    run_on(&M4F, elf)
+}
+
+/// Boots `elf` on `board`'s QEMU machine through the firmware's runner.
+fn run_on(board: &Board, elf: &Path) -> (i32, String) {
     let start = std::time::Instant::now();
     let o = Command::new(firmware_dir().join("qemu-run.sh"))
+        .args(["--machine", board.machine])
         .arg(elf)
         .env("QEMU_TIMEOUT", QEMU_TIMEOUT_S.to_string())
         .output()
@@ -184,16 +248,23 @@ const TRAIN_ARGS: [&str; 11] = [
     "--quiet",
 ];
 
-/// Trains the harness model with `tinylstm train` into `dir/train/`; returns its path.
-fn train_model(dir: &Path) -> PathBuf {
-    let out = dir.join("train");
-    common::binary(); // built (or found up to date) before the clock starts
-    let start = std::time::Instant::now();
-    let mut args = vec!["train", "--out", out.to_str().unwrap()];
-    args.extend(TRAIN_ARGS);
-    common::ok(&args);
-    eprintln!("tinylstm train {}: {:.1?}", TRAIN_ARGS.join(" "), start.elapsed());
-    out.join("model.tlm")
+/// The harness model: trained once per test process with `tinylstm train` into
+/// `target/qemu-harness/model/train/`; returns its path.
+fn train_model() -> PathBuf {
+    static MODEL: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    MODEL
+        .get_or_init(|| {
+            let out = target_dir().join("model").join("train");
+            let _ = std::fs::remove_dir_all(&out);
+            common::binary(); // built (or found up to date) before the clock starts
+            let start = std::time::Instant::now();
+            let mut args = vec!["train", "--out", out.to_str().unwrap()];
+            args.extend(TRAIN_ARGS);
+            common::ok(&args);
+            eprintln!("tinylstm train {}: {:.1?}", TRAIN_ARGS.join(" "), start.elapsed());
+            out.join("model.tlm")
+        })
+        .clone()
 }
 
 /// The parameters and standardisation of a model file.
@@ -439,15 +510,33 @@ fn params_crc(p: &[f32]) -> u32 {
 
 #[test]
 fn firmware_boot_sequence_matches_host() {
-    if !prerequisites("firmware_boot_sequence_matches_host") {
+    boot_sequence_matches_host("firmware_boot_sequence_matches_host", &M4F);
+}
+
+/// The same model and checks on the Cortex-M55 (its loops vectorised to Helium): the same bits.
+#[test]
+fn m55_boot_sequence_matches_host() {
+    boot_sequence_matches_host("m55_boot_sequence_matches_host", &M55);
+}
+
+/// The soft-float Cortex-M0+ build (inference and streaming): the same bits.
+#[test]
+fn m0plus_inference_matches_host() {
+    boot_sequence_matches_host("m0plus_inference_matches_host", &M0PLUS);
+}
+
+/// Boots the harness model on `board` and checks its log against the host (module doc).
+fn boot_sequence_matches_host(test: &str, board: &Board) {
+    if !prerequisites_for(test, board, true) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let model = train_model(dir.path());
+    let model = train_model();
     let (mut params, norm, bytes) = load_model(&model);
     let norm = norm.expect("tinylstm train standardises sequence input");
-    let elf = build(&model, &[], dir.path()).unwrap_or_else(|e| panic!("firmware build:\n{e}"));
-    let (code, log) = run(&elf);
+    let elf = build_for(board, &model, &[], dir.path())
+        .unwrap_or_else(|e| panic!("firmware build:\n{e}"));
+    let (code, log) = run_on(board, &elf);
     println!("{log}");
     assert_eq!(code, 0, "firmware exit code\n{log}");
     assert!(lines(&log, &["done"]).len() == 1, "no `done` line");
@@ -504,6 +593,9 @@ fn firmware_boot_sequence_matches_host() {
         kv(line(&log, &["streamed", "sample=0"]), "bits").split(',').map(hex_bits).collect();
     assert_eq!(streamed, host[0], "streamed probabilities differ from `tinylstm predict`'s");
 
+    // The instruction counter counts a loop of known length to within a tick.
+    check_counter(&log);
+
     // (d) Fine-tuning, replayed on the host.
     let (tb, vb) = (dataset("field_train"), dataset("field_valid"));
     let ft = Dataset::parse(&tb).unwrap();
@@ -512,6 +604,17 @@ fn firmware_boot_sequence_matches_host() {
     let initial = [score_full(&params, &train), score_full(&params, &valid)];
     check_score(&log, "deployed", "clean", "train", "initial", &initial[0]);
     check_score(&log, "deployed", "clean", "valid", "initial", &initial[1]);
+    if !board.finetune {
+        // Inference only: the scores stay those of the deployed model.
+        check_score(&log, "deployed", "clean", "train", "final", &initial[0]);
+        check_score(&log, "deployed", "clean", "valid", "final", &initial[1]);
+        assert!(lines(&log, &["result"]).is_empty(), "no fine-tuning in this build");
+        for l in lines(&log, &["count"]).iter().chain(lines(&log, &["stack"]).iter()) {
+            println!("{l}");
+        }
+        assert_eq!(lines(&log, &["count"]).len(), 2, "inference and streaming counts");
+        return;
+    }
 
     let (head, decision) = replay_head(&mut params, &train, &valid);
     assert_eq!(decision, Ok(()), "host: the clean head-only update should commit");
@@ -600,6 +703,27 @@ fn firmware_boot_sequence_matches_host() {
     assert_eq!(lines(&log, &["count"]).len(), 7, "instruction counts of every phase");
 }
 
+/// The boot's counter check: `counter check: a loop of N instructions measured M instructions
+/// (SysTick HZ Hz, A/B per tick)`. Under QEMU `M` is `N` to within one tick (`A/B`
+/// instructions) plus the few instructions of the call around the loop.
+fn check_counter(log: &str) {
+    let l = line(log, &["counter", "check:"]);
+    let words: Vec<&str> = l.split_whitespace().collect();
+    let after = |w: &str| -> &str {
+        let i = words.iter().position(|x| *x == w).unwrap_or_else(|| panic!("{w} in {l:?}"));
+        words[i + 1]
+    };
+    let known: f64 = after("of").parse().unwrap();
+    let measured: f64 = after("measured").parse().unwrap();
+    let (a, b) = after("Hz,").split_once('/').expect("A/B per tick");
+    let tick = a.parse::<f64>().unwrap() / b.parse::<f64>().unwrap();
+    println!("counter check: {known} instructions measured as {measured} (tick {tick})");
+    assert!(
+        (measured - known).abs() <= tick + 16.0,
+        "the counter is off: a loop of {known} instructions measured {measured} ({l})"
+    );
+}
+
 #[test]
 fn corrupt_model_fails_at_boot() {
     if !prerequisites("corrupt_model_fails_at_boot") {
@@ -651,7 +775,7 @@ fn bad_normalization_fails_at_boot() {
 
 #[test]
 fn model_of_another_spec_does_not_compile() {
-    if !prerequisites_for("model_of_another_spec_does_not_compile", false) {
+    if !prerequisites_for("model_of_another_spec_does_not_compile", &M4F, false) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
