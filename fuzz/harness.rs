@@ -16,11 +16,11 @@ use std::path::Path;
 
 use tinylstm::format::{self, ModelFile, Section, TAG_PARAMS};
 use tinylstm::{Head, Spec};
-use tinylstm_cli::bundle::ModelBundle;
 use tinylstm_cli::data::{
     self, Column, DataError, Dataset, LabelKind, SequenceCsvOptions, TextCsvOptions,
 };
-use tinylstm_cli::tokenizer::{Tokenizer, TokenizerConfig};
+use tinylstm_cli::model_file::ModelBundle;
+use tinylstm_cli::preprocess::tokenizer::{Tokenizer, TokenizerConfig};
 
 /// The file name every error message must contain.
 const TLM_NAME: &str = "fuzz-input.tlm";

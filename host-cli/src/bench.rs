@@ -1,4 +1,5 @@
-//! `tinylstm bench`: the throughput report of issue 5, on synthetic data of the issue's shapes.
+//! Throughput of training and inference (`tinylstm bench`), on synthetic data of the two
+//! reference workloads' shapes (BENCHMARKS.md).
 //!
 //! Two workloads, each measured three ways:
 //!
@@ -7,7 +8,7 @@
 //! | `seed` | Embedding 10000×64 → LSTM 128 (sequences) → LSTM 64 → Dense 1 sigmoid | random token ids, T = 100 |
 //! | `mcu` | 6 channels → LSTM 32 → Dense 4 softmax | random values, T = 100 |
 //!
-//! * **training**: samples/s of the real training loop ([`Trainer::fit`](crate::fit::Trainer):
+//! * **training**: samples/s of the real training loop ([`Trainer::fit`](crate::training::fit::Trainer):
 //!   the threads, the gradient reduction, Adam), batch 32, full BPTT;
 //! * **batch-1 latency**: one sequence through [`model::forward`], one thread, milliseconds;
 //! * **batch-256 inference**: 256 sequences split over the threads, samples/s.
@@ -18,10 +19,10 @@
 //! where the input gradient is needed — the embedding's); activations and the optimizer are
 //! not counted.
 
-use crate::fit::{FitConfig, Trainer};
-use crate::prepare::{Inputs, Labels, Prepared};
+use crate::preprocess::{Inputs, Labels, Prepared};
+use crate::training::fit::{FitConfig, Trainer};
 use anyhow::{anyhow, Result};
-use clap::{Args, ValueEnum};
+use clap::ValueEnum;
 use rand::{RngExt, SeedableRng};
 use rand_pcg::Pcg64;
 use rayon::prelude::*;
@@ -46,31 +47,6 @@ pub const INFER_CHUNK: usize = 10;
 pub const SEED: Spec = Spec::tokens(10_000, 64).lstm(128).lstm(64).dense(1, Head::Sigmoid);
 /// The microcontroller model.
 pub const MCU: Spec = Spec::channels(6).lstm(32).dense(4, Head::Softmax);
-
-/// `tinylstm bench` options.
-#[derive(Args, Debug, Clone)]
-#[command(after_help = "Examples:
-  tinylstm bench                          # both workloads, all cores, a table
-  tinylstm bench --workload mcu --threads 1 --seconds 2
-  tinylstm bench --json > bench.json
-For this machine's instruction set, build with RUSTFLAGS=\"-C target-cpu=native\" (BENCHMARKS.md).")]
-pub struct BenchCmd {
-    /// Worker threads for training and batch-256 inference [default: all cores].
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Seconds per measurement.
-    #[arg(long, default_value_t = 3.0)]
-    pub seconds: f64,
-    /// Measurements per figure; the median is reported.
-    #[arg(long, default_value_t = 3)]
-    pub repeats: usize,
-    /// Workloads to run.
-    #[arg(long, value_enum, default_value_t = Workload::All)]
-    pub workload: Workload,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    pub json: bool,
-}
 
 /// Which workloads `tinylstm bench` runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -202,7 +178,7 @@ fn params(spec: &Spec) -> Result<Vec<f32>> {
 fn train_epoch(trainer: &Trainer, params: &mut Vec<f32>, data: &Prepared) -> Result<f64> {
     let mut opt_state = Vec::new();
     let mut best = Vec::new();
-    let mut state = crate::bundle::TrainState::default();
+    let mut state = crate::history::TrainState::default();
     let mut rate = 0.0;
     trainer.fit(params, &mut opt_state, &mut best, &mut state, data, None, |ev| {
         rate = ev.stats.samples_per_sec;
@@ -221,7 +197,7 @@ fn measure_train(spec: &Spec, threads: usize, seconds: f64, repeats: usize) -> R
         epochs: 1,
         seed: 7,
         threads,
-        monitor: crate::config::Monitor::Loss,
+        monitor: crate::settings::Monitor::Loss,
         patience: 0,
         min_delta: 0.0,
         restore_best: false,
@@ -306,7 +282,8 @@ fn measure_infer(spec: &Spec, threads: usize, seconds: f64, repeats: usize) -> R
     (0..repeats).map(|_| per_call(seconds, &mut batch).map(|s| INFER_BATCH as f64 / s)).collect()
 }
 
-fn describe(spec: &Spec) -> String {
+/// One line describing a workload's model.
+pub fn describe(spec: &Spec) -> String {
     let mut s = match spec.input {
         InputKind::Tokens { vocab, embed } => format!("Embedding {vocab}×{embed}"),
         InputKind::Channels(c) => format!("{c} channels"),
@@ -349,52 +326,14 @@ pub fn bench_workload(
     })
 }
 
-fn target_features() -> Vec<&'static str> {
+/// The SIMD target features this binary was compiled with.
+pub fn target_features() -> Vec<&'static str> {
     let mut v = Vec::new();
     macro_rules! feature {
         ($($f:tt),*) => {$( if cfg!(target_feature = $f) { v.push($f); } )*};
     }
     feature!("sse2", "sse4.1", "avx", "avx2", "fma", "avx512f", "neon");
     v
-}
-
-/// Runs `tinylstm bench`.
-pub fn run(cmd: &BenchCmd) -> Result<()> {
-    let threads =
-        cmd.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    if threads == 0 {
-        anyhow::bail!("--threads must be at least 1");
-    }
-    if !(cmd.seconds > 0.0 && cmd.seconds.is_finite()) {
-        anyhow::bail!("--seconds must be a positive number");
-    }
-    let repeats = cmd.repeats.max(1);
-    let mut workloads = Vec::new();
-    for (name, spec, on) in [
-        ("seed", SEED, cmd.workload != Workload::Mcu),
-        ("mcu", MCU, cmd.workload != Workload::Seed),
-    ] {
-        if !on {
-            continue;
-        }
-        if !cmd.json {
-            eprintln!("benchmarking {name}: {} ...", describe(&spec));
-        }
-        workloads.push(bench_workload(name, &spec, threads, cmd.seconds, repeats)?);
-    }
-    let report = BenchReport {
-        threads,
-        seconds: cmd.seconds,
-        repeats,
-        target_features: target_features(),
-        workloads,
-    };
-    if cmd.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", table(&report));
-    }
-    Ok(())
 }
 
 /// The report as a text table.

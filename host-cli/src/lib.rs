@@ -1,31 +1,33 @@
-//! Library side of the `tinylstm` command line: the host data pipeline.
+//! Library side of the `tinylstm` command line: the host pipeline, in layers. A module imports
+//! only from the layers above it in this list (ARCHITECTURE.md draws it):
 //!
-//! Modules, in the order data flows through them:
-//!
-//! - [`data`]: load text CSVs (`label,text`) and sequence CSVs (label, then values flattened
-//!   timestep-major) into a [`data::Dataset`], with errors that name file, line and field.
-//! - [`tokenizer`]: the Keras `Tokenizer` (fit on texts, texts to sequences), byte-exact with
-//!   `tf_keras.preprocessing.text.Tokenizer`, and its compact serialisation for the model file.
-//! - [`pad`]: Keras `pad_sequences` (pre/post padding and truncation).
-//! - [`split`]: seeded, stratified train/validation/test splits (8:1:1 by default).
-//! - [`normalize`]: per-channel standardisation fitted on the training split.
-//! - [`metrics`]: accuracy, precision/recall/F1, confusion matrix, ROC AUC, log loss.
+//! 1. [`files`] (atomic writes), [`keras_names`], [`settings`] (every training setting, as flags
+//!    and TOML keys), [`metrics`].
+//! 2. [`data`]: load text and sequence CSVs into a [`data::Dataset`] (errors name file, line and
+//!    field), the built-in synthetic task, seeded stratified splits.
+//! 3. [`preprocess`]: the Keras `Tokenizer`, `pad_sequences`, per-channel standardisation, and
+//!    the batches the model reads ([`preprocess::Prepared`]).
+//! 4. [`history`], [`report`] (evaluation metrics), [`plots`] (SVG/PNG pictures).
+//! 5. [`model_file`]: a trained model with its preprocessing, as a `.tlm` file.
+//! 6. [`export`]: Rust, C, JSON and Keras npz, one module per format.
+//! 7. [`training`]: the training loop, prepared data, sessions and whole runs.
+//! 8. [`tune`] (hyperparameter search) and [`bench`] (throughput).
+//! 9. [`commands`]: the `tinylstm` subcommands, thin clap glue over the layers above.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod bench;
-pub mod bundle;
 pub mod commands;
-pub mod config;
 pub mod data;
 pub mod export;
-pub mod fit;
+pub mod files;
+pub mod history;
+pub mod keras_names;
 pub mod metrics;
-pub mod normalize;
-pub mod pad;
+pub mod model_file;
 pub mod plots;
-pub mod prepare;
-pub mod split;
-pub mod synthetic;
-pub mod tokenizer;
+pub mod preprocess;
+pub mod report;
+pub mod settings;
+pub mod training;
 pub mod tune;

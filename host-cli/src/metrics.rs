@@ -14,6 +14,17 @@
 //! area under the ROC curve drawn with the trapezoid rule; it is undefined (`None`) when only one
 //! class occurs. All sums are in `f64`.
 use serde::{Deserialize, Serialize};
+use tinylstm::Head;
+
+/// Predicted classes from head outputs `[N][K]`.
+pub fn predicted_classes(head: Head, outputs: usize, out: &[f32]) -> Vec<u32> {
+    if outputs == 1 {
+        out.iter().map(|&p| u32::from(p >= 0.5)).collect()
+    } else {
+        debug_assert!(head != Head::Linear);
+        argmax_rows(out, outputs)
+    }
+}
 
 /// Probabilities are clipped to `[EPSILON, 1 − EPSILON]` in log losses (Keras's `epsilon()`).
 pub const EPSILON: f64 = 1e-7;

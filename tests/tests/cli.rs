@@ -25,11 +25,12 @@ fn s(p: &Path) -> &str {
 
 /// Writes the built-in task's samples as a sequence CSV (label, then values timestep-major).
 fn synthetic_csv(path: &Path, samples: usize, seed: u64) {
-    let ds = tinylstm_cli::synthetic::generate(&tinylstm_cli::synthetic::SyntheticConfig {
-        samples,
-        seed,
-        ..Default::default()
-    });
+    let ds =
+        tinylstm_cli::data::synthetic::generate(&tinylstm_cli::data::synthetic::SyntheticConfig {
+            samples,
+            seed,
+            ..Default::default()
+        });
     let mut text = String::new();
     for smp in &ds.samples {
         text += &smp.label.class().unwrap().to_string();
@@ -102,7 +103,7 @@ fn train_eval_predict_export_import_round_trip() {
     assert_eq!(rows.len(), 80);
 
     // Predictions equal the core's forward pass on the same (standardised) input, bit for bit.
-    let bundle = tinylstm_cli::bundle::ModelBundle::load(&model).unwrap();
+    let bundle = tinylstm_cli::model_file::ModelBundle::load(&model).unwrap();
     let ds = tinylstm_cli::data::load_sequence_csv(
         &csv,
         &tinylstm_cli::data::SequenceCsvOptions::new(3),
@@ -275,16 +276,6 @@ fn bad_inputs_give_clear_errors() {
     assert!(e.contains("texts.csv"), "{e}");
 }
 
-fn datasets() -> Option<PathBuf> {
-    match std::env::var_os("TINYLSTM_DATASETS") {
-        Some(p) => Some(PathBuf::from(p)),
-        None => {
-            eprintln!("SKIPPED real-dataset training: TINYLSTM_DATASETS is not set (CI sets it to ../shared/datasets)");
-            None
-        }
-    }
-}
-
 fn test_accuracy(out: &Path) -> f64 {
     let m: Value =
         serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
@@ -293,7 +284,7 @@ fn test_accuracy(out: &Path) -> f64 {
 
 #[test]
 fn sms_spam_seed_model_reaches_097() {
-    let Some(root) = datasets() else { return };
+    let Some(root) = common::datasets("sms_spam_seed_model_reaches_097") else { return };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("sms");
     let data = root.join("text/sms_spam_en/sms_spam.csv");
@@ -318,7 +309,7 @@ fn sms_spam_seed_model_reaches_097() {
 
 #[test]
 fn basicmotions_reaches_085() {
-    let Some(root) = datasets() else { return };
+    let Some(root) = common::datasets("basicmotions_reaches_085") else { return };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("bm");
     let base = root.join("sensor/basicmotions");

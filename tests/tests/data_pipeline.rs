@@ -1,18 +1,19 @@
 //! The host data pipeline: CSV loaders (every error path), splits, normalisation, and — when
 //! `TINYLSTM_DATASETS` points at the shared datasets folder — the real data sets, checked
 //! against the counts and shapes their README.md files state.
-use std::io::Write as _;
+mod common;
+
 use std::path::{Path, PathBuf};
 
+use tinylstm_cli::data::split::{
+    random_split, stratified_holdout, stratified_split, SplitFractions, DEFAULT_HOLDOUT,
+};
 use tinylstm_cli::data::{
     load_sequence_csv, load_text_csv, Column, DataError, Dataset, LabelKind, SequenceCsvOptions,
     TextCsvOptions,
 };
-use tinylstm_cli::normalize::Normalizer;
-use tinylstm_cli::split::{
-    random_split, stratified_holdout, stratified_split, SplitFractions, DEFAULT_HOLDOUT,
-};
-use tinylstm_cli::tokenizer::{Tokenizer, TokenizerConfig};
+use tinylstm_cli::preprocess::normalize::Normalizer;
+use tinylstm_cli::preprocess::tokenizer::{Tokenizer, TokenizerConfig};
 
 /// Writes `bytes` to `name` in a fresh temporary folder (kept alive by the returned guard).
 fn file(name: &str, bytes: &[u8]) -> (tempfile::TempDir, PathBuf) {
@@ -379,22 +380,6 @@ fn normalisation_uses_training_split_only() {
 
 // ---------------------------------------------------------------- real data sets
 
-/// The shared datasets folder, or `None` (with a line on stderr saying the checks were skipped).
-fn datasets_root(test: &str) -> Option<PathBuf> {
-    match std::env::var_os("TINYLSTM_DATASETS") {
-        Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
-        _ => {
-            // Written to the real stderr (not captured by the test harness) so it always shows.
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED {test}: TINYLSTM_DATASETS is not set (point it at the shared datasets \
-                 folder, e.g. ../shared/datasets, to check the real data sets)"
-            );
-            None
-        }
-    }
-}
-
 struct TextSet {
     file: &'static str,
     counts: [usize; 2],
@@ -403,7 +388,7 @@ struct TextSet {
 
 #[test]
 fn real_text_datasets() {
-    let Some(root) = datasets_root("real_text_datasets") else { return };
+    let Some(root) = common::datasets("real_text_datasets") else { return };
     let sets = [
         TextSet { file: "text/sms_spam_en/sms_spam.csv", counts: [4827, 747], chars: (2, 61, 910) },
         TextSet {
@@ -470,7 +455,7 @@ struct SeqSet {
 
 #[test]
 fn real_sequence_datasets() {
-    let Some(root) = datasets_root("real_sequence_datasets") else { return };
+    let Some(root) = common::datasets("real_sequence_datasets") else { return };
     let sets = [
         SeqSet {
             dir: "sensor/basicmotions",

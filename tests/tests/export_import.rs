@@ -31,6 +31,7 @@ use proptest::prelude::*;
 use serde_json::Value;
 use tinylstm::{Head, Spec};
 use tinylstm_cli::export::{self, ExportError};
+use tinylstm_cli::files;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -878,7 +879,10 @@ fn numpy_reads_the_writer_and_writes_for_the_reader() {
     let python = match python_with_numpy() {
         Ok(p) => p,
         Err(why) => {
-            println!("numpy compatibility check skipped: {why} (the npz layout is still checked byte by byte against NumPy's format above)");
+            common::missing(
+                "numpy_reads_the_writer_and_writes_for_the_reader",
+                &format!("no NumPy: {why} (pip install numpy; the npz layout is still checked byte by byte against NumPy's format)"),
+            );
             return;
         }
     };
@@ -1169,8 +1173,9 @@ fn c_header_compiles_and_reproduces_the_bits() {
     let dir = tempfile::tempdir().unwrap();
     let compiler = c_compiler();
     if let Err(why) = &compiler {
-        println!(
-            "C compile check skipped: {why}; the header's constants are still parsed back here"
+        common::missing(
+            "c_header_compiles_and_reproduces_the_bits",
+            &format!("{why}; the header's constants are still parsed back here"),
         );
     }
     for (k, (spec, name)) in cases.iter().enumerate() {
@@ -1375,13 +1380,13 @@ fn json_has_keras_names_shapes_and_values() {
 fn write_atomic_replaces_whole_files_and_cleans_up() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("model.rs");
-    export::write_atomic(&path, b"first").unwrap();
+    files::write_atomic(&path, b"first").unwrap();
     assert_eq!(std::fs::read(&path).unwrap(), b"first");
-    export::write_atomic(&path, b"second, longer").unwrap();
+    files::write_atomic(&path, b"second, longer").unwrap();
     assert_eq!(std::fs::read(&path).unwrap(), b"second, longer");
 
     // A failing writer leaves the old file and no temporary file.
-    let r = export::write_atomic_with(&path, |f| {
+    let r = files::write_atomic_with(&path, |f| {
         f.write_all(b"half")?;
         Err::<(), _>(std::io::Error::other("disk full"))
     });
@@ -1392,21 +1397,21 @@ fn write_atomic_replaces_whole_files_and_cleans_up() {
     assert_eq!(names, vec![std::ffi::OsString::from("model.rs")]);
 
     // The closure's value is returned; the file is complete.
-    let n = export::write_atomic_with(&path, |f| f.write_all(b"abc").map(|_| 3)).unwrap();
+    let n = files::write_atomic_with(&path, |f| f.write_all(b"abc").map(|_| 3)).unwrap();
     assert_eq!(n, 3);
     assert_eq!(std::fs::read(&path).unwrap(), b"abc");
 
     // Missing directory: an error, nothing created.
-    assert!(export::write_atomic(&dir.path().join("missing/x.bin"), b"x").is_err());
+    assert!(files::write_atomic(&dir.path().join("missing/x.bin"), b"x").is_err());
     // No file name.
-    assert!(export::write_atomic(Path::new("/"), b"x").is_err());
+    assert!(files::write_atomic(Path::new("/"), b"x").is_err());
 
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         // A new file gets the usual permissions (0o666 minus the umask), not a temp file's 0o600.
         let fresh = dir.path().join("fresh.txt");
-        export::write_atomic(&fresh, b"x").unwrap();
+        files::write_atomic(&fresh, b"x").unwrap();
         let reference = dir.path().join("reference.txt");
         std::fs::write(&reference, b"x").unwrap();
         assert_eq!(
@@ -1415,7 +1420,7 @@ fn write_atomic_replaces_whole_files_and_cleans_up() {
         );
         // An existing file keeps its permissions.
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
-        export::write_atomic(&path, b"new").unwrap();
+        files::write_atomic(&path, b"new").unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o640);
     }
 }

@@ -49,7 +49,7 @@ use std::sync::Mutex;
 use engine::*;
 use tinylstm::format::{self, ModelFile, Section, TAG_METADATA, TAG_NORMALIZATION};
 use tinylstm::{Head, Spec};
-use tinylstm_cli::normalize::Normalizer;
+use tinylstm_cli::preprocess::normalize::Normalizer;
 
 /// Seconds one QEMU run may take before the runner kills it.
 const QEMU_TIMEOUT_S: u32 = 240;
@@ -144,7 +144,7 @@ fn prerequisites_for(test: &str, board: &Board, boots: bool) -> bool {
         return true;
     }
     let msg = format!("{test}: missing {}", missing.join(", "));
-    if std::env::var_os("CI").is_some() {
+    if common::under_ci() {
         panic!("{msg}; CI must provide them (.ci/run installs them)");
     }
     // Straight to stderr, past the test harness's output capture, so the reason is always seen.

@@ -29,13 +29,14 @@ use std::time::{Duration, Instant};
 use tinylstm::format::{self, FormatError, ModelFile, Section, TAG_METADATA};
 use tinylstm::optim::{Optimizer, OptimizerConfig};
 use tinylstm::{Head, Spec};
-use tinylstm_cli::bundle::{ModelBundle, ModelMeta, Task, TrainState};
-use tinylstm_cli::config::TrainArgs;
 use tinylstm_cli::data::{self, Column, DataError, LabelKind, SequenceCsvOptions, TextCsvOptions};
 use tinylstm_cli::export::{self, ExportError};
-use tinylstm_cli::normalize::{NormalizeError, Normalizer};
-use tinylstm_cli::pad::Side;
-use tinylstm_cli::tokenizer::{Tokenizer, TokenizerConfig, TokenizerError};
+use tinylstm_cli::history::TrainState;
+use tinylstm_cli::model_file::{ModelBundle, ModelMeta, Task};
+use tinylstm_cli::preprocess::normalize::{NormalizeError, Normalizer};
+use tinylstm_cli::preprocess::pad::Side;
+use tinylstm_cli::preprocess::tokenizer::{Tokenizer, TokenizerConfig, TokenizerError};
+use tinylstm_cli::settings::TrainArgs;
 
 // ---------------------------------------------------------------------------------------------
 // Shared helpers

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use tinylstm_cli::pad::{pad_sequences, PadOptions, Side};
-use tinylstm_cli::tokenizer::{Tokenizer, TokenizerConfig};
+use tinylstm_cli::preprocess::pad::{pad_sequences, PadOptions, Side};
+use tinylstm_cli::preprocess::tokenizer::{Tokenizer, TokenizerConfig};
 
 /// A JSON object read as `(key, value)` pairs in document order.
 #[derive(Debug)]

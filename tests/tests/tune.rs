@@ -7,8 +7,8 @@
 
 use serde_json::Value;
 use std::path::Path;
-use tinylstm_cli::commands::train::{train_model, RunOptions};
-use tinylstm_cli::config::TrainArgs;
+use tinylstm_cli::settings::TrainArgs;
+use tinylstm_cli::training::{train_model, RunOptions};
 use tinylstm_cli::tune::space::parse_flag;
 use tinylstm_cli::tune::{
     merge, run_search, Search, SearchToml, Space, Strategy, TrialStatus, TuneOptions,
@@ -146,7 +146,7 @@ fn small_search_beats_the_default_and_its_best_config_retrains_the_best_model() 
     // best.toml is a ready `train` config: it trains the best model again, bit for bit.
     let args = TrainArgs::from_toml_file(&out.join("best.toml")).unwrap();
     let again = train_model(&args, RunOptions { quiet: true, ..Default::default() }).unwrap();
-    let stored = tinylstm_cli::bundle::ModelBundle::load(&out.join("best_model.tlm")).unwrap();
+    let stored = tinylstm_cli::model_file::ModelBundle::load(&out.join("best_model.tlm")).unwrap();
     let bits = |p: &[f32]| p.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(&again.model.params), bits(&stored.params));
 }

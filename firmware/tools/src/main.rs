@@ -14,7 +14,7 @@
 //!   `model.tlm` to `firmware/models/default.tlm`, then does `data` and `report`. Training is
 //!   deterministic for a fixed seed and thread count, so the same command writes the same bytes.
 //! * `data` writes the embedded data sets `firmware/data/{samples,field_train,field_valid}.bin`
-//!   from the CLI's generator ([`tinylstm_cli::synthetic::generate`]): **raw** sensor values, as
+//!   from the CLI's generator ([`tinylstm_cli::data::synthetic::generate`]): **raw** sensor values, as
 //!   the CLI reads them; the firmware standardises them with the model's NORMALIZATION section.
 //! * `report` replays the firmware's evaluation and fine-tuning on the host (same engine source)
 //!   and prints what the firmware should log.
@@ -31,7 +31,7 @@ use std::time::Instant;
 use clap::Parser as _;
 use engine::*;
 use tinylstm::format::ModelFile;
-use tinylstm_cli::synthetic::{self, SyntheticConfig};
+use tinylstm_cli::data::synthetic::{self, SyntheticConfig};
 
 /// The CLI command that makes the default model (from the repository root). `--threads` is
 /// fixed because training is deterministic for a given seed and thread count.

@@ -1,11 +1,11 @@
 //! `tinylstm eval`, `tinylstm predict` and `tinylstm info`.
 
-use super::report::{print_report, EvalReport};
-use crate::bundle::{ModelBundle, Task};
-use crate::config::{HeadKind, TrainArgs};
 use crate::data::{Features, Label, Sample};
-use crate::fit::{predicted_classes, FitConfig, Trainer};
-use crate::prepare::Preprocessor;
+use crate::metrics::predicted_classes;
+use crate::model_file::{ModelBundle, Task};
+use crate::report::{print_report, EvalReport};
+use crate::settings::{HeadKind, TrainArgs};
+use crate::training::fit::{FitConfig, Trainer};
 use anyhow::{bail, Result};
 use clap::Args;
 use std::path::PathBuf;
@@ -57,7 +57,7 @@ fn trainer_for(bundle: &ModelBundle, threads: Option<usize>) -> Result<Trainer> 
         seed: 0,
         threads: threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
-        monitor: crate::config::Monitor::Loss,
+        monitor: crate::settings::Monitor::Loss,
         patience: 0,
         min_delta: 0.0,
         restore_best: false,
@@ -84,26 +84,17 @@ fn data_args(
     }
 }
 
-fn preprocessor(bundle: &ModelBundle) -> Preprocessor<'_> {
-    Preprocessor {
-        meta: &bundle.meta,
-        tokenizer: bundle.tokenizer.as_ref(),
-        normalizer: bundle.normalizer.as_ref(),
-        channels: bundle.spec.step_width(),
-    }
-}
-
 /// Runs `tinylstm eval`.
 pub fn run_eval(cmd: &EvalCmd) -> Result<()> {
     let bundle = ModelBundle::load(&cmd.model)?;
     let args = data_args(&bundle, &cmd.label_column, &cmd.text_column, cmd.header);
-    let data = super::train::load(&cmd.data, &args, bundle.spec.head == Head::Linear)?;
+    let data = crate::training::load(&cmd.data, &args, bundle.spec.head == Head::Linear)?;
     let names = bundle.class_names();
     if bundle.spec.head != Head::Linear {
         data.check_classes(names.len() as u32, false)?;
     }
     let prepared =
-        preprocessor(&bundle).prepare_indices(&data, &(0..data.len()).collect::<Vec<_>>())?;
+        bundle.preprocessor().prepare_indices(&data, &(0..data.len()).collect::<Vec<_>>())?;
     let trainer = trainer_for(&bundle, cmd.threads)?;
     let (loss, outputs) = trainer.evaluate(&bundle.params, &prepared)?;
     let report = EvalReport::new(&bundle.spec, &names, loss, &prepared, &outputs)?;
@@ -177,12 +168,12 @@ pub fn run_predict(cmd: &PredictCmd) -> Result<()> {
             .collect()
     } else if let Some(path) = &cmd.data {
         let args = data_args(&bundle, &None, &cmd.text_column, cmd.header);
-        super::train::load(path, &args, bundle.spec.head == Head::Linear)?.samples
+        crate::training::load(path, &args, bundle.spec.head == Head::Linear)?.samples
     } else {
         bail!("give --data FILE or one or more --text");
     };
     let refs: Vec<&Sample> = samples.iter().collect();
-    let prepared = preprocessor(&bundle).prepare(&refs)?;
+    let prepared = bundle.preprocessor().prepare(&refs)?;
     let trainer = trainer_for(&bundle, cmd.threads)?;
     let (_, outputs) = trainer.evaluate(&bundle.params, &prepared)?;
     let k = bundle.spec.outputs;

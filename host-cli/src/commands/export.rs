@@ -1,28 +1,13 @@
 //! `tinylstm export` and `tinylstm import`: a trained model to firmware sources, JSON or Keras
 //! weights, and Keras weights (plus architecture flags) to a `.tlm` model.
 
-use crate::bundle::{ModelBundle, ModelMeta, Task};
-use crate::config::{HeadKind, SpecInput, TrainArgs};
-use crate::export as ex;
-use crate::pad::Side;
+use crate::export::{self as ex, Format};
+use crate::model_file::{ModelBundle, ModelMeta, Task};
+use crate::preprocess::pad::Side;
+use crate::settings::{HeadKind, SpecInput, TrainArgs};
 use anyhow::{bail, Context, Result};
-use clap::{Args, ValueEnum};
-use std::path::{Path, PathBuf};
-
-/// Export formats.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    /// The `.tlm` model file (a copy, re-encoded).
-    Tlm,
-    /// Rust source: `SPEC` and `PARAMS` consts for firmware.
-    Rust,
-    /// C header with the spec as #defines and the parameters as a const array.
-    C,
-    /// JSON with every tensor by its Keras name, for inspection.
-    Json,
-    /// `numpy.savez(path, *model.get_weights())` layout, to rebuild the model in Keras.
-    KerasNpz,
-}
+use clap::Args;
+use std::path::PathBuf;
 
 /// `tinylstm export` options.
 #[derive(Args, Debug, Clone)]
@@ -45,41 +30,10 @@ pub struct ExportCmd {
     pub name: String,
 }
 
-/// Writes the firmware exports (`model.rs`, `model.h`, `model.json`) next to a trained model.
-pub fn firmware_exports(bundle: &ModelBundle, dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for (format, file) in
-        [(Format::Rust, "model.rs"), (Format::C, "model.h"), (Format::Json, "model.json")]
-    {
-        let path = dir.join(file);
-        write_format(bundle, format, &path, "model")?;
-        out.push(path);
-    }
-    Ok(out)
-}
-
-fn write_format(bundle: &ModelBundle, format: Format, out: &Path, name: &str) -> Result<()> {
-    let (spec, params) = (&bundle.spec, &bundle.params);
-    let bytes = match format {
-        Format::Tlm => bundle.to_bytes()?,
-        Format::Rust => ex::rust_source(spec, params, name)?.into_bytes(),
-        Format::C => ex::c_header(spec, params, name)?.into_bytes(),
-        Format::Json => {
-            let extra = serde_json::to_value(&bundle.meta)?;
-            serde_json::to_vec_pretty(&ex::json(spec, params, Some(extra)))?
-        }
-        Format::KerasNpz => {
-            ex::write_keras_npz(out, spec, params)?;
-            return Ok(());
-        }
-    };
-    ex::write_atomic(out, &bytes).with_context(|| format!("cannot write {}", out.display()))
-}
-
 /// Runs `tinylstm export`.
 pub fn run_export(cmd: &ExportCmd) -> Result<()> {
     let bundle = ModelBundle::load(&cmd.model)?;
-    write_format(&bundle, cmd.format, &cmd.out, &cmd.name)?;
+    ex::write_format(&bundle, cmd.format, &cmd.out, &cmd.name)?;
     println!("Wrote {}", cmd.out.display());
     Ok(())
 }

@@ -1,8 +1,8 @@
 //! The subcommands of the `tinylstm` binary.
 
+pub mod bench;
 pub mod eval;
 pub mod export;
-pub mod report;
 pub mod train;
 pub mod tune;
 
@@ -33,8 +33,8 @@ pub enum Command {
     Export(export::ExportCmd),
     /// Build a model file from Keras weights (numpy.savez of get_weights()).
     Import(export::ImportCmd),
-    /// Measure training and inference throughput on the issue-5 workloads (BENCHMARKS.md).
-    Bench(crate::bench::BenchCmd),
+    /// Measure training and inference throughput on the reference workloads (BENCHMARKS.md).
+    Bench(bench::BenchCmd),
     /// Search training settings (grid, random, successive halving, Hyperband); `tune merge`.
     Tune(Box<tune::TuneCmd>),
 }
@@ -48,7 +48,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Info(c) => eval::run_info(&c),
         Command::Export(c) => export::run_export(&c),
         Command::Import(c) => export::run_import(&c),
-        Command::Bench(c) => crate::bench::run(&c),
+        Command::Bench(c) => bench::run(&c),
         Command::Tune(c) => tune::run(&c),
     }
 }

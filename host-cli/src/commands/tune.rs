@@ -1,7 +1,7 @@
 //! `tinylstm tune`: hyperparameter search over training settings, and `tinylstm tune merge`.
 //! The search itself is [`crate::tune`].
 
-use crate::config::TrainArgs;
+use crate::settings::TrainArgs;
 use crate::tune::plan::{read_search_file, SearchToml};
 use crate::tune::{self, Direction, Search, Shard, Space, Strategy, TuneOptions};
 use anyhow::{anyhow, Result};

@@ -25,6 +25,7 @@
 //! plots/best_so_far.svg|png, plots/<parameter>.svg|png
 //! ```
 
+pub mod folder;
 pub mod plan;
 pub mod plots;
 pub mod report;
@@ -32,8 +33,9 @@ pub mod results;
 pub mod run;
 pub mod space;
 
+pub use folder::Shard;
 pub use plan::{Direction, Metric, Objective, Search, SearchToml, Strategy};
 pub use report::merge;
 pub use results::{Results, TrialRecord, TrialStatus};
-pub use run::{run_search, Shard, TuneOptions, TuneSummary};
+pub use run::{run_search, TuneOptions, TuneSummary};
 pub use space::Space;

@@ -4,7 +4,7 @@
 //! on what trial `k` is.
 
 use super::space::{check_args, with_values, Space};
-use crate::config::TrainArgs;
+use crate::settings::TrainArgs;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::ValueEnum;
 use rand::seq::SliceRandom;

@@ -200,7 +200,7 @@ fn write(stem: &Path, s: &Scatter) -> Result<Vec<PathBuf>> {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
         s.draw(&root)?;
     }
-    crate::export::write_atomic(&svg_path, svg.as_bytes())?;
+    crate::files::write_atomic(&svg_path, svg.as_bytes())?;
     let mut rgb = vec![0u8; SIZE.0 as usize * SIZE.1 as usize * 3];
     {
         let root = BitMapBackend::with_buffer(&mut rgb, SIZE).into_drawing_area();
@@ -215,7 +215,7 @@ fn write(stem: &Path, s: &Scatter) -> Result<Vec<PathBuf>> {
         w.write_image_data(&rgb)?;
         w.finish()?;
     }
-    crate::export::write_atomic(&png_path, &png_bytes)?;
+    crate::files::write_atomic(&png_path, &png_bytes)?;
     Ok(vec![svg_path, png_path])
 }
 

@@ -2,15 +2,15 @@
 //! `best.toml`, `best_model.tlm` and the pictures — and `tinylstm tune merge`, which builds the
 //! same report from the folders of the shards.
 
+use super::folder::{canonical, read_search_json, SearchJson, Shard, SEARCH_FORMAT};
 use super::plan::Search;
 use super::results::{
     best_record, best_toml, read_records, results_csv, BestTrial, Results, TrialRecord,
     TrialStatus, RESULTS_FORMAT,
 };
-use super::run::{canonical, read_search_json, Shard};
-use crate::bundle::ModelBundle;
-use crate::commands::train::{DataCache, RunOptions, TrainSession};
-use crate::export::write_atomic;
+use crate::files::write_atomic;
+use crate::model_file::ModelBundle;
+use crate::training::{DataCache, RunOptions, TrainSession};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -232,11 +232,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path, partial: bool) -> Result<Results> {
     let records: Vec<TrialRecord> =
         records.into_values().filter(|r| r.status != TrialStatus::Paused).collect();
     std::fs::create_dir_all(out)?;
-    let merged = super::run::SearchJson {
-        format: super::run::SEARCH_FORMAT.into(),
-        search: search.clone(),
-        shard: None,
-    };
+    let merged = SearchJson { format: SEARCH_FORMAT.into(), search: search.clone(), shard: None };
     let search_path = out.join("search.json");
     if !search_path.exists() {
         write_atomic(&search_path, &serde_json::to_vec_pretty(&merged)?)?;

@@ -4,10 +4,10 @@
 //! table lines.
 
 use super::plan::{Objective, Search};
-use crate::commands::report::EvalReport;
-use crate::config::TrainArgs;
-use crate::export::write_atomic;
-use crate::fit::EpochStats;
+use crate::files::write_atomic;
+use crate::history::EpochStats;
+use crate::report::EvalReport;
+use crate::settings::TrainArgs;
 use anyhow::{anyhow, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -2,61 +2,22 @@
 //! trial's result does not depend on how many run at once), successive-halving rungs, live
 //! table, resume from the trial files of an interrupted run, and the final report.
 
+use super::folder::{canonical, read_search_json, SearchJson, Shard, SEARCH_FORMAT};
 use super::plan::{Metric, Plan, Search};
 use super::report::{write_report, BestSource};
 use super::results::{
     best_record, checkpoint_path, read_records, table_header, table_line, write_record, RungValue,
     TrialRecord, TrialStatus, ValMetrics,
 };
-use crate::bundle::ModelBundle;
-use crate::commands::train::{prepare_data, DataCache, RunOptions, TrainSession};
-use crate::export::write_atomic;
+use crate::files::write_atomic;
+use crate::model_file::ModelBundle;
+use crate::training::{prepare_data, DataCache, RunOptions, TrainSession};
 use anyhow::{anyhow, bail, Context, Result};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Mutex, PoisonError};
 use std::time::Instant;
-
-/// The `i`-th of `n` shares of a search (`--shard i/n`, `i` from 0): the brackets `b` with
-/// `b mod n = i` (for grid and random search every trial is its own bracket, so trial `k`
-/// belongs to shard `k mod n`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Shard {
-    /// Share number, `0..count`.
-    pub index: usize,
-    /// Number of shares.
-    pub count: usize,
-}
-
-impl Shard {
-    /// Whether bracket `b` is in this share.
-    pub fn has(&self, bracket: usize) -> bool {
-        bracket % self.count == self.index
-    }
-}
-
-impl std::str::FromStr for Shard {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<Shard> {
-        let bad = || anyhow!("--shard: expected I/N with 0 ≤ I < N (e.g. 0/4), got {s:?}");
-        let (i, n) = s.split_once('/').ok_or_else(bad)?;
-        let index: usize = i.trim().parse().map_err(|_| bad())?;
-        let count: usize = n.trim().parse().map_err(|_| bad())?;
-        if count == 0 || index >= count {
-            return Err(bad());
-        }
-        Ok(Shard { index, count })
-    }
-}
-
-impl std::fmt::Display for Shard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.index, self.count)
-    }
-}
 
 /// How a search runs (nothing here changes its results).
 #[derive(Clone, Debug)]
@@ -111,40 +72,12 @@ pub struct TuneSummary {
     pub written: Vec<PathBuf>,
 }
 
-/// `search.json`: what the folder holds results of.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SearchJson {
-    /// Format marker.
-    pub format: String,
-    /// The search.
-    pub search: Search,
-    /// The share this folder runs (`None`: all).
-    pub shard: Option<Shard>,
-}
-
-/// Format marker of `search.json`.
-pub const SEARCH_FORMAT: &str = "tinylstm-tune-search/1";
-
-/// A value through its JSON text: what a file written from it and read back holds.
-pub fn canonical<T: Serialize>(t: &T) -> Result<Value> {
-    Ok(serde_json::from_str(&serde_json::to_string(t)?)?)
-}
-
-/// Reads `search.json` of an output folder.
-pub fn read_search_json(dir: &Path) -> Result<SearchJson> {
-    let path = dir.join("search.json");
-    let bytes = std::fs::read(&path).with_context(|| {
-        format!("{}: no search.json (not a `tinylstm tune` output folder?)", dir.display())
-    })?;
-    serde_json::from_slice(&bytes).with_context(|| format!("{}", path.display()))
-}
-
 const CANCELLED: &str = "search interrupted";
 
 struct Job {
     trial: usize,
     epochs: usize,
-    args: crate::config::TrainArgs,
+    args: crate::settings::TrainArgs,
     session: Option<TrainSession>,
     checkpoint: PathBuf,
 }
@@ -441,11 +374,11 @@ fn check_objective(search: &Search, classes: Option<u32>) -> Result<()> {
     let ok = match m {
         Metric::Loss => true,
         Metric::Accuracy | Metric::MacroF1 | Metric::MacroPrecision | Metric::MacroRecall => {
-            classes.is_some() && search.base.head != Some(crate::config::HeadKind::Linear)
+            classes.is_some() && search.base.head != Some(crate::settings::HeadKind::Linear)
         }
         Metric::RocAuc => classes == Some(2),
         Metric::Mae => {
-            classes.is_none() || search.base.head == Some(crate::config::HeadKind::Linear)
+            classes.is_none() || search.base.head == Some(crate::settings::HeadKind::Linear)
         }
     };
     if !ok {

@@ -16,7 +16,7 @@
 //! schedule = "cosine"                                   # fixed value
 //! ```
 
-use crate::config::{HeadKind, SpecInput, TrainArgs};
+use crate::settings::{HeadKind, SpecInput, TrainArgs};
 use anyhow::{anyhow, bail, Context, Result};
 use rand::{RngExt, SeedableRng};
 use rand_pcg::Pcg64;
@@ -220,7 +220,7 @@ pub fn check_args(args: &TrainArgs) -> Result<()> {
     let classes = if args.head == Some(HeadKind::Linear) { None } else { Some(2) };
     let input = match args.channels {
         Some(c) => SpecInput::Channels(c.max(1)),
-        None if args.data.is_none() => SpecInput::Channels(crate::synthetic::CHANNELS),
+        None if args.data.is_none() => SpecInput::Channels(crate::data::synthetic::CHANNELS),
         None => SpecInput::Tokens { vocab: 2 },
     };
     let spec = args.spec(input, classes)?;

@@ -7,31 +7,65 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-/// The `tinylstm` binary, built once per test executable with the tests' own profile (`cargo
-/// build --profile test -p tinylstm-cli --bin tinylstm`, up to date after the first time), so
-/// the binary and the test code always come from the same sources.
+/// Whether the tests run under CI (`CI` set and not `false`/`0`/empty): there, a test whose
+/// data or tool is missing fails instead of skipping.
+pub fn under_ci() -> bool {
+    match std::env::var("CI") {
+        Ok(v) => !matches!(v.trim(), "" | "0" | "false" | "FALSE" | "False"),
+        Err(_) => false,
+    }
+}
+
+/// A test (or part of one) cannot run because `what` is missing: under CI ([`under_ci`]) this
+/// panics, so the test fails rather than passing hollow; elsewhere it prints
+/// `SKIPPED <test>: <what>` straight to stderr (past the harness's output capture, so it is
+/// always seen) and returns, and the caller skips that part.
+pub fn missing(test: &str, what: &str) {
+    if under_ci() {
+        panic!("{test}: {what}; CI must provide it (.ci/run installs it)");
+    }
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {what}");
+}
+
+/// The shared datasets folder (`TINYLSTM_DATASETS`), or `None` after [`missing`] (which fails
+/// the test under CI).
+pub fn datasets(test: &str) -> Option<PathBuf> {
+    match std::env::var_os("TINYLSTM_DATASETS") {
+        Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
+        _ => {
+            missing(
+                test,
+                "TINYLSTM_DATASETS is not set (point it at the shared datasets folder, e.g. \
+                 ../shared/datasets; .ci/run does)",
+            );
+            None
+        }
+    }
+}
+
+/// The `tinylstm` binary, built once per test executable with the tests' own profile, so the
+/// binary and the test code always come from the same sources and `cargo test --release` finds
+/// it too. Test executables live in `<target>/<profile folder>/deps`; the binary is built into
+/// `<target>/<profile folder>` with the profile that folder belongs to (`debug` is the `test`
+/// profile's folder, every other folder is named after its profile).
 pub fn binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let exe = std::env::current_exe().unwrap();
+        let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+        let folder = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let profile = if folder == "debug" { "test".to_string() } else { folder };
+        let target_dir = dir.parent().unwrap();
         let status = Command::new(env!("CARGO"))
             .current_dir(&root)
-            .args([
-                "build",
-                "--quiet",
-                "--profile",
-                "test",
-                "-p",
-                "tinylstm-cli",
-                "--bin",
-                "tinylstm",
-            ])
+            .args(["build", "--quiet", "--profile", &profile, "-p", "tinylstm-cli"])
+            .args(["--bin", "tinylstm", "--target-dir"])
+            .arg(target_dir)
             .status()
             .expect("run cargo build for the tinylstm binary");
         assert!(status.success(), "building the tinylstm binary failed");
-        // Test executables live in target/<profile dir>/deps; the binary one level up.
-        let exe = std::env::current_exe().unwrap();
-        let dir = exe.parent().unwrap().parent().unwrap();
         let bin = dir.join(format!("tinylstm{}", std::env::consts::EXE_SUFFIX));
         assert!(bin.exists(), "{} not found", bin.display());
         bin

@@ -7,42 +7,22 @@
 //! finite (a NaN or infinity stops training with the step and tensor, before any weight
 //! changes), and the optimizer steps.
 
-use crate::bundle::TrainState;
-use crate::config::Monitor;
-use crate::prepare::{BatchBuf, Labels, Prepared};
+use crate::history::{EpochStats, TrainState};
+use crate::keras_names::tensor_name;
+use crate::metrics::predicted_classes;
+use crate::preprocess::{BatchBuf, Labels, Prepared};
+use crate::settings::Monitor;
 use anyhow::{anyhow, bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_pcg::Pcg64;
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 use std::time::Instant;
 use tinylstm::optim::OptimizerConfig;
 use tinylstm::penalty::Penalties;
 use tinylstm::train::{loss_and_grad, Batch, TrainOptions};
-use tinylstm::{model, Bptt, Head, Spec, TensorKind};
-
-/// One epoch's figures.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct EpochStats {
-    /// 1-based epoch.
-    pub epoch: usize,
-    /// Mean training loss over the epoch's batches (with penalties), as Keras reports it.
-    pub loss: f64,
-    /// Training accuracy over the epoch (classification).
-    pub accuracy: Option<f64>,
-    /// Validation loss (with penalties, as Keras reports `val_loss`).
-    pub val_loss: Option<f64>,
-    /// Validation accuracy.
-    pub val_accuracy: Option<f64>,
-    /// Learning rate at the epoch's last step.
-    pub lr: f64,
-    /// Wall time of the epoch's training steps, seconds.
-    pub seconds: f64,
-    /// Training throughput, samples per second.
-    pub samples_per_sec: f64,
-}
+use tinylstm::{model, Bptt, Head, Spec};
 
 /// Everything the loop needs besides the data.
 #[derive(Clone, Debug)]
@@ -99,34 +79,6 @@ struct Slot {
     buf: BatchBuf,
     loss: f32,
     result: Result<(), tinylstm::Error>,
-}
-
-/// Keras-style name of tensor `i` of a spec (`lstm_1/kernel`, `dense/bias`, …).
-pub fn tensor_name(spec: &Spec, index: usize) -> String {
-    match spec.tensor(index) {
-        None => format!("tensor {index}"),
-        Some(t) => {
-            let layer = if t.layer == 0 { "lstm".to_string() } else { format!("lstm_{}", t.layer) };
-            match t.kind {
-                TensorKind::Embedding => "embedding/embeddings".into(),
-                TensorKind::Kernel => format!("{layer}/kernel"),
-                TensorKind::RecurrentKernel => format!("{layer}/recurrent_kernel"),
-                TensorKind::Bias => format!("{layer}/bias"),
-                TensorKind::DenseKernel => "dense/kernel".into(),
-                TensorKind::DenseBias => "dense/bias".into(),
-            }
-        }
-    }
-}
-
-/// Predicted classes from head outputs `[N][K]`.
-pub fn predicted_classes(head: Head, outputs: usize, out: &[f32]) -> Vec<u32> {
-    if outputs == 1 {
-        out.iter().map(|&p| u32::from(p >= 0.5)).collect()
-    } else {
-        debug_assert!(head != Head::Linear);
-        crate::metrics::argmax_rows(out, outputs)
-    }
 }
 
 fn accuracy(spec: &Spec, labels: &Labels, out: &[f32]) -> Option<f64> {

@@ -1,8 +1,8 @@
 //! Evaluation reports: metrics of a model on prepared data, as a table or JSON.
 
-use crate::fit::predicted_classes;
+use crate::metrics::predicted_classes;
 use crate::metrics::{classification_report, roc_auc, ClassificationReport, ConfusionMatrix};
-use crate::prepare::{Labels, Prepared};
+use crate::preprocess::{Labels, Prepared};
 use anyhow::Result;
 use serde::Serialize;
 use tinylstm::{Head, Spec};

@@ -7,10 +7,13 @@
 //! [`ModelMeta`]), and for training checkpoints [`TAG_OPTIMIZER_STATE`] and [`TAG_BEST_PARAMS`]
 //! (ignored by readers that do not know them).
 
-use crate::config::TrainArgs;
-use crate::normalize::Normalizer;
-use crate::pad::Side;
-use crate::tokenizer::Tokenizer;
+use crate::history::TrainState;
+use crate::preprocess::normalize::Normalizer;
+use crate::preprocess::pad::Side;
+use crate::preprocess::tokenizer::Tokenizer;
+use crate::preprocess::Preprocessor;
+pub use crate::preprocess::Task;
+use crate::settings::TrainArgs;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -21,31 +24,6 @@ use tinylstm::Spec;
 pub const TAG_OPTIMIZER_STATE: u32 = 0x1000;
 /// Section tag of a checkpoint's best-so-far parameters (little-endian f32).
 pub const TAG_BEST_PARAMS: u32 = 0x1001;
-
-/// What the model reads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Task {
-    /// Texts, tokenized by the stored tokenizer.
-    Text,
-    /// Real-valued sequences.
-    Sequence,
-}
-
-/// Training progress stored in a checkpoint, for `--resume`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct TrainState {
-    /// Epochs finished.
-    pub epochs_done: usize,
-    /// Optimizer steps taken.
-    pub iteration: u32,
-    /// Best monitored value so far and its epoch (1-based).
-    pub best: Option<(f64, usize)>,
-    /// Epochs since the last improvement.
-    pub wait: usize,
-    /// Per-epoch records so far.
-    pub history: Vec<crate::fit::EpochStats>,
-}
 
 /// The `METADATA` section: how to prepare input and name outputs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -117,6 +95,19 @@ fn bytes_to_f32s(b: &[u8], what: &str) -> Result<Vec<f32>> {
 }
 
 impl ModelBundle {
+    /// The preprocessing this model was trained with, to turn samples into its input.
+    pub fn preprocessor(&self) -> Preprocessor<'_> {
+        Preprocessor {
+            task: self.meta.task,
+            steps: self.meta.steps,
+            padding: self.meta.padding,
+            truncating: self.meta.truncating,
+            tokenizer: self.tokenizer.as_ref(),
+            normalizer: self.normalizer.as_ref(),
+            channels: self.spec.step_width(),
+        }
+    }
+
     /// Encodes the bundle as `.tlm` bytes.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let tok = self.tokenizer.as_ref().map(Tokenizer::to_bytes);
@@ -213,7 +204,7 @@ impl ModelBundle {
         let tensor_of = |i: usize| {
             let t = self.spec.tensors().position(|t| t.range().contains(&i)).unwrap_or(0);
             let start = self.spec.tensor(t).map_or(0, |t| t.offset);
-            format!("{}[{}]", crate::fit::tensor_name(&self.spec, t), i - start)
+            format!("{}[{}]", crate::keras_names::tensor_name(&self.spec, t), i - start)
         };
         let sets = [
             ("parameters", Some(&self.params)),
@@ -283,7 +274,7 @@ impl ModelBundle {
     /// Writes the bundle atomically (temporary file, then rename).
     pub fn save(&self, path: &Path) -> Result<()> {
         let bytes = self.to_bytes()?;
-        crate::export::write_atomic(path, &bytes)
+        crate::files::write_atomic(path, &bytes)
             .with_context(|| format!("cannot write model file {}", path.display()))
     }
 

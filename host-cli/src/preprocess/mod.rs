@@ -1,13 +1,18 @@
 //! From loaded samples to model input: tokenize and pad texts, standardise and pad sequences,
-//! all as the stored [`ModelBundle`](crate::bundle::ModelBundle) says, so training, evaluation
+//! all as the model's stored preprocessing says, so training, evaluation
 //! and prediction prepare data identically.
 
-use crate::bundle::{ModelMeta, Task};
+pub mod normalize;
+pub mod pad;
+pub mod tokenizer;
+
 use crate::data::{Dataset, Label, Sample};
-use crate::normalize::Normalizer;
-use crate::pad::{pad_frames, pad_sequences, PadOptions};
-use crate::tokenizer::Tokenizer;
+use crate::preprocess::normalize::Normalizer;
+use crate::preprocess::pad::Side;
+use crate::preprocess::pad::{pad_frames, pad_sequences, PadOptions};
+use crate::preprocess::tokenizer::Tokenizer;
 use anyhow::{anyhow, Result};
+use serde::{Deserialize, Serialize};
 use tinylstm::{Sequences, Targets};
 
 /// Model inputs `[N][T]` ids or `[N][T][C]` values.
@@ -112,11 +117,27 @@ impl Prepared {
     }
 }
 
+/// What the model reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    /// Texts, tokenized by the stored tokenizer.
+    Text,
+    /// Real-valued sequences.
+    Sequence,
+}
+
 /// Turns samples into model input with the model's preprocessing.
 #[derive(Clone, Debug)]
 pub struct Preprocessor<'a> {
-    /// Metadata (task, steps, padding).
-    pub meta: &'a ModelMeta,
+    /// What the model reads.
+    pub task: Task,
+    /// Time steps after padding/truncation (maxlen).
+    pub steps: usize,
+    /// Where shorter sequences are padded.
+    pub padding: Side,
+    /// Where longer sequences are cut.
+    pub truncating: Side,
     /// Tokenizer for text.
     pub tokenizer: Option<&'a Tokenizer>,
     /// Standardisation for sequences.
@@ -133,16 +154,16 @@ impl Preprocessor<'_> {
         } else {
             Labels::Real(samples.iter().map(|s| s.label.value()).collect())
         };
-        let steps = self.meta.steps;
-        let (inputs, width) = match self.meta.task {
+        let steps = self.steps;
+        let (inputs, width) = match self.task {
             Task::Text => {
                 let tok = self.tokenizer.ok_or_else(|| anyhow!("text model without tokenizer"))?;
                 let seqs: Vec<Vec<u32>> =
                     samples.iter().map(|s| tok.text_to_sequence(s.text().unwrap_or(""))).collect();
                 let opts = PadOptions {
                     maxlen: Some(steps),
-                    padding: self.meta.padding,
-                    truncating: self.meta.truncating,
+                    padding: self.padding,
+                    truncating: self.truncating,
                     value: 0u32,
                 };
                 (Inputs::Tokens(pad_sequences(&seqs, &opts)?.data), 1)
@@ -169,8 +190,8 @@ impl Preprocessor<'_> {
                 }
                 let opts = PadOptions {
                     maxlen: Some(steps),
-                    padding: self.meta.padding,
-                    truncating: self.meta.truncating,
+                    padding: self.padding,
+                    truncating: self.truncating,
                     value: 0.0f32,
                 };
                 (Inputs::Values(pad_frames(&seqs, c, &opts)?.data), c)

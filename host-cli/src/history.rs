@@ -1,0 +1,97 @@
+//! Training history: per-epoch figures ([`EpochStats`]), the progress a checkpoint stores
+//! ([`TrainState`]), and their files (`history.json`, `history.csv`, loss and metric curves).
+
+use anyhow::{anyhow, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// One epoch's figures.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochStats {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Mean training loss over the epoch's batches (with penalties), as Keras reports it.
+    pub loss: f64,
+    /// Training accuracy over the epoch (classification).
+    pub accuracy: Option<f64>,
+    /// Validation loss (with penalties, as Keras reports `val_loss`).
+    pub val_loss: Option<f64>,
+    /// Validation accuracy.
+    pub val_accuracy: Option<f64>,
+    /// Learning rate at the epoch's last step.
+    pub lr: f64,
+    /// Wall time of the epoch's training steps, seconds.
+    pub seconds: f64,
+    /// Training throughput, samples per second.
+    pub samples_per_sec: f64,
+}
+
+/// Training progress stored in a checkpoint, for `--resume`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Epochs finished.
+    pub epochs_done: usize,
+    /// Optimizer steps taken.
+    pub iteration: u32,
+    /// Best monitored value so far and its epoch (1-based).
+    pub best: Option<(f64, usize)>,
+    /// Epochs since the last improvement.
+    pub wait: usize,
+    /// Per-epoch records so far.
+    pub history: Vec<EpochStats>,
+}
+
+/// Writes `history.json` and `history.csv`.
+pub fn write_history(dir: &Path, history: &[EpochStats]) -> Result<()> {
+    let json = serde_json::to_vec_pretty(history)?;
+    crate::files::write_atomic(&dir.join("history.json"), &json)?;
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "epoch",
+        "loss",
+        "accuracy",
+        "val_loss",
+        "val_accuracy",
+        "lr",
+        "seconds",
+        "samples_per_sec",
+    ])?;
+    let opt = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
+    for h in history {
+        w.write_record([
+            h.epoch.to_string(),
+            h.loss.to_string(),
+            opt(h.accuracy),
+            opt(h.val_loss),
+            opt(h.val_accuracy),
+            h.lr.to_string(),
+            h.seconds.to_string(),
+            h.samples_per_sec.to_string(),
+        ])?;
+    }
+    let bytes = w.into_inner().map_err(|e| anyhow!("history.csv: {e}"))?;
+    crate::files::write_atomic(&dir.join("history.csv"), &bytes)?;
+    Ok(())
+}
+
+/// Writes the loss and metric curves (`loss.svg`/`.png`, …) with the best epoch marked.
+pub fn write_history_plots(
+    dir: &Path,
+    history: &[EpochStats],
+    best: Option<usize>,
+) -> Result<Vec<PathBuf>> {
+    let col = |f: fn(&EpochStats) -> Option<f64>| -> Vec<f64> {
+        history.iter().map(|h| f(h).unwrap_or(f64::NAN)).collect()
+    };
+    let loss = col(|h| Some(h.loss));
+    let val_loss = col(|h| h.val_loss);
+    let acc = col(|h| h.accuracy);
+    let val_acc = col(|h| h.val_accuracy);
+    let mut metrics = Vec::new();
+    if acc.iter().any(|v| v.is_finite()) {
+        metrics.push(("accuracy", acc.as_slice(), val_acc.as_slice()));
+    }
+    let view =
+        crate::plots::HistoryView { loss: &loss, val_loss: &val_loss, metrics, best_epoch: best };
+    Ok(crate::plots::training_curves(dir, &view)?)
+}

@@ -1,0 +1,120 @@
+//! [`train_model`]: the whole of `tinylstm train` minus the console report — settings in,
+//! [`TrainOutcome`] (model, history, validation and test reports, files written) out.
+
+use super::session::{RunOptions, TrainOutcome, TrainSession};
+use crate::history::{write_history, write_history_plots};
+use crate::model_file::{ModelBundle, ModelMeta};
+use crate::settings::TrainArgs;
+use anyhow::{Context, Result};
+
+/// Runs a whole training as `tinylstm train` does, without its console report: prepares the
+/// data, trains (resuming from `opts.resume`), and evaluates on the validation and test splits.
+/// With `opts.out_dir`, writes what `train` writes there: `checkpoint.tlm` after every epoch,
+/// `model.tlm` (whenever the monitored value improves, and at the end), `history.json`/`.csv`,
+/// loss/metric curves, `metrics.json` and the confusion matrix (test split), and firmware
+/// exports. Every file is written atomically.
+pub fn train_model(args: &TrainArgs, opts: RunOptions<'_>) -> Result<TrainOutcome> {
+    if let Some(dir) = &opts.out_dir {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create output folder {}", dir.display()))?;
+    }
+    let mut session = TrainSession::new(args, &opts)?;
+    let RunOptions { out_dir, quiet, resume, mut on_epoch, .. } = opts;
+    let data = session.data.clone();
+    let (train, valid, test) = (&data.train, &data.valid, &data.test);
+    if !quiet {
+        if resume.is_some() {
+            eprintln!(
+                "Resuming after epoch {} (step {})",
+                session.state.epochs_done, session.state.iteration
+            );
+        }
+        eprintln!(
+            "Training {} on {} samples ({} validation, {} test), {} steps each, {} parameters, {} threads",
+            data.name,
+            train.len,
+            valid.len,
+            test.len,
+            train.steps,
+            session.spec.param_count(),
+            session.threads()
+        );
+    }
+    let model_path = out_dir.as_ref().map(|d| d.join("model.tlm"));
+    let checkpoint_path = out_dir.as_ref().map(|d| d.join("checkpoint.tlm"));
+    let bundle_for = {
+        let spec = session.spec;
+        let tokenizer = data.tokenizer.clone();
+        let normalizer = data.normalizer.clone();
+        move |params: &[f32], meta: &ModelMeta| ModelBundle {
+            spec,
+            params: params.to_vec(),
+            tokenizer: tokenizer.clone(),
+            normalizer: normalizer.clone(),
+            meta: meta.clone(),
+            optimizer_state: None,
+            best_params: None,
+        }
+    };
+    let meta = session.meta.clone();
+    let planned = session.planned_epochs();
+    session.fit_to(planned, |ev| {
+        if let (Some(dir), Some(ck_path), Some(model_path)) =
+            (&out_dir, &checkpoint_path, &model_path)
+        {
+            let mut ck_meta = meta.clone();
+            ck_meta.train_state = Some(ev.state.clone());
+            let mut ck = bundle_for(ev.params, &ck_meta);
+            ck.optimizer_state = Some(ev.optimizer_state.to_vec());
+            ck.best_params = Some(ev.best_params.to_vec());
+            ck.save(ck_path)?;
+            if ev.improved {
+                bundle_for(ev.best_params, &meta).save(model_path)?;
+            }
+            write_history(dir, &ev.state.history)?;
+        }
+        match on_epoch.as_mut() {
+            Some(f) => f(ev),
+            None => Ok(()),
+        }
+    })?;
+
+    let model = session.model();
+    let valid_report = if valid.len > 0 { Some(session.evaluate(valid)?) } else { None };
+    let test_report = if test.len > 0 { Some(session.evaluate(test)?) } else { None };
+    let mut written = Vec::new();
+    if let (Some(dir), Some(model_path)) = (&out_dir, &model_path) {
+        model.save(model_path)?;
+        write_history(dir, &session.state.history)?;
+        written.extend([model_path.clone(), dir.join("history.json"), dir.join("history.csv")]);
+        written.extend(write_history_plots(
+            dir,
+            &session.state.history,
+            session.state.best.map(|b| b.1),
+        )?);
+        if let Some(r) = &test_report {
+            crate::files::write_atomic(&dir.join("metrics.json"), &serde_json::to_vec_pretty(r)?)?;
+            written.push(dir.join("metrics.json"));
+            if let Some(cm) = &r.confusion {
+                written.extend(crate::plots::confusion(
+                    &dir.join("confusion"),
+                    cm,
+                    &model.class_names(),
+                    &format!("{} — test split", data.name),
+                )?);
+            }
+        }
+        written.extend(crate::export::firmware_exports(&model, dir)?);
+    }
+    let threads = session.threads();
+    Ok(TrainOutcome {
+        model,
+        state: session.state,
+        valid_report,
+        test_report,
+        sizes: (train.len, valid.len, test.len),
+        name: data.name.clone(),
+        threads,
+        written,
+    })
+}
