@@ -8,7 +8,6 @@
 //! ```sh
 //! cargo bench -p tinylstm-benches                       # everything (a few minutes)
 //! cargo bench -p tinylstm-benches -- gemm_nn            # one group (criterion filter)
-//! RUSTFLAGS="-C target-cpu=native" cargo bench -p tinylstm-benches   # this machine's ISA
 //! ```
 
 mod benchmarks;

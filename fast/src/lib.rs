@@ -310,3 +310,95 @@ impl Kernels for Fast {
         dispatch!(self, activate_gates(z, h), portable = tinylstm::kernels::activate_gates(z, h))
     }
 }
+
+/// The kernel path a host program chose at run time: the exact one (the device's bits) or the
+/// fast one. Implements [`Kernels`] by forwarding to the chosen path (one predictable branch
+/// per kernel call), so a program holds one value and passes it to the core's `*_with`
+/// functions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelPath {
+    /// [`tinylstm::kernels::Exact`]: the order contract, bit-identical with the device.
+    Exact,
+    /// [`Fast`] on the instruction set it holds.
+    Fast(Fast),
+}
+
+impl KernelPath {
+    /// The fast path on this CPU's best instruction set.
+    pub fn fast() -> KernelPath {
+        KernelPath::Fast(Fast::new())
+    }
+
+    /// `fast` when `fast` is true, else `exact`.
+    pub fn choose(fast: bool) -> KernelPath {
+        if fast {
+            KernelPath::fast()
+        } else {
+            KernelPath::Exact
+        }
+    }
+
+    /// `exact`, or `fast (avx512)` and the like: for logs and reports.
+    pub fn describe(&self) -> String {
+        match self {
+            KernelPath::Exact => "exact".into(),
+            KernelPath::Fast(f) => format!("fast ({})", f.isa().name()),
+        }
+    }
+}
+
+impl Kernels for KernelPath {
+    #[inline]
+    fn gemm_nn(&self, m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
+        match self {
+            KernelPath::Exact => tinylstm::kernels::gemm_nn(m, n, k, a, b, c),
+            KernelPath::Fast(f) => f.gemm_nn(m, n, k, a, b, c),
+        }
+    }
+
+    #[inline]
+    fn gemm_nt(&self, m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
+        match self {
+            KernelPath::Exact => tinylstm::kernels::gemm_nt(m, n, k, a, b, c),
+            KernelPath::Fast(f) => f.gemm_nt(m, n, k, a, b, c),
+        }
+    }
+
+    #[inline]
+    fn gemm_tn(&self, m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
+        match self {
+            KernelPath::Exact => tinylstm::kernels::gemm_tn(m, n, k, a, b, c),
+            KernelPath::Fast(f) => f.gemm_tn(m, n, k, a, b, c),
+        }
+    }
+
+    #[inline]
+    fn gemv_terms(
+        &self,
+        n: usize,
+        start: Option<&[f32]>,
+        terms: &[(&[f32], &[f32])],
+        out: &mut [f32],
+    ) {
+        match self {
+            KernelPath::Exact => tinylstm::kernels::gemv_terms(n, start, terms, out),
+            KernelPath::Fast(f) => f.gemv_terms(n, start, terms, out),
+        }
+    }
+
+    #[inline]
+    fn add_column_sums(&self, rows: usize, cols: usize, x: &[f32], out: &mut [f32]) {
+        match self {
+            KernelPath::Exact => tinylstm::kernels::add_column_sums(rows, cols, x, out),
+            KernelPath::Fast(f) => f.add_column_sums(rows, cols, x, out),
+        }
+    }
+
+    #[inline]
+    fn activate_gates(&self, z: &mut [f32], h: usize) {
+        match self {
+            KernelPath::Exact => tinylstm::kernels::activate_gates(z, h),
+            KernelPath::Fast(f) => f.activate_gates(z, h),
+        }
+    }
+}

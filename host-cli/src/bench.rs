@@ -13,6 +13,9 @@
 //! * **batch-1 latency**: one sequence through [`model::forward`], one thread, milliseconds;
 //! * **batch-256 inference**: 256 sequences split over the threads, samples/s.
 //!
+//! All three run on the fast kernel path (`tinylstm_fast`, instruction set chosen at run time)
+//! unless `--exact` asks for the exact one (the device's arithmetic).
+//!
 //! Each figure is the median of `--repeats` measurements of `--seconds` each. GFLOP/s count the
 //! useful floating-point work: the LSTM and Dense GEMMs of the forward pass (a multiply and an
 //! add are two operations) and, for training, the backward GEMMs (`dW`, `dU`, `dh`, and `dx`
@@ -31,6 +34,7 @@ use std::time::{Duration, Instant};
 use tinylstm::optim::{Optimizer, OptimizerConfig};
 use tinylstm::penalty::Penalties;
 use tinylstm::{init, model, Bptt, Head, InputKind, Sequences, Spec};
+use tinylstm_fast::KernelPath;
 
 /// Time steps of both workloads.
 pub const STEPS: usize = 100;
@@ -106,6 +110,8 @@ pub struct BenchReport {
     pub repeats: usize,
     /// Target features the binary was compiled for (`sse2`, `avx2`, `avx512f`, …).
     pub target_features: Vec<&'static str>,
+    /// Kernel path measured: `exact`, or `fast (avx512)` and the like (chosen at run time).
+    pub kernels: String,
     /// Per workload.
     pub workloads: Vec<WorkloadReport>,
 }
@@ -187,7 +193,13 @@ fn train_epoch(trainer: &Trainer, params: &mut Vec<f32>, data: &Prepared) -> Res
     Ok(rate)
 }
 
-fn measure_train(spec: &Spec, threads: usize, seconds: f64, repeats: usize) -> Result<Vec<f64>> {
+fn measure_train(
+    kernels: KernelPath,
+    spec: &Spec,
+    threads: usize,
+    seconds: f64,
+    repeats: usize,
+) -> Result<Vec<f64>> {
     let cfg = FitConfig {
         spec: *spec,
         optimizer: OptimizerConfig::new(Optimizer::adam()),
@@ -202,6 +214,7 @@ fn measure_train(spec: &Spec, threads: usize, seconds: f64, repeats: usize) -> R
         min_delta: 0.0,
         restore_best: false,
         quiet: true,
+        kernels,
     };
     let trainer = Trainer::new(cfg)?;
     let mut p = params(spec)?;
@@ -233,7 +246,12 @@ fn seqs<'a>(data: &'a Prepared, from: usize, n: usize) -> Sequences<'a> {
     }
 }
 
-fn measure_latency(spec: &Spec, seconds: f64, repeats: usize) -> Result<Vec<f64>> {
+fn measure_latency(
+    kernels: KernelPath,
+    spec: &Spec,
+    seconds: f64,
+    repeats: usize,
+) -> Result<Vec<f64>> {
     let p = params(spec)?;
     let data = synthetic(spec, 64, 3);
     let mut work = vec![0.0f32; spec.forward_work_len(1, STEPS)];
@@ -241,14 +259,20 @@ fn measure_latency(spec: &Spec, seconds: f64, repeats: usize) -> Result<Vec<f64>
     let mut i = 0;
     let mut one = || {
         i = (i + 1) % data.len;
-        model::forward(spec, &p, seqs(&data, i, 1), 1, &mut work, &mut out)
+        model::forward_with(kernels, spec, &p, seqs(&data, i, 1), 1, &mut work, &mut out)
             .map_err(|e| anyhow!("forward: {e}"))
     };
     per_call(seconds.min(0.2), &mut one)?; // warm-up
     (0..repeats).map(|_| per_call(seconds, &mut one).map(|s| s * 1e3)).collect()
 }
 
-fn measure_infer(spec: &Spec, threads: usize, seconds: f64, repeats: usize) -> Result<Vec<f64>> {
+fn measure_infer(
+    kernels: KernelPath,
+    spec: &Spec,
+    threads: usize,
+    seconds: f64,
+    repeats: usize,
+) -> Result<Vec<f64>> {
     let p = params(spec)?;
     let data = synthetic(spec, INFER_BATCH, 4);
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
@@ -266,7 +290,8 @@ fn measure_infer(spec: &Spec, threads: usize, seconds: f64, repeats: usize) -> R
                 if n == 0 {
                     return Ok(());
                 }
-                model::forward(
+                model::forward_with(
+                    kernels,
                     spec,
                     &p,
                     seqs(&data, from, n),
@@ -301,15 +326,16 @@ pub fn describe(spec: &Spec) -> String {
 
 /// Runs the measurements of one workload.
 pub fn bench_workload(
+    kernels: KernelPath,
     name: &'static str,
     spec: &Spec,
     threads: usize,
     seconds: f64,
     repeats: usize,
 ) -> Result<WorkloadReport> {
-    let train = measure_train(spec, threads, seconds, repeats)?;
-    let latency = measure_latency(spec, seconds, repeats)?;
-    let infer = measure_infer(spec, threads, seconds, repeats)?;
+    let train = measure_train(kernels, spec, threads, seconds, repeats)?;
+    let latency = measure_latency(kernels, spec, seconds, repeats)?;
+    let infer = measure_infer(kernels, spec, threads, seconds, repeats)?;
     let (t, l, i) = (median(&train), median(&latency), median(&infer));
     let fwd = forward_flops(spec, STEPS) as f64;
     Ok(WorkloadReport {
@@ -339,10 +365,11 @@ pub fn target_features() -> Vec<&'static str> {
 /// The report as a text table.
 pub fn table(r: &BenchReport) -> String {
     let mut s = format!(
-        "threads {}, {} s × {} per figure (median), built for {}\n",
+        "threads {}, {} s × {} per figure (median), kernels {}, built for {}\n",
         r.threads,
         r.seconds,
         r.repeats,
+        r.kernels,
         r.target_features.join("+")
     );
     s += &format!(
@@ -386,13 +413,14 @@ mod tests {
     #[test]
     fn tiny_bench_runs() {
         let spec = Spec::channels(2).lstm(4).dense(3, Head::Softmax);
-        let w = bench_workload("tiny", &spec, 2, 0.01, 1).unwrap();
+        let w = bench_workload(KernelPath::fast(), "tiny", &spec, 2, 0.01, 1).unwrap();
         assert!(w.train_samples_per_s > 0.0 && w.latency_ms > 0.0 && w.infer_samples_per_s > 0.0);
         assert!(table(&BenchReport {
             threads: 2,
             seconds: 0.01,
             repeats: 1,
             target_features: target_features(),
+            kernels: KernelPath::fast().describe(),
             workloads: vec![w]
         })
         .contains("tiny"));

@@ -301,6 +301,20 @@ pub struct TrainArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub restore_best: Option<bool>,
+    /// Train on the exact kernel path (the device's arithmetic, bit for bit) instead of the
+    /// fast one (FMA and SIMD chosen at run time; results differ in the last bits)
+    /// [default: fast]. Deterministic either way for a seed and thread count; a resumed run
+    /// keeps the path it started with.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exact: Option<bool>,
+}
+
+impl TrainArgs {
+    /// The kernel path these settings train on (fast unless `--exact`).
+    pub fn kernels(&self) -> tinylstm_fast::KernelPath {
+        tinylstm_fast::KernelPath::choose(self.exact != Some(true))
+    }
 }
 
 /// What a floating-point setting accepts when flags and config files are read. NaN and ±Inf

@@ -2,6 +2,9 @@
 //! tf_keras 2.21 (see that folder's README.md). The test dispatches on each file's `case` field,
 //! so a new case is a dropped-in file, and checks every value within the Keras bound
 //! `|a − b| ≤ 1e-5 + 1e-4·|b|` (`common::KERAS`).
+//!
+//! Every case runs on both kernel paths at that same tolerance: the exact one, and the fast
+//! one on every instruction set this CPU supports (AVX-512, AVX2+FMA, portable, …).
 
 mod common;
 
@@ -12,8 +15,9 @@ use tinylstm::lstm::{self, Dims, Grads, Tape, Weights};
 use tinylstm::optim::{Clip, Optimizer, OptimizerConfig};
 use tinylstm::penalty::{Penalties, Penalty};
 use tinylstm::schedule::Schedule;
-use tinylstm::train::{loss_and_grad, Batch, TrainOptions};
+use tinylstm::train::{loss_and_grad_with, Batch, TrainOptions};
 use tinylstm::{Head, Sequences, Spec, Targets};
+use tinylstm_fast::{Fast, Isa, KernelPath};
 
 fn fixtures() -> Vec<(PathBuf, Value)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/keras");
@@ -36,7 +40,7 @@ fn fixtures() -> Vec<(PathBuf, Value)> {
 
 /// One LSTM layer: forward (h_seq, h_last, c_last) and backward of
 /// `sum(h_seq·cot) [+ sum(h_last·cot_h) + sum(c_last·cot_c)]`, from a zero or given state.
-fn lstm_layer(v: &Value) -> Worst {
+fn lstm_layer(v: &Value, kern: KernelPath) -> Worst {
     let (i, h, t, b) = (int(v, "I"), int(v, "H"), int(v, "T"), int(v, "B"));
     let kernel = flat(&v["kernel"]);
     let recurrent = flat(&v["recurrent_kernel"]);
@@ -52,7 +56,7 @@ fn lstm_layer(v: &Value) -> Worst {
         cs[..b * h].copy_from_slice(&flat(&v["c0"]));
     }
     let mut tape = Tape { gates: &mut gates, h: &mut hs, c: &mut cs };
-    lstm::forward(&d, &w, &x, &mut tape).unwrap();
+    lstm::forward_with(kern, &d, &w, &x, &mut tape).unwrap();
     let mut worst = Worst::default();
     let h_seq = to_batch_major(&tape.h[b * h..], b, t, h);
     worst.merge(assert_close("h_seq", &h_seq, &flat(&v["h_seq"]), KERAS));
@@ -69,8 +73,20 @@ fn lstm_layer(v: &Value) -> Worst {
         (vec![0.0; kernel.len()], vec![0.0; recurrent.len()], vec![0.0; bias.len()]);
     let mut grads = Grads { kernel: &mut gk, recurrent: &mut gr, bias: &mut gb };
     let mut dx = vec![0.0; x.len()];
-    lstm::backward(&d, &w, &x, &mut tape, Some(&cot), &mut dh, &mut dc, &mut grads, Some(&mut dx))
-        .unwrap();
+    let dx_out = Some(&mut dx[..]);
+    lstm::backward_with(
+        kern,
+        &d,
+        &w,
+        &x,
+        &mut tape,
+        Some(&cot),
+        &mut dh,
+        &mut dc,
+        &mut grads,
+        dx_out,
+    )
+    .unwrap();
     worst.merge(assert_close("grad_kernel", &gk, &flat(&v["grad_kernel"]), KERAS));
     worst.merge(assert_close(
         "grad_recurrent_kernel",
@@ -98,6 +114,7 @@ struct ModelCase {
     targets: Vec<f32>,
     batch: usize,
     penalties: Penalties,
+    kernels: KernelPath,
 }
 
 impl ModelCase {
@@ -114,6 +131,7 @@ impl ModelCase {
             targets: vec![],
             batch,
             penalties: Penalties::NONE,
+            kernels: KernelPath::Exact,
         };
         if case.starts_with("seed_model") {
             mc.spec = Spec::tokens(int(v, "V"), int(v, "E"))
@@ -186,7 +204,8 @@ impl ModelCase {
         let mut work = vec![0.0; self.spec.train_work_len(self.batch, steps, opts.bptt)];
         let mut grads = vec![0.0; self.spec.param_count()];
         let mut out = vec![0.0; self.batch * self.spec.outputs];
-        let loss = loss_and_grad(
+        let loss = loss_and_grad_with(
+            self.kernels,
             &self.spec,
             params,
             &batch,
@@ -249,8 +268,9 @@ fn check_steps(what: &str, mc: &ModelCase, cfg: &OptimizerConfig, expected: &[Va
     worst
 }
 
-fn model_case(v: &Value) -> Worst {
-    let mc = ModelCase::from_json(v);
+fn model_case(v: &Value, kern: KernelPath) -> Worst {
+    let mut mc = ModelCase::from_json(v);
+    mc.kernels = kern;
     let (loss, out, grads) = mc.loss_grad(&mc.params);
     let mut worst = Worst::default();
     let out_key = if v.get("probs").is_some() { "probs" } else { "outputs" };
@@ -267,7 +287,7 @@ fn model_case(v: &Value) -> Worst {
 /// against the Keras rule (all of a step's values equal the mask value, or token id 0) and the
 /// first layer's whole output sequence — at masked steps it repeats the last output, zeros
 /// before the first kept step — from [`lstm::forward_masked`].
-fn masked_model_case(v: &Value) -> Worst {
+fn masked_model_case(v: &Value, kern: KernelPath) -> Worst {
     let mc = ModelCase::from_json(v);
     let (b, t, h1) = (mc.batch, int(v, "T"), int(v, "H1"));
     let sw = mc.spec.step_width();
@@ -321,17 +341,18 @@ fn masked_model_case(v: &Value) -> Worst {
     let h_seq = to_batch_major(&tape.h[b * h1..], b, t, h1);
     let mut worst = Worst::default();
     worst.merge(assert_close("h_seq_layer1", &h_seq, &flat(&v["h_seq_layer1"]), KERAS));
-    worst.merge(model_case(v));
+    worst.merge(model_case(v, kern));
     worst
 }
 
 /// `optimizers`: seven optimizer variants, three steps each from the same weights.
-fn optimizers_case(v: &Value) -> Worst {
+fn optimizers_case(v: &Value, kern: KernelPath) -> Worst {
     let mut mc = ModelCase::from_json(&serde_json::json!({
         "case": "optimizers", "weights": v["weights"], "B": v["B"], "C": v["C"], "H": v["H"],
         "K": v["K"], "x": v["x"], "labels": v["labels"],
     }));
     mc.penalties = Penalties::NONE;
+    mc.kernels = kern;
     let mut worst = Worst::default();
     let (_, _, g0) = mc.loss_grad(&mc.params);
     worst.merge(assert_close("grads_at_start", &g0, &flat_all(&v["grads_at_start"]), KERAS));
@@ -404,8 +425,21 @@ fn schedules_case(v: &Value) -> Worst {
     worst
 }
 
+/// The exact path, then the fast path on every instruction set this CPU has.
+fn kernel_paths() -> Vec<KernelPath> {
+    let fast = Isa::ALL.into_iter().filter_map(Fast::with_isa).map(KernelPath::Fast);
+    std::iter::once(KernelPath::Exact).chain(fast).collect()
+}
+
 #[test]
 fn every_keras_case_matches() {
+    for kern in kernel_paths() {
+        println!("kernel path: {}", kern.describe());
+        every_keras_case_matches_on(kern);
+    }
+}
+
+fn every_keras_case_matches_on(kern: KernelPath) {
     let cases = fixtures();
     assert!(cases.len() >= 12, "expected the 12 reference files, found {}", cases.len());
     let mut checked = 0;
@@ -413,14 +447,14 @@ fn every_keras_case_matches() {
         let name = path.file_name().unwrap().to_string_lossy();
         let case = v["case"].as_str().unwrap_or_else(|| panic!("{name}: no `case` field"));
         let worst = match case {
-            "lstm_layer" | "lstm_layer_initial_state" => lstm_layer(v),
+            "lstm_layer" | "lstm_layer_initial_state" => lstm_layer(v, kern),
             "seed_model_adam"
             | "seed_model_l2_adam"
             | "seed_model_l1_sgd_momentum"
             | "multiclass_adam"
-            | "regression_mse" => model_case(v),
-            "masked_sequence_model" | "embedding_mask_zero_model" => masked_model_case(v),
-            "optimizers" => optimizers_case(v),
+            | "regression_mse" => model_case(v, kern),
+            "masked_sequence_model" | "embedding_mask_zero_model" => masked_model_case(v, kern),
+            "optimizers" => optimizers_case(v, kern),
             "lr_schedules" => schedules_case(v),
             "tokenizer" => {
                 println!("{name}: case `tokenizer` is checked by tests/tokenizer_parity.rs");

@@ -5,6 +5,7 @@ use crate::bench::{
 };
 use anyhow::Result;
 use clap::Args;
+use tinylstm_fast::KernelPath;
 
 /// `tinylstm bench` options.
 #[derive(Args, Debug, Clone)]
@@ -12,7 +13,8 @@ use clap::Args;
   tinylstm bench                          # both workloads, all cores, a table
   tinylstm bench --workload mcu --threads 1 --seconds 2
   tinylstm bench --json > bench.json
-For this machine's instruction set, build with RUSTFLAGS=\"-C target-cpu=native\" (BENCHMARKS.md).")]
+  tinylstm bench --exact                  # the exact kernel path (the device's arithmetic)
+The fast path picks this CPU's instruction set at run time (AVX-512, AVX2+FMA, NEON).")]
 pub struct BenchCmd {
     /// Worker threads for training and batch-256 inference [default: all cores].
     #[arg(long)]
@@ -29,6 +31,9 @@ pub struct BenchCmd {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Measure the exact kernel path instead of the fast one.
+    #[arg(long)]
+    pub exact: bool,
 }
 
 /// Runs `tinylstm bench`.
@@ -42,6 +47,7 @@ pub fn run(cmd: &BenchCmd) -> Result<()> {
         anyhow::bail!("--seconds must be a positive number");
     }
     let repeats = cmd.repeats.max(1);
+    let kernels = KernelPath::choose(!cmd.exact);
     let mut workloads = Vec::new();
     for (name, spec, on) in [
         ("seed", SEED, cmd.workload != Workload::Mcu),
@@ -53,13 +59,14 @@ pub fn run(cmd: &BenchCmd) -> Result<()> {
         if !cmd.json {
             eprintln!("benchmarking {name}: {} ...", describe(&spec));
         }
-        workloads.push(bench_workload(name, &spec, threads, cmd.seconds, repeats)?);
+        workloads.push(bench_workload(kernels, name, &spec, threads, cmd.seconds, repeats)?);
     }
     let report = BenchReport {
         threads,
         seconds: cmd.seconds,
         repeats,
         target_features: target_features(),
+        kernels: kernels.describe(),
         workloads,
     };
     if cmd.json {

@@ -40,9 +40,13 @@ pub struct EvalCmd {
     /// Worker threads [default: all cores].
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Run on the fast kernel path (FMA and SIMD; outputs differ from the device's in the last
+    /// bits) instead of the exact one, whose outputs are the device's bit for bit.
+    #[arg(long)]
+    pub fast: bool,
 }
 
-fn trainer_for(bundle: &ModelBundle, threads: Option<usize>) -> Result<Trainer> {
+fn trainer_for(bundle: &ModelBundle, threads: Option<usize>, fast: bool) -> Result<Trainer> {
     let penalties = match &bundle.meta.config {
         Some(c) => c.penalties(&bundle.spec)?,
         None => tinylstm::penalty::Penalties::NONE,
@@ -62,6 +66,7 @@ fn trainer_for(bundle: &ModelBundle, threads: Option<usize>) -> Result<Trainer> 
         min_delta: 0.0,
         restore_best: false,
         quiet: true,
+        kernels: tinylstm_fast::KernelPath::choose(fast),
     })
 }
 
@@ -95,7 +100,7 @@ pub fn run_eval(cmd: &EvalCmd) -> Result<()> {
     }
     let prepared =
         bundle.preprocessor().prepare_indices(&data, &(0..data.len()).collect::<Vec<_>>())?;
-    let trainer = trainer_for(&bundle, cmd.threads)?;
+    let trainer = trainer_for(&bundle, cmd.threads, cmd.fast)?;
     let (loss, outputs) = trainer.evaluate(&bundle.params, &prepared)?;
     let report = EvalReport::new(&bundle.spec, &names, loss, &prepared, &outputs)?;
     if cmd.json {
@@ -145,6 +150,10 @@ pub struct PredictCmd {
     /// Worker threads [default: all cores].
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Run on the fast kernel path (FMA and SIMD; outputs differ from the device's in the last
+    /// bits) instead of the exact one, whose outputs are the device's bit for bit.
+    #[arg(long)]
+    pub fast: bool,
 }
 
 /// Runs `tinylstm predict`.
@@ -174,7 +183,7 @@ pub fn run_predict(cmd: &PredictCmd) -> Result<()> {
     };
     let refs: Vec<&Sample> = samples.iter().collect();
     let prepared = bundle.preprocessor().prepare(&refs)?;
-    let trainer = trainer_for(&bundle, cmd.threads)?;
+    let trainer = trainer_for(&bundle, cmd.threads, cmd.fast)?;
     let (_, outputs) = trainer.evaluate(&bundle.params, &prepared)?;
     let k = bundle.spec.outputs;
     let names = bundle.class_names();

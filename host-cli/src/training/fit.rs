@@ -21,8 +21,9 @@ use rayon::prelude::*;
 use std::time::Instant;
 use tinylstm::optim::OptimizerConfig;
 use tinylstm::penalty::Penalties;
-use tinylstm::train::{loss_and_grad, Batch, TrainOptions};
+use tinylstm::train::{loss_and_grad_with, Batch, TrainOptions};
 use tinylstm::{model, Bptt, Head, Spec};
+use tinylstm_fast::KernelPath;
 
 /// Everything the loop needs besides the data.
 #[derive(Clone, Debug)]
@@ -53,6 +54,8 @@ pub struct FitConfig {
     pub restore_best: bool,
     /// No progress output.
     pub quiet: bool,
+    /// Kernel path of every forward and backward pass (training, validation, evaluation).
+    pub kernels: KernelPath,
 }
 
 /// What the loop tells its caller after each epoch.
@@ -126,6 +129,7 @@ impl Trainer {
     /// Loss (with penalties) and activated outputs `[N][K]` of `params` on `data`.
     pub fn evaluate(&self, params: &[f32], data: &Prepared) -> Result<(f64, Vec<f32>)> {
         let spec = self.cfg.spec;
+        let kernels = self.cfg.kernels;
         let k = spec.outputs;
         let chunk = 128usize;
         let n = data.len;
@@ -147,8 +151,16 @@ impl Trainer {
                         data.gather(part, k, buf);
                         let b = part.len();
                         let mut logits = vec![0.0f32; b * k];
-                        model::forward_logits(&spec, params, buf.sequences(), b, work, &mut logits)
-                            .map_err(|e| anyhow!("forward pass: {e}"))?;
+                        model::forward_logits_with(
+                            kernels,
+                            &spec,
+                            params,
+                            buf.sequences(),
+                            b,
+                            work,
+                            &mut logits,
+                        )
+                        .map_err(|e| anyhow!("forward pass: {e}"))?;
                         let mut d = vec![0.0f32; b * k];
                         let loss = tinylstm::loss::loss_and_grad(
                             spec.head,
@@ -258,7 +270,8 @@ impl Trainer {
                             batch: part.len(),
                         };
                         let out = &mut slot.outputs[..part.len() * k];
-                        slot.result = loss_and_grad(
+                        slot.result = loss_and_grad_with(
+                            cfg.kernels,
                             &spec,
                             params,
                             &batch,

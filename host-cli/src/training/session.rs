@@ -134,6 +134,7 @@ impl TrainSession {
             // Restored by `final_params`, so a session can be continued after any epoch.
             restore_best: false,
             quiet: opts.quiet,
+            kernels: args.kernels(),
         };
         let trainer = Trainer::new(fit_cfg)?;
         let mut session = TrainSession {
