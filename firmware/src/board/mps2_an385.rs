@@ -5,9 +5,9 @@
 //! 0x2000_0000). No clock set-up: QEMU's system clock is 25 MHz. Logs with defmt over
 //! semihosting; exits through semihosting.
 //!
-//! Instruction counts are those of the M0+ code; a real Cortex-M0+ has no hardware divider
-//! or FPU either, so they carry over, but its cycle counts differ (loads 2 cycles, no
-//! pipelined multiply-accumulate).
+//! Instruction counts are those of the M0+ code (the Cortex-M3 runs the same instructions; a
+//! Cortex-M0+ has no FPU either); a real Cortex-M0+ takes more cycles for them (loads and
+//! taken branches 2 cycles each).
 
 use defmt_semihosting as _;
 
