@@ -117,7 +117,7 @@ pub fn forward(d: &Dims, w: &Weights<'_>, x: &[f32], tape: &mut Tape<'_>) -> Res
     check_weights(d, w)?;
     check_tape(d, tape)?;
     check_len("layer input", d.input_len(), x.len())?;
-    forward_unchecked(d, w, x, None, tape);
+    forward_unchecked(d, w, x, tape);
     Ok(())
 }
 
@@ -139,23 +139,24 @@ pub fn forward_masked(
     check_tape(d, tape)?;
     check_len("layer input", d.input_len(), x.len())?;
     check_len("keep flags", d.steps * d.batch, keep.len())?;
-    forward_unchecked(d, w, x, Some(keep), tape);
+    forward_unchecked_masked(d, w, x, keep, tape);
     Ok(())
 }
 
-/// [`forward`] / [`forward_masked`] without the length checks (callers have validated every
-/// size). `keep` is `[S][B]` when given.
-pub(crate) fn forward_unchecked(
+/// [`forward`] without the length checks (callers have validated every size).
+pub(crate) fn forward_unchecked(d: &Dims, w: &Weights<'_>, x: &[f32], tape: &mut Tape<'_>) {
+    forward_impl::<false>(d, w, x, &[], tape);
+}
+
+/// [`forward_masked`] without the length checks; `keep` is `[S][B]`.
+pub(crate) fn forward_unchecked_masked(
     d: &Dims,
     w: &Weights<'_>,
     x: &[f32],
-    keep: Option<&[f32]>,
+    keep: &[f32],
     tape: &mut Tape<'_>,
 ) {
-    match keep {
-        None => forward_impl::<false>(d, w, x, &[], tape),
-        Some(k) => forward_impl::<true>(d, w, x, k, tape),
-    }
+    forward_impl::<true>(d, w, x, keep, tape);
 }
 
 /// The forward pass; `MASKED = false` ignores `keep` (and compiles without any mask test).
@@ -243,7 +244,7 @@ fn cell_update(zb: &mut [f32], cp: &[f32], cn: &mut [f32], hn: &mut [f32], h: us
 }
 
 /// Applies σ to the `i, f, o` blocks and tanh to the `c` block of one row `[4H]`.
-#[inline]
+#[inline(always)]
 fn activate_gates(z: &mut [f32], h: usize) {
     let (i_f, rest) = z.split_at_mut(2 * h);
     let (g, o) = rest.split_at_mut(h);
@@ -279,7 +280,7 @@ pub fn backward(
     dx: Option<&mut [f32]>,
 ) -> Result<(), Error> {
     check_backward(d, w, x, tape, dh_seq, carry_dh, carry_dc, grads, dx.as_deref())?;
-    backward_unchecked(d, w, x, None, tape, dh_seq, carry_dh, carry_dc, grads, dx);
+    backward_unchecked(d, w, x, tape, dh_seq, carry_dh, carry_dc, grads, dx);
     Ok(())
 }
 
@@ -304,7 +305,7 @@ pub fn backward_masked(
 ) -> Result<(), Error> {
     check_backward(d, w, x, tape, dh_seq, carry_dh, carry_dc, grads, dx.as_deref())?;
     check_len("keep flags", d.steps * d.batch, keep.len())?;
-    backward_unchecked(d, w, x, Some(keep), tape, dh_seq, carry_dh, carry_dc, grads, dx);
+    backward_unchecked_masked(d, w, x, keep, tape, dh_seq, carry_dh, carry_dc, grads, dx);
     Ok(())
 }
 
@@ -339,13 +340,12 @@ fn check_backward(
     Ok(())
 }
 
-/// [`backward`] / [`backward_masked`] without the length checks; `keep` is `[S][B]` when given.
+/// [`backward`] without the length checks.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backward_unchecked(
     d: &Dims,
     w: &Weights<'_>,
     x: &[f32],
-    keep: Option<&[f32]>,
     tape: &mut Tape<'_>,
     dh_seq: Option<&[f32]>,
     carry_dh: &mut [f32],
@@ -353,10 +353,24 @@ pub(crate) fn backward_unchecked(
     grads: &mut Grads<'_>,
     dx: Option<&mut [f32]>,
 ) {
-    match keep {
-        None => backward_impl::<false>(d, w, x, &[], tape, dh_seq, carry_dh, carry_dc, grads, dx),
-        Some(k) => backward_impl::<true>(d, w, x, k, tape, dh_seq, carry_dh, carry_dc, grads, dx),
-    }
+    backward_impl::<false>(d, w, x, &[], tape, dh_seq, carry_dh, carry_dc, grads, dx);
+}
+
+/// [`backward_masked`] without the length checks; `keep` is `[S][B]`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn backward_unchecked_masked(
+    d: &Dims,
+    w: &Weights<'_>,
+    x: &[f32],
+    keep: &[f32],
+    tape: &mut Tape<'_>,
+    dh_seq: Option<&[f32]>,
+    carry_dh: &mut [f32],
+    carry_dc: &mut [f32],
+    grads: &mut Grads<'_>,
+    dx: Option<&mut [f32]>,
+) {
+    backward_impl::<true>(d, w, x, keep, tape, dh_seq, carry_dh, carry_dc, grads, dx);
 }
 
 /// The backward pass; `MASKED = false` ignores `keep` (and compiles without any mask test).

@@ -208,6 +208,7 @@ pub(crate) fn layer_weights<'a>(spec: &Spec, params: &'a [f32], l: usize) -> Wei
 }
 
 /// Writes the layer-0 input of steps `t0..t0+s` time-major into `xin [s][B][I_0]`.
+#[inline(always)]
 pub(crate) fn gather_input(
     spec: &Spec,
     params: &[f32],
@@ -264,7 +265,9 @@ pub(crate) fn gather_keep(
     }
 }
 
-/// Runs every layer over steps `t0..t0+s`, each starting from the state in its slot 0.
+/// Runs every layer over steps `t0..t0+s`, each starting from the state in its slot 0 — for a
+/// spec without a mask; [`run_chunk_masked`] otherwise (callers test `spec.mask` once, outside
+/// their loops, so the unmasked path runs exactly the code it ran before masking existed).
 pub(crate) fn run_chunk(
     spec: &Spec,
     params: &[f32],
@@ -277,21 +280,18 @@ pub(crate) fn run_chunk(
 ) {
     let b = layout.batch;
     gather_input(spec, params, input, b, steps, t0, s, &mut tape[..s * b * spec.input_width()]);
-    if spec.mask.is_on() {
-        return run_chunk_masked(spec, params, input, steps, layout, t0, s, tape);
-    }
     for l in 0..spec.layers {
         let d = Dims { input: spec.layer_input(l), units: spec.units[l], batch: b, steps: s };
         let w = layer_weights(spec, params, l);
         let (x, mut t) = layout.split(spec, l, s, tape);
-        lstm::forward_unchecked(&d, &w, x, None, &mut t);
+        lstm::forward_unchecked(&d, &w, x, &mut t);
     }
 }
 
 /// [`run_chunk`] for a spec with a [`Mask`]: the keep flags go to the end of the tape
 /// ([`TapeLayout::keep_start`]) and every layer skips the masked steps.
 #[inline(never)]
-fn run_chunk_masked(
+pub(crate) fn run_chunk_masked(
     spec: &Spec,
     params: &[f32],
     input: &Sequences<'_>,
@@ -302,6 +302,7 @@ fn run_chunk_masked(
     tape: &mut [f32],
 ) {
     let b = layout.batch;
+    gather_input(spec, params, input, b, steps, t0, s, &mut tape[..s * b * spec.input_width()]);
     let (tape, keep) = tape.split_at_mut(layout.keep_start(spec));
     let keep = &mut keep[..s * b];
     gather_keep(spec, input, b, steps, t0, s, keep);
@@ -309,7 +310,7 @@ fn run_chunk_masked(
         let d = Dims { input: spec.layer_input(l), units: spec.units[l], batch: b, steps: s };
         let w = layer_weights(spec, params, l);
         let (x, mut t) = layout.split(spec, l, s, tape);
-        lstm::forward_unchecked(&d, &w, x, Some(keep), &mut t);
+        lstm::forward_unchecked_masked(&d, &w, x, keep, &mut t);
     }
 }
 
@@ -408,11 +409,16 @@ pub fn forward_logits(
     let cap = chunk_capacity(spec, batch, tape.len()).min(steps);
     let layout = TapeLayout { batch, cap };
     state.fill(0.0);
+    let masked = spec.mask.is_on();
     let mut t0 = 0;
     while t0 < steps {
         let s = cap.min(steps - t0);
         layout.transfer_state(spec, tape, state, 0, true);
-        run_chunk(spec, params, &input, steps, &layout, t0, s, tape);
+        if masked {
+            run_chunk_masked(spec, params, &input, steps, &layout, t0, s, tape);
+        } else {
+            run_chunk(spec, params, &input, steps, &layout, t0, s, tape);
+        }
         layout.transfer_state(spec, tape, state, s, false);
         t0 += s;
     }
@@ -457,7 +463,11 @@ pub fn step(
     }
     let layout = TapeLayout { batch, cap: 1 };
     layout.transfer_state(spec, work, state, 0, true);
-    run_chunk(spec, params, &input, 1, &layout, 0, 1, work);
+    if spec.mask.is_on() {
+        run_chunk_masked(spec, params, &input, 1, &layout, 0, 1, work);
+    } else {
+        run_chunk(spec, params, &input, 1, &layout, 0, 1, work);
+    }
     layout.transfer_state(spec, work, state, 1, false);
     if let Some(o) = out {
         let ho = spec.state_offset(spec.layers - 1, batch);

@@ -87,7 +87,7 @@ pub enum Head {
 /// before the first kept step, from a zero initial state); the next layer skips the same steps,
 /// and a masked step receives no gradient. The same steps are masked in every layer because the
 /// mask comes from the input alone.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Mask {
     /// Every step is processed (Keras without masking).
@@ -109,6 +109,18 @@ impl PartialEq for Mask {
 }
 
 impl Eq for Mask {}
+
+impl core::fmt::Debug for Mask {
+    /// `Off`, `Zero`, or `Value(f32::from_bits(0x…))`: exact, and without pulling float
+    /// formatting into firmware that prints a spec.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Mask::Off => f.write_str("Off"),
+            Mask::Zero => f.write_str("Zero"),
+            Mask::Value(v) => write!(f, "Value(f32::from_bits({:#010x}))", v.to_bits()),
+        }
+    }
+}
 
 impl Mask {
     /// Equality usable in `const` contexts (mask values compared by their bits).

@@ -42,7 +42,9 @@ use crate::kernels::{add_column_sums, gemm_nt, gemm_tn};
 use crate::loss::{self, Targets};
 use crate::lstm::{self, Dims, Grads};
 use crate::model::Sequences;
-use crate::model::{activate, check_input, head_logits, layer_weights, run_chunk, TapeLayout};
+use crate::model::{
+    activate, check_input, head_logits, layer_weights, run_chunk, run_chunk_masked, TapeLayout,
+};
 use crate::spec::{InputKind, Spec};
 
 /// How backpropagation through time runs (see the module docs).
@@ -187,6 +189,7 @@ pub fn loss_and_grad(
     let (logits, rest) = rest.split_at_mut(b * k);
     let dlogits = &mut rest[..b * k];
     let layout = TapeLayout { batch: b, cap: s };
+    let run_chunk = if spec.mask.is_on() { run_chunk_masked } else { run_chunk };
 
     // Forward: untaped prefix, then the window, checkpointing each segment's starting state.
     carry.fill(0.0);
@@ -263,7 +266,14 @@ pub fn loss_and_grad(
             let (cdh, cdc) = carry[co..co + 2 * b * h].split_at_mut(b * h);
             let dh_seq = if l == top { None } else { Some(&cur[..n * b * h]) };
             let dx = if l > 0 || need_dx0 { Some(&mut next[..n * b * d.input]) } else { None };
-            lstm::backward_unchecked(&d, &wts, x, keep, &mut lt, dh_seq, cdh, cdc, &mut g, dx);
+            match keep {
+                None => {
+                    lstm::backward_unchecked(&d, &wts, x, &mut lt, dh_seq, cdh, cdc, &mut g, dx)
+                }
+                Some(k) => lstm::backward_unchecked_masked(
+                    &d, &wts, x, k, &mut lt, dh_seq, cdh, cdc, &mut g, dx,
+                ),
+            }
             core::mem::swap(&mut cur, &mut next);
         }
         // `cur` now holds layer 0's input gradient for this segment.
