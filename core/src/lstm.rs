@@ -27,7 +27,7 @@
 //! steps compute exactly what the unmasked pass computes, bit for bit; the unmasked entry
 //! points are separate instances with no mask test in their loops.
 
-use crate::error::{check_len, Error};
+use crate::error::{check_len, sized, Error};
 use crate::kernels::{add_column_sums, gemm_nn, gemm_nt, gemm_tn, gemv_terms};
 use crate::math::{sigmoid_in_place, tanh, tanh_in_place};
 
@@ -46,19 +46,21 @@ pub struct Dims {
 }
 
 impl Dims {
-    /// Length of the gates part of a tape, `S·B·4H`.
-    pub const fn gates_len(&self) -> usize {
-        self.steps * self.batch * 4 * self.units
+    /// Length of the gates part of a tape, `S·B·4H`; `None` if it overflows `usize`.
+    pub const fn gates_len(&self) -> Option<usize> {
+        let rows = checked!(self.steps.checked_mul(self.batch));
+        checked!(rows.checked_mul(self.units)).checked_mul(4)
     }
 
-    /// Length of the `h` (and of the `c`) part of a tape, `(S+1)·B·H`.
-    pub const fn states_len(&self) -> usize {
-        (self.steps + 1) * self.batch * self.units
+    /// Length of the `h` (and of the `c`) part of a tape, `(S+1)·B·H`; `None` on overflow.
+    pub const fn states_len(&self) -> Option<usize> {
+        let slots = checked!(self.steps.checked_add(1));
+        checked!(slots.checked_mul(self.batch)).checked_mul(self.units)
     }
 
-    /// Length of a time-major input `[S][B][I]`.
-    pub const fn input_len(&self) -> usize {
-        self.steps * self.batch * self.input
+    /// Length of a time-major input `[S][B][I]`; `None` on overflow.
+    pub const fn input_len(&self) -> Option<usize> {
+        checked!(self.steps.checked_mul(self.batch)).checked_mul(self.input)
     }
 }
 
@@ -96,16 +98,31 @@ pub struct Tape<'a> {
 }
 
 fn check_weights(d: &Dims, w: &Weights<'_>) -> Result<(), Error> {
-    let g = 4 * d.units;
-    check_len("kernel", d.input * g, w.kernel.len())?;
-    check_len("recurrent kernel", d.units * g, w.recurrent.len())?;
+    let g = sized("bias", d.units.checked_mul(4))?;
+    check_len("kernel", sized("kernel", d.input.checked_mul(g))?, w.kernel.len())?;
+    check_len(
+        "recurrent kernel",
+        sized("recurrent kernel", d.units.checked_mul(g))?,
+        w.recurrent.len(),
+    )?;
     check_len("bias", g, w.bias.len())
 }
 
 fn check_tape(d: &Dims, t: &Tape<'_>) -> Result<(), Error> {
-    check_len("tape gates", d.gates_len(), t.gates.len())?;
-    check_len("tape h", d.states_len(), t.h.len())?;
-    check_len("tape c", d.states_len(), t.c.len())
+    check_len("tape gates", sized("tape gates", d.gates_len())?, t.gates.len())?;
+    let states = sized("tape h and c", d.states_len())?;
+    check_len("tape h", states, t.h.len())?;
+    check_len("tape c", states, t.c.len())
+}
+
+/// The length of a time-major input, or an error if it overflows.
+fn input_len(d: &Dims) -> Result<usize, Error> {
+    sized("layer input", d.input_len())
+}
+
+/// The length of keep flags `[S][B]`, or an error if it overflows.
+fn keep_len(d: &Dims) -> Result<usize, Error> {
+    sized("keep flags", d.steps.checked_mul(d.batch))
 }
 
 /// Runs the layer over `d.steps` steps of `x [S][B][I]`, starting from the state in slot 0 of
@@ -116,7 +133,7 @@ fn check_tape(d: &Dims, t: &Tape<'_>) -> Result<(), Error> {
 pub fn forward(d: &Dims, w: &Weights<'_>, x: &[f32], tape: &mut Tape<'_>) -> Result<(), Error> {
     check_weights(d, w)?;
     check_tape(d, tape)?;
-    check_len("layer input", d.input_len(), x.len())?;
+    check_len("layer input", input_len(d)?, x.len())?;
     forward_unchecked(d, w, x, tape);
     Ok(())
 }
@@ -137,8 +154,8 @@ pub fn forward_masked(
 ) -> Result<(), Error> {
     check_weights(d, w)?;
     check_tape(d, tape)?;
-    check_len("layer input", d.input_len(), x.len())?;
-    check_len("keep flags", d.steps * d.batch, keep.len())?;
+    check_len("layer input", input_len(d)?, x.len())?;
+    check_len("keep flags", keep_len(d)?, keep.len())?;
     forward_unchecked_masked(d, w, x, keep, tape);
     Ok(())
 }
@@ -304,7 +321,7 @@ pub fn backward_masked(
     dx: Option<&mut [f32]>,
 ) -> Result<(), Error> {
     check_backward(d, w, x, tape, dh_seq, carry_dh, carry_dc, grads, dx.as_deref())?;
-    check_len("keep flags", d.steps * d.batch, keep.len())?;
+    check_len("keep flags", keep_len(d)?, keep.len())?;
     backward_unchecked_masked(d, w, x, keep, tape, dh_seq, carry_dh, carry_dc, grads, dx);
     Ok(())
 }
@@ -324,10 +341,10 @@ fn check_backward(
 ) -> Result<(), Error> {
     check_weights(d, w)?;
     check_tape(d, tape)?;
-    check_len("layer input", d.input_len(), x.len())?;
-    let bh = d.batch * d.units;
+    check_len("layer input", input_len(d)?, x.len())?;
+    let bh = sized("carry dh", d.batch.checked_mul(d.units))?;
     if let Some(s) = dh_seq {
-        check_len("dh_seq", d.steps * bh, s.len())?;
+        check_len("dh_seq", sized("dh_seq", d.steps.checked_mul(bh))?, s.len())?;
     }
     check_len("carry dh", bh, carry_dh.len())?;
     check_len("carry dc", bh, carry_dc.len())?;
@@ -335,7 +352,7 @@ fn check_backward(
     check_len("recurrent gradient", w.recurrent.len(), grads.recurrent.len())?;
     check_len("bias gradient", w.bias.len(), grads.bias.len())?;
     if let Some(dx) = dx {
-        check_len("dx", d.input_len(), dx.len())?;
+        check_len("dx", input_len(d)?, dx.len())?;
     }
     Ok(())
 }

@@ -18,13 +18,13 @@
 //! let x = [0.1f32; T * 2]; // one sequence [T][C]
 //!
 //! // Whole sequence at once (here with room for 2 steps per chunk).
-//! let mut work = [0.0f32; SPEC.forward_work_len(1, 2)];
+//! let mut work = [0.0f32; SPEC.forward_work_len(1, 2).unwrap()];
 //! let mut probs = [0.0f32; 3];
 //! model::forward(&SPEC, &params, Sequences::Values(&x), 1, &mut work, &mut probs).unwrap();
 //!
 //! // The same sequence streamed one step at a time with a carried state.
-//! let mut state = [0.0f32; SPEC.state_len(1)];
-//! let mut step_work = [0.0f32; SPEC.step_work_len(1)];
+//! let mut state = [0.0f32; SPEC.state_len(1).unwrap()];
+//! let mut step_work = [0.0f32; SPEC.step_work_len(1).unwrap()];
 //! let mut streamed = [0.0f32; 3];
 //! for t in 0..T {
 //!     let xt = Sequences::Values(&x[t * 2..t * 2 + 2]);
@@ -33,7 +33,7 @@
 //! assert_eq!(probs, streamed); // bit for bit
 //! ```
 
-use crate::error::{check_len, check_min_len, Error};
+use crate::error::{check_len, check_min_len, sized, Error};
 use crate::kernels::gemm_nn;
 use crate::lstm::{self, Dims, Tape, Weights};
 use crate::math::{exp, sigmoid};
@@ -73,7 +73,7 @@ pub(crate) fn check_input(
     if batch == 0 {
         return Err(Error::InvalidArgument("batch size must be at least 1"));
     }
-    let per_step = batch * spec.step_width();
+    let per_step = sized("input", batch.checked_mul(spec.step_width()))?;
     match (spec.input, input) {
         (InputKind::Tokens { vocab, .. }, Sequences::Tokens(ids)) => {
             if let Some(index) = ids.iter().position(|&t| t as usize >= vocab) {
@@ -357,12 +357,9 @@ fn check_params(spec: &Spec, params: &[f32]) -> Result<(), Error> {
 
 /// Steps per chunk that fit a tape of `len` floats (0 if not even one fits).
 fn chunk_capacity(spec: &Spec, batch: usize, len: usize) -> usize {
-    let base = spec.segment_tape_len(batch, 0);
-    let per_step = spec.segment_tape_len(batch, 1) - base;
-    if len < base {
-        0
-    } else {
-        (len - base) / per_step
+    match (spec.segment_tape_len(batch, 0), spec.segment_tape_len(batch, 1)) {
+        (Some(base), Some(one)) if len >= base => (len - base) / (one - base),
+        _ => 0,
     }
 }
 
@@ -402,9 +399,9 @@ pub fn forward_logits(
 ) -> Result<(), Error> {
     let steps = check_input(spec, &input, batch)?;
     check_params(spec, params)?;
-    check_len("output", batch * spec.outputs, out.len())?;
-    let state_len = spec.state_len(batch);
-    check_min_len("work", spec.forward_work_len(batch, 1), work.len())?;
+    check_len("output", sized("output", batch.checked_mul(spec.outputs))?, out.len())?;
+    let state_len = sized("state", spec.state_len(batch))?;
+    check_min_len("work", sized("work", spec.forward_work_len(batch, 1))?, work.len())?;
     let (state, tape) = work.split_at_mut(state_len);
     let cap = chunk_capacity(spec, batch, tape.len()).min(steps);
     let layout = TapeLayout { batch, cap };
@@ -451,15 +448,15 @@ pub fn step(
     if steps != 1 {
         return Err(Error::BufferLength {
             what: "streaming input (one step per sequence)",
-            expected: batch * spec.step_width(),
+            expected: batch.saturating_mul(spec.step_width()),
             actual: input.len(),
         });
     }
     check_params(spec, params)?;
-    check_len("state", spec.state_len(batch), state.len())?;
-    check_min_len("work", spec.step_work_len(batch), work.len())?;
+    check_len("state", sized("state", spec.state_len(batch))?, state.len())?;
+    check_min_len("work", sized("work", spec.step_work_len(batch))?, work.len())?;
     if let Some(o) = out.as_deref() {
-        check_len("output", batch * spec.outputs, o.len())?;
+        check_len("output", sized("output", batch.checked_mul(spec.outputs))?, o.len())?;
     }
     let layout = TapeLayout { batch, cap: 1 };
     layout.transfer_state(spec, work, state, 0, true);

@@ -103,8 +103,8 @@ fn streamed_loss(c: &Case, d: &Data, base: &[f32], params: &[f32], values: Optio
     let (b, t, k) = (c.batch, c.steps, spec.outputs);
     let (w, _) = c.bptt.resolve(t);
     let sw = spec.step_width();
-    let mut state = vec![0.0; spec.state_len(b)];
-    let mut work = vec![0.0; spec.step_work_len(b)];
+    let mut state = vec![0.0; spec.state_len(b).unwrap()];
+    let mut work = vec![0.0; spec.step_work_len(b).unwrap()];
     let mut out = vec![0.0; b * k];
     for ti in 0..t {
         let p = if ti < t - w { base } else { params };
@@ -163,7 +163,7 @@ fn analytic(c: &Case, d: &Data, params: &[f32]) -> (f32, Vec<f32>, Vec<f32>) {
     };
     let batch = Batch { inputs: inputs(d), targets, batch: c.batch };
     let opts = TrainOptions { bptt: c.bptt, norm: 0 };
-    let mut work = vec![0.0; spec.train_work_len(c.batch, c.steps, c.bptt)];
+    let mut work = vec![0.0; spec.train_work_len(c.batch, c.steps, c.bptt).unwrap()];
     let mut grads = vec![0.0; spec.param_count()];
     let mut ig = vec![0.0; d.values.len()];
     let ig_opt = if d.values.is_empty() { None } else { Some(&mut ig[..]) };
@@ -423,8 +423,8 @@ fn recompute_is_bit_identical_to_full_tape() {
             assert_eq!(loss_a.to_bits(), loss_b.to_bits(), "{} segment {seg}", c.name);
             assert!(grads_a.iter().zip(&grads_b).all(|(a, b)| a.to_bits() == b.to_bits()));
             assert!(ig_a.iter().zip(&ig_b).all(|(a, b)| a.to_bits() == b.to_bits()));
-            let reduced = c2.spec.tape_len(c.batch, c.steps, c2.bptt);
-            let full = c.spec.tape_len(c.batch, c.steps, Bptt { segment: 0, ..c.bptt });
+            let reduced = c2.spec.tape_len(c.batch, c.steps, c2.bptt).unwrap();
+            let full = c.spec.tape_len(c.batch, c.steps, Bptt { segment: 0, ..c.bptt }).unwrap();
             assert!(reduced <= full || seg >= c.steps, "{}: tape {reduced} > {full}", c.name);
         }
     }
@@ -455,7 +455,7 @@ fn gradients_accumulate_across_calls() {
         let y = &d.classes[half * 2..(half + 1) * 2];
         let batch = Batch { inputs: Sequences::Values(x), targets: Targets::Classes(y), batch: 2 };
         let opts = TrainOptions { bptt: Bptt::FULL, norm: 4 };
-        let mut work = vec![0.0; spec.train_work_len(2, 5, opts.bptt)];
+        let mut work = vec![0.0; spec.train_work_len(2, 5, opts.bptt).unwrap()];
         total += loss_and_grad(&spec, &params, &batch, &opts, &mut work, &mut grads, None, None)
             .unwrap();
     }

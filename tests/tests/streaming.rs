@@ -77,19 +77,19 @@ fn streaming_equals_full_sequence_bit_for_bit() {
 
         // Full sequence in one chunk, and in chunks of 1, 2 and 4 steps.
         let mut reference = vec![0.0; b * k];
-        let mut work = vec![0.0; spec.forward_work_len(b, t)];
+        let mut work = vec![0.0; spec.forward_work_len(b, t).unwrap()];
         model::forward(spec, &params, seqs, b, &mut work, &mut reference).unwrap();
         for chunk in [1, 2, 4] {
             let mut out = vec![0.0; b * k];
-            let mut work = vec![0.0; spec.forward_work_len(b, chunk)];
+            let mut work = vec![0.0; spec.forward_work_len(b, chunk).unwrap()];
             model::forward(spec, &params, seqs, b, &mut work, &mut out).unwrap();
             assert_eq!(bits(&out), bits(&reference), "spec {si}, chunk {chunk}");
         }
 
         // Streaming, all sequences together, step by step with a carried state.
         let sw = spec.step_width();
-        let mut state = vec![0.0; spec.state_len(b)];
-        let mut sw_work = vec![0.0; spec.step_work_len(b)];
+        let mut state = vec![0.0; spec.state_len(b).unwrap()];
+        let mut sw_work = vec![0.0; spec.step_work_len(b).unwrap()];
         let mut out = vec![0.0; b * k];
         for ti in 0..t {
             let (mut sid, mut sx) = (vec![], vec![]);
@@ -106,8 +106,8 @@ fn streaming_equals_full_sequence_bit_for_bit() {
         assert_eq!(bits(&out), bits(&reference), "spec {si}, streamed batch");
 
         // Streaming one sequence at a time (batch 1) after a reset.
-        let mut state1 = vec![0.0; spec.state_len(1)];
-        let mut w1 = vec![0.0; spec.step_work_len(1)];
+        let mut state1 = vec![0.0; spec.state_len(1).unwrap()];
+        let mut w1 = vec![0.0; spec.step_work_len(1).unwrap()];
         for r in 0..b {
             reset_state(&mut state1);
             let mut o = vec![0.0; k];
@@ -133,7 +133,7 @@ fn streaming_equals_full_sequence_bit_for_bit() {
             };
             let batch = Batch { inputs: seqs, targets, batch: b };
             let opts = TrainOptions { bptt, norm: 0 };
-            let mut work = vec![0.0; spec.train_work_len(b, t, bptt)];
+            let mut work = vec![0.0; spec.train_work_len(b, t, bptt).unwrap()];
             let mut grads = vec![0.0; spec.param_count()];
             let mut o = vec![0.0; b * k];
             loss_and_grad(spec, &params, &batch, &opts, &mut work, &mut grads, None, Some(&mut o))
@@ -156,7 +156,7 @@ fn masked_steps_equal_removed_steps() {
         let (ids, xs) = input(spec, b, t, si as u32);
         let seqs = if ids.is_empty() { Sequences::Values(&xs) } else { Sequences::Tokens(&ids) };
         let mut out = vec![0.0; b * k];
-        let mut work = vec![0.0; spec.forward_work_len(b, 3)];
+        let mut work = vec![0.0; spec.forward_work_len(b, 3).unwrap()];
         model::forward(spec, &params, seqs, b, &mut work, &mut out).unwrap();
         for r in 0..b {
             let kept: Vec<usize> = (0..t).filter(|&ti| !masked_step(r, ti, t)).collect();
@@ -183,7 +183,7 @@ fn masked_steps_equal_removed_steps() {
             };
             let cs = if cid.is_empty() { Sequences::Values(&cx) } else { Sequences::Tokens(&cid) };
             let mut want = vec![0.0; k];
-            let mut w = vec![0.0; plain.forward_work_len(1, kept.len())];
+            let mut w = vec![0.0; plain.forward_work_len(1, kept.len()).unwrap()];
             model::forward(&plain, &params, cs, 1, &mut w, &mut want).unwrap();
             assert_eq!(bits(got), bits(&want), "spec {si}, sequence {r}, kept {kept:?}");
         }
@@ -210,7 +210,7 @@ fn mask_with_nothing_masked_changes_no_bit() {
         for bptt in [Bptt::FULL, Bptt::truncated(3).recompute(2)] {
             let run = |s: &Spec| {
                 let opts = TrainOptions { bptt, norm: 0 };
-                let mut work = vec![0.0; s.train_work_len(b, t, bptt)];
+                let mut work = vec![0.0; s.train_work_len(b, t, bptt).unwrap()];
                 let mut grads = vec![0.0; s.param_count()];
                 let mut ig = vec![0.0; xs.len()];
                 let igo = if xs.is_empty() { None } else { Some(&mut ig[..]) };
@@ -240,7 +240,7 @@ fn pre_padded_tokens_go_through_embedding_row_zero() {
     let spec = Spec::tokens(10, 4).lstm(6).dense(1, Head::Sigmoid);
     let mut params = vec![0.0; spec.param_count()];
     init_params(&spec, 3, &mut params).unwrap();
-    let mut work = vec![0.0; spec.forward_work_len(1, 8)];
+    let mut work = vec![0.0; spec.forward_work_len(1, 8).unwrap()];
     let (mut padded, mut unpadded) = ([0.0f32], [0.0f32]);
     model::forward(
         &spec,
@@ -256,8 +256,8 @@ fn pre_padded_tokens_go_through_embedding_row_zero() {
     assert_ne!(padded[0], unpadded[0]);
     // Zeroing embedding row 0 and its effect: a zero input row still moves the state through the
     // biases, so the results still differ — what Keras does without masking.
-    let mut state = vec![0.0; spec.state_len(1)];
-    let mut sw = vec![0.0; spec.step_work_len(1)];
+    let mut state = vec![0.0; spec.state_len(1).unwrap()];
+    let mut sw = vec![0.0; spec.step_work_len(1).unwrap()];
     let mut o = [0.0f32];
     for id in [0u32, 0, 0, 4, 5, 6] {
         model::step(&spec, &params, Sequences::Tokens(&[id]), 1, &mut state, &mut sw, Some(&mut o))
@@ -271,7 +271,7 @@ fn bad_inputs_are_errors_not_panics() {
     use tinylstm::Error;
     let spec = Spec::tokens(10, 4).lstm(6).dense(1, Head::Sigmoid);
     let params = vec![0.0; spec.param_count()];
-    let mut work = vec![0.0; spec.forward_work_len(2, 3)];
+    let mut work = vec![0.0; spec.forward_work_len(2, 3).unwrap()];
     let mut out = [0.0f32; 2];
     let e =
         model::forward(&spec, &params, Sequences::Tokens(&[1, 2, 10, 3]), 2, &mut work, &mut out);
@@ -284,7 +284,7 @@ fn bad_inputs_are_errors_not_panics() {
     assert!(matches!(e, Err(Error::BufferLength { what: "parameters", .. })));
     let e = model::forward(&spec, &params, Sequences::Tokens(&[1, 2]), 0, &mut work, &mut out);
     assert!(matches!(e, Err(Error::InvalidArgument(_))));
-    let mut tiny = vec![0.0; spec.forward_work_len(2, 1) - 1];
+    let mut tiny = vec![0.0; spec.forward_work_len(2, 1).unwrap() - 1];
     let e = model::forward(&spec, &params, Sequences::Tokens(&[1, 2]), 2, &mut tiny, &mut out);
     assert!(matches!(e, Err(Error::BufferLength { what: "work", .. })));
     let e = model::forward(&spec, &params, Sequences::Tokens(&[]), 2, &mut work, &mut out);
@@ -295,7 +295,7 @@ fn bad_inputs_are_errors_not_panics() {
     let p = vec![0.0; sm.param_count()];
     let mut g = vec![0.0; sm.param_count()];
     let x = [0.0f32; 2 * 2 * 2];
-    let mut w = vec![0.0; sm.train_work_len(2, 2, Bptt::FULL)];
+    let mut w = vec![0.0; sm.train_work_len(2, 2, Bptt::FULL).unwrap()];
     let opts = TrainOptions::default();
     let bad_label =
         Batch { inputs: Sequences::Values(&x), targets: Targets::Classes(&[0, 3]), batch: 2 };
