@@ -83,6 +83,12 @@ pub enum Error {
     InputKind,
     /// An argument is out of its domain (the text says which and why).
     InvalidArgument(&'static str),
+    /// A size computed from the arguments (a batch or sequence length times the model's
+    /// widths) does not fit a `usize`: the arguments are far beyond any buffer.
+    SizeOverflow {
+        /// The buffer whose size overflows.
+        what: &'static str,
+    },
 }
 
 impl fmt::Display for Error {
@@ -105,6 +111,10 @@ impl fmt::Display for Error {
                 "input does not match the spec: token models take ids, channel models take values",
             ),
             Error::InvalidArgument(why) => write!(f, "invalid argument: {why}"),
+            Error::SizeOverflow { what } => write!(
+                f,
+                "the {what} size overflows the address space: the batch or sequence is too large"
+            ),
         }
     }
 }
@@ -115,6 +125,11 @@ impl From<SpecError> for Error {
     fn from(e: SpecError) -> Self {
         Error::Spec(e)
     }
+}
+
+/// The size, or `Err(SizeOverflow)` when checked arithmetic found none.
+pub(crate) fn sized(what: &'static str, size: Option<usize>) -> Result<usize, Error> {
+    size.ok_or(Error::SizeOverflow { what })
 }
 
 /// Returns `Err(BufferLength)` unless `actual == expected`.

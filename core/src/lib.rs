@@ -12,6 +12,17 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+/// The value of an `Option` expression, or `return None` from the enclosing `const fn` (where
+/// `?` is not available): the checked size arithmetic of the `*_len` functions.
+macro_rules! checked {
+    ($e:expr) => {
+        match $e {
+            Some(v) => v,
+            None => return None,
+        }
+    };
+}
+
 pub mod error;
 pub mod format;
 pub mod init;

@@ -11,7 +11,7 @@
 //! per-sample losses is divided by a caller-given `norm` — the batch size, or the whole batch's
 //! size when a batch is split across threads or accumulated sample by sample on a device.
 
-use crate::error::{check_len, Error};
+use crate::error::{check_len, sized, Error};
 use crate::math::{exp, ln, ln_1p, sigmoid};
 use crate::spec::Head;
 
@@ -39,8 +39,9 @@ pub fn loss_and_grad(
     dlogits: &mut [f32],
 ) -> Result<f32, Error> {
     let k = outputs;
-    check_len("logits", batch * k, logits.len())?;
-    check_len("logit gradient", batch * k, dlogits.len())?;
+    let bk = sized("logits", batch.checked_mul(k))?;
+    check_len("logits", bk, logits.len())?;
+    check_len("logit gradient", bk, dlogits.len())?;
     if norm.is_nan() || norm <= 0.0 {
         return Err(Error::InvalidArgument("loss normaliser must be positive"));
     }
@@ -69,7 +70,7 @@ pub fn loss_and_grad(
             }
         }
         (Head::Sigmoid, Targets::Values(y)) => {
-            check_len("targets", batch * k, y.len())?;
+            check_len("targets", bk, y.len())?;
             let scale = 1.0 / (k as f32 * norm);
             for ((x, d), t) in
                 logits.chunks_exact(k).zip(dlogits.chunks_exact_mut(k)).zip(y.chunks_exact(k))
@@ -83,7 +84,7 @@ pub fn loss_and_grad(
             }
         }
         (Head::Linear, Targets::Values(y)) => {
-            check_len("targets", batch * k, y.len())?;
+            check_len("targets", bk, y.len())?;
             let scale = 2.0 / (k as f32 * norm);
             for ((x, d), t) in
                 logits.chunks_exact(k).zip(dlogits.chunks_exact_mut(k)).zip(y.chunks_exact(k))

@@ -27,7 +27,7 @@
 //! steps compute exactly what the unmasked pass computes, bit for bit; the unmasked entry
 //! points are separate instances with no mask test in their loops.
 
-use crate::error::{check_len, Error};
+use crate::error::{check_len, sized, Error};
 use crate::kernels::{Exact, Kernels};
 use crate::math::tanh;
 
@@ -46,19 +46,21 @@ pub struct Dims {
 }
 
 impl Dims {
-    /// Length of the gates part of a tape, `S·B·4H`.
-    pub const fn gates_len(&self) -> usize {
-        self.steps * self.batch * 4 * self.units
+    /// Length of the gates part of a tape, `S·B·4H`; `None` if it overflows `usize`.
+    pub const fn gates_len(&self) -> Option<usize> {
+        let rows = checked!(self.steps.checked_mul(self.batch));
+        checked!(rows.checked_mul(self.units)).checked_mul(4)
     }
 
-    /// Length of the `h` (and of the `c`) part of a tape, `(S+1)·B·H`.
-    pub const fn states_len(&self) -> usize {
-        (self.steps + 1) * self.batch * self.units
+    /// Length of the `h` (and of the `c`) part of a tape, `(S+1)·B·H`; `None` on overflow.
+    pub const fn states_len(&self) -> Option<usize> {
+        let slots = checked!(self.steps.checked_add(1));
+        checked!(slots.checked_mul(self.batch)).checked_mul(self.units)
     }
 
-    /// Length of a time-major input `[S][B][I]`.
-    pub const fn input_len(&self) -> usize {
-        self.steps * self.batch * self.input
+    /// Length of a time-major input `[S][B][I]`; `None` on overflow.
+    pub const fn input_len(&self) -> Option<usize> {
+        checked!(self.steps.checked_mul(self.batch)).checked_mul(self.input)
     }
 }
 
@@ -96,16 +98,31 @@ pub struct Tape<'a> {
 }
 
 fn check_weights(d: &Dims, w: &Weights<'_>) -> Result<(), Error> {
-    let g = 4 * d.units;
-    check_len("kernel", d.input * g, w.kernel.len())?;
-    check_len("recurrent kernel", d.units * g, w.recurrent.len())?;
+    let g = sized("bias", d.units.checked_mul(4))?;
+    check_len("kernel", sized("kernel", d.input.checked_mul(g))?, w.kernel.len())?;
+    check_len(
+        "recurrent kernel",
+        sized("recurrent kernel", d.units.checked_mul(g))?,
+        w.recurrent.len(),
+    )?;
     check_len("bias", g, w.bias.len())
 }
 
 fn check_tape(d: &Dims, t: &Tape<'_>) -> Result<(), Error> {
-    check_len("tape gates", d.gates_len(), t.gates.len())?;
-    check_len("tape h", d.states_len(), t.h.len())?;
-    check_len("tape c", d.states_len(), t.c.len())
+    check_len("tape gates", sized("tape gates", d.gates_len())?, t.gates.len())?;
+    let states = sized("tape h and c", d.states_len())?;
+    check_len("tape h", states, t.h.len())?;
+    check_len("tape c", states, t.c.len())
+}
+
+/// The length of a time-major input, or an error if it overflows.
+fn input_len(d: &Dims) -> Result<usize, Error> {
+    sized("layer input", d.input_len())
+}
+
+/// The length of keep flags `[S][B]`, or an error if it overflows.
+fn keep_len(d: &Dims) -> Result<usize, Error> {
+    sized("keep flags", d.steps.checked_mul(d.batch))
 }
 
 /// Runs the layer over `d.steps` steps of `x [S][B][I]`, starting from the state in slot 0 of
@@ -130,8 +147,8 @@ pub fn forward_with<K: Kernels>(
 ) -> Result<(), Error> {
     check_weights(d, w)?;
     check_tape(d, tape)?;
-    check_len("layer input", d.input_len(), x.len())?;
-    forward_unchecked(kern, d, w, x, None, tape);
+    check_len("layer input", input_len(d)?, x.len())?;
+    forward_unchecked(kern, d, w, x, tape);
     Ok(())
 }
 
@@ -151,26 +168,33 @@ pub fn forward_masked(
 ) -> Result<(), Error> {
     check_weights(d, w)?;
     check_tape(d, tape)?;
-    check_len("layer input", d.input_len(), x.len())?;
-    check_len("keep flags", d.steps * d.batch, keep.len())?;
-    forward_unchecked(Exact, d, w, x, Some(keep), tape);
+    check_len("layer input", input_len(d)?, x.len())?;
+    check_len("keep flags", keep_len(d)?, keep.len())?;
+    forward_unchecked_masked(Exact, d, w, x, keep, tape);
     Ok(())
 }
 
-/// [`forward`] / [`forward_masked`] without the length checks (callers have validated every
-/// size). `keep` is `[S][B]` when given.
+/// [`forward`] without the length checks (callers have validated every size).
 pub(crate) fn forward_unchecked<K: Kernels>(
     kern: K,
     d: &Dims,
     w: &Weights<'_>,
     x: &[f32],
-    keep: Option<&[f32]>,
     tape: &mut Tape<'_>,
 ) {
-    match keep {
-        None => forward_impl::<K, false>(kern, d, w, x, &[], tape),
-        Some(k) => forward_impl::<K, true>(kern, d, w, x, k, tape),
-    }
+    forward_impl::<K, false>(kern, d, w, x, &[], tape);
+}
+
+/// [`forward_masked`] without the length checks; `keep` is `[S][B]`.
+pub(crate) fn forward_unchecked_masked<K: Kernels>(
+    kern: K,
+    d: &Dims,
+    w: &Weights<'_>,
+    x: &[f32],
+    keep: &[f32],
+    tape: &mut Tape<'_>,
+) {
+    forward_impl::<K, true>(kern, d, w, x, keep, tape);
 }
 
 /// The forward pass; `MASKED = false` ignores `keep` (and compiles without any mask test).
@@ -312,7 +336,7 @@ pub fn backward_with<K: Kernels>(
     dx: Option<&mut [f32]>,
 ) -> Result<(), Error> {
     check_backward(d, w, x, tape, dh_seq, carry_dh, carry_dc, grads, dx.as_deref())?;
-    backward_unchecked(kern, d, w, x, None, tape, dh_seq, carry_dh, carry_dc, grads, dx);
+    backward_unchecked(kern, d, w, x, tape, dh_seq, carry_dh, carry_dc, grads, dx);
     Ok(())
 }
 
@@ -336,8 +360,8 @@ pub fn backward_masked(
     dx: Option<&mut [f32]>,
 ) -> Result<(), Error> {
     check_backward(d, w, x, tape, dh_seq, carry_dh, carry_dc, grads, dx.as_deref())?;
-    check_len("keep flags", d.steps * d.batch, keep.len())?;
-    backward_unchecked(Exact, d, w, x, Some(keep), tape, dh_seq, carry_dh, carry_dc, grads, dx);
+    check_len("keep flags", keep_len(d)?, keep.len())?;
+    backward_unchecked_masked(Exact, d, w, x, keep, tape, dh_seq, carry_dh, carry_dc, grads, dx);
     Ok(())
 }
 
@@ -356,10 +380,10 @@ fn check_backward(
 ) -> Result<(), Error> {
     check_weights(d, w)?;
     check_tape(d, tape)?;
-    check_len("layer input", d.input_len(), x.len())?;
-    let bh = d.batch * d.units;
+    check_len("layer input", input_len(d)?, x.len())?;
+    let bh = sized("carry dh", d.batch.checked_mul(d.units))?;
     if let Some(s) = dh_seq {
-        check_len("dh_seq", d.steps * bh, s.len())?;
+        check_len("dh_seq", sized("dh_seq", d.steps.checked_mul(bh))?, s.len())?;
     }
     check_len("carry dh", bh, carry_dh.len())?;
     check_len("carry dc", bh, carry_dc.len())?;
@@ -367,19 +391,18 @@ fn check_backward(
     check_len("recurrent gradient", w.recurrent.len(), grads.recurrent.len())?;
     check_len("bias gradient", w.bias.len(), grads.bias.len())?;
     if let Some(dx) = dx {
-        check_len("dx", d.input_len(), dx.len())?;
+        check_len("dx", input_len(d)?, dx.len())?;
     }
     Ok(())
 }
 
-/// [`backward`] / [`backward_masked`] without the length checks; `keep` is `[S][B]` when given.
+/// [`backward`] without the length checks.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backward_unchecked<K: Kernels>(
     kern: K,
     d: &Dims,
     w: &Weights<'_>,
     x: &[f32],
-    keep: Option<&[f32]>,
     tape: &mut Tape<'_>,
     dh_seq: Option<&[f32]>,
     carry_dh: &mut [f32],
@@ -387,24 +410,25 @@ pub(crate) fn backward_unchecked<K: Kernels>(
     grads: &mut Grads<'_>,
     dx: Option<&mut [f32]>,
 ) {
-    match keep {
-        None => backward_impl::<K, false>(
-            kern,
-            d,
-            w,
-            x,
-            &[],
-            tape,
-            dh_seq,
-            carry_dh,
-            carry_dc,
-            grads,
-            dx,
-        ),
-        Some(k) => {
-            backward_impl::<K, true>(kern, d, w, x, k, tape, dh_seq, carry_dh, carry_dc, grads, dx)
-        }
-    }
+    backward_impl::<K, false>(kern, d, w, x, &[], tape, dh_seq, carry_dh, carry_dc, grads, dx);
+}
+
+/// [`backward_masked`] without the length checks; `keep` is `[S][B]`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn backward_unchecked_masked<K: Kernels>(
+    kern: K,
+    d: &Dims,
+    w: &Weights<'_>,
+    x: &[f32],
+    keep: &[f32],
+    tape: &mut Tape<'_>,
+    dh_seq: Option<&[f32]>,
+    carry_dh: &mut [f32],
+    carry_dc: &mut [f32],
+    grads: &mut Grads<'_>,
+    dx: Option<&mut [f32]>,
+) {
+    backward_impl::<K, true>(kern, d, w, x, keep, tape, dh_seq, carry_dh, carry_dc, grads, dx);
 }
 
 /// The backward pass; `MASKED = false` ignores `keep` (and compiles without any mask test).

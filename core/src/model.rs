@@ -18,13 +18,13 @@
 //! let x = [0.1f32; T * 2]; // one sequence [T][C]
 //!
 //! // Whole sequence at once (here with room for 2 steps per chunk).
-//! let mut work = [0.0f32; SPEC.forward_work_len(1, 2)];
+//! let mut work = [0.0f32; SPEC.forward_work_len(1, 2).unwrap()];
 //! let mut probs = [0.0f32; 3];
 //! model::forward(&SPEC, &params, Sequences::Values(&x), 1, &mut work, &mut probs).unwrap();
 //!
 //! // The same sequence streamed one step at a time with a carried state.
-//! let mut state = [0.0f32; SPEC.state_len(1)];
-//! let mut step_work = [0.0f32; SPEC.step_work_len(1)];
+//! let mut state = [0.0f32; SPEC.state_len(1).unwrap()];
+//! let mut step_work = [0.0f32; SPEC.step_work_len(1).unwrap()];
 //! let mut streamed = [0.0f32; 3];
 //! for t in 0..T {
 //!     let xt = Sequences::Values(&x[t * 2..t * 2 + 2]);
@@ -33,7 +33,7 @@
 //! assert_eq!(probs, streamed); // bit for bit
 //! ```
 
-use crate::error::{check_len, check_min_len, Error};
+use crate::error::{check_len, check_min_len, sized, Error};
 use crate::kernels::{Exact, Kernels};
 use crate::lstm::{self, Dims, Tape, Weights};
 use crate::math::{exp, sigmoid};
@@ -73,7 +73,7 @@ pub(crate) fn check_input(
     if batch == 0 {
         return Err(Error::InvalidArgument("batch size must be at least 1"));
     }
-    let per_step = batch * spec.step_width();
+    let per_step = sized("input", batch.checked_mul(spec.step_width()))?;
     match (spec.input, input) {
         (InputKind::Tokens { vocab, .. }, Sequences::Tokens(ids)) => {
             if let Some(index) = ids.iter().position(|&t| t as usize >= vocab) {
@@ -208,6 +208,7 @@ pub(crate) fn layer_weights<'a>(spec: &Spec, params: &'a [f32], l: usize) -> Wei
 }
 
 /// Writes the layer-0 input of steps `t0..t0+s` time-major into `xin [s][B][I_0]`.
+#[inline(always)]
 pub(crate) fn gather_input(
     spec: &Spec,
     params: &[f32],
@@ -264,7 +265,9 @@ pub(crate) fn gather_keep(
     }
 }
 
-/// Runs every layer over steps `t0..t0+s`, each starting from the state in its slot 0.
+/// Runs every layer over steps `t0..t0+s`, each starting from the state in its slot 0 — for a
+/// spec without a mask; [`run_chunk_masked`] otherwise (callers test `spec.mask` once, outside
+/// their loops, so the unmasked path runs exactly the code it ran before masking existed).
 pub(crate) fn run_chunk<K: Kernels>(
     kern: K,
     spec: &Spec,
@@ -278,21 +281,18 @@ pub(crate) fn run_chunk<K: Kernels>(
 ) {
     let b = layout.batch;
     gather_input(spec, params, input, b, steps, t0, s, &mut tape[..s * b * spec.input_width()]);
-    if spec.mask.is_on() {
-        return run_chunk_masked(kern, spec, params, input, steps, layout, t0, s, tape);
-    }
     for l in 0..spec.layers {
         let d = Dims { input: spec.layer_input(l), units: spec.units[l], batch: b, steps: s };
         let w = layer_weights(spec, params, l);
         let (x, mut t) = layout.split(spec, l, s, tape);
-        lstm::forward_unchecked(kern, &d, &w, x, None, &mut t);
+        lstm::forward_unchecked(kern, &d, &w, x, &mut t);
     }
 }
 
 /// [`run_chunk`] for a spec with a [`Mask`]: the keep flags go to the end of the tape
 /// ([`TapeLayout::keep_start`]) and every layer skips the masked steps.
 #[inline(never)]
-fn run_chunk_masked<K: Kernels>(
+pub(crate) fn run_chunk_masked<K: Kernels>(
     kern: K,
     spec: &Spec,
     params: &[f32],
@@ -304,6 +304,7 @@ fn run_chunk_masked<K: Kernels>(
     tape: &mut [f32],
 ) {
     let b = layout.batch;
+    gather_input(spec, params, input, b, steps, t0, s, &mut tape[..s * b * spec.input_width()]);
     let (tape, keep) = tape.split_at_mut(layout.keep_start(spec));
     let keep = &mut keep[..s * b];
     gather_keep(spec, input, b, steps, t0, s, keep);
@@ -311,7 +312,7 @@ fn run_chunk_masked<K: Kernels>(
         let d = Dims { input: spec.layer_input(l), units: spec.units[l], batch: b, steps: s };
         let w = layer_weights(spec, params, l);
         let (x, mut t) = layout.split(spec, l, s, tape);
-        lstm::forward_unchecked(kern, &d, &w, x, Some(keep), &mut t);
+        lstm::forward_unchecked_masked(kern, &d, &w, x, keep, &mut t);
     }
 }
 
@@ -365,12 +366,9 @@ fn check_params(spec: &Spec, params: &[f32]) -> Result<(), Error> {
 
 /// Steps per chunk that fit a tape of `len` floats (0 if not even one fits).
 fn chunk_capacity(spec: &Spec, batch: usize, len: usize) -> usize {
-    let base = spec.segment_tape_len(batch, 0);
-    let per_step = spec.segment_tape_len(batch, 1) - base;
-    if len < base {
-        0
-    } else {
-        (len - base) / per_step
+    match (spec.segment_tape_len(batch, 0), spec.segment_tape_len(batch, 1)) {
+        (Some(base), Some(one)) if len >= base => (len - base) / (one - base),
+        _ => 0,
     }
 }
 
@@ -442,18 +440,23 @@ pub fn forward_logits_with<K: Kernels>(
 ) -> Result<(), Error> {
     let steps = check_input(spec, &input, batch)?;
     check_params(spec, params)?;
-    check_len("output", batch * spec.outputs, out.len())?;
-    let state_len = spec.state_len(batch);
-    check_min_len("work", spec.forward_work_len(batch, 1), work.len())?;
+    check_len("output", sized("output", batch.checked_mul(spec.outputs))?, out.len())?;
+    let state_len = sized("state", spec.state_len(batch))?;
+    check_min_len("work", sized("work", spec.forward_work_len(batch, 1))?, work.len())?;
     let (state, tape) = work.split_at_mut(state_len);
     let cap = chunk_capacity(spec, batch, tape.len()).min(steps);
     let layout = TapeLayout { batch, cap };
     state.fill(0.0);
+    let masked = spec.mask.is_on();
     let mut t0 = 0;
     while t0 < steps {
         let s = cap.min(steps - t0);
         layout.transfer_state(spec, tape, state, 0, true);
-        run_chunk(kern, spec, params, &input, steps, &layout, t0, s, tape);
+        if masked {
+            run_chunk_masked(kern, spec, params, &input, steps, &layout, t0, s, tape);
+        } else {
+            run_chunk(kern, spec, params, &input, steps, &layout, t0, s, tape);
+        }
         layout.transfer_state(spec, tape, state, s, false);
         t0 += s;
     }
@@ -504,19 +507,23 @@ pub fn step_with<K: Kernels>(
     if steps != 1 {
         return Err(Error::BufferLength {
             what: "streaming input (one step per sequence)",
-            expected: batch * spec.step_width(),
+            expected: batch.saturating_mul(spec.step_width()),
             actual: input.len(),
         });
     }
     check_params(spec, params)?;
-    check_len("state", spec.state_len(batch), state.len())?;
-    check_min_len("work", spec.step_work_len(batch), work.len())?;
+    check_len("state", sized("state", spec.state_len(batch))?, state.len())?;
+    check_min_len("work", sized("work", spec.step_work_len(batch))?, work.len())?;
     if let Some(o) = out.as_deref() {
-        check_len("output", batch * spec.outputs, o.len())?;
+        check_len("output", sized("output", batch.checked_mul(spec.outputs))?, o.len())?;
     }
     let layout = TapeLayout { batch, cap: 1 };
     layout.transfer_state(spec, work, state, 0, true);
-    run_chunk(kern, spec, params, &input, 1, &layout, 0, 1, work);
+    if spec.mask.is_on() {
+        run_chunk_masked(kern, spec, params, &input, 1, &layout, 0, 1, work);
+    } else {
+        run_chunk(kern, spec, params, &input, 1, &layout, 0, 1, work);
+    }
     layout.transfer_state(spec, work, state, 1, false);
     if let Some(o) = out {
         let ho = spec.state_offset(spec.layers - 1, batch);

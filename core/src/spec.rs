@@ -24,6 +24,11 @@
 //! const SPEC: Spec = Spec::channels(6).lstm(32).dense(4, Head::Softmax);
 //! const _: () = assert!(SPEC.is_valid());
 //! static PARAMS: [f32; SPEC.param_count()] = [0.0; SPEC.param_count()];
+//! // Sizes that depend on a batch or a sequence length are checked: `None` on overflow.
+//! const WORK: usize = SPEC.forward_work_len(1, 1).expect("fits usize");
+//! let work = [0.0f32; WORK];
+//! # let _ = work;
+//! assert_eq!(SPEC.state_len(usize::MAX), None);
 //! assert_eq!(PARAMS.len(), 6 * 128 + 32 * 128 + 128 + 32 * 4 + 4);
 //! ```
 
@@ -87,7 +92,7 @@ pub enum Head {
 /// before the first kept step, from a zero initial state); the next layer skips the same steps,
 /// and a masked step receives no gradient. The same steps are masked in every layer because the
 /// mask comes from the input alone.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Mask {
     /// Every step is processed (Keras without masking).
@@ -109,6 +114,18 @@ impl PartialEq for Mask {
 }
 
 impl Eq for Mask {}
+
+impl core::fmt::Debug for Mask {
+    /// `Off`, `Zero`, or `Value(f32::from_bits(0x…))`: exact, and without pulling float
+    /// formatting into firmware that prints a spec.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Mask::Off => f.write_str("Off"),
+            Mask::Zero => f.write_str("Zero"),
+            Mask::Value(v) => write!(f, "Value(f32::from_bits({:#010x}))", v.to_bits()),
+        }
+    }
+}
 
 impl Mask {
     /// Equality usable in `const` contexts (mask values compared by their bits).
@@ -403,17 +420,23 @@ impl Spec {
     }
 
     /// Number of embedding parameters (`V·E`, or 0 for channel input).
+    ///
+    /// Never overflows for a valid spec ([`validate`](Spec::validate) bounds every size);
+    /// saturates at `usize::MAX` for an invalid one rather than wrapping.
     pub const fn embedding_len(&self) -> usize {
         match self.input {
-            InputKind::Tokens { vocab, embed } => vocab * embed,
+            InputKind::Tokens { vocab, embed } => vocab.saturating_mul(embed),
             InputKind::Channels(_) => 0,
         }
     }
 
     /// Number of parameters of LSTM layer `l`: `4H(I + H + 1)`.
+    ///
+    /// Never overflows for a valid spec; saturates for an invalid one rather than wrapping.
     pub const fn layer_len(&self, l: usize) -> usize {
         let h = self.layer_units(l);
-        4 * h * (self.layer_input(l) + h + 1)
+        let rows = self.layer_input(l).saturating_add(h).saturating_add(1);
+        h.saturating_mul(4).saturating_mul(rows)
     }
 
     /// Offset of the embedding `[V][E]` (always 0; empty for channel input).
@@ -426,7 +449,7 @@ impl Spec {
         let mut off = self.embedding_len();
         let mut k = 0;
         while k < l {
-            off += self.layer_len(k);
+            off = off.saturating_add(self.layer_len(k));
             k += 1;
         }
         off
@@ -543,16 +566,36 @@ impl Spec {
 
     /// Length of a streaming state for `batch` sequences: `(h, c)` of every layer,
     /// laid out layer by layer as `h [B][H_l]` then `c [B][H_l]`.
-    pub const fn state_len(&self, batch: usize) -> usize {
-        2 * batch * self.total_units()
+    ///
+    /// `None` when the length does not fit a `usize` (as every `*_len` of a batch or a
+    /// sequence length: the sizes are computed with checked arithmetic and never wrap). In a
+    /// constant, `SPEC.state_len(1).expect("…")` turns an overflow into a compile error.
+    pub const fn state_len(&self, batch: usize) -> Option<usize> {
+        let units = checked!(self.checked_total_units());
+        checked!(batch.checked_mul(units)).checked_mul(2)
+    }
+
+    /// Sum of hidden units over the layers, checked (`total_units` of an invalid spec could
+    /// overflow).
+    const fn checked_total_units(&self) -> Option<usize> {
+        let mut s: usize = 0;
+        let mut l = 0;
+        while l < self.layers {
+            s = checked!(s.checked_add(self.layer_units(l)));
+            l += 1;
+        }
+        Some(s)
     }
 
     /// Offset of layer `l`'s `h [B][H_l]` inside a state of `batch` sequences (its `c` follows).
+    ///
+    /// At most [`state_len`](Spec::state_len)`(batch)`; saturates rather than wrapping when
+    /// that is `None`.
     pub const fn state_offset(&self, l: usize, batch: usize) -> usize {
-        let mut off = 0;
+        let mut off: usize = 0;
         let mut k = 0;
         while k < l {
-            off += 2 * batch * self.units[k];
+            off = off.saturating_add(batch.saturating_mul(self.layer_units(k)).saturating_mul(2));
             k += 1;
         }
         off
@@ -560,34 +603,39 @@ impl Spec {
 
     /// Length of the work buffer for an inference forward pass over `batch` sequences,
     /// processed `chunk` time steps at a time (any `chunk ≥ 1`; results are bit-identical
-    /// for every chunk, so a device can pick `chunk = 1`).
+    /// for every chunk, so a device can pick `chunk = 1`); `None` on overflow.
     ///
     /// Includes the streaming state, so only `work` and the output are needed.
-    pub const fn forward_work_len(&self, batch: usize, chunk: usize) -> usize {
-        self.state_len(batch) + self.segment_tape_len(batch, chunk)
+    pub const fn forward_work_len(&self, batch: usize, chunk: usize) -> Option<usize> {
+        let state = checked!(self.state_len(batch));
+        state.checked_add(checked!(self.segment_tape_len(batch, chunk)))
     }
 
     /// Length of the work buffer for one streaming step (`chunk = 1`, state excluded:
-    /// the caller keeps the state).
-    pub const fn step_work_len(&self, batch: usize) -> usize {
+    /// the caller keeps the state); `None` on overflow.
+    pub const fn step_work_len(&self, batch: usize) -> Option<usize> {
         self.segment_tape_len(batch, 1)
     }
 
     /// Tape needed to run every layer over a segment of `s` steps for `batch` sequences:
     /// the layer-0 input `[s][B][I_0]`, and per layer the gates `[s][B][4H]` plus
     /// `h` and `c` over `s + 1` slots `[s+1][B][H]` (slot 0 holds the incoming state); with a
-    /// [`Mask`], one keep flag per step and sequence `[s][B]` at the end.
-    pub const fn segment_tape_len(&self, batch: usize, s: usize) -> usize {
-        let mut n = s * batch * self.input_width();
+    /// [`Mask`], one keep flag per step and sequence `[s][B]` at the end. `None` on overflow.
+    pub const fn segment_tape_len(&self, batch: usize, s: usize) -> Option<usize> {
+        let rows = checked!(s.checked_mul(batch));
+        let slots = checked!(checked!(s.checked_add(1)).checked_mul(batch));
+        let mut n = checked!(rows.checked_mul(self.input_width()));
         let mut l = 0;
         while l < self.layers {
-            let h = self.units[l];
-            n += s * batch * 4 * h + 2 * (s + 1) * batch * h;
+            let h = self.layer_units(l);
+            let gates = checked!(checked!(rows.checked_mul(h)).checked_mul(4));
+            let states = checked!(checked!(slots.checked_mul(h)).checked_mul(2));
+            n = checked!(checked!(n.checked_add(gates)).checked_add(states));
             l += 1;
         }
         if self.mask.is_on() {
-            n += s * batch;
+            n = checked!(n.checked_add(rows));
         }
-        n
+        Some(n)
     }
 }

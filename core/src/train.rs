@@ -31,18 +31,20 @@
 //! let y = [1.0f32, 0.0];
 //! let batch = Batch { inputs: Sequences::Values(&x), targets: Targets::Values(&y), batch: B };
 //! let opts = TrainOptions { bptt: Bptt::truncated(4), ..TrainOptions::default() };
-//! let mut work = vec![0.0f32; SPEC.train_work_len(B, T, opts.bptt)];
+//! let mut work = vec![0.0f32; SPEC.train_work_len(B, T, opts.bptt).unwrap()];
 //! let mut grads = vec![0.0f32; SPEC.param_count()];
 //! let loss = loss_and_grad(&SPEC, &params, &batch, &opts, &mut work, &mut grads, None, None).unwrap();
 //! assert!(loss.is_finite() && loss > 0.0);
 //! ```
 
-use crate::error::{check_len, check_min_len, Error};
+use crate::error::{check_len, check_min_len, sized, Error};
 use crate::kernels::{Exact, Kernels};
 use crate::loss::{self, Targets};
 use crate::lstm::{self, Dims, Grads};
 use crate::model::Sequences;
-use crate::model::{activate, check_input, head_logits, layer_weights, run_chunk, TapeLayout};
+use crate::model::{
+    activate, check_input, head_logits, layer_weights, run_chunk, run_chunk_masked, TapeLayout,
+};
 use crate::spec::{InputKind, Spec};
 
 /// How backpropagation through time runs (see the module docs).
@@ -88,20 +90,25 @@ impl Bptt {
 }
 
 impl Spec {
-    /// Work-buffer length for [`loss_and_grad`] on `batch` sequences of `steps` steps.
-    pub const fn train_work_len(&self, batch: usize, steps: usize, bptt: Bptt) -> usize {
+    /// Work-buffer length for [`loss_and_grad`] on `batch` sequences of `steps` steps; `None`
+    /// when it does not fit a `usize` (checked arithmetic, never wraps).
+    pub const fn train_work_len(&self, batch: usize, steps: usize, bptt: Bptt) -> Option<usize> {
         let (_, s) = bptt.resolve(steps);
-        self.tape_len(batch, steps, bptt)
-            + self.state_len(batch)
-            + 2 * s * batch * self.max_layer_input()
-            + 2 * batch * self.outputs
+        let tape = checked!(self.tape_len(batch, steps, bptt));
+        let state = checked!(self.state_len(batch));
+        let dx = checked!(checked!(s.checked_mul(batch)).checked_mul(self.max_layer_input()));
+        let head = checked!(batch.checked_mul(self.outputs));
+        let n = checked!(tape.checked_add(state));
+        let n = checked!(n.checked_add(checked!(dx.checked_mul(2))));
+        n.checked_add(checked!(head.checked_mul(2)))
     }
 
     /// The part of [`train_work_len`](Spec::train_work_len) that holds the forward tape:
-    /// one segment's tape plus one checkpointed state per segment.
-    pub const fn tape_len(&self, batch: usize, steps: usize, bptt: Bptt) -> usize {
+    /// one segment's tape plus one checkpointed state per segment; `None` on overflow.
+    pub const fn tape_len(&self, batch: usize, steps: usize, bptt: Bptt) -> Option<usize> {
         let (_, s) = bptt.resolve(steps);
-        self.segment_tape_len(batch, s) + bptt.segments(steps) * self.state_len(batch)
+        let ckpt = checked!(bptt.segments(steps).checked_mul(checked!(self.state_len(batch))));
+        checked!(self.segment_tape_len(batch, s)).checked_add(ckpt)
     }
 }
 
@@ -177,8 +184,9 @@ pub fn loss_and_grad_with<K: Kernels>(
     check_len("parameters", p, params.len())?;
     check_len("gradients", p, grads.len())?;
     let k = spec.outputs;
+    let bk = sized("outputs", b.checked_mul(k))?;
     if let Some(o) = outputs.as_deref() {
-        check_len("outputs", b * k, o.len())?;
+        check_len("outputs", bk, o.len())?;
     }
     let mut input_grad = input_grad;
     if let Some(ig) = input_grad.as_deref_mut() {
@@ -191,14 +199,15 @@ pub fn loss_and_grad_with<K: Kernels>(
         ig.fill(0.0);
     }
     let bptt = opts.bptt;
-    check_min_len("work", spec.train_work_len(b, steps, bptt), work.len())?;
+    // Every part of the work buffer is at most this checked total, so the offsets below fit.
+    check_min_len("work", sized("work", spec.train_work_len(b, steps, bptt))?, work.len())?;
     let norm = if opts.norm == 0 { b } else { opts.norm } as f32;
     let (w, s) = bptt.resolve(steps);
     let nseg = bptt.segments(steps);
-    let state_len = spec.state_len(b);
+    let state_len = sized("state", spec.state_len(b))?;
     let dx_len = s * b * spec.max_layer_input();
 
-    let (tape, rest) = work.split_at_mut(spec.segment_tape_len(b, s));
+    let (tape, rest) = work.split_at_mut(sized("tape", spec.segment_tape_len(b, s))?);
     let (ckpt, rest) = rest.split_at_mut(nseg * state_len);
     let (carry, rest) = rest.split_at_mut(state_len);
     let (dx_a, rest) = rest.split_at_mut(dx_len);
@@ -206,6 +215,7 @@ pub fn loss_and_grad_with<K: Kernels>(
     let (logits, rest) = rest.split_at_mut(b * k);
     let dlogits = &mut rest[..b * k];
     let layout = TapeLayout { batch: b, cap: s };
+    let run_chunk = if spec.mask.is_on() { run_chunk_masked::<K> } else { run_chunk::<K> };
 
     // Forward: untaped prefix, then the window, checkpointing each segment's starting state.
     carry.fill(0.0);
@@ -282,9 +292,14 @@ pub fn loss_and_grad_with<K: Kernels>(
             let (cdh, cdc) = carry[co..co + 2 * b * h].split_at_mut(b * h);
             let dh_seq = if l == top { None } else { Some(&cur[..n * b * h]) };
             let dx = if l > 0 || need_dx0 { Some(&mut next[..n * b * d.input]) } else { None };
-            lstm::backward_unchecked(
-                kern, &d, &wts, x, keep, &mut lt, dh_seq, cdh, cdc, &mut g, dx,
-            );
+            match keep {
+                None => lstm::backward_unchecked(
+                    kern, &d, &wts, x, &mut lt, dh_seq, cdh, cdc, &mut g, dx,
+                ),
+                Some(k) => lstm::backward_unchecked_masked(
+                    kern, &d, &wts, x, k, &mut lt, dh_seq, cdh, cdc, &mut g, dx,
+                ),
+            }
             core::mem::swap(&mut cur, &mut next);
         }
         // `cur` now holds layer 0's input gradient for this segment.

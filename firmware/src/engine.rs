@@ -62,11 +62,11 @@ pub const MAX_SET: usize = 32;
 
 /// Work buffer of one full-sequence inference (one step per chunk: the smallest buffer; the
 /// results are bit-identical for every chunk size).
-pub const FORWARD_WORK: usize = SPEC.forward_work_len(1, 1);
+pub const FORWARD_WORK: usize = SPEC.forward_work_len(1, 1).unwrap();
 /// Streaming state `(h, c)` of one sequence.
-pub const STATE: usize = SPEC.state_len(1);
+pub const STATE: usize = SPEC.state_len(1).unwrap();
 /// Work buffer of one streaming step.
-pub const STEP_WORK: usize = SPEC.step_work_len(1);
+pub const STEP_WORK: usize = SPEC.step_work_len(1).unwrap();
 
 // ---------------------------------------------------------------------------------------------
 // Fine-tuning settings
@@ -93,7 +93,7 @@ pub const FULL_CFG: OptimizerConfig =
 /// Adam state of every parameter.
 pub const FULL_STATE: usize = FULL_CFG.state_len(PARAMS);
 /// Work buffer of one BPTT pass over one sequence.
-pub const TRAIN_WORK: usize = SPEC.train_work_len(1, STEPS, BPTT);
+pub const TRAIN_WORK: usize = SPEC.train_work_len(1, STEPS, BPTT).unwrap();
 
 // ---------------------------------------------------------------------------------------------
 // Input standardisation (the model file's NORMALIZATION section)

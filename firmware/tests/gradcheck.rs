@@ -147,8 +147,8 @@ fn stream_loss(c: &Case, d: &Data, base: &[f32], params: &[f32], values: &[f32])
     let width = spec.step_width();
     let mut state = [0.0f32; 64];
     let mut work = [0.0f32; 256];
-    let state = &mut state[..spec.state_len(1)];
-    let work = &mut work[..spec.step_work_len(1)];
+    let state = &mut state[..spec.state_len(1).unwrap()];
+    let work = &mut work[..spec.step_work_len(1).unwrap()];
     let mut total = 0.0f64;
     for r in 0..c.batch {
         model::reset_state(state);
@@ -212,7 +212,7 @@ fn gradcheck(c: &Case) {
     }
     let d = Data::new(c);
     let opts = TrainOptions { bptt: c.bptt, norm: 0 };
-    let wl = spec.train_work_len(c.batch, c.steps, c.bptt);
+    let wl = spec.train_work_len(c.batch, c.steps, c.bptt).unwrap();
     defmt::assert!(wl <= MAX_W);
     let mut work = [0.0f32; MAX_W];
     let mut grads = [0.0f32; MAX_P];
@@ -271,7 +271,7 @@ fn gradcheck(c: &Case) {
     // Recomputation gives the tape-keeping mode's bits.
     if c.bptt.segment != 0 {
         let tape = Bptt { segment: 0, ..c.bptt };
-        let wl2 = spec.train_work_len(c.batch, c.steps, tape);
+        let wl2 = spec.train_work_len(c.batch, c.steps, tape).unwrap();
         defmt::assert!(wl2 <= MAX_W);
         let mut g2 = [0.0f32; MAX_P];
         let l2 = defmt::unwrap!(loss_and_grad(
@@ -431,7 +431,7 @@ mod tests {
         }
         // The core: a batch of N with a one-step window (only the head's gradient is compared).
         let bptt = Bptt::truncated(1);
-        let mut work = [0.0f32; SPEC.train_work_len(N, STEPS, Bptt::truncated(1))];
+        let mut work = [0.0f32; SPEC.train_work_len(N, STEPS, Bptt::truncated(1)).unwrap()];
         let mut grads = [0.0f32; PARAMS];
         let batch =
             Batch { inputs: Sequences::Values(&xs), targets: Targets::Classes(&labels), batch: N };

@@ -254,7 +254,8 @@ fn measure_latency(
 ) -> Result<Vec<f64>> {
     let p = params(spec)?;
     let data = synthetic(spec, 64, 3);
-    let mut work = vec![0.0f32; spec.forward_work_len(1, STEPS)];
+    let work_len = spec.forward_work_len(1, STEPS).ok_or_else(|| anyhow!("work too large"))?;
+    let mut work = vec![0.0f32; work_len];
     let mut out = vec![0.0f32; spec.outputs];
     let mut i = 0;
     let mut one = || {
@@ -277,11 +278,10 @@ fn measure_infer(
     let data = synthetic(spec, INFER_BATCH, 4);
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
     let part = INFER_BATCH.div_ceil(threads);
-    let mut slots: Vec<(Vec<f32>, Vec<f32>)> = (0..threads)
-        .map(|_| {
-            (vec![0.0f32; spec.forward_work_len(part, INFER_CHUNK)], vec![0.0; part * spec.outputs])
-        })
-        .collect();
+    let work_len =
+        spec.forward_work_len(part, INFER_CHUNK).ok_or_else(|| anyhow!("work too large"))?;
+    let mut slots: Vec<(Vec<f32>, Vec<f32>)> =
+        (0..threads).map(|_| (vec![0.0f32; work_len], vec![0.0; part * spec.outputs])).collect();
     let mut batch = || -> Result<()> {
         pool.install(|| {
             slots.par_iter_mut().enumerate().try_for_each(|(t, (work, out))| {

@@ -110,7 +110,7 @@ fn train_eval_predict_export_import_round_trip() {
     )
     .unwrap();
     let spec = bundle.spec;
-    let mut work = vec![0.0; spec.forward_work_len(1, 8)];
+    let mut work = vec![0.0; spec.forward_work_len(1, 8).unwrap()];
     for (i, smp) in ds.samples.iter().enumerate().take(10) {
         let mut x = smp.values().unwrap().to_vec();
         bundle.normalizer.as_ref().unwrap().apply(&mut x).unwrap();

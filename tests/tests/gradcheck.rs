@@ -11,6 +11,11 @@
 //! the O(ε²) truncation term stays below 1e-4 for these small random models; a wrong term in a
 //! gradient (a missing gate, a dropped recurrent path) shows up as an error of order the
 //! gradient itself, far above the bound.
+//!
+//! Masked cases put masked steps inside sequences, at their start and end, and fill whole
+//! sequences with them, under full and truncated BPTT. The input gradient of a masked step is
+//! zero by definition (Keras's `Masking` multiplies the input by its mask), and a central
+//! difference there would unmask the step, so those inputs are checked to be exactly zero.
 
 mod common;
 
@@ -18,7 +23,7 @@ use tinylstm::init::init_params;
 use tinylstm::model;
 use tinylstm::penalty::{Penalties, Penalty};
 use tinylstm::train::{loss_and_grad, Batch, Bptt, TrainOptions};
-use tinylstm::{Head, InputKind, Sequences, Spec, Targets, TensorKind};
+use tinylstm::{Head, InputKind, Mask, Sequences, Spec, Targets, TensorKind};
 
 const EPS: f32 = 4e-3;
 
@@ -30,6 +35,8 @@ struct Case {
     bptt: Bptt,
     penalties: Penalties,
     seed: u64,
+    /// `(sequence, step)` pairs set to the mask value (or token id 0); needs a spec with a mask.
+    masked: &'static [(usize, usize)],
 }
 
 struct Data {
@@ -56,10 +63,22 @@ fn data(c: &Case) -> Data {
     let (b, t, k) = (c.batch, c.steps, c.spec.outputs);
     let mut d = Data { tokens: vec![], values: vec![], classes: vec![], targets: vec![] };
     match c.spec.input {
+        // With mask_zero only the chosen steps hold id 0.
+        InputKind::Tokens { vocab, .. } if c.spec.mask == Mask::Zero => {
+            d.tokens = (0..b * t).map(|_| 1 + r.below(vocab - 1) as u32).collect()
+        }
         InputKind::Tokens { vocab, .. } => {
             d.tokens = (0..b * t).map(|_| r.below(vocab) as u32).collect()
         }
         InputKind::Channels(ch) => d.values = (0..b * t * ch).map(|_| r.next()).collect(),
+    }
+    let sw = c.spec.step_width();
+    for &(row, step) in c.masked {
+        match c.spec.mask {
+            Mask::Zero => d.tokens[row * t + step] = 0,
+            Mask::Value(m) => d.values[(row * t + step) * sw..(row * t + step + 1) * sw].fill(m),
+            Mask::Off => panic!("{}: masked steps need a spec with a mask", c.name),
+        }
     }
     match c.spec.head {
         Head::Softmax => d.classes = (0..b).map(|_| r.below(k) as u32).collect(),
@@ -84,8 +103,8 @@ fn streamed_loss(c: &Case, d: &Data, base: &[f32], params: &[f32], values: Optio
     let (b, t, k) = (c.batch, c.steps, spec.outputs);
     let (w, _) = c.bptt.resolve(t);
     let sw = spec.step_width();
-    let mut state = vec![0.0; spec.state_len(b)];
-    let mut work = vec![0.0; spec.step_work_len(b)];
+    let mut state = vec![0.0; spec.state_len(b).unwrap()];
+    let mut work = vec![0.0; spec.step_work_len(b).unwrap()];
     let mut out = vec![0.0; b * k];
     for ti in 0..t {
         let p = if ti < t - w { base } else { params };
@@ -144,7 +163,7 @@ fn analytic(c: &Case, d: &Data, params: &[f32]) -> (f32, Vec<f32>, Vec<f32>) {
     };
     let batch = Batch { inputs: inputs(d), targets, batch: c.batch };
     let opts = TrainOptions { bptt: c.bptt, norm: 0 };
-    let mut work = vec![0.0; spec.train_work_len(c.batch, c.steps, c.bptt)];
+    let mut work = vec![0.0; spec.train_work_len(c.batch, c.steps, c.bptt).unwrap()];
     let mut grads = vec![0.0; spec.param_count()];
     let mut ig = vec![0.0; d.values.len()];
     let ig_opt = if d.values.is_empty() { None } else { Some(&mut ig[..]) };
@@ -177,6 +196,12 @@ fn check(c: &Case) {
         "{}: training loss {loss} vs streamed loss {base_loss}",
         c.name
     );
+    if spec.mask == Mask::Zero {
+        // Keras: the padding row of a mask_zero embedding gets no gradient at all.
+        let e = spec.tensor(0).unwrap();
+        assert!(c.penalties.per_tensor[0].l1 == 0.0 && c.penalties.per_tensor[0].l2 == 0.0);
+        assert!(grads[..e.cols].iter().all(|&g| g == 0.0), "{}: embedding row 0", c.name);
+    }
     let l1_active = c.penalties.per_tensor.iter().any(|p| p.l1 != 0.0);
     let mut worst = 0.0f64;
     let mut checked = 0;
@@ -203,7 +228,12 @@ fn check(c: &Case) {
     let (w, _) = c.bptt.resolve(c.steps);
     let sw = spec.step_width();
     for i in 0..d.values.len() {
-        if (i / sw) % c.steps < c.steps - w {
+        let (row, step) = (i / sw / c.steps, (i / sw) % c.steps);
+        if c.masked.contains(&(row, step)) {
+            assert_eq!(ig[i], 0.0, "{}: input {i} of a masked step", c.name);
+            continue;
+        }
+        if step < c.steps - w {
             // Before the truncation window the input gradient is zero by definition.
             assert_eq!(ig[i], 0.0, "{}: input {i} before the window", c.name);
             continue;
@@ -235,6 +265,7 @@ fn cases() -> Vec<Case> {
             bptt: Bptt::FULL,
             penalties: Penalties::NONE,
             seed: 1,
+            masked: &[],
         },
         Case {
             name: "channels sigmoid K=2, T=1",
@@ -244,6 +275,7 @@ fn cases() -> Vec<Case> {
             bptt: Bptt::FULL,
             penalties: Penalties::NONE,
             seed: 2,
+            masked: &[],
         },
         Case {
             name: "channels linear, stacked 3 layers (H=4,7,5)",
@@ -253,6 +285,7 @@ fn cases() -> Vec<Case> {
             bptt: Bptt::FULL,
             penalties: Penalties::NONE,
             seed: 3,
+            masked: &[],
         },
         Case {
             name: "tokens sigmoid, 2 layers, L2 on kernels",
@@ -265,6 +298,7 @@ fn cases() -> Vec<Case> {
                 Penalty::l2(0.01),
             ),
             seed: 4,
+            masked: &[],
         },
         Case {
             name: "tokens softmax, L1 on every tensor kind",
@@ -280,6 +314,7 @@ fn cases() -> Vec<Case> {
                     .with_kind(&s, TensorKind::Bias, Penalty::l1(0.001))
             },
             seed: 5,
+            masked: &[],
         },
         Case {
             name: "channels softmax, truncated BPTT k=3 of T=8",
@@ -289,6 +324,7 @@ fn cases() -> Vec<Case> {
             bptt: Bptt::truncated(3),
             penalties: Penalties::NONE,
             seed: 6,
+            masked: &[],
         },
         Case {
             name: "tokens linear, 2 layers, truncated k=4 of T=7 with recompute s=2",
@@ -298,6 +334,7 @@ fn cases() -> Vec<Case> {
             bptt: Bptt::truncated(4).recompute(2),
             penalties: Penalties::NONE,
             seed: 7,
+            masked: &[],
         },
         Case {
             name: "channels sigmoid, 2 layers, full BPTT with recompute s=3 of T=7",
@@ -307,6 +344,60 @@ fn cases() -> Vec<Case> {
             bptt: Bptt::FULL.recompute(3),
             penalties: Penalties::NONE,
             seed: 8,
+            masked: &[],
+        },
+        Case {
+            name: "masked channels softmax, 2 layers: inside, leading and trailing masked steps",
+            spec: Spec::channels(3).masking(0.0).lstm(5).lstm(4).dense(3, Head::Softmax),
+            batch: 3,
+            steps: 7,
+            bptt: Bptt::FULL,
+            penalties: Penalties::NONE,
+            seed: 9,
+            masked: &[(0, 3), (1, 0), (1, 1), (1, 4), (2, 5), (2, 6)],
+        },
+        Case {
+            name: "masked channels sigmoid K=2: one sequence entirely masked",
+            spec: Spec::channels(2).masking(-1.0).lstm(4).dense(2, Head::Sigmoid),
+            batch: 2,
+            steps: 5,
+            bptt: Bptt::FULL,
+            penalties: Penalties::NONE,
+            seed: 10,
+            masked: &[(0, 2), (1, 0), (1, 1), (1, 2), (1, 3), (1, 4)],
+        },
+        Case {
+            name: "masked channels linear, truncated k=4 of T=8, masks before, across and in the window",
+            spec: Spec::channels(2).masking(0.5).lstm(6).lstm(3).dense(1, Head::Linear),
+            batch: 2,
+            steps: 8,
+            bptt: Bptt::truncated(4),
+            penalties: Penalties::NONE,
+            seed: 11,
+            masked: &[(0, 1), (0, 6), (1, 0), (1, 1), (1, 2), (1, 3), (1, 4)],
+        },
+        Case {
+            name: "mask_zero tokens sigmoid, 2 layers: pre-, post- and inner padding, recompute s=2",
+            spec: Spec::tokens(8, 3).mask_zero().lstm(5).lstm(3).dense(1, Head::Sigmoid),
+            batch: 3,
+            steps: 6,
+            bptt: Bptt::FULL.recompute(2),
+            penalties: Penalties::NONE,
+            seed: 12,
+            masked: &[(0, 0), (0, 1), (0, 2), (1, 4), (1, 5), (2, 2)],
+        },
+        Case {
+            name: "mask_zero tokens softmax, truncated k=3 of T=7 with recompute s=2, L2",
+            spec: Spec::tokens(6, 4).mask_zero().lstm(5).dense(3, Head::Softmax),
+            batch: 2,
+            steps: 7,
+            bptt: Bptt::truncated(3).recompute(2),
+            penalties: Penalties::kernels(
+                &Spec::tokens(6, 4).mask_zero().lstm(5).dense(3, Head::Softmax),
+                Penalty::l2(0.01),
+            ),
+            seed: 13,
+            masked: &[(0, 0), (0, 5), (1, 3), (1, 4), (1, 6)],
         },
     ]
 }
@@ -332,8 +423,8 @@ fn recompute_is_bit_identical_to_full_tape() {
             assert_eq!(loss_a.to_bits(), loss_b.to_bits(), "{} segment {seg}", c.name);
             assert!(grads_a.iter().zip(&grads_b).all(|(a, b)| a.to_bits() == b.to_bits()));
             assert!(ig_a.iter().zip(&ig_b).all(|(a, b)| a.to_bits() == b.to_bits()));
-            let reduced = c2.spec.tape_len(c.batch, c.steps, c2.bptt);
-            let full = c.spec.tape_len(c.batch, c.steps, Bptt { segment: 0, ..c.bptt });
+            let reduced = c2.spec.tape_len(c.batch, c.steps, c2.bptt).unwrap();
+            let full = c.spec.tape_len(c.batch, c.steps, Bptt { segment: 0, ..c.bptt }).unwrap();
             assert!(reduced <= full || seg >= c.steps, "{}: tape {reduced} > {full}", c.name);
         }
     }
@@ -351,6 +442,7 @@ fn gradients_accumulate_across_calls() {
         bptt: Bptt::FULL,
         penalties: Penalties::NONE,
         seed: 11,
+        masked: &[],
     };
     let d = data(&c);
     let mut params = vec![0.0; spec.param_count()];
@@ -363,7 +455,7 @@ fn gradients_accumulate_across_calls() {
         let y = &d.classes[half * 2..(half + 1) * 2];
         let batch = Batch { inputs: Sequences::Values(x), targets: Targets::Classes(y), batch: 2 };
         let opts = TrainOptions { bptt: Bptt::FULL, norm: 4 };
-        let mut work = vec![0.0; spec.train_work_len(2, 5, opts.bptt)];
+        let mut work = vec![0.0; spec.train_work_len(2, 5, opts.bptt).unwrap()];
         total += loss_and_grad(&spec, &params, &batch, &opts, &mut work, &mut grads, None, None)
             .unwrap();
     }

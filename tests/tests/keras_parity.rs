@@ -48,8 +48,11 @@ fn lstm_layer(v: &Value, kern: KernelPath) -> Worst {
     let w = Weights { kernel: &kernel, recurrent: &recurrent, bias: &bias };
     let d = Dims { input: i, units: h, batch: b, steps: t };
     let x = to_time_major(&flat(&v["x"]), b, t, i);
-    let (mut gates, mut hs, mut cs) =
-        (vec![0.0; d.gates_len()], vec![0.0; d.states_len()], vec![0.0; d.states_len()]);
+    let (mut gates, mut hs, mut cs) = (
+        vec![0.0; d.gates_len().unwrap()],
+        vec![0.0; d.states_len().unwrap()],
+        vec![0.0; d.states_len().unwrap()],
+    );
     let with_state = v.get("h0").is_some();
     if with_state {
         hs[..b * h].copy_from_slice(&flat(&v["h0"]));
@@ -201,7 +204,7 @@ impl ModelCase {
         let batch = Batch { inputs, targets, batch: self.batch };
         let steps = inputs.len() / self.batch / self.spec.step_width();
         let opts = TrainOptions::default();
-        let mut work = vec![0.0; self.spec.train_work_len(self.batch, steps, opts.bptt)];
+        let mut work = vec![0.0; self.spec.train_work_len(self.batch, steps, opts.bptt).unwrap()];
         let mut grads = vec![0.0; self.spec.param_count()];
         let mut out = vec![0.0; self.batch * self.spec.outputs];
         let loss = loss_and_grad_with(
@@ -334,8 +337,11 @@ fn masked_model_case(v: &Value, kern: KernelPath) -> Worst {
         bias: &mc.params[bo..bo + 4 * h1],
     };
     let d = Dims { input: i0, units: h1, batch: b, steps: t };
-    let (mut gates, mut hs, mut cs) =
-        (vec![0.0; d.gates_len()], vec![0.0; d.states_len()], vec![0.0; d.states_len()]);
+    let (mut gates, mut hs, mut cs) = (
+        vec![0.0; d.gates_len().unwrap()],
+        vec![0.0; d.states_len().unwrap()],
+        vec![0.0; d.states_len().unwrap()],
+    );
     let mut tape = Tape { gates: &mut gates, h: &mut hs, c: &mut cs };
     lstm::forward_masked(&d, &w, &x, &keep, &mut tape).unwrap();
     let h_seq = to_batch_major(&tape.h[b * h1..], b, t, h1);

@@ -45,10 +45,10 @@ fn layer_forward(c: &mut Criterion) {
         let recurrent: Vec<f32> = values(h * 4 * h, 2).iter().map(|v| v * 0.2).collect();
         let bias = values(4 * h, 3);
         let w = Weights { kernel: &kernel, recurrent: &recurrent, bias: &bias };
-        let x = values(d.input_len(), 4);
-        let mut gates = vec![0.0f32; d.gates_len()];
-        let mut hs = vec![0.0f32; d.states_len()];
-        let mut cs = vec![0.0f32; d.states_len()];
+        let x = values(d.input_len().unwrap(), 4);
+        let mut gates = vec![0.0f32; d.gates_len().unwrap()];
+        let mut hs = vec![0.0f32; d.states_len().unwrap()];
+        let mut cs = vec![0.0f32; d.states_len().unwrap()];
         g.throughput(Throughput::Elements(lstm_forward_flops(i, h, b, s)));
         g.bench_with_input(
             BenchmarkId::new(label, format!("I{i} H{h} B{b} T{s}")),
@@ -71,7 +71,7 @@ fn model_forward(c: &mut Criterion) {
         let p = params(&spec);
         for b in [1usize, BATCH, 256] {
             let (t, v) = input(&spec, b, STEPS);
-            let mut work = vec![0.0f32; spec.forward_work_len(b, STEPS)];
+            let mut work = vec![0.0f32; spec.forward_work_len(b, STEPS).unwrap()];
             let mut out = vec![0.0f32; b * spec.outputs];
             g.throughput(Throughput::Elements(model_forward_flops(&spec, b, STEPS)));
             g.bench_with_input(BenchmarkId::new(label, format!("B{b} T{STEPS}")), &(), |bch, _| {
@@ -82,8 +82,8 @@ fn model_forward(c: &mut Criterion) {
             });
         }
         let (t, v) = input(&spec, 1, 1);
-        let mut state = vec![0.0f32; spec.state_len(1)];
-        let mut work = vec![0.0f32; spec.step_work_len(1)];
+        let mut state = vec![0.0f32; spec.state_len(1).unwrap()];
+        let mut work = vec![0.0f32; spec.step_work_len(1).unwrap()];
         let mut out = vec![0.0f32; spec.outputs];
         g.throughput(Throughput::Elements(model_forward_flops(&spec, 1, 1)));
         g.bench_with_input(BenchmarkId::new(label, "streaming step B1"), &(), |bch, _| {

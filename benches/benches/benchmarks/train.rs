@@ -28,7 +28,7 @@ fn bptt(c: &mut Criterion) {
             if spec.outputs > 1 { Targets::Classes(&classes) } else { Targets::Values(&reals) };
         let batch = Batch { inputs, targets, batch: b };
         let opts = TrainOptions { bptt: Bptt::FULL, norm: 0 };
-        let mut work = vec![0.0f32; spec.train_work_len(b, STEPS, opts.bptt)];
+        let mut work = vec![0.0f32; spec.train_work_len(b, STEPS, opts.bptt).unwrap()];
         let mut grads = vec![0.0f32; spec.param_count()];
         g.throughput(Throughput::Elements(train_flops(&spec, b, STEPS)));
         g.bench_with_input(BenchmarkId::new(label, format!("B{b} T{STEPS}")), &(), |bch, _| {

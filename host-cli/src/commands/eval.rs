@@ -6,7 +6,7 @@ use crate::model_file::{ModelBundle, Task};
 use crate::report::{print_report, EvalReport};
 use crate::settings::{HeadKind, TrainArgs};
 use crate::training::fit::{FitConfig, Trainer};
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 use clap::Args;
 use std::path::PathBuf;
 use tinylstm::{Bptt, Head, InputKind};
@@ -233,6 +233,10 @@ pub fn run_info(cmd: &InfoCmd) -> Result<()> {
     let s = b.spec;
     let t = b.meta.steps;
     let bytes = |floats: usize| floats * 4;
+    let too_large = || anyhow!("{}: {t} steps: work buffer sizes overflow", cmd.model.display());
+    let fwd = s.forward_work_len(1, 1).ok_or_else(too_large)?;
+    let state = s.state_len(1).ok_or_else(too_large)?;
+    let train = s.train_work_len(1, t, Bptt::FULL).ok_or_else(too_large)?;
     let info = serde_json::json!({
         "file": cmd.model.display().to_string(),
         "input": match s.input {
@@ -245,9 +249,9 @@ pub fn run_info(cmd: &InfoCmd) -> Result<()> {
         "steps": t,
         "parameters": s.param_count(),
         "parameter_bytes": bytes(s.param_count()),
-        "inference_ram_bytes_batch1": bytes(s.forward_work_len(1, 1) + s.outputs),
-        "streaming_state_bytes": bytes(s.state_len(1)),
-        "training_ram_bytes_batch1_full_bptt": bytes(s.train_work_len(1, t, Bptt::FULL) + 2 * s.param_count()),
+        "inference_ram_bytes_batch1": bytes(fwd + s.outputs),
+        "streaming_state_bytes": bytes(state),
+        "training_ram_bytes_batch1_full_bptt": bytes(train + 2 * s.param_count()),
         "classes": b.class_names(),
         "padding": b.meta.padding, "truncating": b.meta.truncating,
         "tokenizer": b.tokenizer.as_ref().map(|tok| serde_json::json!({
@@ -280,8 +284,8 @@ pub fn run_info(cmd: &InfoCmd) -> Result<()> {
     );
     println!("  parameters  {} ({} KiB as f32)", s.param_count(), bytes(s.param_count()) / 1024);
     println!("  RAM         inference {} B work + streaming state {} B; training (batch 1, full BPTT over {t} steps) {} KiB incl. gradients and Adam state",
-        bytes(s.forward_work_len(1, 1) + s.outputs), bytes(s.state_len(1)),
-        bytes(s.train_work_len(1, t, Bptt::FULL) + 3 * s.param_count()) / 1024);
+        bytes(fwd + s.outputs), bytes(state),
+        bytes(train + 3 * s.param_count()) / 1024);
     println!("  classes     {}", b.class_names().join(", "));
     if let Some(tok) = &b.tokenizer {
         println!(

@@ -133,6 +133,9 @@ impl Trainer {
         let k = spec.outputs;
         let chunk = 128usize;
         let n = data.len;
+        let work_len = spec
+            .forward_work_len(chunk, data.steps.min(10))
+            .ok_or_else(|| anyhow!("{} steps per sequence: work buffer too large", data.steps))?;
         let idx: Vec<usize> = (0..n).collect();
         let parts: Vec<&[usize]> = idx.chunks(chunk).collect();
         let results: Vec<Result<(f64, Vec<f32>)>> = self.pool.install(|| {
@@ -144,7 +147,7 @@ impl Trainer {
                             BatchBuf::default(),
                             // Ten time steps per chunk keep the tape in L2 (a whole-sequence
                             // tape of 128 samples can be tens of MB); results are identical.
-                            vec![0.0f32; spec.forward_work_len(chunk, data.steps.min(10))],
+                            vec![0.0f32; work_len],
                         )
                     },
                     |(buf, work), part| {
@@ -218,9 +221,12 @@ impl Trainer {
         }
         let bs = cfg.batch_size.min(train.len);
         let part_cap = bs.div_ceil(cfg.threads);
+        let work_len = spec.train_work_len(part_cap, train.steps, cfg.bptt).ok_or_else(|| {
+            anyhow!("batch {part_cap} of {} steps: training work buffer too large", train.steps)
+        })?;
         let mut slots: Vec<Slot> = (0..cfg.threads)
             .map(|_| Slot {
-                work: vec![0.0; spec.train_work_len(part_cap, train.steps, cfg.bptt)],
+                work: vec![0.0; work_len],
                 grads: vec![0.0; p],
                 outputs: vec![0.0; part_cap * k],
                 buf: BatchBuf::default(),
