@@ -3,11 +3,14 @@
 //! * memory.x comes from `boards/qemu/` (default) or `boards/stm32f407/` (feature
 //!   `board-stm32f407`). It must not live in the crate root: a root memory.x would silently
 //!   take precedence over the one written here.
-//! * The model is `models/default.tlm`, or the file named by the `TINYLSTM_MODEL` environment
-//!   variable (absolute, or relative to `firmware/`). It is embedded with `include_bytes!`;
-//!   its spec is checked against the firmware's at compile time and its CRC at boot.
+//! * The model (`TINYLSTM_MODEL`, default `models/default.tlm`) and its data sets become
+//!   `OUT_DIR/model.rs` (see `build_model.rs`): spec, steps, classes, standardisation, data
+//!   sets, and a RAM check against the board's memory.x.
 use std::path::PathBuf;
 use std::{env, fs};
+
+#[path = "build_model.rs"]
+mod build_model;
 
 fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
@@ -21,14 +24,5 @@ fn main() {
     println!("cargo:rustc-link-search={}", out.display());
     println!("cargo:rerun-if-changed=boards");
 
-    println!("cargo:rerun-if-env-changed=TINYLSTM_MODEL");
-    let model = match env::var_os("TINYLSTM_MODEL") {
-        Some(p) if !p.is_empty() => manifest.join(PathBuf::from(p)),
-        _ => manifest.join("models/default.tlm"),
-    };
-    fs::copy(&model, out.join("model.tlm")).unwrap_or_else(|e| {
-        panic!("TINYLSTM_MODEL: cannot read the model {}: {e}", model.display())
-    });
-    println!("cargo:rerun-if-changed={}", model.display());
-    println!("cargo:rustc-env=TINYLSTM_MODEL_PATH={}", model.display());
+    build_model::generate(&out, &manifest, &out.join("memory.x"));
 }

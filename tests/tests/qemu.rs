@@ -1,39 +1,31 @@
-//! QEMU harness for the firmware (`firmware/`): trains a model with the CLI (`tinylstm train`
-//! on its built-in task), builds the firmware for `thumbv7em-none-eabihf` with that model
-//! embedded, boots it on QEMU's `mps2-an386` (Cortex-M4) through the firmware's cargo runner
-//! (`firmware/qemu-run.sh`: timeout, `-icount shift=0,align=off`, defmt-print), and checks the
-//! decoded log against the host:
+//! QEMU harness for the firmware (`firmware/`): a matrix of models, each trained by the CLI in
+//! the test (`tinylstm train`, small and seeded: seconds each), built into the firmware with
+//! `TINYLSTM_MODEL` (and, for models trained on a CSV, the data sets `tinylstm device-data`
+//! writes, through `TINYLSTM_DATA`) — no source edit — booted on QEMU's `mps2-an386`
+//! (Cortex-M4) through the firmware's cargo runner (`firmware/qemu-run.sh`: timeout,
+//! `-icount shift=0,align=off`, defmt-print), and checked against the host:
 //!
-//! * the class probabilities of every embedded sample equal `tinylstm predict --json` on the same
-//!   model and the same raw inputs (written as a sequence CSV), bit for bit: the device
-//!   standardises with the model's NORMALIZATION section as the CLI does (also checked directly
-//!   against the CLI's `Normalizer`), and the core's forward pass uses `libm` on both sides;
-//! * streaming the first sample step by step (standardising each raw step as it arrives) gives
-//!   the same bits;
-//! * the field-set scores before fine-tuning, and after head-only and full-BPTT fine-tuning,
-//!   equal the host's replay of the same computations (`firmware/src/engine.rs` is compiled
-//!   into this test) bit for bit; fine-tuning lowers the loss and raises the accuracy; both
-//!   clean updates commit;
-//! * the poisoned runs roll back and leave the parameters' CRC unchanged: data with a NaN, a
-//!   +Inf or a -Inf reading are refused by the intake check before any training step (reason
-//!   `non-finite-input`, with the sequence and value logged); wrong labels train and then fail
-//!   the validation check; the firmware exits with 0;
-//! * a model with a corrupted byte fails at boot with the CRC error in the log and a non-zero
-//!   exit, and so does a model with an unusable NORMALIZATION section; a model of another spec
-//!   does not compile; a HardFault exits with failure;
-//! * the on-target test suite (`firmware/tests/gradcheck.rs`: Keras `lstm_layer` and central
-//!   differences on the device) passes;
-//! * (host only, no QEMU) the firmware's `Standardize` reads the committed default model's
-//!   NORMALIZATION section as the CLI's `Normalizer` does and standardises every embedded raw
-//!   value to the same bits, and refuses the sections it cannot use.
+//! * every sample's outputs (probabilities, or values for a linear head) equal
+//!   `tinylstm predict --json` on the same model and the same raw inputs, bit for bit, and so
+//!   does the streamed first sample;
+//! * the field-set scores before and after head-only and full-BPTT fine-tuning equal the
+//!   host's replay with the same device library (`tinylstm-device`) bit for bit, with the same
+//!   commit or rollback decisions and parameter CRCs; the poisoned updates (NaN, −Inf, +Inf
+//!   readings; wrong targets) roll back and leave the parameters' CRC unchanged;
+//! * a model with a corrupted byte fails at boot with the CRC error; a model with an unusable
+//!   NORMALIZATION section, and a model too big for the board, fail to build with a message
+//!   that says why (the latter naming bytes needed and available); a HardFault exits with
+//!   failure; the on-target suite (`firmware/tests/gradcheck.rs`) passes;
+//! * (host only) the device library's standardisation agrees with the CLI's `Normalizer`.
+//!
+//! Adding a model to the matrix is one line of [`MATRIX`].
 //!
 //! Prerequisites: the `thumbv7em-none-eabihf` target, `qemu-system-arm` and `defmt-print`
 //! (`.ci/run` installs them). When one is missing the tests print why and pass, except under
 //! CI (`CI` set), where they fail.
 
 mod common;
-#[path = "../../firmware/src/engine.rs"]
-mod engine;
+mod device_replay;
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -41,10 +33,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
 
-use engine::*;
+use device_replay::{params_crc, replay_full, replay_head, score_full, Loaded};
 use tinylstm::format::{self, ModelFile, Section, TAG_METADATA, TAG_NORMALIZATION};
-use tinylstm::{Head, Spec};
+use tinylstm::Head;
 use tinylstm_cli::normalize::Normalizer;
+use tinylstm_device::data::{values, Dataset, Glitch, NonFiniteInput, Poison, View};
+use tinylstm_device::model::Weights;
+use tinylstm_device::tune::{Reject, Score};
 
 /// Seconds one QEMU run may take before the runner kills it.
 const QEMU_TIMEOUT_S: u32 = 240;
@@ -121,7 +116,8 @@ fn cargo(dir: &Path) -> Command {
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("CARGO_BUILD_TARGET")
-        .env_remove("TINYLSTM_MODEL");
+        .env_remove("TINYLSTM_MODEL")
+        .env_remove("TINYLSTM_DATA");
     c
 }
 
@@ -131,10 +127,18 @@ fn text(o: &Output) -> String {
 
 /// Builds the firmware with `model` embedded and extra `features`; returns a private copy of
 /// the ELF, or the build's output on failure.
-fn build(model: &Path, features: &[&str], out_dir: &Path) -> Result<PathBuf, String> {
+fn build(
+    model: &Path,
+    data: Option<&Path>,
+    features: &[&str],
+    out_dir: &Path,
+) -> Result<PathBuf, String> {
     let _guard = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let mut c = cargo(&firmware_dir());
     c.args(["build", "--release", "--locked"]).env("TINYLSTM_MODEL", model);
+    if let Some(d) = data {
+        c.env("TINYLSTM_DATA", d);
+    }
     if !features.is_empty() {
         c.args(["--features", &features.join(",")]);
     }
@@ -144,6 +148,7 @@ fn build(model: &Path, features: &[&str], out_dir: &Path) -> Result<PathBuf, Str
     }
     let elf = target_dir().join("thumbv7em-none-eabihf/release/tinylstm-firmware");
     let name = if features.is_empty() { "default".to_string() } else { features.join("-") };
+    let name = format!("{}-{name}", model.file_stem().unwrap_or_default().to_string_lossy());
     let copy = out_dir.join(format!("tinylstm-firmware-{name}"));
     std::fs::copy(&elf, &copy).expect("copying the ELF");
     Ok(copy)
@@ -162,77 +167,212 @@ fn run(elf: &Path) -> (i32, String) {
     (code, text(&o))
 }
 
+/// Lines whose whitespace-separated words include every one of `words`.
+fn lines<'a>(log: &'a str, words: &[&str]) -> Vec<&'a str> {
+    log.lines()
+        .filter(|l| {
+            let ws: Vec<&str> = l.split_whitespace().collect();
+            words.iter().all(|w| ws.contains(w))
+        })
+        .collect()
+}
+
+fn line<'a>(log: &'a str, words: &[&str]) -> &'a str {
+    let found = lines(log, words);
+    assert_eq!(found.len(), 1, "expected one log line with {words:?}, found {found:?}\n{log}");
+    found[0]
+}
+
+fn kv<'a>(line: &'a str, key: &str) -> &'a str {
+    let prefix = format!("{key}=");
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
+}
+
+fn hex_bits(s: &str) -> u32 {
+    u32::from_str_radix(s, 16).unwrap_or_else(|_| panic!("not hex bits: {s:?}"))
+}
+
 // ---------------------------------------------------------------------------------------------
-// Models and log parsing
+// The matrix
 // ---------------------------------------------------------------------------------------------
 
-/// The CLI's `train` settings of the harness model: the main job (built-in synthetic task, LSTM
-/// 64 → Dense 4 softmax on 3 channels, T = 40, standardised input) made small enough to train
-/// in a few seconds — 800 sequences, 8 epochs at lr 3e-3 (about 98 % test accuracy) — and with
-/// its own seed, so its bits differ from the committed default model's.
-const TRAIN_ARGS: [&str; 11] = [
-    "--synthetic-samples",
-    "800",
-    "--epochs",
-    "8",
-    "--lr",
-    "3e-3",
-    "--seed",
-    "7",
-    "--threads",
-    "2",
-    "--quiet",
+/// Writes a CSV in the training format (`label, values…`) for a case; `field` asks for the
+/// field-condition variant (another seed and a sensor shift the model was not trained on).
+type MakeCsv = fn(path: &Path, field: bool);
+
+/// One model of the matrix.
+struct Case {
+    /// Name (a folder and a file stem).
+    name: &'static str,
+    /// The CSV the model trains on (`None`: the CLI's built-in synthetic gestures, with the
+    /// firmware's committed data sets).
+    csv: Option<MakeCsv>,
+    /// `tinylstm train` arguments besides `--data`/`--out`.
+    train: &'static [&'static str],
+}
+
+/// The models: the default (gestures, 3 channels, T = 40, LSTM 64 → softmax 4); a 1-channel
+/// binary model with T = 160 (sigmoid head); a two-layer regression model (linear head).
+/// Adding a model is one line.
+const MATRIX: &[Case] = &[
+    Case {
+        name: "gestures",
+        csv: None,
+        train: &["--synthetic-samples", "800", "--epochs", "8", "--lr", "3e-3", "--seed", "7"],
+    },
+    Case {
+        name: "burst-binary",
+        csv: Some(burst_csv),
+        train: &[
+            "--channels",
+            "1",
+            "--head",
+            "sigmoid",
+            "--units",
+            "16",
+            "--epochs",
+            "6",
+            "--lr",
+            "1e-2",
+            "--seed",
+            "3",
+        ],
+    },
+    Case {
+        name: "drift-regression",
+        csv: Some(drift_csv),
+        train: &[
+            "--channels",
+            "2",
+            "--head",
+            "linear",
+            "--units",
+            "12,8",
+            "--epochs",
+            "8",
+            "--lr",
+            "1e-2",
+            "--seed",
+            "5",
+        ],
+    },
 ];
 
-/// Trains the harness model with `tinylstm train` into `dir/train/`; returns its path.
-fn train_model(dir: &Path) -> PathBuf {
-    let out = dir.join("train");
+/// A small deterministic generator.
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> f32 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (self.0 >> 40) as f32 / (1u64 << 24) as f32
+    }
+    fn normal(&mut self) -> f32 {
+        (0..4).map(|_| self.next()).sum::<f32>() - 2.0
+    }
+}
+
+/// 1 channel, T = 160: class 1 holds a sine burst of 30 steps somewhere, class 0 noise only.
+/// The field variant reads 1.4× too strong with a +0.3 offset.
+fn burst_csv(path: &Path, field: bool) {
+    let (mut r, n, gain, off) =
+        if field { (Lcg(91), 48, 1.4, 0.3) } else { (Lcg(9), 240, 1.0, 0.0) };
+    let mut csv = String::new();
+    for i in 0..n {
+        let class = i % 2;
+        let at = (r.next() * 120.0) as usize;
+        write!(csv, "{class}").unwrap();
+        for t in 0..160 {
+            let burst = if class == 1 && (at..at + 30).contains(&t) {
+                (((t - at) as f32) * 0.7).sin()
+            } else {
+                0.0
+            };
+            write!(csv, ",{}", gain * (burst + 0.3 * r.normal()) + off).unwrap();
+        }
+        csv.push('\n');
+    }
+    std::fs::write(path, csv).unwrap();
+}
+
+/// 2 channels, T = 30: the target is the mean of channel 0 (a random walk) over the last 10
+/// steps; channel 1 is noise. The field variant's channel 0 reads 1.6× too strong.
+fn drift_csv(path: &Path, field: bool) {
+    let (mut r, n, gain) = if field { (Lcg(77), 48, 1.6) } else { (Lcg(7), 300, 1.0) };
+    let mut csv = String::new();
+    for _ in 0..n {
+        let mut walk = 0.0f32;
+        let mut vals = Vec::new();
+        let mut tail = 0.0f32;
+        for t in 0..30 {
+            walk += 0.3 * r.normal();
+            if t >= 20 {
+                tail += walk / 10.0;
+            }
+            vals.push(gain * walk);
+            vals.push(r.normal());
+        }
+        write!(csv, "{tail}").unwrap();
+        for v in vals {
+            write!(csv, ",{v}").unwrap();
+        }
+        csv.push('\n');
+    }
+    std::fs::write(path, csv).unwrap();
+}
+
+/// Trains a case's model (and writes its device data sets); returns the model and the data
+/// folder for `TINYLSTM_DATA` (`None`: the firmware's own).
+fn prepare_case(case: &Case, dir: &Path) -> (PathBuf, Option<PathBuf>) {
     common::binary(); // built (or found up to date) before the clock starts
+    let out = dir.join(case.name);
     let start = std::time::Instant::now();
-    let mut args = vec!["train", "--out", out.to_str().unwrap()];
-    args.extend(TRAIN_ARGS);
+    let mut args = vec!["train", "--out", out.to_str().unwrap(), "--threads", "2", "--quiet"];
+    let csv = dir.join(format!("{}.csv", case.name));
+    if let Some(make) = case.csv {
+        make(&csv, false);
+        args.extend(["--data", csv.to_str().unwrap()]);
+    }
+    args.extend(case.train);
     common::ok(&args);
-    eprintln!("tinylstm train {}: {:.1?}", TRAIN_ARGS.join(" "), start.elapsed());
-    out.join("model.tlm")
+    eprintln!("{}: tinylstm {}: {:.1?}", case.name, args.join(" "), start.elapsed());
+    let model = out.join("model.tlm");
+    let data = case.csv.map(|make| {
+        let field = dir.join(format!("{}-field.csv", case.name));
+        make(&field, true);
+        let data = dir.join(format!("{}-device", case.name));
+        common::ok(&[
+            "device-data",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            csv.to_str().unwrap(),
+            "--field",
+            field.to_str().unwrap(),
+            "--out",
+            data.to_str().unwrap(),
+        ]);
+        data
+    });
+    (model, data)
 }
 
-/// The parameters and standardisation of a model file.
-fn load_model(path: &Path) -> (Vec<f32>, Option<Standardize>, Vec<u8>) {
-    let bytes = std::fs::read(path).expect("model file");
-    let file = ModelFile::parse(&bytes).expect("model parses");
-    file.check_spec(&SPEC).expect("the firmware's spec");
-    let mut params = vec![0.0f32; PARAMS];
-    file.read_params(&mut params).expect("model params");
-    let norm = Standardize::from_model(&file).expect("a usable normalization section");
-    (params, norm, bytes)
-}
-
-/// A copy of the committed default model (a model made by `tinylstm train`) in `dir`.
-fn default_model(dir: &Path) -> PathBuf {
-    let path = dir.join("default.tlm");
-    std::fs::copy(firmware_dir().join("models/default.tlm"), &path).expect("default model");
-    path
-}
-
-fn write_model(path: &Path, spec: &Spec, params: &[f32], extra: &[Section<'_>]) {
-    let meta = b"QEMU harness model (tests/tests/qemu.rs)";
-    let mut sections = extra.to_vec();
-    sections.push(Section { tag: TAG_METADATA, bytes: meta });
-    let mut buf = vec![0u8; format::encoded_len(spec, &sections).unwrap()];
-    format::write_into(spec, params, &sections, &mut buf).unwrap();
-    std::fs::write(path, buf).unwrap();
-}
-
-/// Writes the raw sequences of `data` as a sequence CSV for `tinylstm predict`: the label, then
-/// the `T·C` values timestep-major. Each `f32` is printed as its exact `f64` value, which the
+/// Writes the raw sequences of `data` as a sequence CSV for `tinylstm predict`: the target,
+/// then the values timestep-major. Each `f32` is printed as its exact `f64` value, which the
 /// CLI (parse as `f64`, round to `f32`) reads back to the same bits.
 fn write_csv(path: &Path, data: &Dataset<'_>) {
+    let shape = data.shape();
     let mut csv = String::new();
-    let mut x = vec![0.0f32; SEQ_LEN];
+    let mut x = vec![0u32; shape.seq_words()];
+    let mut y = vec![0u32; shape.target_words()];
     for i in 0..data.len() {
-        let label = data.read(i, &mut x);
-        write!(csv, "{label}").unwrap();
-        for v in &x {
+        data.read(i, &mut x);
+        data.targets(i, &mut y);
+        match shape.head {
+            Head::Softmax => write!(csv, "{}", y[0]).unwrap(),
+            _ => write!(csv, "{}", f64::from(values(&y)[0])).unwrap(),
+        }
+        for v in values(&x) {
             write!(csv, ",{}", f64::from(*v)).unwrap();
         }
         csv.push('\n');
@@ -265,34 +405,7 @@ fn cli_predict(model: &Path, csv: &Path) -> Vec<Vec<u32>> {
         .collect()
 }
 
-/// Lines whose whitespace-separated words include every one of `words`.
-fn lines<'a>(log: &'a str, words: &[&str]) -> Vec<&'a str> {
-    log.lines()
-        .filter(|l| {
-            let ws: Vec<&str> = l.split_whitespace().collect();
-            words.iter().all(|w| ws.contains(w))
-        })
-        .collect()
-}
-
-fn line<'a>(log: &'a str, words: &[&str]) -> &'a str {
-    let found = lines(log, words);
-    assert_eq!(found.len(), 1, "expected one log line with {words:?}, found {found:?}\n{log}");
-    found[0]
-}
-
-fn kv<'a>(line: &'a str, key: &str) -> &'a str {
-    let prefix = format!("{key}=");
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(prefix.as_str()))
-        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
-}
-
-fn hex_bits(s: &str) -> u32 {
-    u32::from_str_radix(s, 16).unwrap_or_else(|_| panic!("not hex bits: {s:?}"))
-}
-
-fn logged_score(log: &str, mode: &str, data: &str, set: &str, when: &str) -> (u32, usize) {
+fn logged_score(log: &str, mode: &str, data: &str, set: &str, when: &str) -> (u32, Option<usize>) {
     let words = [
         "score",
         &format!("mode={mode}"),
@@ -302,7 +415,8 @@ fn logged_score(log: &str, mode: &str, data: &str, set: &str, when: &str) -> (u3
     ];
     let words: Vec<&str> = words.iter().map(|s| s.as_ref()).collect();
     let l = line(log, &words);
-    (hex_bits(kv(l, "bits")), kv(l, "correct").parse().unwrap())
+    let correct = l.contains("correct=").then(|| kv(l, "correct").parse().unwrap());
+    (hex_bits(kv(l, "bits")), correct)
 }
 
 fn check_score(log: &str, mode: &str, data: &str, set: &str, when: &str, host: &Score) {
@@ -325,196 +439,96 @@ fn check_result(log: &str, mode: &str, data: &str, decision: &str, reason: &str)
     (hex_bits(a), hex_bits(b))
 }
 
-// ---------------------------------------------------------------------------------------------
-// Host replay of the firmware's computations (same engine source)
-// ---------------------------------------------------------------------------------------------
-
-fn dataset(name: &str) -> Vec<u8> {
-    std::fs::read(firmware_dir().join(format!("data/{name}.bin"))).expect("embedded data set")
-}
-
-fn labels(view: &View<'_>) -> Vec<u32> {
-    let mut l = vec![0u32; view.len()];
-    view.labels(&mut l);
-    l
-}
-
-fn score_full(params: &[f32], view: &View<'_>) -> Score {
-    let n = view.len();
-    let (mut x, mut work) = (vec![0.0; SEQ_LEN], vec![0.0; FORWARD_WORK]);
-    let (mut logits, mut d) = (vec![0.0; n * CLASSES], vec![0.0; n * CLASSES]);
-    logits_full(params, view, &mut x, &mut work, &mut logits).unwrap();
-    score(&logits, &labels(view), &mut d).unwrap()
-}
-
-fn feats(params: &[f32], view: &View<'_>) -> Vec<f32> {
-    let (mut x, mut st, mut sw) = (vec![0.0; SEQ_LEN], vec![0.0; STATE], vec![0.0; STEP_WORK]);
-    let mut f = vec![0.0; view.len() * UNITS];
-    features(params, view, &mut x, &mut st, &mut sw, &mut f).unwrap();
-    f
-}
-
-fn head_score(head: &[f32], feats: &[f32], labels: &[u32]) -> Score {
-    let n = labels.len();
-    let (mut logits, mut d) = (vec![0.0; n * CLASSES], vec![0.0; n * CLASSES]);
-    head_logits(head, feats, n, &mut logits);
-    score(&logits, labels, &mut d).unwrap()
-}
-
-/// The firmware's head-only transaction; returns (train before, valid before, train after,
-/// valid after, decision) and updates `params` on commit.
-fn replay_head(
-    params: &mut [f32],
-    train: &View<'_>,
-    valid: &View<'_>,
-) -> ([Score; 4], Result<(), Reject>) {
-    let (ft, fv) = (feats(params, train), feats(params, valid));
-    let (lt, lv) = (labels(train), labels(valid));
-    let mut head = params[HEAD].to_vec();
-    let before = [head_score(&head, &ft, &lt), head_score(&head, &fv, &lv)];
-    let (mut g, mut s) = (vec![0.0; HEAD_LEN], vec![0.0; HEAD_STATE]);
-    let (mut lg, mut dl) = (vec![0.0; MAX_SET * CLASSES], vec![0.0; MAX_SET * CLASSES]);
-    let mut b = HeadBufs {
-        head: &mut head,
-        grads: &mut g,
-        state: &mut s,
-        logits: &mut lg,
-        dlogits: &mut dl,
-    };
-    for it in 0..HEAD_STEPS {
-        head_step(&mut b, &ft, &lt, it).expect("clean head step");
+fn decision_words(d: Result<(), Reject>) -> (&'static str, &'static str) {
+    match d {
+        Ok(()) => ("commit", "validation-improved"),
+        Err(r) => ("rollback", r.as_str()),
     }
-    let after = [head_score(&head, &ft, &lt), head_score(&head, &fv, &lv)];
-    let decision = accept(&head, &before[1], &after[1]);
-    if decision.is_ok() {
-        params[HEAD].copy_from_slice(&head);
-    }
-    ([before[0], before[1], after[0], after[1]], decision)
 }
 
-/// The firmware's full-BPTT transaction on clean data.
-fn replay_full(
-    params: &mut [f32],
-    train: &View<'_>,
-    valid: &View<'_>,
-) -> ([Score; 4], Result<(), Reject>) {
-    let before = [score_full(params, train), score_full(params, valid)];
-    let mut cand = params.to_vec();
-    let (mut grads, mut state) = (vec![0.0; PARAMS], vec![0.0; FULL_STATE]);
-    let (mut work, mut x) = (vec![0.0; TRAIN_WORK], vec![0.0; SEQ_LEN]);
-    let mut b = FullBufs {
-        params: &mut cand,
-        grads: &mut grads,
-        state: &mut state,
-        work: &mut work,
-        x: &mut x,
-    };
-    let mut it = 0;
-    for _ in 0..FULL_EPOCHS {
-        for mb in minibatches(train.len()) {
-            full_step(&mut b, train, mb, it).expect("clean full step");
-            it += 1;
-        }
-    }
-    let after = [score_full(&cand, train), score_full(&cand, valid)];
-    let decision = accept(&cand, &before[1], &after[1]);
-    if decision.is_ok() {
-        params.copy_from_slice(&cand);
-    }
-    ([before[0], before[1], after[0], after[1]], decision)
+fn set_bytes(dir: &Path, name: &str) -> Vec<u8> {
+    std::fs::read(dir.join(format!("{name}.bin"))).expect("data set")
 }
 
-fn params_crc(p: &[f32]) -> u32 {
-    let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
-    let mut d = crc.digest();
-    for v in p {
-        d.update(&v.to_le_bytes());
-    }
-    d.finalize()
-}
-
-// ---------------------------------------------------------------------------------------------
-// Tests
-// ---------------------------------------------------------------------------------------------
-
-#[test]
-fn firmware_boot_sequence_matches_host() {
-    if !prerequisites("firmware_boot_sequence_matches_host") {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let model = train_model(dir.path());
-    let (mut params, norm, bytes) = load_model(&model);
-    let norm = norm.expect("tinylstm train standardises sequence input");
-    let elf = build(&model, &[], dir.path()).unwrap_or_else(|e| panic!("firmware build:\n{e}"));
+/// One case end to end; returns how many clean updates committed and whether the mislabelled
+/// update rolled back on validation (0 or 1).
+fn check_case(case: &Case, dir: &Path) -> (usize, usize) {
+    let (model, data) = prepare_case(case, dir);
+    let loaded = Loaded::load(&model);
+    let m = loaded.model();
+    let shape = m.shape();
+    let elf = build(&model, data.as_deref(), &[], dir)
+        .unwrap_or_else(|e| panic!("{}: firmware build:\n{e}", case.name));
     let (code, log) = run(&elf);
     println!("{log}");
-    assert_eq!(code, 0, "firmware exit code\n{log}");
-    assert!(lines(&log, &["done"]).len() == 1, "no `done` line");
+    assert_eq!(code, 0, "{}: firmware exit code\n{log}", case.name);
+    assert_eq!(lines(&log, &["done"]).len(), 1, "no `done` line");
 
     // (a) The model verified at boot is the one this test trained.
-    let crc = ModelFile::parse(&bytes).unwrap().crc();
     let l = line(&log, &["model", "verified:"]);
-    assert_eq!(hex_bits(kv(l, "crc")), crc);
-    assert_eq!(hex_bits(kv(l, "params_crc")), params_crc(&params));
-    assert!(
-        log.contains("input standardisation (NORMALIZATION section)"),
-        "the firmware must use the model's standardisation\n{log}"
-    );
-
-    // The firmware's standardisation is the CLI's, bit for bit.
-    let section = ModelFile::parse(&bytes).unwrap().normalization().unwrap().to_vec();
-    let cli_norm = Normalizer::from_bytes(&section).expect("the CLI reads the section");
-    assert_eq!((cli_norm.means(), cli_norm.stds()), (&norm.means[..], &norm.stds[..]));
-
-    // (b) Predictions: the device's probabilities equal `tinylstm predict` on the same model and
-    // the same raw inputs, bit for bit.
-    let samples_bytes = dataset("samples");
-    let raw = Dataset::parse(&samples_bytes).unwrap();
-    let samples = View::clean(raw, Some(norm));
-    let (mut x, mut cli_x) = (vec![0.0; SEQ_LEN], vec![0.0; SEQ_LEN]);
-    for i in 0..raw.len() {
-        samples.read(i, &mut x);
-        raw.read(i, &mut cli_x);
-        cli_norm.apply(&mut cli_x).unwrap();
-        let (a, b): (Vec<u32>, Vec<u32>) =
-            (x.iter().map(|v| v.to_bits()).collect(), cli_x.iter().map(|v| v.to_bits()).collect());
-        assert_eq!(a, b, "sample {i}: standardised inputs differ from the CLI's");
+    assert_eq!(hex_bits(kv(l, "crc")), loaded.crc());
+    assert_eq!(hex_bits(kv(l, "params_crc")), params_crc(&loaded.params));
+    if !loaded.means.is_empty() {
+        let file = ModelFile::parse(&loaded.bytes).unwrap();
+        let cli = Normalizer::from_bytes(file.normalization().unwrap()).unwrap();
+        assert_eq!((cli.means(), cli.stds()), (&loaded.means[..], &loaded.stds[..]));
+        assert!(log.contains("input standardisation (NORMALIZATION section)"), "{log}");
     }
-    let csv = dir.path().join("samples.csv");
+
+    // (b) Every sample's outputs equal `tinylstm predict`'s, bit for bit.
+    let data_dir = data.clone().unwrap_or_else(|| firmware_dir().join("data"));
+    let samples_bytes = set_bytes(&data_dir, "samples");
+    let raw = Dataset::parse(&samples_bytes, shape).unwrap();
+    let csv = dir.join(format!("{}-samples.csv", case.name));
     write_csv(&csv, &raw);
     let host = cli_predict(&model, &csv);
     assert_eq!(host.len(), raw.len(), "one prediction per sample");
-    let probs_lines = lines(&log, &["probs"]);
-    assert_eq!(probs_lines.len(), raw.len(), "one probs line per sample");
-    for (i, l) in probs_lines.iter().enumerate() {
+    let word = if shape.head == Head::Linear { "values" } else { "probs" };
+    let out_lines = lines(&log, &[word]);
+    assert_eq!(out_lines.len(), raw.len(), "one {word} line per sample\n{log}");
+    for (i, l) in out_lines.iter().enumerate() {
         assert_eq!(kv(l, "sample"), i.to_string());
         let device: Vec<u32> = kv(l, "bits").split(',').map(hex_bits).collect();
         assert_eq!(
             device, host[i],
-            "sample {i}: device probabilities differ from `tinylstm predict`'s"
+            "{}: sample {i}: device outputs differ from `tinylstm predict`'s",
+            case.name
         );
     }
-    println!("probabilities of {} samples == tinylstm predict, bit for bit", raw.len());
+    println!("{}: outputs of {} samples == tinylstm predict, bit for bit", case.name, raw.len());
 
-    // (c) Streaming equals the full forward (on the device, and against the CLI's bits).
+    // (c) Streaming equals the full forward and the CLI's bits.
     let l = line(&log, &["stream", "sample=0"]);
     assert_eq!(kv(l, "equal_to_full_forward"), "true", "{l}");
     let streamed: Vec<u32> =
         kv(line(&log, &["streamed", "sample=0"]), "bits").split(',').map(hex_bits).collect();
-    assert_eq!(streamed, host[0], "streamed probabilities differ from `tinylstm predict`'s");
+    assert_eq!(streamed, host[0], "streamed outputs differ from `tinylstm predict`'s");
 
     // (d) Fine-tuning, replayed on the host.
-    let (tb, vb) = (dataset("field_train"), dataset("field_valid"));
-    let ft = Dataset::parse(&tb).unwrap();
-    let train = View::clean(ft, Some(norm));
-    let valid = View::clean(Dataset::parse(&vb).unwrap(), Some(norm));
-    let initial = [score_full(&params, &train), score_full(&params, &valid)];
-    check_score(&log, "deployed", "clean", "train", "initial", &initial[0]);
-    check_score(&log, "deployed", "clean", "valid", "initial", &initial[1]);
-
-    let (head, decision) = replay_head(&mut params, &train, &valid);
-    assert_eq!(decision, Ok(()), "host: the clean head-only update should commit");
+    let (tb, vb) = (set_bytes(&data_dir, "field_train"), set_bytes(&data_dir, "field_valid"));
+    let ft = Dataset::parse(&tb, shape).unwrap();
+    let train = View::clean(ft, m.norm);
+    let valid = View::clean(Dataset::parse(&vb, shape).unwrap(), m.norm);
+    let mut params = loaded.params.clone();
+    check_score(
+        &log,
+        "deployed",
+        "clean",
+        "train",
+        "initial",
+        &score_full(&m, Weights::flat(&params), &train),
+    );
+    check_score(
+        &log,
+        "deployed",
+        "clean",
+        "valid",
+        "initial",
+        &score_full(&m, Weights::flat(&params), &valid),
+    );
+    let mut commits = 0;
+    let crc0 = params_crc(&params);
+    let (head, decision) = replay_head(&m, &mut params, &train, &valid);
     for (s, (set, when)) in head.iter().zip([
         ("train", "before"),
         ("valid", "before"),
@@ -523,11 +537,12 @@ fn firmware_boot_sequence_matches_host() {
     ]) {
         check_score(&log, "head", "clean", set, when, s);
     }
-    check_result(&log, "head", "clean", "commit", "validation-improved");
-
-    let (full_scores, decision) = replay_full(&mut params, &train, &valid);
-    assert_eq!(decision, Ok(()), "host: the clean full update should commit");
-    for (s, (set, when)) in full_scores.iter().zip([
+    let (d, r) = decision_words(decision);
+    assert_eq!(check_result(&log, "head", "clean", d, r), (crc0, params_crc(&params)));
+    commits += usize::from(decision.is_ok());
+    let crc1 = params_crc(&params);
+    let (full, decision) = replay_full(&m, &mut params, &train, &valid);
+    for (s, (set, when)) in full.iter().zip([
         ("train", "before"),
         ("valid", "before"),
         ("train", "after"),
@@ -535,40 +550,27 @@ fn firmware_boot_sequence_matches_host() {
     ]) {
         check_score(&log, "full", "clean", set, when, s);
     }
-    let (_, committed) = check_result(&log, "full", "clean", "commit", "validation-improved");
-    assert_eq!(committed, params_crc(&params), "parameters after both updates");
+    let (d, r) = decision_words(decision);
+    let (_, committed) = check_result(&log, "full", "clean", d, r);
+    assert_eq!((crc1, committed), (crc1, params_crc(&params)));
+    commits += usize::from(decision.is_ok());
 
-    // Fine-tuning lowers the loss and raises the accuracy on the field set.
-    for set in ["train", "valid"] {
-        let (l0, c0) = logged_score(&log, "deployed", "clean", set, "initial");
-        let (l1, c1) = logged_score(&log, "deployed", "clean", set, "final");
-        let (l0, l1) = (f32::from_bits(l0), f32::from_bits(l1));
-        println!("field {set}: loss {l0} -> {l1}, correct {c0} -> {c1}");
-        assert!(l1 < l0, "field {set}: loss {l0} -> {l1}");
-        assert!(c1 > c0, "field {set}: correct {c0} -> {c1}");
-    }
-    for mode in ["head", "full"] {
-        let (b, _) = logged_score(&log, mode, "clean", "train", "before");
-        let (a, _) = logged_score(&log, mode, "clean", "train", "after");
-        assert!(f32::from_bits(a) < f32::from_bits(b), "{mode}: training loss did not drop");
-    }
-
-    // (e) Poisoned updates roll back and leave the parameters as they were. Non-finite sensor
-    // readings — NaN inside the truncated-BPTT window, -Inf before it (its gradient would stay
-    // finite), +Inf for head-only (the saturated gates give finite features) — are refused by the
-    // intake check, before any training step; the host's replay of the check agrees.
-    let mut x = vec![0.0f32; SEQ_LEN];
+    // (e) Poisoned updates roll back and leave the parameters as they were: non-finite readings
+    // (NaN inside the truncated-BPTT window, -Inf before it, +Inf for head-only) refused at
+    // intake, wrong targets refused by the validation check.
+    let mut x = vec![0u32; shape.seq_words()];
+    let n = ft.len();
     for (mode, data, sample, value, glitch) in [
-        ("full", "poisoned-nan", 1, 100, Glitch::Nan),
-        ("full", "poisoned-neg-inf", ft.len() - 1, 0, Glitch::NegInf),
-        ("head", "poisoned-inf", 0, 5, Glitch::PosInf),
+        ("full", "poisoned-nan", 1 % n, shape.seq_words() - 1, Glitch::Nan),
+        ("full", "poisoned-neg-inf", n - 1, 0, Glitch::NegInf),
+        ("head", "poisoned-inf", 0, 5 % shape.seq_words(), Glitch::PosInf),
     ] {
         let (a, b) = check_result(&log, mode, data, "rollback", "non-finite-input");
         assert_eq!((a, b), (committed, committed), "{mode}/{data}");
         let data_word = format!("data={data}");
         let l = line(&log, &["finetune", &format!("mode={mode}"), &data_word, "rejected:"]);
         assert_eq!(kv(l, "set"), "train", "{l}");
-        assert_eq!(kv(l, "sequences"), format!("1/{}", ft.len()), "{l}");
+        assert_eq!(kv(l, "sequences"), format!("1/{n}"), "{l}");
         assert_eq!(kv(l, "sequence"), sample.to_string(), "{l}");
         assert_eq!(kv(l, "value"), value.to_string(), "{l}");
         let trained: Vec<&str> = lines(&log, &["finetune", &data_word])
@@ -581,23 +583,74 @@ fn firmware_boot_sequence_matches_host() {
         let want = NonFiniteInput { sequences: 1, first: sample, value };
         assert_eq!(view.check_finite(&mut x), Err(want), "host intake check of {data}");
     }
-    let (a, b) = check_result(&log, "head", "poisoned-labels", "rollback", "worse-validation");
-    assert_eq!((a, b), (committed, committed));
+    // Wrong targets: the device decides as the host's replay (a rollback on validation when
+    // the model has learnt something the wrong targets contradict).
     let wrong = train.poisoned(Poison::Mislabel);
-    let mut scratch = params.clone();
-    let (poisoned, decision) = replay_head(&mut scratch, &wrong, &valid);
-    assert_eq!(decision, Err(Reject::WorseValidation));
+    let (poisoned, decision) = replay_head(&m, &mut params.clone(), &wrong, &valid);
+    let (d, r) = decision_words(decision);
+    let (a, b) = check_result(&log, "head", "poisoned-labels", d, r);
+    assert_eq!(a, committed);
+    if decision.is_ok() {
+        println!("{}: the mislabelled head update passed validation", case.name);
+        return (commits, 0);
+    }
+    assert_eq!(b, committed);
     check_score(&log, "head", "poisoned-labels", "valid", "after", &poisoned[3]);
     let l = log.lines().find(|l| l.contains("params_crc final=")).expect("final params_crc");
     assert_eq!(hex_bits(kv(l, "final")), committed);
-    check_score(&log, "deployed", "clean", "valid", "final", &score_full(&params, &valid));
+    check_score(
+        &log,
+        "deployed",
+        "clean",
+        "valid",
+        "final",
+        &score_full(&m, Weights::flat(&params), &valid),
+    );
 
     // (f) Measurements are reported.
     for l in lines(&log, &["count"]).iter().chain(lines(&log, &["stack"]).iter()) {
-        println!("{l}");
+        println!("{}: {l}", case.name);
     }
     assert!(log.contains("stack high-water="), "no stack high-water mark");
     assert_eq!(lines(&log, &["count"]).len(), 7, "instruction counts of every phase");
+    (commits, 1)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn model_matrix_matches_host() {
+    if !prerequisites("model_matrix_matches_host") {
+        return;
+    }
+    let start = std::time::Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut committing, mut rolling_back) = (0, 0);
+    for case in MATRIX {
+        let t0 = std::time::Instant::now();
+        let (commits, rollback) = check_case(case, dir.path());
+        println!(
+            "{}: {commits} clean update(s) committed, validation rollback {rollback}; {:.1?}",
+            case.name,
+            t0.elapsed()
+        );
+        committing += usize::from(commits > 0);
+        rolling_back += rollback;
+    }
+    // Intake rollbacks are checked on every model; a commit and a validation rollback on at
+    // least two.
+    assert!(committing >= 2, "only {committing} model(s) committed a clean update");
+    assert!(rolling_back >= 2, "only {rolling_back} model(s) rolled back wrong targets");
+    println!("matrix of {} models: {:.1?}", MATRIX.len(), start.elapsed());
+}
+
+/// A copy of the committed default model (a model made by `tinylstm train`) in `dir`.
+fn default_model(dir: &Path) -> PathBuf {
+    let path = dir.join("default.tlm");
+    std::fs::copy(firmware_dir().join("models/default.tlm"), &path).expect("default model");
+    path
 }
 
 #[test]
@@ -607,11 +660,10 @@ fn corrupt_model_fails_at_boot() {
     }
     let dir = tempfile::tempdir().unwrap();
     let model = default_model(dir.path());
-    let mut bytes = std::fs::read(&model).unwrap();
-    let at = bytes.len() - 1000; // inside the parameters
-    bytes[at] ^= 0x01;
-    std::fs::write(&model, &bytes).unwrap();
-    let elf = build(&model, &[], dir.path()).unwrap_or_else(|e| panic!("firmware build:\n{e}"));
+    let at = std::fs::read(&model).unwrap().len() - 1000; // inside the parameters
+                                                          // The build script refuses a corrupted file, so the byte is flipped in the built image, in
+                                                          // the embedded copy, as flash corruption would flip it.
+    let elf = build_corrupted(&model, at, dir.path());
     let (code, log) = run(&elf);
     println!("{log}");
     assert_ne!(code, 0, "a corrupted model must fail\n{log}");
@@ -622,48 +674,79 @@ fn corrupt_model_fails_at_boot() {
     assert!(!log.contains("infer sample="), "no inference with a rejected model");
 }
 
-#[test]
-fn bad_normalization_fails_at_boot() {
-    if !prerequisites("bad_normalization_fails_at_boot") {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let (params, norm, _) = load_model(&firmware_dir().join("models/default.tlm"));
-    let mut norm = norm.expect("the default model standardises its input");
-    norm.stds[1] = 0.0; // a standard deviation of 0 is not usable
-    let mut section = (CHANNELS as u32).to_le_bytes().to_vec();
-    for v in norm.means.iter().chain(&norm.stds) {
-        section.extend_from_slice(&v.to_le_bytes());
-    }
-    let model = dir.path().join("bad-normalization.tlm");
-    let sections = [Section { tag: TAG_NORMALIZATION, bytes: &section }];
-    write_model(&model, &SPEC, &params, &sections);
-    let elf = build(&model, &[], dir.path()).unwrap_or_else(|e| panic!("firmware build:\n{e}"));
-    let (code, log) = run(&elf);
-    println!("{log}");
-    assert_ne!(code, 0, "an unusable normalization section must fail\n{log}");
-    assert!(
-        log.contains("model rejected: normalization section: channel 1 has"),
-        "the normalization error must be in the log\n{log}"
-    );
-    assert!(!log.contains("infer sample="), "no inference with a rejected model");
+/// Builds with `model`, then flips one bit of byte `at` of the model embedded in the ELF (found
+/// by its unique contents).
+fn build_corrupted(model: &Path, at: usize, dir: &Path) -> PathBuf {
+    let bytes = std::fs::read(model).unwrap();
+    let elf = build(model, None, &[], dir).unwrap_or_else(|e| panic!("firmware build:\n{e}"));
+    let mut image = std::fs::read(&elf).unwrap();
+    let pos = image.windows(bytes.len()).position(|w| w == &bytes[..]).expect("model in the ELF");
+    assert!(image[pos + 1..].windows(bytes.len()).all(|w| w != &bytes[..]), "one copy");
+    image[pos + at] ^= 0x01;
+    let corrupted = dir.join("tinylstm-firmware-corrupted");
+    std::fs::write(&corrupted, image).unwrap();
+    corrupted
+}
+
+fn write_model(path: &Path, loaded: &Loaded, extra: &[Section<'_>]) {
+    let meta = format!("{{\"format\":\"tinylstm-meta/1\",\"steps\":{}}}", loaded.steps);
+    let mut sections = extra.to_vec();
+    sections.push(Section { tag: TAG_METADATA, bytes: meta.as_bytes() });
+    let mut buf = vec![0u8; format::encoded_len(&loaded.spec, &sections).unwrap()];
+    format::write_into(&loaded.spec, &loaded.params, &sections, &mut buf).unwrap();
+    std::fs::write(path, buf).unwrap();
 }
 
 #[test]
-fn model_of_another_spec_does_not_compile() {
-    if !prerequisites_for("model_of_another_spec_does_not_compile", false) {
+fn bad_normalization_fails_to_build() {
+    if !prerequisites_for("bad_normalization_fails_to_build", false) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let other = Spec::channels(3).lstm(8).dense(4, Head::Softmax);
-    let params = vec![0.01f32; other.param_count()];
-    let model = dir.path().join("other.tlm");
-    write_model(&model, &other, &params, &[]);
-    let err = build(&model, &[], dir.path()).expect_err("a model of another spec must not build");
+    let loaded = Loaded::load(&firmware_dir().join("models/default.tlm"));
+    let mut stds = loaded.stds.clone();
+    stds[1] = 0.0; // a standard deviation of 0 is not usable
+    let mut section = (stds.len() as u32).to_le_bytes().to_vec();
+    for v in loaded.means.iter().chain(&stds) {
+        section.extend_from_slice(&v.to_le_bytes());
+    }
+    let model = dir.path().join("bad-normalization.tlm");
+    write_model(&model, &loaded, &[Section { tag: TAG_NORMALIZATION, bytes: &section }]);
+    let err = build(&model, None, &[], dir.path()).expect_err("an unusable section must not build");
     assert!(
-        err.contains("does not match the firmware's compiled SPEC"),
-        "the compile error must say why:\n{err}"
+        err.contains("model rejected: normalization section: channel 1 has"),
+        "the build error must say why:\n{err}"
     );
+}
+
+#[test]
+fn model_too_big_for_the_board_fails_to_build() {
+    if !prerequisites_for("model_too_big_for_the_board_fails_to_build", false) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = default_model(dir.path());
+    let _guard = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let o = cargo(&firmware_dir())
+        .args(["build", "--release", "--locked", "--no-default-features"])
+        .args(["--features", "board-stm32f407,head-finetune,full-finetune"])
+        .env("TINYLSTM_MODEL", &model)
+        .output()
+        .expect("cargo build");
+    let err = text(&o);
+    assert!(!o.status.success(), "full fine-tuning of the default model must not fit 128 KiB");
+    let loaded = Loaded::load(&model);
+    let m = loaded.model();
+    let sets = tinylstm_device::ram::Sets { samples: 8, train: 16, valid: 8 };
+    let needed = tinylstm_device::ram::inference(&m.spec, m.steps, &sets)
+        + tinylstm_device::ram::head(&m.spec, &tinylstm_device::tune::HeadConfig::DEFAULT, &sets)
+        + tinylstm_device::ram::full(&m.spec, m.steps, &tinylstm_device::tune::FullConfig::DEFAULT);
+    let want = format!("it needs {needed} bytes");
+    assert!(
+        err.contains("the model does not fit the board's RAM") && err.contains(&want),
+        "{want}:\n{err}"
+    );
+    assert!(err.contains("the board has 114688 bytes (131072 bytes of RAM"), "{err}");
 }
 
 #[test]
@@ -673,7 +756,7 @@ fn hardfault_exits_with_failure() {
     }
     let dir = tempfile::tempdir().unwrap();
     let model = default_model(dir.path());
-    let elf = build(&model, &["fault-test"], dir.path())
+    let elf = build(&model, None, &["fault-test"], dir.path())
         .unwrap_or_else(|e| panic!("firmware build:\n{e}"));
     let (code, log) = run(&elf);
     println!("{log}");
@@ -700,40 +783,45 @@ fn on_target_gradient_checks() {
     assert!(log.contains("keras grad_recurrent_kernel"), "Keras case not run\n{log}");
 }
 
-/// Host-only checks of the firmware's model preprocessing (`engine::Standardize`,
-/// `engine::metadata_steps`) against the CLI's: no QEMU needed.
+/// Host-only checks of the device library's preprocessing against the CLI's: no QEMU needed.
 #[test]
-fn firmware_preprocessing_matches_cli() {
-    let bytes = std::fs::read(firmware_dir().join("models/default.tlm")).expect("default model");
-    let file = ModelFile::parse(&bytes).expect("default model parses");
+fn device_preprocessing_matches_cli() {
+    use tinylstm_device::norm::{decode_section, metadata_steps, NormError, Standardize};
+    let loaded = Loaded::load(&firmware_dir().join("models/default.tlm"));
+    let file = ModelFile::parse(&loaded.bytes).expect("default model parses");
     // The default model is the CLI's: standardised input, metadata for T = 40.
-    assert_eq!(metadata_steps(file.metadata().expect("metadata")), Some(STEPS));
-    assert_eq!(metadata_steps(br#"{"task":"sequence","steps":50,"padding":"pre"}"#), Some(50));
-    assert_eq!(metadata_steps(b"free text"), None);
+    assert_eq!(metadata_steps(file.metadata().expect("metadata")), Some(40));
     let section = file.normalization().expect("a NORMALIZATION section");
-    let norm = Standardize::parse(section).expect("usable");
+    let norm = Standardize::new(&loaded.means, &loaded.stds).unwrap();
+    assert!(norm.matches_section(section));
     let cli = Normalizer::from_bytes(section).expect("the CLI reads it");
-    // Same statistics, same standardised bits on every embedded raw value.
-    assert_eq!((cli.means(), cli.stds()), (&norm.means[..], &norm.stds[..]));
+    assert_eq!((cli.means(), cli.stds()), (norm.means(), norm.stds()));
+    // Same standardised bits on every embedded raw value.
+    let shape = loaded.shape();
     for name in ["samples", "field_train", "field_valid"] {
-        let data = dataset(name);
-        let set = Dataset::parse(&data).unwrap();
-        let (mut a, mut b) = (vec![0.0; SEQ_LEN], vec![0.0; SEQ_LEN]);
+        let data = set_bytes(&firmware_dir().join("data"), name);
+        let set = Dataset::parse(&data, shape).unwrap();
+        let (mut a, mut b) = (vec![0u32; shape.seq_words()], vec![0u32; shape.seq_words()]);
         for i in 0..set.len() {
             View::clean(set, Some(norm)).read(i, &mut a);
             set.read(i, &mut b);
-            cli.apply(&mut b).unwrap();
+            let mut bv = values(&b).to_vec();
+            cli.apply(&mut bv).unwrap();
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&a), bits(&b), "{name} sequence {i}");
+            assert_eq!(bits(values(&a)), bits(&bv), "{name} sequence {i}");
         }
     }
-    // What the firmware refuses (the CLI refuses the first and the last too).
-    assert_eq!(Standardize::parse(&section[..section.len() - 1]), Err(NormError::Length(27)));
+    // What the device refuses (the CLI refuses the first and the last too).
+    let (mut m, mut s) = (vec![0.0; 3], vec![0.0; 3]);
+    assert_eq!(
+        decode_section(&section[..section.len() - 1], 3, &mut m, &mut s),
+        Err(NormError::Length(27))
+    );
     let mut two = 2u32.to_le_bytes().to_vec();
     two.extend_from_slice(&[0; 16]);
-    assert_eq!(Standardize::parse(&two), Err(NormError::Channels(2)));
+    assert_eq!(decode_section(&two, 3, &mut m, &mut s), Err(NormError::Channels(2)));
     let mut zero = section.to_vec();
-    zero[4 + 4 * CHANNELS..8 + 4 * CHANNELS].copy_from_slice(&0f32.to_le_bytes());
-    assert_eq!(Standardize::parse(&zero), Err(NormError::Value(0)));
+    zero[16..20].copy_from_slice(&0f32.to_le_bytes());
+    assert_eq!(decode_section(&zero, 3, &mut m, &mut s), Err(NormError::Value(0)));
     assert!(Normalizer::from_bytes(&zero).is_err());
 }

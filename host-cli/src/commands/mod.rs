@@ -1,5 +1,6 @@
 //! The subcommands of the `tinylstm` binary.
 
+pub mod device_data;
 pub mod eval;
 pub mod export;
 pub mod report;
@@ -35,6 +36,8 @@ pub enum Command {
     Import(export::ImportCmd),
     /// Measure training and inference throughput on the issue-5 workloads (BENCHMARKS.md).
     Bench(crate::bench::BenchCmd),
+    /// Write the firmware's data sets (samples, field training, validation) from a CSV.
+    DeviceData(device_data::DeviceDataCmd),
     /// Search training settings (grid, random, successive halving, Hyperband); `tune merge`.
     Tune(Box<tune::TuneCmd>),
 }
@@ -50,5 +53,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import(c) => export::run_import(&c),
         Command::Bench(c) => crate::bench::run(&c),
         Command::Tune(c) => tune::run(&c),
+        Command::DeviceData(c) => device_data::run(&c),
     }
 }
