@@ -592,7 +592,11 @@ fn run() {
         }
     }
     let m = Model { spec: SPEC, steps: STEPS, norm };
-    info!("data sets from {=str}", DATA_SOURCE);
+    if DATA_SOURCE == "probe" {
+        info!("data sets from probe: generated input in the model's range; its labels are placeholders");
+    } else {
+        info!("data sets from {=str}", DATA_SOURCE);
+    }
 
     // (b) Inference on the sample sequences (raw input, standardised on reading).
     let samples = match Dataset::parse(SAMPLES, SHAPE) {
@@ -754,11 +758,17 @@ fn finetune(m: &Model<'_>, live: &mut Live, b: &mut Bufs, summary: &mut Summary)
             // -Inf in the first value of the last sequence (before the window): refused at
             // intake, rolled back.
             let last = SEQ_WORDS - 1;
-            let nan =
-                Poison::NonFinite { sample: 1 % FIELD_TRAIN_N, value: last, glitch: Glitch::Nan };
+            let nan = Poison::NonFinite {
+                sample: 1 % FIELD_TRAIN_N.max(1),
+                value: last,
+                glitch: Glitch::Nan,
+            };
             full_transaction(m, live, b, &mut full_state, &train.poisoned(nan), &valid, summary);
-            let neg =
-                Poison::NonFinite { sample: FIELD_TRAIN_N - 1, value: 0, glitch: Glitch::NegInf };
+            let neg = Poison::NonFinite {
+                sample: FIELD_TRAIN_N.saturating_sub(1),
+                value: 0,
+                glitch: Glitch::NegInf,
+            };
             full_transaction(m, live, b, &mut full_state, &train.poisoned(neg), &valid, summary);
         }
     }
