@@ -217,7 +217,8 @@ struct Case {
 }
 
 /// The models: the default (gestures, 3 channels, T = 40, LSTM 64 → softmax 4); a 1-channel
-/// binary model with T = 160 (sigmoid head); a two-layer regression model (linear head); and
+/// binary model with T = 160 (sigmoid head); a two-layer regression model (linear head); a text
+/// model (token ids, embedding, sigmoid head); and
 /// the binary model again with only `TINYLSTM_MODEL` (the firmware's generated probe input, no
 /// fine-tuning). Adding a model is one line.
 #[rustfmt::skip]
@@ -225,6 +226,7 @@ const MATRIX: &[Case] = &[
     Case { name: "gestures", csv: None, device_data: true, train: &["--synthetic-samples", "800", "--epochs", "8", "--lr", "3e-3", "--seed", "7"] },
     Case { name: "burst-binary", csv: Some(burst_csv), device_data: true, train: &["--channels", "1", "--head", "sigmoid", "--units", "16", "--epochs", "6", "--lr", "1e-2", "--seed", "3"] },
     Case { name: "drift-regression", csv: Some(drift_csv), device_data: true, train: &["--channels", "2", "--head", "linear", "--units", "12,8", "--epochs", "8", "--lr", "1e-2", "--seed", "5"] },
+    Case { name: "words-text", csv: Some(words_csv), device_data: true, train: &["--maxlen", "12", "--num-words", "40", "--embedding-dim", "4", "--units", "8", "--epochs", "6", "--lr", "1e-2", "--seed", "2"] },
     Case { name: "burst-probe", csv: Some(burst_csv), device_data: false, train: &["--channels", "1", "--head", "sigmoid", "--units", "8", "--epochs", "2", "--seed", "4"] },
 ];
 
@@ -287,6 +289,38 @@ fn drift_csv(path: &Path, field: bool) {
         csv.push('\n');
     }
     std::fs::write(path, csv).unwrap();
+}
+
+/// Texts of 4–12 words: class 1 mentions a "prize" word, class 0 does not. The field variant
+/// spells the prize words differently (words the tokenizer has never seen, so out of its
+/// vocabulary) half of the time.
+fn words_csv(path: &Path, field: bool) {
+    const PLAIN: [&str; 12] =
+        ["see", "you", "at", "six", "call", "me", "later", "ok", "home", "now", "lunch", "soon"];
+    const PRIZE: [&str; 4] = ["win", "prize", "claim", "free"];
+    const FIELD: [&str; 4] = ["winn", "prise", "claym", "fre"];
+    let (mut r, n) = if field { (Lcg(55), 48) } else { (Lcg(5), 300) };
+    let mut csv = String::from("label,text\n");
+    for i in 0..n {
+        let class = i % 2;
+        let len = 4 + (r.next() * 8.0) as usize;
+        let mut words: Vec<&str> =
+            (0..len).map(|_| PLAIN[(r.next() * 12.0) as usize % 12]).collect();
+        if class == 1 {
+            let k = (r.next() * 4.0) as usize % 4;
+            let w = if field && r.next() < 0.5 { FIELD[k] } else { PRIZE[k] };
+            words[(r.next() * len as f32) as usize % len] = w;
+        }
+        writeln!(csv, "{class},{}", words.join(" ")).unwrap();
+    }
+    std::fs::write(path, csv).unwrap();
+}
+
+/// The first `n` records of a CSV (and its header line, if `header`).
+fn head_of(src: &Path, dst: &Path, n: usize, header: bool) {
+    let text = std::fs::read_to_string(src).unwrap();
+    let keep: Vec<&str> = text.lines().take(n + usize::from(header)).collect();
+    std::fs::write(dst, keep.join("\n") + "\n").unwrap();
 }
 
 /// Trains a case's model (and writes its device data sets); returns the model and the data
@@ -466,7 +500,14 @@ fn check_case(case: &Case, dir: &Path) -> (usize, usize) {
     let samples_bytes = set_bytes(&data_dir, "samples");
     let raw = Dataset::parse(&samples_bytes, shape).unwrap();
     let csv = dir.join(format!("{}-samples.csv", case.name));
-    write_csv(&csv, &raw);
+    match (case.csv, &data) {
+        // The raw CSV rows `tinylstm device-data` took the samples from (text: the texts).
+        (Some(_), Some(_)) => {
+            let text = shape.tokens();
+            head_of(&dir.join(format!("{}.csv", case.name)), &csv, raw.len(), text);
+        }
+        _ => write_csv(&csv, &raw),
+    }
     let host = cli_predict(&model, &csv);
     assert_eq!(host.len(), raw.len(), "one prediction per sample");
     let word = if shape.head == Head::Linear { "values" } else { "probs" };
@@ -553,11 +594,18 @@ fn check_case(case: &Case, dir: &Path) -> (usize, usize) {
     // intake, wrong targets refused by the validation check.
     let mut x = vec![0u32; shape.seq_words()];
     let n = ft.len();
-    for (mode, data, sample, value, glitch) in [
-        ("full", "poisoned-nan", 1 % n, shape.seq_words() - 1, Glitch::Nan),
-        ("full", "poisoned-neg-inf", n - 1, 0, Glitch::NegInf),
-        ("head", "poisoned-inf", 0, 5 % shape.seq_words(), Glitch::PosInf),
-    ] {
+    let readings = if shape.tokens() {
+        // Token ids have no NaN/Inf: the firmware runs no such transaction.
+        assert!(lines(&log, &["result", "data=poisoned-nan"]).is_empty(), "{log}");
+        vec![]
+    } else {
+        vec![
+            ("full", "poisoned-nan", 1 % n, shape.seq_words() - 1, Glitch::Nan),
+            ("full", "poisoned-neg-inf", n - 1, 0, Glitch::NegInf),
+            ("head", "poisoned-inf", 0, 5 % shape.seq_words(), Glitch::PosInf),
+        ]
+    };
+    for (mode, data, sample, value, glitch) in readings {
         let (a, b) = check_result(&log, mode, data, "rollback", "non-finite-input");
         assert_eq!((a, b), (committed, committed), "{mode}/{data}");
         let data_word = format!("data={data}");
