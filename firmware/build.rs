@@ -5,12 +5,15 @@
 //!   memory.x would silently take precedence over the one written here. The board's RAM and
 //!   flash sizes (the `RAM` and `FLASH` lengths of its memory.x) are passed to the crate as
 //!   `TINYLSTM_BOARD_RAM_BYTES` and `TINYLSTM_BOARD_FLASH_BYTES` (`board::RAM_BYTES`,
-//!   `board::FLASH_BYTES`); [`Board`] has them for checks made here.
-//! * The model is `models/default.tlm`, or the file named by the `TINYLSTM_MODEL` environment
-//!   variable (absolute, or relative to `firmware/`). It is embedded with `include_bytes!`;
-//!   its spec is checked against the firmware's at compile time and its CRC at boot.
+//!   `board::FLASH_BYTES`).
+//! * The model (`TINYLSTM_MODEL`, default `models/default.tlm`) and its data sets become
+//!   `OUT_DIR/model.rs` (see `build_model.rs`): spec, steps, classes, standardisation, data
+//!   sets, and a RAM check against the board's memory.x.
 use std::path::{Path, PathBuf};
 use std::{env, fs};
+
+#[path = "build_model.rs"]
+mod build_model;
 
 fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
@@ -30,16 +33,7 @@ fn main() {
     println!("cargo:rustc-env=TINYLSTM_BOARD_RAM_BYTES={}", board.ram_bytes);
     println!("cargo:rustc-env=TINYLSTM_BOARD_FLASH_BYTES={}", board.flash_bytes);
 
-    println!("cargo:rerun-if-env-changed=TINYLSTM_MODEL");
-    let model = match env::var_os("TINYLSTM_MODEL") {
-        Some(p) if !p.is_empty() => manifest.join(PathBuf::from(p)),
-        _ => manifest.join("models/default.tlm"),
-    };
-    fs::copy(&model, out.join("model.tlm")).unwrap_or_else(|e| {
-        panic!("TINYLSTM_MODEL: cannot read the model {}: {e}", model.display())
-    });
-    println!("cargo:rerun-if-changed={}", model.display());
-    println!("cargo:rustc-env=TINYLSTM_MODEL_PATH={}", model.display());
+    build_model::generate(&out, &manifest, &out.join("memory.x"));
 }
 
 /// Every board: the feature `board-<name>`, the target it builds for, and a codegen flag its

@@ -316,22 +316,52 @@ pub(crate) fn run_chunk_masked<K: Kernels>(
     }
 }
 
-/// Dense head: `logits [B][K] = bias + h [B][H] · W [H][K]`.
+/// Dense head: `logits [B][K] = bias + h [B][H] · W [H][K]`, with `head` the head's own
+/// parameters (kernel `[H][K]` then bias `[K]`, [`Spec::head_range`] of the flat buffer).
 pub(crate) fn head_logits<K: Kernels>(
     kern: K,
     spec: &Spec,
-    params: &[f32],
+    head: &[f32],
     h: &[f32],
     batch: usize,
     out: &mut [f32],
 ) {
     let k = spec.outputs;
-    let bias = &params[spec.dense_bias_offset()..spec.param_count()];
+    let (wk, bias) = head.split_at(spec.top_units() * k);
     for row in out.chunks_exact_mut(k) {
         row.copy_from_slice(bias);
     }
-    let wk = &params[spec.dense_kernel_offset()..spec.dense_bias_offset()];
     kern.gemm_nn(batch, k, spec.top_units(), h, wk, out);
+}
+
+/// The Dense head on its own: `logits [B][K] = bias + h [B][H] · W [H][K]`.
+///
+/// * `head` — the head's parameters, kernel `[H][K]` then bias `[K]`
+///   (`params[spec.head_range()]`, or a separate copy being fine-tuned).
+/// * `h` — `[B][H]`, the top LSTM layer's last hidden state ([`forward_hidden`]).
+/// * `out` — `[B][K]` logits (pre-activation; [`activate`] gives the outputs).
+///
+/// [`forward_logits`] is [`forward_hidden`] followed by this, so the bits agree.
+///
+/// # Errors
+/// Wrong buffer lengths.
+pub fn dense_logits(
+    spec: &Spec,
+    head: &[f32],
+    h: &[f32],
+    batch: usize,
+    out: &mut [f32],
+) -> Result<(), Error> {
+    spec.validate()?;
+    check_len("head parameters", spec.head_range().len(), head.len())?;
+    check_len(
+        "hidden state",
+        sized("hidden state", batch.checked_mul(spec.top_units()))?,
+        h.len(),
+    )?;
+    check_len("output", sized("output", batch.checked_mul(spec.outputs))?, out.len())?;
+    head_logits(Exact, spec, head, h, batch, out);
+    Ok(())
 }
 
 /// Applies the head activation in place to logits `[B][K]`.
@@ -438,9 +468,46 @@ pub fn forward_logits_with<K: Kernels>(
     work: &mut [f32],
     out: &mut [f32],
 ) -> Result<(), Error> {
+    check_len("output", sized("output", batch.checked_mul(spec.outputs))?, out.len())?;
+    let h = run_layers(kern, spec, params, input, batch, work)?;
+    head_logits(kern, spec, &params[spec.head_range()], h, batch, out);
+    Ok(())
+}
+
+/// [`forward_logits`] without the head: the top LSTM layer's last hidden state `[B][H]` of
+/// every sequence into `hidden` — the Dense head's input, which is all head-only fine-tuning
+/// needs (see [`dense_logits`] and [`train::dense_loss_and_grad`](crate::train::dense_loss_and_grad)).
+/// `params` is the whole flat buffer; its head part is not read.
+///
+/// # Errors
+/// As [`forward`].
+pub fn forward_hidden(
+    spec: &Spec,
+    params: &[f32],
+    input: Sequences<'_>,
+    batch: usize,
+    work: &mut [f32],
+    hidden: &mut [f32],
+) -> Result<(), Error> {
+    let hidden_len = sized("hidden state", batch.checked_mul(spec.top_units()))?;
+    check_len("hidden state", hidden_len, hidden.len())?;
+    let h = run_layers(Exact, spec, params, input, batch, work)?;
+    hidden.copy_from_slice(h);
+    Ok(())
+}
+
+/// Runs every LSTM layer over whole sequences; returns the top layer's last `h [B][H]`
+/// (inside `work`).
+fn run_layers<'w, K: Kernels>(
+    kern: K,
+    spec: &Spec,
+    params: &[f32],
+    input: Sequences<'_>,
+    batch: usize,
+    work: &'w mut [f32],
+) -> Result<&'w [f32], Error> {
     let steps = check_input(spec, &input, batch)?;
     check_params(spec, params)?;
-    check_len("output", sized("output", batch.checked_mul(spec.outputs))?, out.len())?;
     let state_len = sized("state", spec.state_len(batch))?;
     check_min_len("work", sized("work", spec.forward_work_len(batch, 1))?, work.len())?;
     let (state, tape) = work.split_at_mut(state_len);
@@ -462,8 +529,7 @@ pub fn forward_logits_with<K: Kernels>(
     }
     let top = spec.layers - 1;
     let ho = spec.state_offset(top, batch);
-    head_logits(kern, spec, params, &state[ho..ho + batch * spec.top_units()], batch, out);
-    Ok(())
+    Ok(&state[ho..ho + batch * spec.top_units()])
 }
 
 /// One streaming step for `B` sequences: consumes one time step of input, updates the carried
@@ -527,7 +593,14 @@ pub fn step_with<K: Kernels>(
     layout.transfer_state(spec, work, state, 1, false);
     if let Some(o) = out {
         let ho = spec.state_offset(spec.layers - 1, batch);
-        head_logits(kern, spec, params, &state[ho..ho + batch * spec.top_units()], batch, o);
+        head_logits(
+            kern,
+            spec,
+            &params[spec.head_range()],
+            &state[ho..ho + batch * spec.top_units()],
+            batch,
+            o,
+        );
         activate(spec.head, spec.outputs, o);
     }
     Ok(())

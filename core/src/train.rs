@@ -247,15 +247,13 @@ pub fn loss_and_grad_with<K: Kernels>(
     let (_, last_n) = seg(nseg - 1);
     let hs = layout.h_start(spec, top) + last_n * b * ht;
     let h_last = &tape[hs..hs + b * ht];
-    head_logits(kern, spec, params, h_last, b, logits);
+    let head = &params[spec.head_range()];
+    let loss = dense_pass(kern, spec, head, h_last, b, batch.targets, norm, logits, dlogits)?;
     if let Some(o) = outputs {
         o.copy_from_slice(logits);
         activate(spec.head, k, o);
     }
-    let loss = loss::loss_and_grad(spec.head, k, b, logits, batch.targets, norm, dlogits)?;
-    let (dk, db) = grads[spec.dense_kernel_offset()..p].split_at_mut(ht * k);
-    kern.gemm_tn(ht, k, b, h_last, dlogits, dk);
-    kern.add_column_sums(b, k, dlogits, db);
+    dense_grad(kern, spec, h_last, b, dlogits, &mut grads[spec.head_range()]);
     carry.fill(0.0);
     let wk = &params[spec.dense_kernel_offset()..spec.dense_bias_offset()];
     let top_off = spec.state_offset(top, b);
@@ -331,5 +329,96 @@ pub fn loss_and_grad_with<K: Kernels>(
             }
         }
     }
+    Ok(loss)
+}
+
+/// The Dense head's logits `[B][K]` and loss, with `∂loss/∂logits` in `dlogits [B][K]`.
+#[allow(clippy::too_many_arguments)]
+fn dense_pass<K: Kernels>(
+    kern: K,
+    spec: &Spec,
+    head: &[f32],
+    h: &[f32],
+    b: usize,
+    targets: Targets<'_>,
+    norm: f32,
+    logits: &mut [f32],
+    dlogits: &mut [f32],
+) -> Result<f32, Error> {
+    head_logits(kern, spec, head, h, b, logits);
+    loss::loss_and_grad(spec.head, spec.outputs, b, logits, targets, norm, dlogits)
+}
+
+/// Adds the Dense head's gradient (kernel `hᵀ · dlogits`, bias the column sums) to
+/// `grads [H·K + K]`.
+fn dense_grad<K: Kernels>(
+    kern: K,
+    spec: &Spec,
+    h: &[f32],
+    b: usize,
+    dlogits: &[f32],
+    grads: &mut [f32],
+) {
+    let (ht, k) = (spec.top_units(), spec.outputs);
+    let (dk, db) = grads.split_at_mut(ht * k);
+    kern.gemm_tn(ht, k, b, h, dlogits, dk);
+    kern.add_column_sums(b, k, dlogits, db);
+}
+
+/// Loss and gradient of the Dense head alone, on given features: what head-only fine-tuning
+/// needs once the (frozen) LSTM's last hidden states are cached. The same code
+/// [`loss_and_grad`] runs for its head, so the loss and the head's gradient are bit-identical
+/// to the head part of a full pass on the same hidden states.
+///
+/// * `head` — the head's parameters, kernel `[H][K]` then bias `[K]` ([`Spec::head_range`]).
+/// * `h` — `[B][H]` top-layer last hidden states ([`model::forward_hidden`](crate::model::forward_hidden)).
+/// * `targets` — as for [`loss_and_grad`]; `norm` as [`TrainOptions::norm`] (0: `B`).
+/// * `logits`, `dlogits` — `[B][K]`, receive the logits and `∂loss/∂logits`.
+/// * `grads` — `[H·K + K]`; the head's gradient is **added**.
+///
+/// ```
+/// use tinylstm::train::dense_loss_and_grad;
+/// use tinylstm::{Head, Spec, Targets};
+/// const SPEC: Spec = Spec::channels(2).lstm(3).dense(2, Head::Softmax);
+/// let head = [0.1f32, -0.2, 0.3, 0.0, -0.1, 0.2, 0.05, -0.05]; // [3][2] kernel, [2] bias
+/// let h = [0.5f32, -0.5, 0.25]; // one sequence's features
+/// let (mut logits, mut dlogits, mut grads) = ([0.0f32; 2], [0.0f32; 2], [0.0f32; 8]);
+/// let loss = dense_loss_and_grad(&SPEC, &head, &h, 1, Targets::Classes(&[1]), 0,
+///     &mut logits, &mut dlogits, &mut grads).unwrap();
+/// assert!(loss > 0.0 && grads.iter().any(|g| *g != 0.0));
+/// ```
+///
+/// # Errors
+/// Wrong buffer lengths, labels out of range, targets of the wrong kind.
+#[allow(clippy::too_many_arguments)]
+pub fn dense_loss_and_grad(
+    spec: &Spec,
+    head: &[f32],
+    h: &[f32],
+    batch: usize,
+    targets: Targets<'_>,
+    norm: usize,
+    logits: &mut [f32],
+    dlogits: &mut [f32],
+    grads: &mut [f32],
+) -> Result<f32, Error> {
+    spec.validate()?;
+    if batch == 0 {
+        return Err(Error::InvalidArgument("batch size must be at least 1"));
+    }
+    let hl = spec.head_range().len();
+    check_len("head parameters", hl, head.len())?;
+    check_len("head gradients", hl, grads.len())?;
+    check_len(
+        "hidden state",
+        sized("hidden state", batch.checked_mul(spec.top_units()))?,
+        h.len(),
+    )?;
+    let out_len = sized("logits", batch.checked_mul(spec.outputs))?;
+    check_len("logits", out_len, logits.len())?;
+    check_len("logit gradients", out_len, dlogits.len())?;
+    let norm = if norm == 0 { batch } else { norm } as f32;
+    let loss = dense_pass(Exact, spec, head, h, batch, targets, norm, logits, dlogits)?;
+    dense_grad(Exact, spec, h, batch, dlogits, grads);
     Ok(loss)
 }

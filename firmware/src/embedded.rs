@@ -1,57 +1,103 @@
-//! The model and the data sets embedded at build time, with their compile-time checks.
+//! The model and the data sets embedded at build time. build.rs (`build_model.rs`) reads the
+//! model file named by `TINYLSTM_MODEL` and generates the constants below from it — spec,
+//! sequence length, class names, standardisation, data sets — so any model `tinylstm train`
+//! writes builds without a source edit; it also fails the build when the model's RAM does not
+//! fit the board.
 
-use tinylstm::format::{peek_check_spec, FormatError};
+use tinylstm::{Head, Spec};
+use tinylstm_device::data::{check_data, DataError, Shape};
+use tinylstm_device::model::Aligned;
+use tinylstm_device::norm::Standardize;
+use tinylstm_device::ram::{self, Sets};
+use tinylstm_device::tune::{FullConfig, HeadConfig};
 
-use crate::engine::{check_data, DataError, SPEC};
+include!(concat!(env!("OUT_DIR"), "/model.rs"));
 
-/// The `.tlm` model: `models/default.tlm` or the file named by `TINYLSTM_MODEL` at build time
-/// (build.rs copies it into OUT_DIR).
-pub const MODEL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/model.tlm"));
+const _: () = assert!(SPEC.is_valid());
 
-/// Where the embedded model came from (build.rs).
-pub const MODEL_PATH: &str = env!("TINYLSTM_MODEL_PATH");
+/// Parameters of [`SPEC`].
+pub const PARAMS: usize = SPEC.param_count();
+/// Parameters of the Dense head (kernel then bias).
+pub const HEAD_LEN: usize = PARAMS - SPEC.dense_kernel_offset();
+/// Outputs `K` of the head.
+pub const OUTPUTS: usize = SPEC.outputs;
+/// Hidden units of the top LSTM layer (the head's input).
+pub const TOP_UNITS: usize = SPEC.top_units();
+/// Shape of the data sets.
+pub const SHAPE: Shape = Shape::of(&SPEC, STEPS);
+/// Input words of one sequence (`T·W`).
+pub const SEQ_WORDS: usize = SHAPE.seq_words();
+/// Target words of one sequence.
+pub const TARGET_WORDS: usize = SHAPE.target_words();
+/// Words per time step.
+pub const STEP_WIDTH: usize = SPEC.step_width();
+/// True for a classifier (softmax or sigmoid head).
+pub const CLASSIFIES: bool = !matches!(SPEC.head, Head::Linear);
 
-// The model's spec is checked against the firmware's compiled SPEC while compiling: a model
-// made for another architecture does not build. (Its CRC is checked at boot.)
-const _: () = match peek_check_spec(MODEL, &SPEC) {
-    Ok(()) => {}
-    Err(FormatError::SpecMismatch { .. }) => panic!(
-        "the embedded model (TINYLSTM_MODEL) does not match the firmware's compiled SPEC \
-         (LSTM 64 -> Dense 4 softmax on 3 channels, see src/engine.rs)"
-    ),
-    Err(_) => panic!(
-        "the embedded model (TINYLSTM_MODEL) is not a tinylstm model file: bad magic, version, \
-         length or spec block"
-    ),
-};
+/// Work buffer of one full-sequence inference (one step per chunk: the smallest buffer).
+pub const FORWARD_WORK: usize = SPEC.forward_work_len(1, 1).unwrap();
+/// Streaming state `(h, c)` of one sequence.
+pub const STATE: usize = SPEC.state_len(1).unwrap();
+/// Work buffer of one streaming step.
+pub const STEP_WORK: usize = SPEC.step_work_len(1).unwrap();
 
-// The data sets hold raw sensor values (from the CLI's synthetic generator, `firmware/tools`):
-// the firmware standardises them with the model's NORMALIZATION section (`engine::Standardize`).
+/// Head-only fine-tuning settings.
+pub const HEAD_CFG: HeadConfig = HeadConfig::DEFAULT;
+/// Optimizer state of the head.
+pub const HEAD_STATE: usize = HEAD_CFG.state_len(&SPEC);
+/// Full fine-tuning settings.
+pub const FULL_CFG: FullConfig = FullConfig::DEFAULT;
+/// Optimizer state of every parameter.
+pub const FULL_STATE: usize = FULL_CFG.state_len(&SPEC);
+/// BPTT work of one sequence.
+pub const TRAIN_WORK: usize = FULL_CFG.work_len(&SPEC, STEPS);
 
-/// Sample sequences for the inference demo (2 per class, the training distribution).
-pub const SAMPLES: &[u8] = include_bytes!("../data/samples.bin");
-/// Field set used to fine-tune: gestures recorded with a mirrored, miscalibrated sensor.
-pub const FIELD_TRAIN: &[u8] = include_bytes!("../data/field_train.bin");
-/// Held-out field sequences: the validation check of the transactional update.
-pub const FIELD_VALID: &[u8] = include_bytes!("../data/field_valid.bin");
+/// The model's standardisation (compiled from its NORMALIZATION section; checked against the
+/// embedded section at boot).
+pub fn standardization() -> Option<Standardize<'static>> {
+    if HAS_NORM {
+        Standardize::new(&NORM_MEANS, &NORM_STDS).ok()
+    } else {
+        None
+    }
+}
+
+/// The embedded `.tlm` file.
+pub fn model_bytes() -> &'static [u8] {
+    &MODEL_ALIGNED.0[MODEL_PAD..]
+}
 
 const fn count(bytes: &[u8]) -> usize {
-    match check_data(bytes) {
+    if bytes.is_empty() {
+        return 0;
+    }
+    match check_data(bytes, &SHAPE) {
         Ok(n) => n,
         Err(DataError::BadMagic) => panic!("embedded data set: bad magic"),
-        Err(DataError::Shape) => panic!("embedded data set: steps/channels differ from SPEC"),
+        Err(DataError::Shape) => panic!("embedded data set: shape differs from the model's"),
         Err(DataError::Count) => panic!("embedded data set: no sequences or more than MAX_SET"),
         Err(DataError::Length) => panic!("embedded data set: wrong length"),
         Err(DataError::Label) => panic!("embedded data set: label out of range"),
+        Err(DataError::Token) => panic!("embedded data set: token id out of range"),
     }
 }
 
 /// Sequences in [`SAMPLES`] (checked at compile time).
 pub const SAMPLES_N: usize = count(SAMPLES);
-/// Sequences in [`FIELD_TRAIN`].
+/// Sequences in [`FIELD_TRAIN`] (0: no fine-tuning data).
 pub const FIELD_TRAIN_N: usize = count(FIELD_TRAIN);
 /// Sequences in [`FIELD_VALID`].
 pub const FIELD_VALID_N: usize = count(FIELD_VALID);
-/// The largest field set.
-pub const FIELD_MAX_N: usize =
-    if FIELD_TRAIN_N > FIELD_VALID_N { FIELD_TRAIN_N } else { FIELD_VALID_N };
+/// The sets' sizes.
+pub const SETS: Sets = Sets { samples: SAMPLES_N, train: FIELD_TRAIN_N, valid: FIELD_VALID_N };
+/// The largest set.
+pub const MAX_N: usize = SETS.max();
+const _: () = assert!(SAMPLES_N > 0, "no inference samples");
+const _: () = assert!((FIELD_TRAIN_N == 0) == (FIELD_VALID_N == 0));
+
+/// RAM of inference (weights in flash).
+pub const RAM_INFERENCE: usize = ram::inference(&SPEC, STEPS, &SETS);
+/// RAM added by head-only fine-tuning.
+pub const RAM_HEAD: usize = ram::head(&SPEC, &HEAD_CFG, &SETS);
+/// RAM added by full fine-tuning.
+pub const RAM_FULL: usize = ram::full(&SPEC, STEPS, &FULL_CFG);

@@ -1,9 +1,11 @@
-//! tinylstm firmware: verifies the embedded model, standardises raw sensor input with the
-//! model's NORMALIZATION section, classifies sample gestures (whole sequences and streamed step
-//! by step), fine-tunes on a small field set (head only, then every parameter with truncated
-//! BPTT) inside transactions that roll back on NaN/Inf or a worse validation loss, and reports
-//! instruction counts, RAM and the stack high-water mark.
+//! tinylstm firmware: verifies the embedded model, classifies (or regresses) the embedded
+//! samples with the weights read in place from flash, streams one sequence step by step,
+//! fine-tunes on the field set (head only, then every parameter with truncated BPTT) inside
+//! transactions that roll back on NaN/Inf or a worse validation loss, and reports instruction
+//! counts, RAM and the stack high-water mark.
 //!
+//! The model's spec, sequence length, head, classes and standardisation come from the model
+//! file (build.rs generates them): any model `tinylstm train` writes builds without an edit.
 //! Every buffer is a static sized by the core's `const fn`s; there is no heap.
 #![no_std]
 #![no_main]
@@ -15,76 +17,122 @@ use defmt::{error, info, warn};
 use heapless::{String, Vec};
 use static_cell::ConstStaticCell;
 use tinylstm::format::ModelFile;
-use tinylstm::{model, Sequences};
-use tinylstm_firmware::embedded::{
-    FIELD_MAX_N, FIELD_TRAIN, FIELD_TRAIN_N, FIELD_VALID, FIELD_VALID_N, MODEL, MODEL_PATH,
-    SAMPLES, SAMPLES_N,
-};
-use tinylstm_firmware::engine::*;
+use tinylstm::{model, Head};
+use tinylstm_device::data::{values, Dataset, View};
+#[cfg(any(feature = "head-finetune", feature = "full-finetune"))]
+use tinylstm_device::data::{Glitch, Poison};
+#[cfg(feature = "head-finetune")]
+use tinylstm_device::model::head_logits;
+use tinylstm_device::model::{argmax, params_in_place, predict, stream_step, Model, Weights};
+use tinylstm_device::tune::*;
+use tinylstm_firmware::embedded::*;
 use tinylstm_firmware::platform::{self, measure, TICK};
 
 // ---------------------------------------------------------------------------------------------
-// Static buffers (all sized by the core's const fns through engine.rs)
+// Static buffers (sized by the core's const fns; the sums are the device library's `ram`)
 // ---------------------------------------------------------------------------------------------
 
-/// The live parameters: replaced only by a committed update.
-static PARAMS_BUF: ConstStaticCell<[f32; PARAMS]> = ConstStaticCell::new([0.0; PARAMS]);
 static FORWARD_BUF: ConstStaticCell<[f32; FORWARD_WORK]> =
     ConstStaticCell::new([0.0; FORWARD_WORK]);
 static STATE_BUF: ConstStaticCell<[f32; STATE]> = ConstStaticCell::new([0.0; STATE]);
 static STEP_BUF: ConstStaticCell<[f32; STEP_WORK]> = ConstStaticCell::new([0.0; STEP_WORK]);
-static X_BUF: ConstStaticCell<[f32; SEQ_LEN]> = ConstStaticCell::new([0.0; SEQ_LEN]);
-
-const LOGITS_LEN: usize = FIELD_MAX_N * CLASSES;
+static X_BUF: ConstStaticCell<[u32; SEQ_WORDS]> = ConstStaticCell::new([0; SEQ_WORDS]);
+static HIDDEN_BUF: ConstStaticCell<[f32; TOP_UNITS]> = ConstStaticCell::new([0.0; TOP_UNITS]);
+const LOGITS_LEN: usize = MAX_N * OUTPUTS;
 static LOGITS_BUF: ConstStaticCell<[f32; LOGITS_LEN]> = ConstStaticCell::new([0.0; LOGITS_LEN]);
 static DLOGITS_BUF: ConstStaticCell<[f32; LOGITS_LEN]> = ConstStaticCell::new([0.0; LOGITS_LEN]);
+const TARGETS_LEN: usize = MAX_N * TARGET_WORDS;
+static TARGETS_BUF: ConstStaticCell<[u32; TARGETS_LEN]> = ConstStaticCell::new([0; TARGETS_LEN]);
+const _: () = assert!(
+    4 * (FORWARD_WORK + STATE + STEP_WORK + SEQ_WORDS + TOP_UNITS + 2 * LOGITS_LEN + TARGETS_LEN)
+        == RAM_INFERENCE
+);
 
 #[cfg(feature = "head-finetune")]
 mod head_bufs {
     use super::*;
-    pub const FEATS_TRAIN: usize = FIELD_TRAIN_N * UNITS;
-    pub const FEATS_VALID: usize = FIELD_VALID_N * UNITS;
+    pub const FEATS_TRAIN: usize = FIELD_TRAIN_N * TOP_UNITS;
+    pub const FEATS_VALID: usize = FIELD_VALID_N * TOP_UNITS;
     pub static FEATS_TRAIN_BUF: ConstStaticCell<[f32; FEATS_TRAIN]> =
         ConstStaticCell::new([0.0; FEATS_TRAIN]);
     pub static FEATS_VALID_BUF: ConstStaticCell<[f32; FEATS_VALID]> =
         ConstStaticCell::new([0.0; FEATS_VALID]);
-    /// The candidate head: the live head stays in PARAMS_BUF until the candidate is accepted.
+    /// The live head once an update commits (until then the head in flash).
+    pub static LIVE_HEAD_BUF: ConstStaticCell<[f32; HEAD_LEN]> =
+        ConstStaticCell::new([0.0; HEAD_LEN]);
+    /// The candidate head.
     pub static HEAD_BUF: ConstStaticCell<[f32; HEAD_LEN]> = ConstStaticCell::new([0.0; HEAD_LEN]);
     pub static HEAD_GRAD_BUF: ConstStaticCell<[f32; HEAD_LEN]> =
         ConstStaticCell::new([0.0; HEAD_LEN]);
     pub static HEAD_ADAM_BUF: ConstStaticCell<[f32; HEAD_STATE]> =
         ConstStaticCell::new([0.0; HEAD_STATE]);
-    /// RAM added by head-only fine-tuning (the logits buffers are shared with evaluation).
-    pub const RAM: usize = 4 * (FEATS_TRAIN + FEATS_VALID + 2 * HEAD_LEN + HEAD_STATE);
+    const _: () = assert!(4 * (FEATS_TRAIN + FEATS_VALID + 3 * HEAD_LEN + HEAD_STATE) == RAM_HEAD);
 }
 
 #[cfg(feature = "full-finetune")]
 mod full_bufs {
     use super::*;
-    /// The candidate parameters: the live ones stay in PARAMS_BUF until this is accepted.
+    /// The live parameters once an update commits (until then the ones in flash).
+    pub static LIVE_BUF: ConstStaticCell<[f32; PARAMS]> = ConstStaticCell::new([0.0; PARAMS]);
+    /// The candidate parameters.
     pub static CANDIDATE_BUF: ConstStaticCell<[f32; PARAMS]> = ConstStaticCell::new([0.0; PARAMS]);
     pub static GRAD_BUF: ConstStaticCell<[f32; PARAMS]> = ConstStaticCell::new([0.0; PARAMS]);
     pub static ADAM_BUF: ConstStaticCell<[f32; FULL_STATE]> =
         ConstStaticCell::new([0.0; FULL_STATE]);
     pub static TRAIN_BUF: ConstStaticCell<[f32; TRAIN_WORK]> =
         ConstStaticCell::new([0.0; TRAIN_WORK]);
-    /// RAM added by full fine-tuning.
-    pub const RAM: usize = 4 * (2 * PARAMS + FULL_STATE + TRAIN_WORK);
+    pub static Y_BUF: ConstStaticCell<[u32; TARGET_WORDS]> =
+        ConstStaticCell::new([0; TARGET_WORDS]);
+    const _: () = assert!(4 * (3 * PARAMS + FULL_STATE + TRAIN_WORK + TARGET_WORDS) == RAM_FULL);
 }
-
-/// RAM of inference and streaming: parameters, work buffers, state, one input sequence and
-/// the logits used to score a data set.
-const INFERENCE_RAM: usize =
-    4 * (PARAMS + FORWARD_WORK + STATE + STEP_WORK + SEQ_LEN + 2 * LOGITS_LEN);
 
 /// Scratch buffers shared by every phase.
 struct Bufs {
     forward: &'static mut [f32; FORWARD_WORK],
     state: &'static mut [f32; STATE],
     step: &'static mut [f32; STEP_WORK],
-    x: &'static mut [f32; SEQ_LEN],
+    x: &'static mut [u32; SEQ_WORDS],
+    hidden: &'static mut [f32; TOP_UNITS],
     logits: &'static mut [f32; LOGITS_LEN],
     dlogits: &'static mut [f32; LOGITS_LEN],
+    targets: &'static mut [u32; TARGETS_LEN],
+}
+
+/// The live weights: in flash until an update commits, then (the head, or everything) in RAM.
+struct Live {
+    flash: &'static [f32],
+    #[cfg(feature = "head-finetune")]
+    head: &'static mut [f32; HEAD_LEN],
+    head_in_ram: bool,
+    #[cfg(feature = "full-finetune")]
+    all: &'static mut [f32; PARAMS],
+    all_in_ram: bool,
+}
+
+impl Live {
+    fn weights(&self) -> Weights<'_> {
+        #[cfg(feature = "full-finetune")]
+        let all: &[f32] = if self.all_in_ram { &self.all[..] } else { self.flash };
+        #[cfg(not(feature = "full-finetune"))]
+        let all: &[f32] = self.flash;
+        #[cfg(feature = "head-finetune")]
+        let head = if self.head_in_ram { Some(&self.head[..]) } else { None };
+        #[cfg(not(feature = "head-finetune"))]
+        let head = None;
+        let _ = (self.head_in_ram, self.all_in_ram);
+        Weights { all, head }
+    }
+
+    /// CRC-32 of the parameters in use (the head in use in place of the flat buffer's).
+    fn crc(&self) -> u32 {
+        let w = self.weights();
+        let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+        let mut d = crc.digest();
+        for v in w.all[..SPEC.dense_kernel_offset()].iter().chain(w.head(&SPEC)) {
+            d.update(&v.to_le_bytes());
+        }
+        d.finalize()
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -118,50 +166,60 @@ fn check<T>(what: &str, r: Result<T, tinylstm::Error>) -> T {
     }
 }
 
-fn params_crc(p: &[f32]) -> u32 {
-    let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
-    let mut d = crc.digest();
-    for v in p {
-        d.update(&v.to_le_bytes());
+/// The bit patterns of `v` in hex, comma-separated (formatted by hand: `core::fmt`'s float
+/// and integer formatting would add kilobytes of code).
+fn bits_list(v: &[f32]) -> String<512> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::new();
+    for (i, x) in v.iter().enumerate() {
+        let b = x.to_bits();
+        let ok = (i == 0 || s.push(',').is_ok())
+            && (0..8).rev().all(|k| s.push(HEX[(b >> (4 * k)) as usize & 15] as char).is_ok());
+        if !ok {
+            let _ = s.push_str("...");
+            break;
+        }
     }
-    d.finalize()
+    s
 }
 
 fn log_score(mode: &str, data: &str, set: &str, when: &str, s: &Score) {
-    info!(
-        "score mode={=str} data={=str} set={=str} when={=str} loss={=f32} bits={=u32:08x} correct={=usize} count={=usize}",
-        mode, data, set, when, s.loss, s.loss.to_bits(), s.correct, s.count
-    );
+    match s.correct {
+        Some(c) => info!(
+            "score mode={=str} data={=str} set={=str} when={=str} loss={=f32} bits={=u32:08x} correct={=usize} count={=usize}",
+            mode, data, set, when, s.loss, s.loss.to_bits(), c, s.count
+        ),
+        None => info!(
+            "score mode={=str} data={=str} set={=str} when={=str} loss={=f32} bits={=u32:08x} count={=usize}",
+            mode, data, set, when, s.loss, s.loss.to_bits(), s.count
+        ),
+    }
 }
 
-fn log_probs(what: &str, i: usize, p: &[f32]) {
-    info!(
-        "{=str} sample={=usize} p=[{=f32}, {=f32}, {=f32}, {=f32}] bits={=u32:08x},{=u32:08x},{=u32:08x},{=u32:08x}",
-        what,
-        i,
-        p[0],
-        p[1],
-        p[2],
-        p[3],
-        p[0].to_bits(),
-        p[1].to_bits(),
-        p[2].to_bits(),
-        p[3].to_bits()
-    );
+fn log_outputs(what: &str, i: usize, p: &[f32]) {
+    let word = if CLASSIFIES { "p" } else { "value" };
+    info!("{=str} sample={=usize} {=str}={} bits={=str}", what, i, word, p, bits_list(p).as_str());
 }
 
-fn labels_of(view: &View<'_>) -> [u32; MAX_SET] {
-    let mut l = [0u32; MAX_SET];
-    view.labels(&mut l);
-    l
+/// The class a classifier's outputs pick (softmax: the largest; sigmoid: above 0.5).
+fn class_of(p: &[f32]) -> usize {
+    match SPEC.head {
+        Head::Sigmoid if p.len() == 1 => usize::from(p[0] > 0.5),
+        _ => argmax(p),
+    }
 }
 
-/// Scores the full model `params` on `view` (one `forward_logits` per sequence).
-fn score_full(b: &mut Bufs, params: &[f32], view: &View<'_>) -> Score {
+fn class_name(c: usize) -> &'static str {
+    CLASS_NAMES.get(c).copied().unwrap_or("?")
+}
+
+/// Scores the live model (or `w`) on `view`.
+fn score_full(m: &Model<'_>, b: &mut Bufs, w: Weights<'_>, view: &View<'_>) -> Score {
     let n = view.len();
-    check("evaluation", logits_full(params, view, b.x, b.forward, &mut b.logits[..n * CLASSES]));
-    let labels = labels_of(view);
-    check("evaluation", score(&b.logits[..n * CLASSES], &labels[..n], b.dlogits))
+    let (x, fw, hid) = (&mut b.x[..], &mut b.forward[..], &mut b.hidden[..]);
+    check("evaluation", logits_set(m, w, view, x, fw, hid, &mut b.logits[..n * OUTPUTS]));
+    view.all_targets(&mut b.targets[..]);
+    check("evaluation", score(&SPEC, &b.logits[..], &b.targets[..], n, &mut b.dlogits[..]))
 }
 
 #[cfg(any(feature = "head-finetune", feature = "full-finetune"))]
@@ -194,17 +252,14 @@ fn data_name(p: Poison) -> &'static str {
 }
 
 /// The intake check of a fine-tuning transaction: training or validation data holding a NaN or
-/// infinite value (as the model would see it) are refused before any training step, and where
-/// is logged. (An infinite reading saturates the LSTM's gates, so its features and losses can
-/// stay finite: without this check a head-only update, or a full update whose truncated-BPTT
-/// window misses the reading, would train on it and could commit.)
+/// infinite value (as the model would see it) are refused before any training step.
 #[cfg(any(feature = "head-finetune", feature = "full-finetune"))]
 fn check_intake(
     mode: &str,
     data: &str,
     train: &View<'_>,
     valid: &View<'_>,
-    x: &mut [f32],
+    x: &mut [u32],
 ) -> Result<(), Reject> {
     for (set, view) in [("train", train), ("valid", valid)] {
         if let Err(e) = view.check_finite(x) {
@@ -217,8 +272,8 @@ fn check_intake(
                 view.len(),
                 e.first,
                 e.value,
-                e.value / CHANNELS,
-                e.value % CHANNELS
+                e.value / STEP_WIDTH,
+                e.value % STEP_WIDTH
             );
             return Err(Reject::NonFiniteInput);
         }
@@ -239,12 +294,12 @@ struct HeadState {
     adam: &'static mut [f32; HEAD_STATE],
 }
 
-/// Head-only fine-tuning: cache the LSTM's last hidden state of every field sequence, train a
-/// candidate head with full-batch Adam on the cache, and copy it into the live parameters only
-/// if it passes [`accept`].
+/// Head-only fine-tuning: cache the top layer's last hidden state of every field sequence,
+/// train a candidate head on the cache, and make it the live head only if it passes [`accept`].
 #[cfg(feature = "head-finetune")]
 fn head_transaction(
-    params: &mut [f32; PARAMS],
+    m: &Model<'_>,
+    live: &mut Live,
     b: &mut Bufs,
     h: &mut HeadState,
     train: &View<'_>,
@@ -255,41 +310,39 @@ fn head_transaction(
     let clean = train.poison == Poison::None;
     let (nt, nv) = (train.len(), valid.len());
     info!(
-        "finetune mode=head data={=str}: Adam lr={=f32}, {=u32} full-batch steps on {=usize} cached feature vectors; RAM for this mode {=usize} bytes",
-        data,
-        HEAD_LR,
-        HEAD_STEPS,
-        nt,
-        head_bufs::RAM
+        "finetune mode=head data={=str}: lr={=f32}, {=u32} full-batch steps on {=usize} cached feature vectors; RAM for this mode {=usize} bytes",
+        data, HEAD_CFG.lr, HEAD_CFG.steps, nt, RAM_HEAD
     );
-    let crc_before = params_crc(params);
+    let crc_before = live.crc();
     if let Err(reason) = check_intake("head", data, train, valid, &mut b.x[..]) {
-        log_result("head", data, Err(reason), crc_before, params_crc(params));
+        log_result("head", data, Err(reason), crc_before, live.crc());
         return false;
     }
-    let (r, n) = measure(|| features(params, train, b.x, b.state, b.step, h.feats_train));
+    let w = live.weights();
+    let (r, n) = measure(|| features(m, w.all, train, b.x, b.forward, h.feats_train));
     check("feature extraction", r);
-    check("feature extraction", features(params, valid, b.x, b.state, b.step, h.feats_valid));
+    check("feature extraction", features(m, w.all, valid, b.x, b.forward, h.feats_valid));
     if clean {
         note(summary, "features per sequence", n / nt as u64);
     }
 
-    h.head.copy_from_slice(&params[HEAD]);
+    h.head.copy_from_slice(w.head(&SPEC));
     h.adam.fill(0.0);
-    let (lt, lv) = (labels_of(train), labels_of(valid));
-    let head_score = |head: &[f32], feats: &[f32], labels: &[u32], b: &mut Bufs| {
-        let n = labels.len();
-        head_logits(head, feats, n, &mut b.logits[..]);
-        check("evaluation", score(&b.logits[..n * CLASSES], labels, b.dlogits))
+    let head_score = |head: &[f32], feats: &[f32], view: &View<'_>, b: &mut Bufs| {
+        let n = view.len();
+        check("evaluation", head_logits(&SPEC, head, feats, n, &mut b.logits[..]));
+        view.all_targets(&mut b.targets[..]);
+        check("evaluation", score(&SPEC, &b.logits[..], &b.targets[..], n, &mut b.dlogits[..]))
     };
-    let train_before = head_score(&h.head[..], &h.feats_train[..], &lt[..nt], b);
-    let valid_before = head_score(&h.head[..], &h.feats_valid[..], &lv[..nv], b);
+    let train_before = head_score(&h.head[..], &h.feats_train[..], train, b);
+    let valid_before = head_score(&h.head[..], &h.feats_valid[..], valid, b);
     log_score("head", data, "train", "before", &train_before);
     log_score("head", data, "valid", "before", &valid_before);
 
+    train.all_targets(&mut b.targets[..]);
     let mut outcome = Ok(());
     let mut step_insns = 0;
-    for it in 0..HEAD_STEPS {
+    for it in 0..HEAD_CFG.steps {
         let mut hb = HeadBufs {
             head: &mut h.head[..],
             grads: &mut h.grads[..],
@@ -297,10 +350,12 @@ fn head_transaction(
             logits: &mut b.logits[..],
             dlogits: &mut b.dlogits[..],
         };
-        let (r, n) = measure(|| head_step(&mut hb, &h.feats_train[..nt * UNITS], &lt[..nt], it));
+        let feats = &h.feats_train[..nt * TOP_UNITS];
+        let (r, n) =
+            measure(|| head_step(&SPEC, &HEAD_CFG, &mut hb, feats, &b.targets[..], nt, it));
         step_insns = n;
         match r {
-            Ok(loss) if it % 20 == 0 || it + 1 == HEAD_STEPS => {
+            Ok(loss) if it % 20 == 0 || it + 1 == HEAD_CFG.steps => {
                 info!("finetune mode=head data={=str} step={=u32} loss={=f32}", data, it, loss)
             }
             Ok(_) => {}
@@ -316,9 +371,8 @@ fn head_transaction(
     }
 
     if outcome.is_ok() {
-        let train_after = head_score(&h.head[..], &h.feats_train[..], &lt[..nt], b);
-        let (valid_after, n) =
-            measure(|| head_score(&h.head[..], &h.feats_valid[..], &lv[..nv], b));
+        let train_after = head_score(&h.head[..], &h.feats_train[..], train, b);
+        let (valid_after, n) = measure(|| head_score(&h.head[..], &h.feats_valid[..], valid, b));
         if clean {
             note(summary, "head validation (cached features)", n);
         }
@@ -326,10 +380,12 @@ fn head_transaction(
         log_score("head", data, "valid", "after", &valid_after);
         outcome = accept(&h.head[..], &valid_before, &valid_after);
     }
+    let _ = nv;
     if outcome.is_ok() {
-        params[HEAD].copy_from_slice(&h.head[..]);
+        live.head.copy_from_slice(&h.head[..]);
+        live.head_in_ram = true;
     }
-    log_result("head", data, outcome, crc_before, params_crc(params));
+    log_result("head", data, outcome, crc_before, live.crc());
     outcome.is_ok()
 }
 
@@ -339,13 +395,15 @@ struct FullState {
     grads: &'static mut [f32; PARAMS],
     adam: &'static mut [f32; FULL_STATE],
     work: &'static mut [f32; TRAIN_WORK],
+    y: &'static mut [u32; TARGET_WORDS],
 }
 
-/// Full fine-tuning: truncated BPTT + Adam on a candidate copy of every parameter, copied into
-/// the live parameters only if it passes [`accept`].
+/// Full fine-tuning: truncated BPTT on a candidate copy of every parameter, made the live
+/// parameters only if it passes [`accept`].
 #[cfg(feature = "full-finetune")]
 fn full_transaction(
-    params: &mut [f32; PARAMS],
+    m: &Model<'_>,
+    live: &mut Live,
     b: &mut Bufs,
     f: &mut FullState,
     train: &View<'_>,
@@ -355,28 +413,30 @@ fn full_transaction(
     let data = data_name(train.poison);
     let clean = train.poison == Poison::None;
     info!(
-        "finetune mode=full data={=str}: truncated BPTT window={=usize}, Adam lr={=f32} clip-norm=1, minibatch {=usize}, {=usize} epochs; RAM for this mode {=usize} bytes",
+        "finetune mode=full data={=str}: truncated BPTT window={=usize}, lr={=f32} clip-norm=1, minibatch {=usize}, {=usize} epochs; RAM for this mode {=usize} bytes",
         data,
-        BPTT.window,
-        FULL_CFG.schedule.lr(0),
-        MINIBATCH,
-        FULL_EPOCHS,
-        full_bufs::RAM
+        FULL_CFG.bptt.window,
+        FULL_CFG.optimizer.schedule.lr(0),
+        FULL_CFG.minibatch,
+        FULL_CFG.epochs,
+        RAM_FULL
     );
-    let crc_before = params_crc(params);
+    let crc_before = live.crc();
     if let Err(reason) = check_intake("full", data, train, valid, &mut b.x[..]) {
-        log_result("full", data, Err(reason), crc_before, params_crc(params));
+        log_result("full", data, Err(reason), crc_before, live.crc());
         return false;
     }
-    let train_before = score_full(b, &params[..], train);
-    let (valid_before, n) = measure(|| score_full(b, &params[..], valid));
+    let train_before = score_full(m, b, live.weights(), train);
+    let (valid_before, n) = measure(|| score_full(m, b, live.weights(), valid));
     if clean {
         note(summary, "validation (full forward)", n);
     }
     log_score("full", data, "train", "before", &train_before);
     log_score("full", data, "valid", "before", &valid_before);
 
-    f.candidate.copy_from_slice(&params[..]);
+    let w = live.weights();
+    f.candidate.copy_from_slice(w.all);
+    f.candidate[SPEC.head_range()].copy_from_slice(w.head(&SPEC));
     f.adam.fill(0.0);
     let mut fb = FullBufs {
         params: &mut f.candidate[..],
@@ -384,13 +444,14 @@ fn full_transaction(
         state: &mut f.adam[..],
         work: &mut f.work[..],
         x: &mut b.x[..],
+        y: &mut f.y[..],
     };
     let mut outcome = Ok(());
     let mut it = 0u32;
     let mut step_insns = 0;
-    'epochs: for epoch in 0..FULL_EPOCHS {
-        for mb in minibatches(train.len()) {
-            let (r, n) = measure(|| full_step(&mut fb, train, mb, it));
+    'epochs: for epoch in 0..FULL_CFG.epochs {
+        for mb in FULL_CFG.minibatches(train.len()) {
+            let (r, n) = measure(|| full_step(m, &FULL_CFG, &mut fb, train, mb, it));
             step_insns = n;
             match r {
                 Ok(loss) => info!(
@@ -398,10 +459,7 @@ fn full_transaction(
                     data, epoch, it, loss, n
                 ),
                 Err(e) => {
-                    warn!(
-                        "finetune mode=full data={=str} step={=u32} stopped: {}",
-                        data, it, e
-                    );
+                    warn!("finetune mode=full data={=str} step={=u32} stopped: {}", data, it, e);
                     outcome = Err(Reject::NonFinite);
                     break 'epochs;
                 }
@@ -411,19 +469,21 @@ fn full_transaction(
     }
     if outcome.is_ok() {
         if clean {
-            note(summary, "full step (4 sequences)", step_insns);
+            note(summary, "full step (one minibatch)", step_insns);
         }
-        let cand: &[f32] = &f.candidate[..];
-        let train_after = score_full(b, cand, train);
-        let valid_after = score_full(b, cand, valid);
+        let cand = Weights::flat(&f.candidate[..]);
+        let train_after = score_full(m, b, cand, train);
+        let valid_after = score_full(m, b, cand, valid);
         log_score("full", data, "train", "after", &train_after);
         log_score("full", data, "valid", "after", &valid_after);
-        outcome = accept(cand, &valid_before, &valid_after);
+        outcome = accept(&f.candidate[..], &valid_before, &valid_after);
     }
     if outcome.is_ok() {
-        params.copy_from_slice(&f.candidate[..]);
+        live.all.copy_from_slice(&f.candidate[..]);
+        live.all_in_ram = true;
+        live.head_in_ram = false;
     }
-    log_result("full", data, outcome, crc_before, params_crc(params));
+    log_result("full", data, outcome, crc_before, live.crc());
     outcome.is_ok()
 }
 
@@ -435,12 +495,19 @@ fn full_transaction(
 fn main() -> ! {
     let cp = defmt::unwrap!(cortex_m::Peripherals::take());
     platform::init(cp.SYST);
+    let head = match SPEC.head {
+        Head::Softmax => "softmax",
+        Head::Sigmoid => "sigmoid",
+        Head::Linear => "linear",
+    };
     info!(
-        "tinylstm firmware on {=str}: LSTM {=usize} -> Dense {=usize} softmax on {=usize} channels, T={=usize}, {=usize} parameters; counts in {=str}",
+        "tinylstm firmware on {=str}: {=usize} LSTM layer(s), top {=usize} units -> Dense {=usize} {=str} on {=usize} input words per step, T={=usize}, {=usize} parameters; counts in {=str}",
         platform::BOARD,
-        UNITS,
-        CLASSES,
-        CHANNELS,
+        SPEC.layers,
+        TOP_UNITS,
+        OUTPUTS,
+        head,
+        STEP_WIDTH,
         STEPS,
         PARAMS,
         TICK.1
@@ -456,19 +523,22 @@ fn main() -> ! {
 
 fn run() {
     let mut summary = Summary::new();
-    let params = PARAMS_BUF.take();
     let b = &mut Bufs {
         forward: FORWARD_BUF.take(),
         state: STATE_BUF.take(),
         step: STEP_BUF.take(),
         x: X_BUF.take(),
+        hidden: HIDDEN_BUF.take(),
         logits: LOGITS_BUF.take(),
         dlogits: DLOGITS_BUF.take(),
+        targets: TARGETS_BUF.take(),
     };
 
-    // (a) Verify the model: magic, version, CRC-32, spec, then load the parameters.
-    info!("model: {=usize} bytes embedded from {=str}", MODEL.len(), MODEL_PATH);
-    let (file, n) = measure(|| ModelFile::parse(MODEL));
+    // (a) Verify the model: magic, version, CRC-32, spec, the compiled standardisation; its
+    // parameters are then read in place from flash.
+    let bytes = model_bytes();
+    info!("model: {=usize} bytes embedded from {=str}", bytes.len(), MODEL_PATH);
+    let (file, n) = measure(|| ModelFile::parse(bytes));
     let file = match file {
         Ok(f) => f,
         Err(e) => fail("model rejected", &e),
@@ -476,192 +546,158 @@ fn run() {
     if let Err(e) = file.check_spec(&SPEC) {
         fail("model rejected", &e);
     }
-    if let Err(e) = file.read_params(&mut params[..]) {
-        fail("model rejected", &e);
+    let flash = match params_in_place(&file) {
+        Ok(p) => p,
+        Err(e) => fail("model rejected", &e),
+    };
+    let norm = standardization();
+    let section_ok = match (&norm, file.normalization()) {
+        (Some(s), Some(sec)) => s.matches_section(sec),
+        (None, None) => true,
+        (None, Some(_)) => !matches!(SPEC.input, tinylstm::InputKind::Channels(_)),
+        (Some(_), None) => false,
+    };
+    if !section_ok {
+        error!("model rejected: its NORMALIZATION section differs from the compiled statistics");
+        platform::exit(false);
     }
+    let mut live = Live {
+        flash,
+        #[cfg(feature = "head-finetune")]
+        head: head_bufs::LIVE_HEAD_BUF.take(),
+        head_in_ram: false,
+        #[cfg(feature = "full-finetune")]
+        all: full_bufs::LIVE_BUF.take(),
+        all_in_ram: false,
+    };
     info!(
-        "model verified: crc={=u32:08x} params={=usize} params_crc={=u32:08x} ({=u64} {=str} to check)",
+        "model verified: crc={=u32:08x} params={=usize} params_crc={=u32:08x} ({=u64} {=str} to check); weights read in place from flash",
         file.crc(),
         file.param_count(),
-        params_crc(&params[..]),
+        live.crc(),
         n,
         TICK.1
     );
     if let Some(meta) = file.metadata() {
         info!("model metadata: {=str}", core::str::from_utf8(meta).unwrap_or("<not UTF-8>"));
-        if let Some(t) = metadata_steps(meta).filter(|&t| t != STEPS) {
-            error!(
-                "model rejected: it was trained on sequences of {=usize} steps, the firmware's are {=usize}",
-                t, STEPS
-            );
-            platform::exit(false);
+    }
+    match &norm {
+        Some(s) => info!(
+            "input standardisation (NORMALIZATION section): x' = (x - mean) / std, mean={} std={}",
+            s.means(),
+            s.stds()
+        ),
+        None => {
+            warn!("the model has no NORMALIZATION section: raw inputs go to the model as they are")
         }
     }
-    // The model's input standardisation: every raw sensor sample is mapped through it.
-    let norm = match Standardize::from_model(&file) {
-        Ok(n) => n,
-        Err(e) => fail("model rejected", &e),
-    };
-    match &norm {
-        Some(n) => info!(
-            "input standardisation (NORMALIZATION section): x' = (x - mean) / std, mean=[{=f32}, {=f32}, {=f32}] std=[{=f32}, {=f32}, {=f32}]",
-            n.means[0], n.means[1], n.means[2], n.stds[0], n.stds[1], n.stds[2]
-        ),
-        None => warn!("the model has no NORMALIZATION section: raw inputs go to the model as they are"),
+    let m = Model { spec: SPEC, steps: STEPS, norm };
+    if DATA_SOURCE == "probe" {
+        info!("data sets from probe: generated input in the model's range; its labels are placeholders");
+    } else {
+        info!("data sets from {=str}", DATA_SOURCE);
     }
 
-    // (b) Inference on the sample sequences (raw sensor values, standardised on reading).
-    let samples = match Dataset::parse(SAMPLES) {
+    // (b) Inference on the sample sequences (raw input, standardised on reading).
+    let samples = match Dataset::parse(SAMPLES, SHAPE) {
         Ok(d) => View::clean(d, norm),
-        Err(e) => fail("samples", &e.message()),
+        Err(e) => fail("samples", &e),
     };
-    let mut probs = [0.0f32; CLASSES];
+    let mut out = [0.0f32; OUTPUTS];
+    let mut y = [0u32; TARGET_WORDS];
     let (mut correct, mut total, mut lo, mut hi) = (0, 0u64, u64::MAX, 0u64);
     for i in 0..SAMPLES_N {
-        let label = samples.read(i, &mut b.x[..]);
-        let (r, n) = measure(|| predict(&params[..], &b.x[..], &mut b.forward[..], &mut probs));
+        samples.read(i, &mut b.x[..]);
+        samples.targets(i, &mut y);
+        let w = live.weights();
+        let (r, n) =
+            measure(|| predict(&m, w, &b.x[..], &mut b.forward[..], &mut b.hidden[..], &mut out));
         check("inference", r);
-        let pred = argmax(&probs);
-        correct += usize::from(pred == label as usize);
         (total, lo, hi) = (total + n, lo.min(n), hi.max(n));
-        info!(
-            "infer sample={=usize} label={=u32} ({=str}) pred={=usize} ({=str}) insns={=u64}",
-            i, label, CLASS_NAMES[label as usize], pred, CLASS_NAMES[pred], n
-        );
-        log_probs("probs", i, &probs);
+        if CLASSIFIES {
+            let label = match SPEC.head {
+                Head::Softmax => y[0] as usize,
+                _ => usize::from(values(&y)[0] > 0.5),
+            };
+            let pred = class_of(&out);
+            correct += usize::from(pred == label);
+            info!(
+                "infer sample={=usize} label={=usize} ({=str}) pred={=usize} ({=str}) insns={=u64}",
+                i,
+                label,
+                class_name(label),
+                pred,
+                class_name(pred),
+                n
+            );
+            log_outputs("probs", i, &out);
+        } else {
+            info!("infer sample={=usize} target={} insns={=u64}", i, values(&y), n);
+            log_outputs("values", i, &out);
+        }
     }
     let per_inference = total / SAMPLES_N as u64;
-    info!(
-        "inference: {=usize}/{=usize} correct; {=u64} {=str} per inference (min {=u64}, max {=u64})",
-        correct, SAMPLES_N, per_inference, TICK.1, lo, hi
-    );
-    note(&mut summary, "inference (T=40)", per_inference);
+    if CLASSIFIES {
+        info!(
+            "inference: {=usize}/{=usize} correct; {=u64} {=str} per inference (min {=u64}, max {=u64})",
+            correct, SAMPLES_N, per_inference, TICK.1, lo, hi
+        );
+    } else {
+        info!(
+            "inference: {=usize} sequences; {=u64} {=str} per inference (min {=u64}, max {=u64})",
+            SAMPLES_N, per_inference, TICK.1, lo, hi
+        );
+    }
+    note(&mut summary, "inference (one sequence)", per_inference);
 
-    // (c) Streaming: the same sequence one step at a time, each raw sample standardised as it
+    // (c) Streaming: the first sample one step at a time, each raw step standardised as it
     // arrives, equals the full-sequence forward.
-    let label = samples.read(0, &mut b.x[..]);
-    let mut full = [0.0f32; CLASSES];
-    check("inference", predict(&params[..], &b.x[..], &mut b.forward[..], &mut full));
-    samples.data.read(0, &mut b.x[..]); // raw values: the "sensor"
+    samples.read(0, &mut b.x[..]);
+    let mut full = [0.0f32; OUTPUTS];
+    let w = live.weights();
+    check("inference", predict(&m, w, &b.x[..], &mut b.forward[..], &mut b.hidden[..], &mut full));
+    samples.data.read(0, &mut b.x[..]); // raw input: the "sensor"
     model::reset_state(&mut b.state[..]);
     let mut step_total = 0;
     for t in 0..STEPS {
-        let mut xt = [0.0f32; CHANNELS];
-        xt.copy_from_slice(&b.x[t * CHANNELS..(t + 1) * CHANNELS]);
+        let mut xt = [0u32; STEP_WIDTH];
+        xt.copy_from_slice(&b.x[t * STEP_WIDTH..(t + 1) * STEP_WIDTH]);
+        let last = t + 1 == STEPS;
         let (r, n) = measure(|| {
-            standardize(&norm, &mut xt);
-            model::step(
-                &SPEC,
-                &params[..],
-                Sequences::Values(&xt),
-                1,
-                &mut b.state[..],
-                &mut b.step[..],
-                Some(&mut probs),
-            )
+            let o = if last || (t + 1) % 10 == 0 { Some(&mut out[..]) } else { None };
+            stream_step(&m, w, &mut xt, &mut b.state[..], &mut b.step[..], o)
         });
         check("streaming", r);
         step_total += n;
-        if (t + 1) % 10 == 0 {
-            info!(
-                "stream t={=usize} pred={=usize} p=[{=f32}, {=f32}, {=f32}, {=f32}]",
-                t + 1,
-                argmax(&probs),
-                probs[0],
-                probs[1],
-                probs[2],
-                probs[3]
-            );
-        }
     }
-    log_probs("streamed", 0, &probs);
-    let equal = probs.iter().zip(&full).all(|(a, b)| a.to_bits() == b.to_bits());
+    log_outputs("streamed", 0, &out);
+    let equal = out.iter().zip(&full).all(|(a, b)| a.to_bits() == b.to_bits());
     let per_step = step_total / STEPS as u64;
     info!(
-        "stream sample=0 label={=u32} equal_to_full_forward={=bool} ({=u64} {=str} per step, {=u64} per sequence)",
-        label, equal, per_step, TICK.1, step_total
+        "stream sample=0 equal_to_full_forward={=bool} ({=u64} {=str} per step, {=u64} per sequence)",
+        equal, per_step, TICK.1, step_total
     );
     if !equal {
         error!("streaming result differs from the full-sequence forward");
         platform::exit(false);
     }
     note(&mut summary, "streaming step", per_step);
-
-    // (d, e) Fine-tuning on the field set, transactional.
-    let (ft, fv) = match (Dataset::parse(FIELD_TRAIN), Dataset::parse(FIELD_VALID)) {
-        (Ok(t), Ok(v)) => (t, v),
-        (Err(e), _) | (_, Err(e)) => fail("field set", &e.message()),
-    };
     info!(
-        "field set: {=usize} training and {=usize} validation sequences (mirrored, miscalibrated sensor)",
-        FIELD_TRAIN_N, FIELD_VALID_N
-    );
-    let (train, valid) = (View::clean(ft, norm), View::clean(fv, norm));
-    let deployed_train = score_full(b, &params[..], &train);
-    let deployed_valid = score_full(b, &params[..], &valid);
-    log_score("deployed", "clean", "train", "initial", &deployed_train);
-    log_score("deployed", "clean", "valid", "initial", &deployed_valid);
-    info!(
-        "ram mode=inference bytes={=usize} (parameters {=usize}, forward work {=usize}, streaming state+work {=usize})",
-        INFERENCE_RAM,
-        4 * PARAMS,
+        "ram mode=inference bytes={=usize} (forward work {=usize}, streaming state+work {=usize}; weights in flash)",
+        RAM_INFERENCE,
         4 * FORWARD_WORK,
         4 * (STATE + STEP_WORK)
     );
 
-    #[cfg(feature = "head-finetune")]
-    let mut head_state = HeadState {
-        feats_train: head_bufs::FEATS_TRAIN_BUF.take(),
-        feats_valid: head_bufs::FEATS_VALID_BUF.take(),
-        head: head_bufs::HEAD_BUF.take(),
-        grads: head_bufs::HEAD_GRAD_BUF.take(),
-        adam: head_bufs::HEAD_ADAM_BUF.take(),
-    };
-    #[cfg(feature = "head-finetune")]
-    {
-        info!("ram mode=head bytes={=usize}", head_bufs::RAM);
-        head_transaction(params, b, &mut head_state, &train, &valid, &mut summary);
+    // (d, e) Fine-tuning on the field set, transactional.
+    if FIELD_TRAIN_N == 0 {
+        warn!(
+            "no field set for this model: fine-tuning skipped (write one with `tinylstm device-data` and build with TINYLSTM_DATA)"
+        );
+    } else {
+        finetune(&m, &mut live, b, &mut summary);
     }
-
-    #[cfg(feature = "full-finetune")]
-    let mut full_state = FullState {
-        candidate: full_bufs::CANDIDATE_BUF.take(),
-        grads: full_bufs::GRAD_BUF.take(),
-        adam: full_bufs::ADAM_BUF.take(),
-        work: full_bufs::TRAIN_BUF.take(),
-    };
-    #[cfg(feature = "full-finetune")]
-    {
-        info!("ram mode=full bytes={=usize}", full_bufs::RAM);
-        full_transaction(params, b, &mut full_state, &train, &valid, &mut summary);
-        // Poisoned data: a NaN in one sequence (inside the truncated-BPTT window), and a -Inf
-        // before the window (its gradient would stay finite): refused at intake, rolled back.
-        let glitch = Glitch::Nan;
-        let nan = train.poisoned(Poison::NonFinite { sample: 1, value: 100, glitch });
-        full_transaction(params, b, &mut full_state, &nan, &valid, &mut summary);
-        let (sample, glitch) = (FIELD_TRAIN_N - 1, Glitch::NegInf);
-        let neg_inf = train.poisoned(Poison::NonFinite { sample, value: 0, glitch });
-        full_transaction(params, b, &mut full_state, &neg_inf, &valid, &mut summary);
-    }
-    #[cfg(feature = "head-finetune")]
-    {
-        // A +Inf reading saturates the gates, so the cached features stay finite: refused at
-        // intake, rolled back.
-        let glitch = Glitch::PosInf;
-        let inf = train.poisoned(Poison::NonFinite { sample: 0, value: 5, glitch });
-        head_transaction(params, b, &mut head_state, &inf, &valid, &mut summary);
-        // Poisoned labels: training succeeds but the validation loss gets worse: roll back.
-        let wrong = train.poisoned(Poison::Mislabel);
-        head_transaction(params, b, &mut head_state, &wrong, &valid, &mut summary);
-    }
-    #[cfg(not(feature = "head-finetune"))]
-    let _ = &summary;
-
-    let final_train = score_full(b, &params[..], &train);
-    let final_valid = score_full(b, &params[..], &valid);
-    log_score("deployed", "clean", "train", "final", &final_train);
-    log_score("deployed", "clean", "valid", "final", &final_valid);
-    info!("params_crc final={=u32:08x}", params_crc(&params[..]));
+    info!("params_crc final={=u32:08x}", live.crc());
 
     // (f) Measurements.
     for (what, n) in &summary {
@@ -675,4 +711,84 @@ fn run() {
         TICK.1
     );
     info!("done");
+}
+
+fn finetune(m: &Model<'_>, live: &mut Live, b: &mut Bufs, summary: &mut Summary) {
+    let (ft, fv) = match (Dataset::parse(FIELD_TRAIN, SHAPE), Dataset::parse(FIELD_VALID, SHAPE)) {
+        (Ok(t), Ok(v)) => (t, v),
+        (Err(e), _) | (_, Err(e)) => fail("field set", &e),
+    };
+    info!(
+        "field set: {=usize} training and {=usize} validation sequences",
+        FIELD_TRAIN_N, FIELD_VALID_N
+    );
+    let (train, valid) = (View::clean(ft, m.norm), View::clean(fv, m.norm));
+    let deployed_train = score_full(m, b, live.weights(), &train);
+    let deployed_valid = score_full(m, b, live.weights(), &valid);
+    log_score("deployed", "clean", "train", "initial", &deployed_train);
+    log_score("deployed", "clean", "valid", "initial", &deployed_valid);
+
+    #[cfg(feature = "head-finetune")]
+    let mut head_state = HeadState {
+        feats_train: head_bufs::FEATS_TRAIN_BUF.take(),
+        feats_valid: head_bufs::FEATS_VALID_BUF.take(),
+        head: head_bufs::HEAD_BUF.take(),
+        grads: head_bufs::HEAD_GRAD_BUF.take(),
+        adam: head_bufs::HEAD_ADAM_BUF.take(),
+    };
+    #[cfg(feature = "head-finetune")]
+    {
+        info!("ram mode=head bytes={=usize}", RAM_HEAD);
+        head_transaction(m, live, b, &mut head_state, &train, &valid, summary);
+    }
+
+    #[cfg(feature = "full-finetune")]
+    {
+        let mut full_state = FullState {
+            candidate: full_bufs::CANDIDATE_BUF.take(),
+            grads: full_bufs::GRAD_BUF.take(),
+            adam: full_bufs::ADAM_BUF.take(),
+            work: full_bufs::TRAIN_BUF.take(),
+            y: full_bufs::Y_BUF.take(),
+        };
+        info!("ram mode=full bytes={=usize}", RAM_FULL);
+        full_transaction(m, live, b, &mut full_state, &train, &valid, summary);
+        if !SHAPE.tokens() {
+            // A NaN in the last sequence's last value (inside the truncated-BPTT window), and a
+            // -Inf in the first value of the last sequence (before the window): refused at
+            // intake, rolled back.
+            let last = SEQ_WORDS - 1;
+            let nan = Poison::NonFinite {
+                sample: 1 % FIELD_TRAIN_N.max(1),
+                value: last,
+                glitch: Glitch::Nan,
+            };
+            full_transaction(m, live, b, &mut full_state, &train.poisoned(nan), &valid, summary);
+            let neg = Poison::NonFinite {
+                sample: FIELD_TRAIN_N.saturating_sub(1),
+                value: 0,
+                glitch: Glitch::NegInf,
+            };
+            full_transaction(m, live, b, &mut full_state, &train.poisoned(neg), &valid, summary);
+        }
+    }
+    #[cfg(feature = "head-finetune")]
+    {
+        if !SHAPE.tokens() {
+            // A +Inf reading saturates the gates, so the cached features stay finite: refused
+            // at intake, rolled back.
+            let inf = Poison::NonFinite { sample: 0, value: 5 % SEQ_WORDS, glitch: Glitch::PosInf };
+            head_transaction(m, live, b, &mut head_state, &train.poisoned(inf), &valid, summary);
+        }
+        // Wrong targets: training succeeds but the validation loss gets worse: roll back.
+        let wrong = train.poisoned(Poison::Mislabel);
+        head_transaction(m, live, b, &mut head_state, &wrong, &valid, summary);
+    }
+    #[cfg(not(feature = "head-finetune"))]
+    let _ = &summary;
+
+    let final_train = score_full(m, b, live.weights(), &train);
+    let final_valid = score_full(m, b, live.weights(), &valid);
+    log_score("deployed", "clean", "train", "final", &final_train);
+    log_score("deployed", "clean", "valid", "final", &final_valid);
 }

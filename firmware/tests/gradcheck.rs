@@ -6,8 +6,9 @@
 //! * BPTT gradients of whole models against central differences computed on the device, for
 //!   every head, stacked layers, token input, T = 1 and truncated windows with recomputation;
 //! * recomputing BPTT gives the tape-keeping mode's bits;
-//! * the firmware's cached-feature head gradient (`engine::head_loss_and_grad`) gives the bits
-//!   of the core's `train::loss_and_grad` on the real model.
+//! * the head-only gradient on cached features (`tune::features`, then the core's
+//!   `train::dense_loss_and_grad`) gives the bits of the core's `train::loss_and_grad` on the
+//!   embedded model.
 #![no_std]
 #![no_main]
 
@@ -16,7 +17,6 @@ mod keras_lstm_layer;
 use tinylstm::lstm::{self, Dims, Grads, Tape, Weights};
 use tinylstm::train::{loss_and_grad, Batch, Bptt, TrainOptions};
 use tinylstm::{model, Head, InputKind, Sequences, Spec, Targets};
-use tinylstm_firmware::engine;
 
 /// Keras parity bound: `|a − b| ≤ 1e-5 + 1e-4·|b|`.
 fn keras_close(what: &str, got: &[f32], want: &[f32]) {
@@ -416,47 +416,54 @@ mod tests {
 
     #[test]
     fn head_gradient_matches_core() {
-        use engine::*;
-        use tinylstm_firmware::embedded::{FIELD_TRAIN, FIELD_TRAIN_N, MODEL};
-        const N: usize = 4;
-        let file = defmt::unwrap!(tinylstm::format::ModelFile::parse(MODEL).ok());
-        let mut params = [0.0f32; PARAMS];
-        defmt::unwrap!(file.read_params(&mut params).ok());
-        let norm = defmt::unwrap!(Standardize::from_model(&file).ok());
-        let view = View::clean(defmt::unwrap!(Dataset::parse(FIELD_TRAIN).ok()), norm);
-        let mut xs = [0.0f32; N * SEQ_LEN];
-        let mut labels = [0u32; N];
+        use tinylstm::train::dense_loss_and_grad;
+        use tinylstm_device::data::{Dataset, View};
+        use tinylstm_device::model::{params_in_place, Model};
+        use tinylstm_device::tune::{features, targets};
+        use tinylstm_firmware::embedded::*;
+        const N: usize = if SAMPLES_N < 4 { SAMPLES_N } else { 4 };
+        let file = defmt::unwrap!(tinylstm::format::ModelFile::parse(model_bytes()).ok());
+        let params = defmt::unwrap!(params_in_place(&file).ok());
+        let m = Model { spec: SPEC, steps: STEPS, norm: standardization() };
+        let data = defmt::unwrap!(Dataset::parse(SAMPLES, SHAPE).ok());
+        let view = View::clean(data, m.norm);
+        let mut xs = [0u32; N * SEQ_WORDS];
+        let mut ys = [0u32; N * TARGET_WORDS];
         for i in 0..N {
-            labels[i] = view.read(i, &mut xs[i * SEQ_LEN..(i + 1) * SEQ_LEN]);
+            view.read(i, &mut xs[i * SEQ_WORDS..(i + 1) * SEQ_WORDS]);
+            view.targets(i, &mut ys[i * TARGET_WORDS..(i + 1) * TARGET_WORDS]);
         }
-        // The core: a batch of N with a one-step window (only the head's gradient is compared).
+        // The core's full pass: a batch of N with a one-step window (only the head's gradient
+        // is compared).
         let bptt = Bptt::truncated(1);
         let mut work = [0.0f32; SPEC.train_work_len(N, STEPS, Bptt::truncated(1)).unwrap()];
         let mut grads = [0.0f32; PARAMS];
-        let batch =
-            Batch { inputs: Sequences::Values(&xs), targets: Targets::Classes(&labels), batch: N };
+        let batch = Batch { inputs: m.inputs(&xs), targets: targets(&SPEC, &ys, N), batch: N };
         let opts = TrainOptions { bptt, norm: 0 };
         let loss = defmt::unwrap!(loss_and_grad(
-            &SPEC, &params, &batch, &opts, &mut work, &mut grads, None, None
+            &SPEC, params, &batch, &opts, &mut work, &mut grads, None, None
         ));
-        // The firmware: cached features (`engine::features`, streaming), then the head alone.
-        let mut all = [0.0f32; FIELD_TRAIN_N * UNITS];
-        let (mut x, mut state, mut step) =
-            ([0.0f32; SEQ_LEN], [0.0f32; STATE], [0.0f32; STEP_WORK]);
-        defmt::unwrap!(features(&params, &view, &mut x, &mut state, &mut step, &mut all));
-        let feats = &all[..N * UNITS];
+        // The device: cached features (`tune::features`, forward without the head), then the
+        // core's head-only loss and gradient.
+        let mut all = [0.0f32; SAMPLES_N * TOP_UNITS];
+        let (mut x, mut fw) = ([0u32; SEQ_WORDS], [0.0f32; FORWARD_WORK]);
+        defmt::unwrap!(features(&m, params, &view, &mut x, &mut fw, &mut all));
+        let feats = &all[..N * TOP_UNITS];
         let (mut lg, mut dl, mut hg) =
-            ([0.0f32; N * CLASSES], [0.0f32; N * CLASSES], [0.0f32; HEAD_LEN]);
-        let hl = defmt::unwrap!(head_loss_and_grad(
-            &params[HEAD],
+            ([0.0f32; N * OUTPUTS], [0.0f32; N * OUTPUTS], [0.0f32; HEAD_LEN]);
+        let hl = defmt::unwrap!(dense_loss_and_grad(
+            &SPEC,
+            &params[SPEC.head_range()],
             feats,
-            &labels,
+            N,
+            targets(&SPEC, &ys, N),
+            0,
             &mut lg,
             &mut dl,
             &mut hg
         ));
         defmt::assert_eq!(hl.to_bits(), loss.to_bits(), "head loss bits");
-        for (i, (a, b)) in hg.iter().zip(&grads[HEAD]).enumerate() {
+        for (i, (a, b)) in hg.iter().zip(&grads[SPEC.head_range()]).enumerate() {
             defmt::assert_eq!(a.to_bits(), b.to_bits(), "head gradient bits differ at {=usize}", i);
         }
         defmt::info!(

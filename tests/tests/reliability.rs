@@ -1559,91 +1559,28 @@ fn core_and_cli_forbid_unsafe_code() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 6. Firmware fine-tuning: adversarial poisons roll back (host replay of firmware/src/engine.rs)
+// 6. Firmware fine-tuning: adversarial poisons roll back (host replay with the device library)
 // ---------------------------------------------------------------------------------------------
 
-#[path = "../../firmware/src/engine.rs"]
-mod engine;
+mod device_replay;
 
 /// The firmware's field training set with raw value `value` of sequence `sample` replaced.
-fn poisoned_set(bytes: &[u8], sample: usize, value: usize, v: f32) -> Vec<u8> {
+fn poisoned_set(
+    bytes: &[u8],
+    shape: &tinylstm_device::data::Shape,
+    sample: usize,
+    value: usize,
+    v: f32,
+) -> Vec<u8> {
+    use tinylstm_device::data::DATA_HEADER_LEN;
     let mut b = bytes.to_vec();
-    let at = engine::DATA_HEADER_LEN + sample * engine::RECORD_LEN + 4 + 4 * value;
+    let at = DATA_HEADER_LEN + sample * shape.record_len() + 4 * (shape.target_words() + value);
     b[at..at + 4].copy_from_slice(&v.to_le_bytes());
     b
 }
 
-/// The engine's refusal of a step whose gradient is NaN or infinite.
-const NON_FINITE_GRADIENT: tinylstm::Error =
-    tinylstm::Error::InvalidArgument("non-finite gradient");
-/// The engine's refusal of a sequence with a NaN or infinite value (`View::read_finite`).
+/// The device library's refusal of a sequence with a NaN or infinite value (`View::read_finite`).
 const NON_FINITE_INPUT: tinylstm::Error = tinylstm::Error::InvalidArgument("non-finite input");
-
-/// Runs the firmware's full fine-tuning steps on `train` as the device does (abort at the first
-/// failing step, then the acceptance rule on the validation set) but *without* the device's
-/// intake check (`View::check_finite`), to test the engine's own guards. Checks after every step
-/// that a failing step changed nothing and a passing one left only finite values. Returns
-/// whether the update would be committed.
-fn full_transaction(live: &[f32], train: &engine::View<'_>, valid: &engine::View<'_>) -> bool {
-    use engine::*;
-    let mut candidate = live.to_vec();
-    let mut grads = vec![0.0f32; PARAMS];
-    let mut state = vec![0.0f32; FULL_STATE];
-    let mut work = vec![0.0f32; TRAIN_WORK];
-    let mut x = vec![0.0f32; SEQ_LEN];
-    let mut iteration = 0;
-    let mut failed = false;
-    'epochs: for _ in 0..FULL_EPOCHS {
-        for batch in minibatches(train.len()) {
-            let (p0, s0) = (candidate.clone(), state.clone());
-            let mut b = FullBufs {
-                params: &mut candidate,
-                grads: &mut grads,
-                state: &mut state,
-                work: &mut work,
-                x: &mut x,
-            };
-            match full_step(&mut b, train, batch, iteration) {
-                Ok(_) => {
-                    assert!(
-                        candidate.iter().all(|v| v.is_finite()),
-                        "a step wrote a non-finite value"
-                    );
-                }
-                Err(e) => {
-                    assert!(
-                        [NON_FINITE_GRADIENT, NON_FINITE_INPUT].contains(&e),
-                        "unexpected error {e:?}"
-                    );
-                    let same = |a: &[f32], b: &[f32]| {
-                        a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
-                    };
-                    assert!(
-                        same(&candidate, &p0) && same(&state, &s0),
-                        "a failing step changed the candidate"
-                    );
-                    failed = true;
-                    break 'epochs;
-                }
-            }
-            iteration += 1;
-        }
-    }
-    if failed {
-        return false;
-    }
-    let score = |params: &[f32]| {
-        let n = valid.len();
-        let mut logits = vec![0.0f32; n * CLASSES];
-        let mut d = vec![0.0f32; n * CLASSES];
-        let mut labels = vec![0u32; n];
-        valid.labels(&mut labels);
-        let (mut x, mut work) = (vec![0.0f32; SEQ_LEN], vec![0.0f32; FORWARD_WORK]);
-        logits_full(params, valid, &mut x, &mut work, &mut logits).unwrap();
-        score(&logits, &labels, &mut d).unwrap()
-    };
-    accept(&candidate, &score(live), &score(&candidate)).is_ok()
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Outcome {
@@ -1660,115 +1597,83 @@ impl Display for Outcome {
     }
 }
 
+fn outcome(r: Result<(), tinylstm_device::tune::Reject>) -> Outcome {
+    if r.is_ok() {
+        Outcome::Committed
+    } else {
+        Outcome::RolledBack
+    }
+}
+
 /// What the firmware does with its field set with one raw value replaced by `v`: the device's
-/// intake check (`View::check_finite`), and — past that check, to test the engine's own guards —
-/// the full and the head-only update.
+/// intake check (`View::check_finite`), and — past that check, to test the library's own
+/// guards — the full and the head-only update (`device_replay`, which also checks that a
+/// failing step changes nothing).
 fn poisoned_update(
+    m: &tinylstm_device::model::Model<'_>,
     live: &[f32],
     train_bytes: &[u8],
     sample: usize,
     value: usize,
     v: f32,
-    norm: Option<engine::Standardize>,
-    valid: &engine::View<'_>,
-) -> (Result<(), engine::NonFiniteInput>, Outcome, Outcome) {
-    use engine::*;
-    let bytes = poisoned_set(train_bytes, sample, value, v);
-    let view = View::clean(Dataset::parse(&bytes).expect("values are not checked at parse"), norm);
-    let mut x = vec![0.0f32; SEQ_LEN];
+    valid: &tinylstm_device::data::View<'_>,
+) -> (Result<(), tinylstm_device::data::NonFiniteInput>, Outcome, Outcome) {
+    use tinylstm_device::data::{Dataset, View};
+    let shape = m.shape();
+    let bytes = poisoned_set(train_bytes, &shape, sample, value, v);
+    let view = View::clean(Dataset::parse(&bytes, shape).expect("values are not checked"), m.norm);
+    let mut x = vec![0u32; m.seq_words()];
     let intake = view.check_finite(&mut x);
-    let full =
-        if full_transaction(live, &view, valid) { Outcome::Committed } else { Outcome::RolledBack };
-    // Head-only: features of every sequence (streaming forward), then full-batch Adam steps;
-    // the device aborts at the first failing step.
-    let mut st = vec![0.0f32; STATE];
-    let mut work = vec![0.0f32; STEP_WORK];
-    let mut feats = vec![0.0f32; view.len() * UNITS];
-    if let Err(e) = features(live, &view, &mut x, &mut st, &mut work, &mut feats) {
+    let full = outcome(device_replay::replay_full(m, &mut live.to_vec(), &view, valid).1);
+    // Head-only: features of every sequence first; a refused sequence rolls back.
+    if let Err(e) = device_replay::try_feats(m, live, &view) {
         assert_eq!(e, NON_FINITE_INPUT);
         return (intake, full, Outcome::RolledBack);
     }
-    let mut labels = vec![0u32; view.len()];
-    view.labels(&mut labels);
-    let mut head = live[HEAD].to_vec();
-    let (mut g, mut s) = (vec![0.0; HEAD_LEN], vec![0.0; HEAD_STATE]);
-    let (mut lg, mut dl) = (vec![0.0; view.len() * CLASSES], vec![0.0; view.len() * CLASSES]);
-    let mut head_outcome = Outcome::Committed;
-    for it in 0..HEAD_STEPS {
-        let before = head.clone();
-        let mut hb = HeadBufs {
-            head: &mut head,
-            grads: &mut g,
-            state: &mut s,
-            logits: &mut lg,
-            dlogits: &mut dl,
-        };
-        if head_step(&mut hb, &feats, &labels, it).is_err() {
-            assert!(head.iter().zip(&before).all(|(a, b)| a.to_bits() == b.to_bits()));
-            head_outcome = Outcome::RolledBack;
-            break;
-        }
-        assert!(head.iter().all(|h| h.is_finite()));
-    }
-    if head_outcome == Outcome::Committed {
-        // The acceptance rule on the validation set's features.
-        let nv = valid.len();
-        let mut vfeats = vec![0.0f32; nv * UNITS];
-        features(live, valid, &mut x, &mut st, &mut work, &mut vfeats).unwrap();
-        let mut vlabels = vec![0u32; nv];
-        valid.labels(&mut vlabels);
-        let score_of = |h: &[f32]| {
-            let (mut lg, mut dl) = (vec![0.0; nv * CLASSES], vec![0.0; nv * CLASSES]);
-            head_logits(h, &vfeats, nv, &mut lg);
-            score(&lg, &vlabels, &mut dl).unwrap()
-        };
-        let (before, after) = (score_of(&live[HEAD]), score_of(&head));
-        if accept(&head, &before, &after).is_err() {
-            head_outcome = Outcome::RolledBack;
-        }
-    }
-    (intake, full, head_outcome)
+    let head = outcome(device_replay::replay_head(m, &mut live.to_vec(), &view, valid).1);
+    (intake, full, head)
 }
 
 #[test]
 fn firmware_fine_tuning_rolls_back_adversarial_poisons() {
-    use engine::*;
+    use tinylstm_device::data::*;
+    use tinylstm_device::norm::{decode_section, NormError};
+    use tinylstm_device::tune::{accept, Reject, Score};
     let fw = root().join("firmware");
-    let model = std::fs::read(fw.join("models/default.tlm")).unwrap();
-    let file = ModelFile::parse(&model).unwrap();
-    file.check_spec(&SPEC).unwrap();
-    let mut live = vec![0.0f32; PARAMS];
-    file.read_params(&mut live).unwrap();
-    let norm = Standardize::from_model(&file).unwrap();
+    let loaded = device_replay::Loaded::load(&fw.join("models/default.tlm"));
+    let m = loaded.model();
+    let shape = m.shape();
+    let (steps, channels) = (m.steps, shape.width);
+    let live = loaded.params.clone();
     let train_bytes = std::fs::read(fw.join("data/field_train.bin")).unwrap();
     let valid_bytes = std::fs::read(fw.join("data/field_valid.bin")).unwrap();
-    let valid = View::clean(Dataset::parse(&valid_bytes).unwrap(), norm);
-    let train = Dataset::parse(&train_bytes).unwrap();
+    let valid = View::clean(Dataset::parse(&valid_bytes, shape).unwrap(), m.norm);
+    let train = Dataset::parse(&train_bytes, shape).unwrap();
     let n = train.len();
-    let live_crc = harness::crc32(&model);
+    let live_crc = harness::crc32(&loaded.bytes);
 
     // Non-finite sensor readings — NaN (with and without a payload), +Inf, -Inf — at the edges
     // of the set and of a sequence, on both sides of the truncated-BPTT window (the last 20 of 40
     // steps): the device's intake check refuses the set, naming the sequence and value, so no
-    // training step sees them. Past that check the engine's own guards refuse them too: both
+    // training step sees them. Past that check the library's own guards refuse them too: both
     // update modes roll back. (Before the intake check and the guards, ±Inf outside the window
     // committed a full update, and anywhere committed a head-only one: the saturated gates keep
     // features, losses and gradients finite.)
     let nan_payload = f32::from_bits(0x7fc0_dead);
-    let window = STEPS - 20;
+    let window = steps - 20;
     for (sample, t, c, v) in [
         (0, 0, 0, f32::NAN),
-        (n - 1, STEPS - 1, CHANNELS - 1, f32::NAN),
+        (n - 1, steps - 1, channels - 1, f32::NAN),
         (n / 2, window - 1, 1, nan_payload),
         (1, window, 2, f32::NAN),
         (0, 0, 0, f32::INFINITY),
         (2, window - 1, 0, f32::NEG_INFINITY),
         (3, window, 1, f32::INFINITY),
-        (n - 1, STEPS - 1, CHANNELS - 1, f32::NEG_INFINITY),
+        (n - 1, steps - 1, channels - 1, f32::NEG_INFINITY),
     ] {
-        let value = t * CHANNELS + c;
+        let value = t * channels + c;
         let (intake, full, head) =
-            poisoned_update(&live, &train_bytes, sample, value, v, norm, &valid);
+            poisoned_update(&m, &live, &train_bytes, sample, value, v, &valid);
         println!(
             "{v} at sequence {sample}, t{t} c{c}: intake {intake:?}, full update {full}, \
              head-only update {head}"
@@ -1782,49 +1687,56 @@ fn firmware_fine_tuning_rolls_back_adversarial_poisons() {
     }
     // The intake check counts every refused sequence and names the first; it checks the
     // validation set as well (the device checks both before training).
-    let at = |t: usize, c: usize| t * CHANNELS + c;
+    let at = |t: usize, c: usize| t * channels + c;
     let two = poisoned_set(
-        &poisoned_set(&train_bytes, 7, at(5, 1), f32::NAN),
+        &poisoned_set(&train_bytes, &shape, 7, at(5, 1), f32::NAN),
+        &shape,
         3,
         at(9, 2),
         f32::INFINITY,
     );
-    let mut x = vec![0.0f32; SEQ_LEN];
+    let mut x = vec![0u32; m.seq_words()];
     assert_eq!(
-        View::clean(Dataset::parse(&two).unwrap(), norm).check_finite(&mut x),
+        View::clean(Dataset::parse(&two, shape).unwrap(), m.norm).check_finite(&mut x),
         Err(NonFiniteInput { sequences: 2, first: 3, value: at(9, 2) })
     );
-    let bad_valid = poisoned_set(&valid_bytes, 0, 0, f32::NEG_INFINITY);
-    assert!(View::clean(Dataset::parse(&bad_valid).unwrap(), norm).check_finite(&mut x).is_err());
+    let bad_valid = poisoned_set(&valid_bytes, &shape, 0, 0, f32::NEG_INFINITY);
+    assert!(View::clean(Dataset::parse(&bad_valid, shape).unwrap(), m.norm)
+        .check_finite(&mut x)
+        .is_err());
     assert_eq!(valid.check_finite(&mut x), Ok(()));
-    assert_eq!(View::clean(train, norm).check_finite(&mut x), Ok(()));
+    assert_eq!(View::clean(train, m.norm).check_finite(&mut x), Ok(()));
     // The firmware's own poisons go through the same check (the device's demo runs).
     for glitch in [Glitch::Nan, Glitch::PosInf, Glitch::NegInf] {
-        let view =
-            View::clean(train, norm).poisoned(Poison::NonFinite { sample: 1, value: 100, glitch });
+        let view = View::clean(train, m.norm).poisoned(Poison::NonFinite {
+            sample: 1,
+            value: 100,
+            glitch,
+        });
         assert_eq!(
             view.check_finite(&mut x),
             Err(NonFiniteInput { sequences: 1, first: 1, value: 100 }),
             "{glitch:?}"
         );
         assert_eq!(view.read_finite(1, &mut x), Err(NON_FINITE_INPUT));
-        assert_eq!(view.read_finite(0, &mut x), Ok(train.label(0)));
+        assert_eq!(view.read_finite(0, &mut x), Ok(()));
     }
     // A huge but finite raw value: refused at intake if standardising it overflows, else
     // trained on with finite values only (checked inside) and judged by the validation rule.
-    let bytes = poisoned_set(&train_bytes, 0, 0, 3.0e38);
-    let view = View::clean(Dataset::parse(&bytes).unwrap(), norm);
-    let committed = full_transaction(&live, &view, &valid);
+    let bytes = poisoned_set(&train_bytes, &shape, 0, 0, 3.0e38);
+    let view = View::clean(Dataset::parse(&bytes, shape).unwrap(), m.norm);
+    let committed = device_replay::replay_full(&m, &mut live.clone(), &view, &valid).1.is_ok();
     println!(
         "3e38 at sequence 0, t0 c0: intake {:?}, full update commits: {committed}",
         view.check_finite(&mut x)
     );
     // The clean update still commits (the model file is untouched by all of the above).
-    assert!(full_transaction(&live, &View::clean(train, norm), &valid), "clean update refused");
+    let clean = View::clean(train, m.norm);
+    assert!(device_replay::replay_full(&m, &mut live.clone(), &clean, &valid).1.is_ok());
     assert_eq!(harness::crc32(&std::fs::read(fw.join("models/default.tlm")).unwrap()), live_crc);
 
     // The acceptance rule against adversarial scores and candidates.
-    let good = Score { loss: 0.5, correct: 1, count: 2 };
+    let good = Score { loss: 0.5, correct: Some(1), count: 2 };
     let better = Score { loss: 0.25, ..good };
     let finite = vec![0.5f32; 4];
     assert_eq!(accept(&finite, &good, &better), Ok(()));
@@ -1846,18 +1758,25 @@ fn firmware_fine_tuning_rolls_back_adversarial_poisons() {
     );
     // Corrupt firmware inputs are refused at parse.
     assert_eq!(
-        Dataset::parse(&train_bytes[..train_bytes.len() - 1]).unwrap_err(),
+        Dataset::parse(&train_bytes[..train_bytes.len() - 1], shape).unwrap_err(),
         DataError::Length
     );
     let mut b = train_bytes.clone();
     b[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
-    assert_eq!(Dataset::parse(&b).unwrap_err(), DataError::Count);
+    assert_eq!(Dataset::parse(&b, shape).unwrap_err(), DataError::Count);
     let mut b = train_bytes.clone();
-    b[DATA_HEADER_LEN..DATA_HEADER_LEN + 4].copy_from_slice(&(CLASSES as u32).to_le_bytes());
-    assert_eq!(Dataset::parse(&b).unwrap_err(), DataError::Label);
-    let mut sec = vec![0u8; 4 + 8 * CHANNELS];
-    sec[..4].copy_from_slice(&(CHANNELS as u32).to_le_bytes());
-    assert_eq!(Standardize::parse(&sec).unwrap_err(), NormError::Value(0), "zero std accepted");
+    b[DATA_HEADER_LEN..DATA_HEADER_LEN + 4].copy_from_slice(&(shape.outputs as u32).to_le_bytes());
+    assert_eq!(Dataset::parse(&b, shape).unwrap_err(), DataError::Label);
+    let mut b = train_bytes.clone();
+    b[16..20].copy_from_slice(&2u32.to_le_bytes());
+    assert_eq!(Dataset::parse(&b, shape).unwrap_err(), DataError::Shape);
+    let (mut mm, mut ss) = (vec![0.0; channels], vec![0.0; channels]);
+    let mut sec = vec![0u8; 4 + 8 * channels];
+    sec[..4].copy_from_slice(&(channels as u32).to_le_bytes());
+    assert_eq!(decode_section(&sec, channels, &mut mm, &mut ss), Err(NormError::Value(0)));
     sec[..4].copy_from_slice(&u32::MAX.to_le_bytes());
-    assert_eq!(Standardize::parse(&sec).unwrap_err(), NormError::Channels(u32::MAX));
+    assert_eq!(
+        decode_section(&sec, channels, &mut mm, &mut ss),
+        Err(NormError::Channels(u32::MAX))
+    );
 }

@@ -16,22 +16,29 @@
 //! * `data` writes the embedded data sets `firmware/data/{samples,field_train,field_valid}.bin`
 //!   from the CLI's generator ([`tinylstm_cli::data::synthetic::generate`]): **raw** sensor values, as
 //!   the CLI reads them; the firmware standardises them with the model's NORMALIZATION section.
-//! * `report` replays the firmware's evaluation and fine-tuning on the host (same engine source)
-//!   and prints what the firmware should log.
+//! * `report` replays the firmware's evaluation and fine-tuning on the host (the same
+//!   `tinylstm-device` code) and prints what the firmware should log.
 //! * `keras` turns `tests/fixtures/keras/lstm_layer.json` into `firmware/tests/keras_lstm_layer.rs`
 //!   (the on-target gradient test embeds it).
-
-#[path = "../../src/engine.rs"]
-mod engine;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Parser as _;
-use engine::*;
 use tinylstm::format::ModelFile;
+use tinylstm::{Head, Spec};
 use tinylstm_cli::data::synthetic::{self, SyntheticConfig};
+use tinylstm_device::data::{check_data, Dataset, Shape, View};
+use tinylstm_device::model::{Model, Weights};
+use tinylstm_device::norm::{decode_section, metadata_steps, Standardize};
+use tinylstm_device::tune::*;
+
+/// The default model's shape: LSTM 64 → Dense 4 softmax on 3 channels, T = 40.
+const STEPS: usize = 40;
+const CHANNELS: usize = 3;
+const SPEC: Spec = Spec::channels(CHANNELS).lstm(64).dense(4, Head::Softmax);
+const SHAPE: Shape = Shape::of(&SPEC, STEPS);
 
 /// The CLI command that makes the default model (from the repository root). `--threads` is
 /// fixed because training is deterministic for a given seed and thread count.
@@ -63,14 +70,10 @@ fn make_set(n: usize, seed: u64, shift: bool) -> Vec<u8> {
     let cfg = SyntheticConfig { samples: n, steps: STEPS, seed, ..SyntheticConfig::default() };
     let ds = synthetic::generate(&cfg);
     assert_eq!(ds.samples.len(), n);
-    let mut out = Vec::with_capacity(DATA_HEADER_LEN + n * RECORD_LEN);
-    out.extend_from_slice(&DATA_MAGIC);
-    for v in [n as u32, STEPS as u32, CHANNELS as u32] {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
+    let mut out = SHAPE.header(n).to_vec();
     for s in &ds.samples {
         let mut x = s.values().expect("a sequence sample").to_vec();
-        assert_eq!(x.len(), SEQ_LEN);
+        assert_eq!(x.len(), SHAPE.seq_words());
         if shift {
             field_shift(&mut x);
         }
@@ -79,7 +82,7 @@ fn make_set(n: usize, seed: u64, shift: bool) -> Vec<u8> {
             out.extend_from_slice(&v.to_le_bytes());
         }
     }
-    assert_eq!(check_data(&out), Ok(n));
+    assert_eq!(check_data(&out, &SHAPE), Ok(n));
     out
 }
 
@@ -110,64 +113,77 @@ fn cmd_gen() {
     cmd_report(&model);
 }
 
-/// The model's parameters and standardisation.
-fn load(path: &Path) -> (Vec<f32>, Option<Standardize>) {
+/// Standardisation statistics: means and standard deviations.
+type Stats = (Vec<f32>, Vec<f32>);
+
+/// The model's parameters, standardisation statistics and sequence length.
+fn load(path: &Path) -> (Vec<f32>, Option<Stats>, usize) {
     let bytes = std::fs::read(path).unwrap();
     let file = ModelFile::parse(&bytes).unwrap();
     file.check_spec(&SPEC).unwrap();
-    let mut p = vec![0.0f32; PARAMS];
+    let mut p = vec![0.0f32; SPEC.param_count()];
     file.read_params(&mut p).unwrap();
-    (p, Standardize::from_model(&file).unwrap())
+    let norm = file.normalization().map(|sec| {
+        let (mut m, mut s) = (vec![0.0; CHANNELS], vec![0.0; CHANNELS]);
+        decode_section(sec, CHANNELS, &mut m, &mut s).unwrap();
+        (m, s)
+    });
+    let steps = file.metadata().and_then(metadata_steps).unwrap_or(STEPS);
+    (p, norm, steps)
 }
 
 fn read_set(name: &str) -> Vec<u8> {
     std::fs::read(repo_root().join(format!("firmware/data/{name}.bin"))).unwrap()
 }
 
-fn eval(params: &[f32], view: &View<'_>) -> Score {
-    let mut x = vec![0.0; SEQ_LEN];
-    let mut work = vec![0.0; FORWARD_WORK];
-    let mut logits = vec![0.0; view.len() * CLASSES];
+fn eval(m: &Model<'_>, params: &[f32], view: &View<'_>) -> Score {
+    let n = view.len();
+    let mut x = vec![0u32; m.seq_words()];
+    let mut work = vec![0.0; SPEC.forward_work_len(1, 1).unwrap()];
+    let mut hidden = vec![0.0; SPEC.top_units()];
+    let mut logits = vec![0.0; n * SPEC.outputs];
     let mut d = logits.clone();
-    logits_full(params, view, &mut x, &mut work, &mut logits).unwrap();
-    let mut labels = vec![0u32; view.len()];
-    view.labels(&mut labels);
-    score(&logits, &labels, &mut d).unwrap()
+    logits_set(m, Weights::flat(params), view, &mut x, &mut work, &mut hidden, &mut logits)
+        .unwrap();
+    let mut y = vec![0u32; n * SHAPE.target_words()];
+    view.all_targets(&mut y);
+    score(&SPEC, &logits, &y, n, &mut d).unwrap()
 }
 
 fn show(what: &str, s: &Score) {
-    eprintln!("{what}: loss {:.4}, accuracy {}/{}", s.loss, s.correct, s.count);
+    eprintln!("{what}: loss {:.4}, accuracy {:?}/{}", s.loss, s.correct, s.count);
 }
 
 fn cmd_report(model: &Path) {
-    let (params, norm) = load(model);
+    let (params, stats, steps) = load(model);
+    assert_eq!(steps, STEPS, "the firmware's data sets are for T = {STEPS}");
+    let norm = stats.as_ref().map(|(m, s)| Standardize::new(m, s).unwrap());
     match &norm {
-        Some(n) => eprintln!("standardisation: means {:?}, stds {:?}", n.means, n.stds),
+        Some(n) => eprintln!("standardisation: means {:?}, stds {:?}", n.means(), n.stds()),
         None => eprintln!("no standardisation"),
     }
+    let m = Model { spec: SPEC, steps: STEPS, norm };
     let (samples, ft, fv) = (read_set("samples"), read_set("field_train"), read_set("field_valid"));
-    let samples = View::clean(Dataset::parse(&samples).unwrap(), norm);
-    let ft = View::clean(Dataset::parse(&ft).unwrap(), norm);
-    let fv = View::clean(Dataset::parse(&fv).unwrap(), norm);
-    show("samples", &eval(&params, &samples));
-    show("field train before", &eval(&params, &ft));
-    show("field valid before", &eval(&params, &fv));
+    let samples = View::clean(Dataset::parse(&samples, SHAPE).unwrap(), norm);
+    let ft = View::clean(Dataset::parse(&ft, SHAPE).unwrap(), norm);
+    let fv = View::clean(Dataset::parse(&fv, SHAPE).unwrap(), norm);
+    show("samples", &eval(&m, &params, &samples));
+    show("field train before", &eval(&m, &params, &ft));
+    show("field valid before", &eval(&m, &params, &fv));
 
     // Head-only.
-    let mut x = vec![0.0; SEQ_LEN];
-    let mut st = vec![0.0; STATE];
-    let mut sw = vec![0.0; STEP_WORK];
-    let mut ftf = vec![0.0; ft.len() * UNITS];
-    let mut fvf = vec![0.0; fv.len() * UNITS];
-    features(&params, &ft, &mut x, &mut st, &mut sw, &mut ftf).unwrap();
-    features(&params, &fv, &mut x, &mut st, &mut sw, &mut fvf).unwrap();
-    let mut head = params[HEAD].to_vec();
-    let (mut g, mut s) = (vec![0.0; HEAD_LEN], vec![0.0; HEAD_STATE]);
-    let (mut lg, mut dl) = (vec![0.0; MAX_SET * CLASSES], vec![0.0; MAX_SET * CLASSES]);
-    let mut yt = vec![0u32; ft.len()];
-    ft.labels(&mut yt);
-    let mut yv = vec![0u32; fv.len()];
-    fv.labels(&mut yv);
+    let h = SPEC.top_units();
+    let mut x = vec![0u32; m.seq_words()];
+    let mut work = vec![0.0; SPEC.forward_work_len(1, 1).unwrap()];
+    let mut ftf = vec![0.0; ft.len() * h];
+    features(&m, &params, &ft, &mut x, &mut work, &mut ftf).unwrap();
+    let mut head = params[SPEC.head_range()].to_vec();
+    let cfg = HeadConfig::DEFAULT;
+    let (mut g, mut s) = (vec![0.0; head.len()], vec![0.0; cfg.state_len(&SPEC)]);
+    let k = SPEC.outputs;
+    let (mut lg, mut dl) = (vec![0.0; ft.len() * k], vec![0.0; ft.len() * k]);
+    let mut yt = vec![0u32; ft.len() * SHAPE.target_words()];
+    ft.all_targets(&mut yt);
     let mut hb = HeadBufs {
         head: &mut head,
         grads: &mut g,
@@ -175,41 +191,44 @@ fn cmd_report(model: &Path) {
         logits: &mut lg,
         dlogits: &mut dl,
     };
-    for it in 0..HEAD_STEPS {
-        let l = head_step(&mut hb, &ftf, &yt, it).unwrap();
+    for it in 0..cfg.steps {
+        let l = head_step(&SPEC, &cfg, &mut hb, &ftf, &yt, ft.len(), it).unwrap();
         if it % 10 == 0 {
             eprintln!("  head step {it}: loss {l:.4}");
         }
     }
     let mut p2 = params.clone();
-    p2[HEAD].copy_from_slice(&head);
-    show("field train after head", &eval(&p2, &ft));
-    show("field valid after head", &eval(&p2, &fv));
+    p2[SPEC.head_range()].copy_from_slice(&head);
+    show("field train after head", &eval(&m, &p2, &ft));
+    show("field valid after head", &eval(&m, &p2, &fv));
 
     // Full from the head-tuned model.
+    let full = FullConfig::DEFAULT;
     let mut cand = p2.clone();
-    let mut grads = vec![0.0; PARAMS];
-    let mut state = vec![0.0; FULL_STATE];
-    let mut work = vec![0.0; TRAIN_WORK];
+    let mut grads = vec![0.0; cand.len()];
+    let mut state = vec![0.0; full.state_len(&SPEC)];
+    let mut work = vec![0.0; full.work_len(&SPEC, STEPS)];
+    let mut y = vec![0u32; SHAPE.target_words()];
     let mut fb = FullBufs {
         params: &mut cand,
         grads: &mut grads,
         state: &mut state,
         work: &mut work,
         x: &mut x,
+        y: &mut y,
     };
     let mut it = 0;
     let t0 = Instant::now();
-    for e in 0..FULL_EPOCHS {
-        for mb in minibatches(ft.len()) {
-            let l = full_step(&mut fb, &ft, mb, it).unwrap();
+    for e in 0..full.epochs {
+        for mb in full.minibatches(ft.len()) {
+            let l = full_step(&m, &full, &mut fb, &ft, mb, it).unwrap();
             eprintln!("  full epoch {e} step {it}: loss {l:.4}");
             it += 1;
         }
     }
     eprintln!("  ({:.0?})", t0.elapsed());
-    show("field train after full", &eval(&cand, &ft));
-    show("field valid after full", &eval(&cand, &fv));
+    show("field train after full", &eval(&m, &cand, &ft));
+    show("field valid after full", &eval(&m, &cand, &fv));
 }
 
 fn cmd_keras() {

@@ -1,6 +1,7 @@
 //! The subcommands of the `tinylstm` binary.
 
 pub mod bench;
+pub mod device_data;
 pub mod eval;
 pub mod export;
 pub mod train;
@@ -35,6 +36,8 @@ pub enum Command {
     Import(export::ImportCmd),
     /// Measure training and inference throughput on the reference workloads (BENCHMARKS.md).
     Bench(bench::BenchCmd),
+    /// Write the firmware's data sets (samples, field training, validation) from a CSV.
+    DeviceData(device_data::DeviceDataCmd),
     /// Search training settings (grid, random, successive halving, Hyperband); `tune merge`.
     Tune(Box<tune::TuneCmd>),
 }
@@ -50,5 +53,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import(c) => export::run_import(&c),
         Command::Bench(c) => bench::run(&c),
         Command::Tune(c) => tune::run(&c),
+        Command::DeviceData(c) => device_data::run(&c),
     }
 }
