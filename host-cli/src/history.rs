@@ -41,6 +41,17 @@ pub struct TrainState {
     pub history: Vec<EpochStats>,
 }
 
+/// A loss or metric value for the console: four decimals, or scientific notation when it is
+/// large (≥ 10⁴) or small (< 10⁻³ but not 0), so a diverging or a tiny loss stays readable.
+pub fn format_loss(v: f64) -> String {
+    let a = v.abs();
+    if a.is_finite() && (a >= 1e4 || (a < 1e-3 && a > 0.0)) {
+        format!("{v:.4e}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
 /// Writes `history.json` and `history.csv`.
 pub fn write_history(dir: &Path, history: &[EpochStats]) -> Result<()> {
     let json = serde_json::to_vec_pretty(history)?;
@@ -93,5 +104,56 @@ pub fn write_history_plots(
     }
     let view =
         crate::plots::HistoryView { loss: &loss, val_loss: &val_loss, metrics, best_epoch: best };
-    Ok(crate::plots::training_curves(dir, &view)?)
+    let mut written = crate::plots::training_curves(dir, &view)?;
+    if spans_decades(loss.iter().chain(&val_loss)) {
+        let log = |v: &[f64]| -> Vec<f64> { v.iter().map(|x| x.log10()).collect() };
+        let (log_loss, log_val) = (log(&loss), log(&val_loss));
+        written.extend(crate::plots::curves_with_best_epoch(
+            &dir.join("loss_log"),
+            "Training and validation loss (log scale)",
+            "log10(loss)",
+            "epoch",
+            &[
+                crate::plots::Series { name: "training", values: &log_loss },
+                crate::plots::Series { name: "validation", values: &log_val },
+            ],
+            best,
+        )?);
+    }
+    Ok(written)
+}
+
+/// Whether the finite positive values span at least two decades (largest ≥ 100 × smallest):
+/// then a log-scale loss picture is written too (`loss_log.svg`/`.png`).
+pub fn spans_decades<'a>(values: impl IntoIterator<Item = &'a f64>) -> bool {
+    let (mut lo, mut hi) = (f64::INFINITY, 0.0f64);
+    for &v in values {
+        if v.is_finite() && v > 0.0 {
+            lo = lo.min(v);
+            hi = hi.max(v);
+        }
+    }
+    hi > 0.0 && hi >= 100.0 * lo
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn losses_print_in_scientific_notation_when_large_or_tiny() {
+        assert_eq!(format_loss(0.5432), "0.5432");
+        assert_eq!(format_loss(123.45678), "123.4568");
+        assert_eq!(format_loss(12345.678), "1.2346e4");
+        assert_eq!(format_loss(0.000_012_34), "1.2340e-5");
+        assert_eq!(format_loss(0.0), "0.0000");
+        assert_eq!(format_loss(f64::NAN), "NaN");
+    }
+
+    #[test]
+    fn decades() {
+        assert!(spans_decades(&[5.0, 0.05]));
+        assert!(!spans_decades(&[5.0, 0.06, f64::NAN, 0.0, -1.0]));
+        assert!(!spans_decades(&[]));
+    }
 }

@@ -2,7 +2,7 @@
 //! only from the layers above it in this list (ARCHITECTURE.md draws it):
 //!
 //! 1. [`files`] (atomic writes), [`keras_names`], [`settings`] (every training setting, as flags
-//!    and TOML keys), [`metrics`].
+//!    and TOML keys), [`metrics`], [`summary`] (per-layer summary).
 //! 2. [`data`]: load text and sequence CSVs into a [`data::Dataset`] (errors name file, line and
 //!    field), the built-in synthetic task, seeded stratified splits.
 //! 3. [`preprocess`]: the Keras `Tokenizer`, `pad_sequences`, per-channel standardisation, and
@@ -29,5 +29,6 @@ pub mod plots;
 pub mod preprocess;
 pub mod report;
 pub mod settings;
+pub mod summary;
 pub mod training;
 pub mod tune;

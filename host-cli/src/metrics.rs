@@ -268,6 +268,82 @@ pub fn roc_auc(y_true: &[u32], scores: &[f32]) -> Result<Option<f64>, MetricsErr
     Ok(Some((rank_sum_pos - p * (p + 1.0) / 2.0) / (p * n)))
 }
 
+/// Checks binary labels and scores as [`roc_auc`] does; `Ok(None)` when one class is absent.
+fn binary_order(y_true: &[u32], scores: &[f32]) -> Result<Option<Vec<usize>>, MetricsError> {
+    same_len("ROC curve", y_true.len(), scores.len())?;
+    for (index, (&label, s)) in y_true.iter().zip(scores).enumerate() {
+        if label > 1 {
+            return Err(MetricsError::NotBinary { index, label });
+        }
+        if s.is_nan() {
+            return Err(MetricsError::BadScore { index });
+        }
+    }
+    let n_pos = y_true.iter().filter(|&&l| l == 1).count();
+    if n_pos == 0 || n_pos == y_true.len() {
+        return Ok(None);
+    }
+    // Highest score first: lowering the threshold admits samples in this order.
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    Ok(Some(order))
+}
+
+/// `(true positives, false positives)` after each distinct threshold, highest first (tied
+/// scores enter together).
+fn threshold_counts(y_true: &[u32], scores: &[f32], order: &[usize]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let (mut tp, mut fp) = (0, 0);
+    let mut i = 0;
+    while i < order.len() {
+        let s = scores[order[i]];
+        while i < order.len() && scores[order[i]] == s {
+            if y_true[order[i]] == 1 {
+                tp += 1;
+            } else {
+                fp += 1;
+            }
+            i += 1;
+        }
+        out.push((tp, fp));
+    }
+    out
+}
+
+/// The ROC curve of class-1 scores: `(false positive rate, true positive rate)` from `(0, 0)`
+/// through every distinct threshold (highest first) to `(1, 1)`, as scikit-learn's `roc_curve`
+/// with `drop_intermediate=False`. `Ok(None)` when one class is absent.
+pub fn roc_curve(y_true: &[u32], scores: &[f32]) -> Result<Option<Vec<(f64, f64)>>, MetricsError> {
+    let Some(order) = binary_order(y_true, scores)? else { return Ok(None) };
+    let p = y_true.iter().filter(|&&l| l == 1).count() as f64;
+    let n = y_true.len() as f64 - p;
+    let mut points = vec![(0.0, 0.0)];
+    points.extend(
+        threshold_counts(y_true, scores, &order)
+            .into_iter()
+            .map(|(tp, fp)| (fp as f64 / n, tp as f64 / p)),
+    );
+    Ok(Some(points))
+}
+
+/// The precision–recall curve of class-1 scores: `(recall, precision)` at every distinct
+/// threshold (highest first), starting from `(0, 1)` as scikit-learn's curve ends.
+/// `Ok(None)` when one class is absent.
+pub fn precision_recall_curve(
+    y_true: &[u32],
+    scores: &[f32],
+) -> Result<Option<Vec<(f64, f64)>>, MetricsError> {
+    let Some(order) = binary_order(y_true, scores)? else { return Ok(None) };
+    let p = y_true.iter().filter(|&&l| l == 1).count() as f64;
+    let mut points = vec![(0.0, 1.0)];
+    points.extend(
+        threshold_counts(y_true, scores, &order)
+            .into_iter()
+            .map(|(tp, fp)| (tp as f64 / p, tp as f64 / (tp + fp) as f64)),
+    );
+    Ok(Some(points))
+}
+
 /// Mean binary cross-entropy of probabilities `probs` (of class 1) against labels 0/1, with the
 /// probabilities clipped to `[EPSILON, 1 − EPSILON]` as Keras does.
 pub fn binary_log_loss(y_true: &[u32], probs: &[f32]) -> Result<f64, MetricsError> {
@@ -444,5 +520,40 @@ mod tests {
             ConfusionMatrix::new(&[0, 4], &[0, 0], 3),
             Err(MetricsError::ClassOutOfRange { index: 1, class: 4, .. })
         ));
+    }
+
+    /// Hand-computed: scores 0.9 (1), 0.8 (0), 0.7 (1), 0.1 (0). Thresholds admit one sample
+    /// each: TP/FP = 1/0, 1/1, 2/1, 2/2.
+    #[test]
+    fn roc_and_pr_curves_by_hand() {
+        let y = [1, 0, 1, 0];
+        let s = [0.9f32, 0.8, 0.7, 0.1];
+        let roc = roc_curve(&y, &s).unwrap().unwrap();
+        assert_eq!(roc, [(0.0, 0.0), (0.0, 0.5), (0.5, 0.5), (0.5, 1.0), (1.0, 1.0)]);
+        let pr = precision_recall_curve(&y, &s).unwrap().unwrap();
+        assert_eq!(pr, [(0.0, 1.0), (0.5, 1.0), (0.5, 0.5), (1.0, 2.0 / 3.0), (1.0, 0.5)]);
+        // Ties enter together.
+        let roc = roc_curve(&[1, 0], &[0.5, 0.5]).unwrap().unwrap();
+        assert_eq!(roc, [(0.0, 0.0), (1.0, 1.0)]);
+        assert!(roc_curve(&[1, 1], &[0.5, 0.4]).unwrap().is_none());
+        assert!(roc_curve(&[2, 0], &[0.5, 0.4]).is_err());
+    }
+
+    /// The area under the ROC points (trapezoids) equals the rank-statistic AUC, computed
+    /// another way, on random scores with ties.
+    #[test]
+    fn roc_curve_area_equals_rank_auc() {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand_pcg::Pcg64::seed_from_u64(5);
+        for _ in 0..50 {
+            let n = rng.random_range(2..60usize);
+            let y: Vec<u32> = (0..n).map(|_| rng.random_range(0..2u32)).collect();
+            let s: Vec<f32> = (0..n).map(|_| rng.random_range(0..8u32) as f32 / 8.0).collect();
+            let Some(roc) = roc_curve(&y, &s).unwrap() else { continue };
+            let area: f64 =
+                roc.windows(2).map(|w| (w[1].0 - w[0].0) * (w[1].1 + w[0].1) / 2.0).sum();
+            let auc = roc_auc(&y, &s).unwrap().unwrap();
+            assert!((area - auc).abs() < 1e-12, "{area} vs {auc}");
+        }
     }
 }

@@ -1,10 +1,15 @@
 //! Evaluation reports: metrics of a model on prepared data, as a table or JSON.
 
 use crate::metrics::predicted_classes;
-use crate::metrics::{classification_report, roc_auc, ClassificationReport, ConfusionMatrix};
+use crate::metrics::{
+    classification_report, precision_recall_curve, roc_auc, roc_curve, ClassificationReport,
+    ConfusionMatrix,
+};
+use crate::plots::{PlotError, XySeries};
 use crate::preprocess::{Labels, Prepared};
 use anyhow::Result;
 use serde::Serialize;
+use std::path::{Path, PathBuf};
 use tinylstm::{Head, Spec};
 
 /// Everything `eval` reports.
@@ -25,6 +30,12 @@ pub struct EvalReport {
     /// Confusion matrix `[true][pred]` (classification).
     #[serde(skip)]
     pub confusion: Option<ConfusionMatrix>,
+    /// ROC curve points `(false positive rate, true positive rate)` (binary tasks).
+    #[serde(skip)]
+    pub roc_curve: Option<Vec<(f64, f64)>>,
+    /// Precision–recall curve points `(recall, precision)` (binary tasks).
+    #[serde(skip)]
+    pub pr_curve: Option<Vec<(f64, f64)>>,
 }
 
 impl EvalReport {
@@ -45,6 +56,8 @@ impl EvalReport {
             mae: None,
             class_names: class_names.to_vec(),
             confusion: None,
+            roc_curve: None,
+            pr_curve: None,
         };
         match &data.labels {
             Labels::Classes(y) if spec.head != Head::Linear => {
@@ -60,6 +73,8 @@ impl EvalReport {
                         outputs.chunks_exact(k).map(|row| row[1]).collect()
                     };
                     r.roc_auc = roc_auc(y, &scores)?;
+                    r.roc_curve = roc_curve(y, &scores)?;
+                    r.pr_curve = precision_recall_curve(y, &scores)?;
                 }
             }
             Labels::Classes(y) => {
@@ -77,9 +92,47 @@ impl EvalReport {
     }
 }
 
+impl EvalReport {
+    /// Writes the report's pictures into `dir`: `confusion.svg`/`.png` (classification) and, for
+    /// binary tasks, `roc.svg`/`.png` and `precision_recall.svg`/`.png` beside it. `title`
+    /// names the data (`sms — test split`). Returns the paths written.
+    pub fn write_plots(&self, dir: &Path, title: &str) -> Result<Vec<PathBuf>, PlotError> {
+        let mut written = Vec::new();
+        if let Some(cm) = &self.confusion {
+            written.extend(crate::plots::confusion(
+                &dir.join("confusion"),
+                cm,
+                &self.class_names,
+                title,
+            )?);
+        }
+        if let Some(points) = &self.roc_curve {
+            let name = match self.roc_auc {
+                Some(auc) => format!("model (AUC {auc:.4})"),
+                None => "model".to_string(),
+            };
+            let series = [XySeries { name: &name, points }];
+            written.extend(crate::plots::roc(
+                &dir.join("roc"),
+                &format!("ROC — {title}"),
+                &series,
+            )?);
+        }
+        if let Some(points) = &self.pr_curve {
+            let series = [XySeries { name: "model", points }];
+            written.extend(crate::plots::precision_recall(
+                &dir.join("precision_recall"),
+                &format!("Precision–recall — {title}"),
+                &series,
+            )?);
+        }
+        Ok(written)
+    }
+}
+
 /// Prints the report as a human table.
 pub fn print_report(r: &EvalReport) {
-    println!("  loss       {:.4}", r.loss);
+    println!("  loss       {}", crate::history::format_loss(r.loss));
     if let Some(c) = &r.classification {
         println!("  accuracy   {:.4}", c.accuracy);
         println!(

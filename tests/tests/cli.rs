@@ -201,6 +201,8 @@ fn bad_inputs_give_clear_errors() {
 
     let e = fails(&["train", "--data", s(&d.join("missing.csv")), "--out", o]);
     assert!(e.contains("missing.csv"), "{e}");
+    // A failed run leaves no empty output folder behind.
+    assert!(!out.exists(), "the failed run left {}", out.display());
 
     let arity = write("arity.csv", "0,1,2,3,4,5,6\n1,1,2,3,4,5\n");
     let e = fails(&["train", "--data", s(&arity), "--channels", "3", "--out", o]);
@@ -243,6 +245,11 @@ fn bad_inputs_give_clear_errors() {
     assert!(e.contains("adamm"), "{e}");
     let e = fails(&["train", "--lr=-1", "--out", o, "--synthetic-samples", "40"]);
     assert!(e.contains("--lr"), "{e}");
+
+    // A closed set's value in a config file is checked, naming the file and the key.
+    let cfg = write("psot.toml", "epochs = 1\npadding = \"psot\"\n");
+    let e = fails(&["train", "--config", s(&cfg), "--out", o]);
+    assert!(e.contains("psot.toml") && e.contains("padding") && e.contains("`pre`"), "{e}");
 
     let cfg = write("bad.toml", "epochz = 3\n");
     let e = fails(&["train", "--config", s(&cfg), "--out", o]);
@@ -371,4 +378,57 @@ fn divergence_stops_with_a_clear_message_and_keeps_the_checkpoint() {
     assert_eq!(std::fs::read(out.join("model.tlm")).unwrap(), model, "model overwritten");
     // The kept checkpoint still resumes with sane settings.
     ok(&["train", "--out", o, "--resume", "--epochs", "3", "--quiet"]);
+}
+
+/// What a Keras user looks for on the console: the per-layer summary and the legend of the `*`
+/// marker at the start, "restored the best weights" exactly when the kept epoch is not the last,
+/// a note when an output folder is reused; plus `-v` and shell completions.
+#[test]
+fn console_summary_restore_note_reuse_version_and_completions() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let args = [
+        "train",
+        "--out",
+        s(&out),
+        "--epochs",
+        "6",
+        "--lr",
+        "0.3",
+        "--synthetic-samples",
+        "80",
+        "--threads",
+        "1",
+    ];
+    let first = run(&args);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let err = String::from_utf8_lossy(&first.stderr);
+    for want in
+        ["Layer (type)", "lstm (LSTM)", "Total params:", "(* after an epoch: val_loss improved"]
+    {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+    assert!(!err.contains("Reusing output folder"), "{err}");
+    let history: Value =
+        serde_json::from_slice(&std::fs::read(out.join("history.json")).unwrap()).unwrap();
+    let losses: Vec<f64> =
+        history.as_array().unwrap().iter().map(|h| h["val_loss"].as_f64().unwrap()).collect();
+    // Keras's rule: the first epoch with the lowest val_loss is kept.
+    let best = 1 + (0..losses.len()).fold(0, |b, i| if losses[i] < losses[b] { i } else { b });
+    let note = format!("Restored the best weights, from epoch {best} (val_loss");
+    assert_eq!(
+        err.contains(&note),
+        best != losses.len(),
+        "best epoch {best} of {losses:?}:\n{err}"
+    );
+
+    let second = run(&args);
+    assert!(second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains(&format!("Reusing output folder {}", out.display())), "{err}");
+
+    let version = ok(&["-v"]);
+    assert!(version.starts_with("tinylstm "), "{version}");
+    let bash = ok(&["completions", "bash"]);
+    assert!(bash.contains("_tinylstm") && bash.contains("--monitor"), "{}", &bash[..200]);
 }

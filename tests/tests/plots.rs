@@ -401,3 +401,32 @@ fn rewriting_replaces_whole_files_atomically() {
     }
     assert_eq!(listing(dir.path()), ["acc.png", "acc.svg"]);
 }
+
+/// ROC and precision–recall pictures (binary tasks): an SVG with the axis titles and the
+/// legend, and a PNG of the stated size whose curve colour is present.
+#[test]
+fn roc_and_precision_recall_pictures() {
+    let dir = tempfile::tempdir().unwrap();
+    let y = [1u32, 0, 1, 0, 1, 1, 0, 0];
+    let s = [0.9f32, 0.8, 0.7, 0.6, 0.55, 0.4, 0.2, 0.1];
+    let roc = tinylstm_cli::metrics::roc_curve(&y, &s).unwrap().unwrap();
+    let pr = tinylstm_cli::metrics::precision_recall_curve(&y, &s).unwrap().unwrap();
+    let series = [tinylstm_cli::plots::XySeries { name: "model (AUC 0.6875)", points: &roc }];
+    let written = tinylstm_cli::plots::roc(&dir.path().join("roc"), "ROC — test", &series).unwrap();
+    assert_pair(&written, &dir.path().join("roc"));
+    let svg = read_svg(&written[0]);
+    for t in ["false positive rate", "true positive rate", "model (AUC 0.6875)", "chance"] {
+        assert!(has_text(&svg, t), "missing {t:?}");
+    }
+    let png = read_png(&written[1]);
+    assert_eq!((png.width, png.height), (720, 640));
+    // The curve is drawn in the palette's first colour (31, 119, 180).
+    assert!(png.count_near((31, 119, 180), 40, 0..png.height) > 200);
+    let series = [tinylstm_cli::plots::XySeries { name: "model", points: &pr }];
+    let stem = dir.path().join("precision_recall");
+    let written = tinylstm_cli::plots::precision_recall(&stem, "PR — test", &series).unwrap();
+    assert_pair(&written, &stem);
+    let svg = read_svg(&written[0]);
+    assert!(has_text(&svg, "recall") && has_text(&svg, "precision"));
+    no_temp_files(dir.path());
+}

@@ -109,14 +109,9 @@ pub fn run_eval(cmd: &EvalCmd) -> Result<()> {
         println!("{} on {} ({} samples):", cmd.model.display(), cmd.data.display(), prepared.len);
         print_report(&report);
     }
-    if let (Some(dir), Some(cm)) = (&cmd.plots, &report.confusion) {
+    if let Some(dir) = &cmd.plots {
         std::fs::create_dir_all(dir)?;
-        for p in crate::plots::confusion(
-            &dir.join("confusion"),
-            cm,
-            &names,
-            &cmd.data.display().to_string(),
-        )? {
+        for p in report.write_plots(dir, &cmd.data.display().to_string())? {
             eprintln!("Wrote {}", p.display());
         }
     }
@@ -245,7 +240,7 @@ pub fn run_info(cmd: &InfoCmd) -> Result<()> {
         },
         "lstm_units": &s.units[..s.layers],
         "outputs": s.outputs,
-        "head": format!("{:?}", s.head).to_lowercase(),
+        "head": crate::summary::head_name(s.head),
         "steps": t,
         "parameters": s.param_count(),
         "parameter_bytes": bytes(s.param_count()),
@@ -276,12 +271,10 @@ pub fn run_info(cmd: &InfoCmd) -> Result<()> {
         }
         InputKind::Channels(c) => println!("  input       {c} channels per step"),
     }
-    println!("  LSTM units  {:?}", &s.units[..s.layers]);
-    println!("  head        Dense({}, {})", s.outputs, format!("{:?}", s.head).to_lowercase());
-    println!(
-        "  steps       {t} ({:?} padding, {:?} truncation)",
-        b.meta.padding, b.meta.truncating
-    );
+    let units: Vec<String> = s.units[..s.layers].iter().map(|u| u.to_string()).collect();
+    println!("  LSTM units  {}", units.join(", "));
+    println!("  head        Dense({}, {})", s.outputs, crate::summary::head_name(s.head));
+    println!("  steps       {t} ({} padding, {} truncation)", b.meta.padding, b.meta.truncating);
     println!("  parameters  {} ({} KiB as f32)", s.param_count(), bytes(s.param_count()) / 1024);
     println!("  RAM         inference {} B work + streaming state {} B; training (batch 1, full BPTT over {t} steps) {} KiB incl. gradients and Adam state",
         bytes(fwd + s.outputs), bytes(state),
@@ -304,5 +297,7 @@ pub fn run_info(cmd: &InfoCmd) -> Result<()> {
     if let Some(n) = &b.normalizer {
         println!("  standardize means {:?}, stds {:?}", n.means(), n.stds());
     }
+    println!();
+    print!("{}", crate::summary::summary(&s, Some(t)));
     Ok(())
 }

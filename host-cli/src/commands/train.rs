@@ -25,7 +25,8 @@ pub struct TrainCmd {
     /// TOML file with the same settings as the flags (flags win).
     #[arg(long, value_name = "TOML")]
     pub config: Option<PathBuf>,
-    /// Output folder [default: out/<data file stem>, or out/synthetic].
+    /// Output folder [default: out/<data folder>-<data file stem> (…/BasicMotions/train.csv →
+    /// out/BasicMotions-train), or out/synthetic].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Continue the run whose checkpoint is in the output folder.
@@ -43,14 +44,7 @@ pub fn run(cmd: &TrainCmd) -> Result<()> {
         None => TrainArgs::default(),
     };
     let mut args = file_args.overlaid(&cmd.args);
-    let out_dir = cmd.out.clone().unwrap_or_else(|| {
-        let stem = args
-            .data
-            .as_ref()
-            .and_then(|p| p.file_stem())
-            .map(|s| s.to_string_lossy().into_owned());
-        PathBuf::from("out").join(stem.unwrap_or_else(|| "synthetic".into()))
-    });
+    let out_dir = cmd.out.clone().unwrap_or_else(|| PathBuf::from("out").join(args.run_name()));
     let checkpoint_path = out_dir.join("checkpoint.tlm");
     let resume = if cmd.resume {
         let ck = ModelBundle::load(&checkpoint_path)

@@ -116,7 +116,7 @@ pub struct TuneRunArgs {
     #[arg(long, value_name = "I/N")]
     pub shard: Option<Shard>,
     /// Output folder; an existing folder of the same search is resumed
-    /// [default: out/tune-<data stem>, or out/tune-synthetic; with --shard, …-shard-I-of-N].
+    /// [default: out/tune-<data folder>-<data file stem>, or out/tune-synthetic; with --shard, …-shard-I-of-N].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// No table, only the summary.
@@ -167,12 +167,7 @@ impl TuneRunArgs {
 
     fn out_dir(&self, search: &Search) -> PathBuf {
         self.out.clone().unwrap_or_else(|| {
-            let stem = search
-                .base
-                .data
-                .as_ref()
-                .and_then(|p| p.file_stem())
-                .map_or_else(|| "synthetic".to_string(), |s| s.to_string_lossy().into_owned());
+            let stem = search.base.run_name();
             let name = match self.shard {
                 Some(s) => format!("tune-{stem}-shard-{}-of-{}", s.index, s.count),
                 None => format!("tune-{stem}"),

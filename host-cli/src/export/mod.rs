@@ -106,7 +106,7 @@ use std::path::{Path, PathBuf};
 use crate::files::write_atomic;
 use crate::model_file::ModelBundle;
 use anyhow::Context;
-use tinylstm::spec::{Head, InputKind, Spec, Tensor, TensorKind};
+use tinylstm::spec::{InputKind, Spec, Tensor, TensorKind};
 use tinylstm::SpecError;
 
 mod c;
@@ -452,13 +452,7 @@ pub(crate) fn tuple_shape<T: std::fmt::Display>(shape: &[T]) -> String {
     }
 }
 
-pub(crate) fn head_name(head: Head) -> &'static str {
-    match head {
-        Head::Sigmoid => "sigmoid",
-        Head::Softmax => "softmax",
-        Head::Linear => "linear",
-    }
-}
+pub(crate) use crate::summary::head_name;
 
 /// One line describing a valid spec, ASCII only.
 pub(crate) fn describe(spec: &Spec) -> String {

@@ -38,9 +38,12 @@ use crate::metrics::ConfusionMatrix;
 mod confusion;
 mod crisp;
 mod curves;
+mod xy;
 
 use confusion::{check_matrix, ConfusionPicture};
 use curves::CurvesPicture;
+pub use xy::XySeries;
+use xy::{unit_points, XyPicture};
 
 /// Font family name under which the embedded DejaVu Sans is registered.
 const FONT: &str = "sans-serif";
@@ -220,6 +223,41 @@ pub fn training_curves(dir: &Path, history: &HistoryView) -> Result<Vec<PathBuf>
         )?);
     }
     Ok(written)
+}
+
+/// Draws ROC curves (false positive rate → true positive rate, with the chance line) and writes
+/// `<path_stem>.svg` and `<path_stem>.png`. Non-finite points are left out; points are clamped
+/// to the unit square. Returns the paths written (SVG first).
+pub fn roc(path_stem: &Path, title: &str, series: &[XySeries]) -> Result<Vec<PathBuf>, PlotError> {
+    ensure_fonts(path_stem)?;
+    let picture = XyPicture {
+        title: clean_text(title, 120),
+        x_label: "false positive rate".into(),
+        y_label: "true positive rate".into(),
+        curves: series.iter().map(|s| (clean_text(s.name, 60), unit_points(s.points))).collect(),
+        diagonal: true,
+        legend_pos: SeriesLabelPosition::LowerRight,
+    };
+    write_picture(path_stem, &picture)
+}
+
+/// Draws precision–recall curves (recall → precision) and writes `<path_stem>.svg` and
+/// `<path_stem>.png`, as [`roc`] does. Returns the paths written (SVG first).
+pub fn precision_recall(
+    path_stem: &Path,
+    title: &str,
+    series: &[XySeries],
+) -> Result<Vec<PathBuf>, PlotError> {
+    ensure_fonts(path_stem)?;
+    let picture = XyPicture {
+        title: clean_text(title, 120),
+        x_label: "recall".into(),
+        y_label: "precision".into(),
+        curves: series.iter().map(|s| (clean_text(s.name, 60), unit_points(s.points))).collect(),
+        diagonal: false,
+        legend_pos: SeriesLabelPosition::LowerLeft,
+    };
+    write_picture(path_stem, &picture)
 }
 
 /// Draws `cm` as a heat map and writes `<path_stem>.svg` and `<path_stem>.png`. Rows are the

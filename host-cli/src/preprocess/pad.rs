@@ -12,7 +12,9 @@
 use serde::{Deserialize, Serialize};
 
 /// Which end of a sequence is padded or truncated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Side {
     /// At the start (Keras `"pre"`, the default).
@@ -20,6 +22,16 @@ pub enum Side {
     Pre,
     /// At the end (Keras `"post"`).
     Post,
+}
+
+impl std::fmt::Display for Side {
+    /// `pre` or `post`, as Keras spells them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Side::Pre => "pre",
+            Side::Post => "post",
+        })
+    }
 }
 
 impl std::str::FromStr for Side {

@@ -7,7 +7,7 @@
 //! finite (a NaN or infinity stops training with the step and tensor, before any weight
 //! changes), and the optimizer steps.
 
-use crate::history::{EpochStats, TrainState};
+use crate::history::{format_loss, EpochStats, TrainState};
 use crate::keras_names::tensor_name;
 use crate::metrics::predicted_classes;
 use crate::preprocess::{BatchBuf, Labels, Prepared};
@@ -260,7 +260,6 @@ impl Trainer {
             };
             let start = Instant::now();
             let mut loss_sum = 0.0f64;
-            let mut lr = 0.0f64;
             for (bi, idx) in order.chunks(bs).enumerate() {
                 let b = idx.len();
                 let part_len = b.div_ceil(cfg.threads);
@@ -336,16 +335,18 @@ impl Trainer {
                         bad - spec.tensor(t).map_or(0, |t| t.offset)
                     );
                 }
-                lr = cfg.optimizer.schedule.lr(step) as f64;
                 cfg.optimizer
                     .apply(&spec, 0..p, step, params, &mut grads, optimizer_state)
                     .map_err(|e| anyhow!("optimizer step {step}: {e}"))?;
                 state.iteration += 1;
                 loss_sum += loss as f64;
                 bar.set_position(bi as u64 + 1);
-                bar.set_message(format!("loss {:.4}", loss_sum / (bi + 1) as f64));
+                bar.set_message(format!("loss {}", format_loss(loss_sum / (bi + 1) as f64)));
             }
             let seconds = start.elapsed().as_secs_f64();
+            // The rate of the epoch's last step, evaluated once per epoch (the optimizer
+            // evaluates the schedule once per step); the initial rate for an empty epoch.
+            let lr = cfg.optimizer.schedule.lr(state.iteration.saturating_sub(1)) as f64;
             bar.finish_and_clear();
             let train_loss = loss_sum / batches as f64;
             let train_acc = accuracy(&spec, &train.labels, &outputs);
@@ -372,7 +373,7 @@ impl Trainer {
                 Monitor::Loss => Some(stats.loss),
             }
             .ok_or_else(|| {
-                anyhow!("--monitor {:?} needs a validation split with class labels", cfg.monitor)
+                anyhow!("--monitor {} needs a validation split with class labels", cfg.monitor)
             })?;
             let improved = match state.best {
                 None => true,
@@ -407,7 +408,7 @@ impl Trainer {
             if cfg.patience > 0 && state.wait >= cfg.patience {
                 if !cfg.quiet {
                     eprintln!(
-                        "Early stopping: no improvement of {:?} for {} epochs",
+                        "Early stopping: no improvement of {} for {} epochs",
                         cfg.monitor, cfg.patience
                     );
                 }
@@ -422,12 +423,12 @@ impl Trainer {
 }
 
 fn epoch_line(s: &EpochStats, epochs: usize, improved: bool) -> String {
-    let mut line = format!("Epoch {}/{epochs}  loss {:.4}", s.epoch, s.loss);
+    let mut line = format!("Epoch {}/{epochs}  loss {}", s.epoch, format_loss(s.loss));
     if let Some(a) = s.accuracy {
         line += &format!("  accuracy {a:.4}");
     }
     if let Some(l) = s.val_loss {
-        line += &format!("  val_loss {l:.4}");
+        line += &format!("  val_loss {}", format_loss(l));
     }
     if let Some(a) = s.val_accuracy {
         line += &format!("  val_accuracy {a:.4}");

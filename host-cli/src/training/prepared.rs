@@ -10,10 +10,9 @@ use crate::data::{
 };
 use crate::model_file::{ModelMeta, Task};
 use crate::preprocess::normalize::Normalizer;
-use crate::preprocess::pad::Side;
 use crate::preprocess::tokenizer::{Tokenizer, TokenizerConfig};
 use crate::preprocess::{Prepared, Preprocessor};
-use crate::settings::{SpecInput, TrainArgs};
+use crate::settings::{DataSettings, PreprocessingSettings, SpecInput, TrainArgs};
 use anyhow::{anyhow, bail, Result};
 use std::collections::HashMap;
 use std::path::Path;
@@ -23,13 +22,6 @@ fn column(s: &Option<String>, default: usize) -> Column {
     match s {
         None => Column::Index(default),
         Some(v) => v.parse().map(Column::Index).unwrap_or_else(|_| Column::Name(v.clone())),
-    }
-}
-
-fn side(s: &Option<String>) -> Side {
-    match s.as_deref() {
-        Some("post") => Side::Post,
-        _ => Side::Pre,
     }
 }
 
@@ -158,8 +150,8 @@ fn preprocessing(
     args: &TrainArgs,
     l: &Loaded,
 ) -> Result<(ModelMeta, Option<Tokenizer>, Option<Normalizer>, SpecInput)> {
-    let padding = side(&args.padding);
-    let truncating = side(&args.truncating);
+    let padding = args.padding.unwrap_or_default();
+    let truncating = args.truncating.unwrap_or_default();
     match l.data.kind {
         DatasetKind::Text => {
             let cfg = TokenizerConfig {
@@ -229,45 +221,6 @@ pub struct PreparedData {
     pub test: Prepared,
 }
 
-/// Settings that decide what [`load_all`] returns.
-const LOAD_KEYS: &[&str] = &[
-    "data",
-    "test",
-    "synthetic_samples",
-    "channels",
-    "label_column",
-    "text_column",
-    "header",
-    "classes",
-    "valid_split",
-    "test_split",
-];
-/// Settings that, on top of [`LOAD_KEYS`], decide the preprocessing.
-const PREPARE_KEYS: &[&str] = &[
-    "num_words",
-    "oov_token",
-    "char_level",
-    "lower",
-    "filters",
-    "maxlen",
-    "padding",
-    "truncating",
-    "standardize",
-];
-
-fn cache_key(args: &TrainArgs, keys: &[&str]) -> String {
-    let v = serde_json::to_value(args).unwrap_or_default();
-    let mut key = format!(
-        "split_seed={};real={}",
-        args.split_seed(),
-        args.head == Some(crate::settings::HeadKind::Linear)
-    );
-    for k in keys {
-        key += &format!(";{k}={}", v.get(*k).unwrap_or(&serde_json::Value::Null));
-    }
-    key
-}
-
 type CacheSlot<T> = Arc<OnceLock<std::result::Result<Arc<T>, String>>>;
 
 /// Loaded and prepared data shared between runs (hyperparameter trials), keyed by the settings
@@ -277,8 +230,8 @@ type CacheSlot<T> = Arc<OnceLock<std::result::Result<Arc<T>, String>>>;
 /// threads; concurrent requests for the same key compute it once.
 #[derive(Debug, Default)]
 pub struct DataCache {
-    loaded: Mutex<HashMap<String, CacheSlot<Loaded>>>,
-    prepared: Mutex<HashMap<String, CacheSlot<PreparedData>>>,
+    loaded: Mutex<HashMap<DataSettings, CacheSlot<Loaded>>>,
+    prepared: Mutex<HashMap<(DataSettings, PreprocessingSettings), CacheSlot<PreparedData>>>,
 }
 
 impl DataCache {
@@ -292,9 +245,9 @@ impl DataCache {
         self.prepared.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 
-    fn get<T>(
-        map: &Mutex<HashMap<String, CacheSlot<T>>>,
-        key: String,
+    fn get<K: std::hash::Hash + Eq, T>(
+        map: &Mutex<HashMap<K, CacheSlot<T>>>,
+        key: K,
         make: impl FnOnce() -> Result<T>,
     ) -> Result<Arc<T>> {
         let slot =
@@ -343,8 +296,8 @@ pub fn prepare_data(args: &TrainArgs, cache: Option<&DataCache>) -> Result<Arc<P
     match cache {
         None => Ok(Arc::new(prepare(&load_all(args)?)?)),
         Some(c) => {
-            let load_key = cache_key(args, LOAD_KEYS);
-            let prep_key = format!("{load_key};{}", cache_key(args, PREPARE_KEYS));
+            let load_key = args.data_settings();
+            let prep_key = (load_key.clone(), args.preprocessing_settings());
             DataCache::get(&c.prepared, prep_key, || {
                 let loaded = DataCache::get(&c.loaded, load_key, || load_all(args))?;
                 prepare(&loaded)

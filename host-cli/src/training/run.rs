@@ -13,11 +13,40 @@ use anyhow::{Context, Result};
 /// `model.tlm` (whenever the monitored value improves, and at the end), `history.json`/`.csv`,
 /// loss/metric curves, `metrics.json` and the confusion matrix (test split), and firmware
 /// exports. Every file is written atomically.
+///
+/// A folder the run creates is removed again if the run fails before writing anything into it;
+/// an existing folder with files in it is reused (its files are replaced), and the run says so.
 pub fn train_model(args: &TrainArgs, opts: RunOptions<'_>) -> Result<TrainOutcome> {
-    if let Some(dir) = &opts.out_dir {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create output folder {}", dir.display()))?;
+    let created = match &opts.out_dir {
+        Some(dir) if !dir.exists() => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create output folder {}", dir.display()))?;
+            Some(dir.clone())
+        }
+        Some(dir) => {
+            let used = std::fs::read_dir(dir)
+                .with_context(|| format!("cannot read output folder {}", dir.display()))?
+                .next()
+                .is_some();
+            if used && !opts.quiet && opts.resume.is_none() {
+                eprintln!(
+                    "Reusing output folder {} (files of an earlier run there are replaced)",
+                    dir.display()
+                );
+            }
+            None
+        }
+        None => None,
+    };
+    let result = train_in(args, opts);
+    if let (Err(_), Some(dir)) = (&result, created) {
+        // Only an empty folder is removed: a failed run keeps its last good checkpoint.
+        let _ = std::fs::remove_dir(&dir);
     }
+    result
+}
+
+fn train_in(args: &TrainArgs, opts: RunOptions<'_>) -> Result<TrainOutcome> {
     let mut session = TrainSession::new(args, &opts)?;
     let RunOptions { out_dir, quiet, resume, mut on_epoch, .. } = opts;
     let data = session.data.clone();
@@ -38,6 +67,12 @@ pub fn train_model(args: &TrainArgs, opts: RunOptions<'_>) -> Result<TrainOutcom
             train.steps,
             session.spec.param_count(),
             session.threads()
+        );
+        eprint!("{}", crate::summary::summary(&session.spec, Some(train.steps)));
+        eprintln!(
+            "(* after an epoch: {} improved{})",
+            session.monitor(),
+            if out_dir.is_some() { "; model.tlm was saved" } else { "" }
         );
     }
     let model_path = out_dir.as_ref().map(|d| d.join("model.tlm"));
@@ -79,6 +114,14 @@ pub fn train_model(args: &TrainArgs, opts: RunOptions<'_>) -> Result<TrainOutcom
         }
     })?;
 
+    if let (false, Some(epoch)) = (quiet, session.restored_epoch()) {
+        let value = session.state.best.map_or(f64::NAN, |b| b.0);
+        eprintln!(
+            "Restored the best weights, from epoch {epoch} ({} {}); --restore-best false keeps the last epoch's",
+            session.monitor(),
+            crate::history::format_loss(value)
+        );
+    }
     let model = session.model();
     let valid_report = if valid.len > 0 { Some(session.evaluate(valid)?) } else { None };
     let test_report = if test.len > 0 { Some(session.evaluate(test)?) } else { None };
@@ -95,14 +138,7 @@ pub fn train_model(args: &TrainArgs, opts: RunOptions<'_>) -> Result<TrainOutcom
         if let Some(r) = &test_report {
             crate::files::write_atomic(&dir.join("metrics.json"), &serde_json::to_vec_pretty(r)?)?;
             written.push(dir.join("metrics.json"));
-            if let Some(cm) = &r.confusion {
-                written.extend(crate::plots::confusion(
-                    &dir.join("confusion"),
-                    cm,
-                    &model.class_names(),
-                    &format!("{} — test split", data.name),
-                )?);
-            }
+            written.extend(r.write_plots(dir, &format!("{} — test split", data.name))?);
         }
         written.extend(crate::export::firmware_exports(&model, dir)?);
     }

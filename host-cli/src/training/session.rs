@@ -170,6 +170,19 @@ impl TrainSession {
         Ok(())
     }
 
+    /// The metric early stopping and the best checkpoint watch.
+    pub fn monitor(&self) -> crate::settings::Monitor {
+        self.trainer.config().monitor
+    }
+
+    /// The epoch whose weights [`final_params`](TrainSession::final_params) returns when that is
+    /// not the last epoch trained (Keras `restore_best_weights`); `None` otherwise.
+    pub fn restored_epoch(&self) -> Option<usize> {
+        let (_, epoch) = self.state.best?;
+        let restored = self.restore_best && self.best_params.len() == self.params.len();
+        (restored && epoch != self.state.epochs_done).then_some(epoch)
+    }
+
     /// Epochs the settings ask for (`--epochs`, or its default).
     pub fn planned_epochs(&self) -> usize {
         self.trainer.config().epochs

@@ -30,6 +30,26 @@ pub enum Strategy {
     Hyperband,
 }
 
+impl std::fmt::Display for Strategy {
+    /// The name `--strategy` takes (`hyperband`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.to_possible_value() {
+            Some(v) => f.write_str(v.get_name()),
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::fmt::Display for Direction {
+    /// `minimize` or `maximize`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.to_possible_value() {
+            Some(v) => f.write_str(v.get_name()),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Whether lower or higher objective values are better.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -387,7 +407,7 @@ impl Search {
             && space.get("epochs").is_some()
         {
             bail!(
-                "search space, parameter `epochs`: {strategy:?} sets the epochs of every rung; give \
+                "search space, parameter `epochs`: {strategy} sets the epochs of every rung; give \
                  the largest with --epochs (or `epochs` in the base settings)"
             );
         }

@@ -461,14 +461,14 @@ pub fn run_search(search: &Search, opts: &TuneOptions) -> Result<TuneSummary> {
         println!(
             "Tuning {}: {} search, {} trials{}, objective {} ({}), {} parallel trials × {} thread{}; output {}",
             probe_name(search),
-            format!("{:?}", s.strategy).to_lowercase(),
+            s.strategy,
             plan.trials.len(),
             match shard {
                 Some(sh) => format!(" (shard {sh}: {})", mine.len()),
                 None => String::new(),
             },
             objective.metric.name(),
-            format!("{:?}", objective.direction).to_lowercase(),
+            objective.direction,
             jobs,
             trial_threads,
             if trial_threads == 1 { "" } else { "s" },

@@ -21,7 +21,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use rand::{RngExt, SeedableRng};
 use rand_pcg::Pcg64;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// Spacing of a range.
@@ -112,7 +112,7 @@ fn normalize_value(key: &str, v: Value) -> Value {
         ("optimizer", Value::String(s)) => {
             let l = s.trim().to_ascii_lowercase();
             let name = match l.as_str() {
-                "sgd+momentum" | "sgd_momentum" | "sgd-momentum" | "momentum" => "momentum",
+                "sgd+momentum" | "sgd_momentum" | "sgd-momentum" | "momentum" => "sgd+momentum",
                 "sgd+nesterov" | "sgd_nesterov" | "sgd-nesterov" => "nesterov",
                 "gd" | "gradient_descent" => "sgd",
                 _ => l.as_str(),
@@ -145,27 +145,12 @@ pub fn with_value(base: &TrainArgs, key: &str, value: &Value) -> Result<TrainArg
     with_values(base, std::iter::once((key, value)))
 }
 
-/// `base` with every `(key, value)` set.
+/// `base` with every `(key, value)` set ([`TrainArgs::with_values`]).
 pub fn with_values<'a>(
     base: &TrainArgs,
     values: impl IntoIterator<Item = (&'a str, &'a Value)>,
 ) -> Result<TrainArgs> {
-    let mut obj = match serde_json::to_value(base)? {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    };
-    for (k, v) in values {
-        obj.insert(k.to_string(), v.clone());
-        let probe: Result<TrainArgs, _> =
-            serde_json::from_value(Value::Object(Map::from_iter([(k.to_string(), v.clone())])));
-        if let Err(e) = probe {
-            if e.to_string().contains("unknown field") {
-                bail!("`{k}` is not a training setting (the keys are `tinylstm train` flags)");
-            }
-            bail!("`{k}` = {v}: {e}");
-        }
-    }
-    Ok(serde_json::from_value(Value::Object(obj))?)
+    base.with_values(values)
 }
 
 /// The value of `key` in `args` as it serialises (`null` when unset).
@@ -627,7 +612,7 @@ mod tests {
         ]);
         let get = |k: &str| s.get(k).unwrap().dist.clone();
         assert!(matches!(get("lr"), Dist::Range { scale: Scale::Log, integer: false, .. }));
-        assert_eq!(get("optimizer"), Dist::Choice(vec![json!("adam"), json!("momentum")]));
+        assert_eq!(get("optimizer"), Dist::Choice(vec![json!("adam"), json!("sgd+momentum")]));
         assert_eq!(get("batch_size"), Dist::Choice(vec![json!(16), json!(32)]));
         assert_eq!(get("units"), Dist::Choice(vec![json!([32]), json!([64])]));
         assert_eq!(get("schedule"), Dist::Fixed(json!("cosine")));
@@ -657,7 +642,7 @@ mod tests {
                 "lr=log:1e-4:inf",
                 "parameter `lr`: range ends must be finite numbers, got 0.0001..inf",
             ),
-            ("lr=[1e39]", "parameter `lr`: value 1e+39: --lr must be a finite number (an f32"),
+            ("lr=[1e39]", "parameter `lr`: value 1e+39: --lr must be a finite number > 0 (an f32"),
             ("min_delta=[0.0, -0.5]", "--min-delta must be a finite number ≥ 0, got -0.5"),
         ] {
             let e = err(&[flag]);
@@ -668,7 +653,7 @@ mod tests {
             super::super::plan::parse_search_file("[base]\nlr = inf\n", std::path::Path::new("."))
                 .unwrap_err()
         );
-        assert_eq!(e, "[base] `lr` = inf: must be a finite number (an f32: at most ±3.4e38)");
+        assert_eq!(e, "[base] `lr` = inf: must be a finite number > 0 (an f32: at most 3.4e38)");
     }
 
     #[test]

@@ -29,15 +29,28 @@ use tinylstm::penalty::{Penalties, Penalty};
 use tinylstm::schedule::Schedule;
 use tinylstm::{Bptt, Head, Spec};
 
+pub use crate::preprocess::pad::Side;
+
+mod floats;
+
+pub use floats::InvalidFloat;
+use floats::{
+    finite_f32, finite_f64, fraction_f64, key_line, non_negative_f64, positive_f32, FloatRule,
+};
+
 /// Optimizer choices (`--optimizer`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OptimizerKind {
     /// Plain gradient descent (`SGD()`).
     Sgd,
-    /// SGD with momentum (`SGD(momentum=0.9)`).
+    /// SGD with momentum (`SGD(momentum=0.9)`): `sgd+momentum` (also `momentum`).
+    #[value(name = "sgd+momentum", alias = "momentum")]
+    #[serde(rename = "sgd+momentum", alias = "momentum")]
     Momentum,
-    /// SGD with Nesterov momentum.
+    /// SGD with Nesterov momentum: `nesterov` (also `sgd+nesterov`).
+    #[value(alias = "sgd+nesterov")]
+    #[serde(alias = "sgd+nesterov")]
     Nesterov,
     /// Adam (Keras defaults).
     Adam,
@@ -78,12 +91,30 @@ pub enum HeadKind {
 #[serde(rename_all = "snake_case")]
 pub enum Monitor {
     /// Validation loss (lower is better).
+    #[value(name = "val_loss", alias = "val-loss")]
     ValLoss,
     /// Validation accuracy (higher is better).
+    #[value(name = "val_accuracy", alias = "val-accuracy")]
     ValAccuracy,
     /// Training loss (when there is no validation split).
     Loss,
 }
+
+/// Displays a closed set's value as flags and config files spell it (`val_loss`,
+/// `sgd+momentum`), never as its Rust name.
+macro_rules! display_as_flag_value {
+    ($($t:ty),*) => {$(
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                match self.to_possible_value() {
+                    Some(v) => f.write_str(v.get_name()),
+                    None => Ok(()),
+                }
+            }
+        }
+    )*};
+}
+display_as_flag_value!(OptimizerKind, ScheduleKind, HeadKind, Monitor);
 
 /// Every training setting. `None` means "not given": the default applies (see each field).
 #[derive(Args, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -148,13 +179,13 @@ pub struct TrainArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub maxlen: Option<usize>,
     /// Where to pad: pre or post [default: pre].
-    #[arg(long, value_parser = ["pre", "post"])]
+    #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub padding: Option<String>,
+    pub padding: Option<Side>,
     /// Where to truncate: pre or post [default: pre].
-    #[arg(long, value_parser = ["pre", "post"])]
+    #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub truncating: Option<String>,
+    pub truncating: Option<Side>,
     /// Standardise each channel with statistics of the training split [default: true].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -176,7 +207,7 @@ pub struct TrainArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub optimizer: Option<OptimizerKind>,
     /// Learning rate (initial, with a schedule) [default: 1e-3].
-    #[arg(long, visible_alias = "learning-rate", value_parser = finite_f32, allow_hyphen_values = true)]
+    #[arg(long, visible_alias = "learning-rate", value_parser = positive_f32, allow_hyphen_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lr: Option<f32>,
     /// Momentum for momentum/nesterov [default: 0.9].
@@ -317,103 +348,6 @@ impl TrainArgs {
     }
 }
 
-/// What a floating-point setting accepts when flags and config files are read. NaN and ±Inf
-/// are never accepted: merging flags over a config file goes through JSON, which has no such
-/// numbers and would silently turn them into "not given" (the default). Range checks that the
-/// core already does with the setting's name (learning rate, momentum, β, ε, clipping, decay,
-/// penalties) stay there; the rules here add the ranges nothing else checks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum FloatRule {
-    /// Any finite number.
-    Finite,
-    /// A finite number ≥ 0.
-    NonNegative,
-    /// A number in [0, 1].
-    Fraction,
-}
-
-impl FloatRule {
-    /// Why `v` breaks the rule, if it does. `f32` settings hold at most ±3.4e38: a larger value
-    /// (`1e39`) reads as infinite.
-    fn problem(self, v: f64, f32_setting: bool) -> Option<&'static str> {
-        let ok = match self {
-            FloatRule::Finite => v.is_finite(),
-            FloatRule::NonNegative => v.is_finite() && v >= 0.0,
-            FloatRule::Fraction => (0.0..=1.0).contains(&v),
-        };
-        match (ok, self, f32_setting) {
-            (true, ..) => None,
-            (false, FloatRule::Finite, true) => {
-                Some("must be a finite number (an f32: at most ±3.4e38)")
-            }
-            (false, FloatRule::Finite, false) => Some("must be a finite number"),
-            (false, FloatRule::NonNegative, _) => Some("must be a finite number ≥ 0"),
-            (false, FloatRule::Fraction, _) => Some("must be a fraction from 0 to 1"),
-        }
-    }
-}
-
-/// Parses a float flag and checks it against `rule` (clap names the flag in the error).
-fn float_flag<T>(s: &str, rule: FloatRule, f32_setting: bool) -> Result<T, String>
-where
-    T: std::str::FromStr<Err = std::num::ParseFloatError> + Into<f64> + Copy,
-{
-    let v: T = s.trim().parse().map_err(|e: std::num::ParseFloatError| e.to_string())?;
-    match rule.problem(v.into(), f32_setting) {
-        None => Ok(v),
-        Some(p) => Err(p.to_string()),
-    }
-}
-
-fn finite_f32(s: &str) -> Result<f32, String> {
-    float_flag(s, FloatRule::Finite, true)
-}
-
-fn finite_f64(s: &str) -> Result<f64, String> {
-    float_flag(s, FloatRule::Finite, false)
-}
-
-fn non_negative_f64(s: &str) -> Result<f64, String> {
-    float_flag(s, FloatRule::NonNegative, false)
-}
-
-fn fraction_f64(s: &str) -> Result<f64, String> {
-    float_flag(s, FloatRule::Fraction, false)
-}
-
-/// A floating-point setting whose value is not allowed (see [`TrainArgs::invalid_float`]).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct InvalidFloat {
-    /// The setting's key as a config file spells it (`lr`, `min_delta`).
-    pub key: &'static str,
-    /// Its value (an `f32` setting widened to `f64`).
-    pub value: f64,
-    /// What is wrong with it.
-    pub problem: &'static str,
-}
-
-impl InvalidFloat {
-    /// The setting's flag (`--lr`, `--min-delta`).
-    pub fn flag(&self) -> String {
-        format!("--{}", self.key.replace('_', "-"))
-    }
-}
-
-impl std::fmt::Display for InvalidFloat {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "`{}` = {}: {}", self.key, self.value, self.problem)
-    }
-}
-
-/// The line (1-based) of `text` that assigns `key` (`key = …` at the start of a line), if any.
-fn key_line(text: &str, key: &str) -> Option<usize> {
-    text.lines()
-        .position(|l| {
-            l.trim_start().strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('='))
-        })
-        .map(|i| i + 1)
-}
-
 fn default_text_units() -> Vec<usize> {
     vec![128, 64]
 }
@@ -446,7 +380,7 @@ impl TrainArgs {
         use FloatRule::*;
         let w = |v: Option<f32>| v.map(f64::from);
         [
-            ("lr", w(self.lr), Finite, true),
+            ("lr", w(self.lr), Positive, true),
             ("momentum", w(self.momentum), Finite, true),
             ("beta_1", self.beta_1, Finite, false),
             ("beta_2", self.beta_2, Finite, false),
@@ -491,19 +425,94 @@ impl TrainArgs {
     /// Goes through JSON, where a NaN or infinite float would become "not given": both sides
     /// must pass [`TrainArgs::invalid_float`] (flags and config files do).
     pub fn overlaid(&self, over: &TrainArgs) -> TrainArgs {
-        let mut base = serde_json::to_value(self).expect("TrainArgs serialises");
-        let top = serde_json::to_value(over).expect("TrainArgs serialises");
-        if let (Some(b), Some(t)) = (base.as_object_mut(), top.as_object()) {
-            for (k, v) in t {
-                b.insert(k.clone(), v.clone());
+        let top = match serde_json::to_value(over).expect("TrainArgs serialises") {
+            serde_json::Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        };
+        self.with_values(top.iter().map(|(k, v)| (k.as_str(), v)))
+            .expect("overlay of valid TrainArgs is valid")
+    }
+
+    /// `self` with every `(key, value)` set, keys as a config file spells them (`batch_size`),
+    /// values as JSON. The one place settings are merged (flags over a file, a checkpoint's
+    /// settings, hyperparameter trials). Errors name the key and value.
+    pub fn with_values<'a>(
+        &self,
+        values: impl IntoIterator<Item = (&'a str, &'a serde_json::Value)>,
+    ) -> Result<TrainArgs> {
+        use serde_json::{Map, Value};
+        let mut obj = match serde_json::to_value(self)? {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        };
+        for (k, v) in values {
+            obj.insert(k.to_string(), v.clone());
+            let probe: Result<TrainArgs, _> =
+                serde_json::from_value(Value::Object(Map::from_iter([(k.to_string(), v.clone())])));
+            if let Err(e) = probe {
+                if e.to_string().contains("unknown field") {
+                    bail!("`{k}` is not a training setting (the keys are `tinylstm train` flags)");
+                }
+                bail!("`{k}` = {v}: {e}");
             }
         }
-        serde_json::from_value(base).expect("overlay of valid TrainArgs is valid")
+        Ok(serde_json::from_value(Value::Object(obj))?)
+    }
+
+    /// The settings that decide which samples are loaded and how they are split.
+    pub fn data_settings(&self) -> DataSettings {
+        DataSettings {
+            data: self.data.clone(),
+            test: self.test.clone(),
+            synthetic_samples: self.synthetic_samples,
+            channels: self.channels,
+            label_column: self.label_column.clone(),
+            text_column: self.text_column.clone(),
+            header: self.header,
+            classes: self.classes,
+            valid_split: self.valid_split.map(f64::to_bits),
+            test_split: self.test_split.map(f64::to_bits),
+            split_seed: self.split_seed(),
+            real_labels: self.head == Some(HeadKind::Linear),
+        }
+    }
+
+    /// The settings that, on top of [`TrainArgs::data_settings`], decide the preprocessing.
+    pub fn preprocessing_settings(&self) -> PreprocessingSettings {
+        PreprocessingSettings {
+            num_words: self.num_words,
+            oov_token: self.oov_token.clone(),
+            char_level: self.char_level,
+            lower: self.lower,
+            filters: self.filters.clone(),
+            maxlen: self.maxlen,
+            padding: self.padding.unwrap_or_default(),
+            truncating: self.truncating.unwrap_or_default(),
+            standardize: self.standardize,
+        }
     }
 
     /// This config as TOML (every setting given), for `--save-config` and tuning results.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// A name for runs on these settings' data, for default output folders: the data file's
+    /// folder and stem (`…/BasicMotions/train.csv` → `BasicMotions-train`, so data sets whose
+    /// files are all called `train.csv` do not share a folder), the stem alone for a file
+    /// without a named folder (`sms.csv` → `sms`), or `synthetic`.
+    pub fn run_name(&self) -> String {
+        let Some(path) = &self.data else { return "synthetic".into() };
+        let stem = path.file_stem().map_or_else(|| "data".into(), |s| s.to_string_lossy());
+        let folder = path
+            .parent()
+            .and_then(|p| p.file_name())
+            .map(|f| f.to_string_lossy())
+            .filter(|f| !f.is_empty() && f != "." && f != "..");
+        match folder {
+            Some(f) => format!("{f}-{stem}"),
+            None => stem.into_owned(),
+        }
     }
 
     /// Seed [default 42].
@@ -568,10 +577,9 @@ impl TrainArgs {
 
     /// The optimizer, schedule and clipping; rejects invalid values naming the flag.
     pub fn optimizer(&self) -> Result<OptimizerConfig> {
+        // The one check of every float setting (`--lr` > 0 among them), as for flags and files.
+        self.check_floats()?;
         let lr = self.lr.unwrap_or(1e-3);
-        if !(lr.is_finite() && lr > 0.0) {
-            bail!("--lr must be a positive number, got {lr}");
-        }
         let kind = self.optimizer.unwrap_or(OptimizerKind::Adam);
         let momentum = self.momentum.unwrap_or(0.9);
         let mut opt = match kind {
@@ -647,6 +655,59 @@ impl TrainArgs {
     }
 }
 
+/// The data settings of a [`TrainArgs`] ([`TrainArgs::data_settings`]): runs whose data
+/// settings are equal load and split the same samples (floats compared by their bits).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct DataSettings {
+    /// Training data file (`None`: the synthetic task).
+    pub data: Option<PathBuf>,
+    /// The dataset's own test file.
+    pub test: Option<PathBuf>,
+    /// Samples of the synthetic task.
+    pub synthetic_samples: Option<usize>,
+    /// Values per time step (sequence CSV).
+    pub channels: Option<usize>,
+    /// Label column.
+    pub label_column: Option<String>,
+    /// Text column.
+    pub text_column: Option<String>,
+    /// Header row.
+    pub header: Option<bool>,
+    /// Number of classes.
+    pub classes: Option<u32>,
+    /// Validation fraction (bits of the f64).
+    pub valid_split: Option<u64>,
+    /// Test fraction (bits of the f64).
+    pub test_split: Option<u64>,
+    /// Seed of the split.
+    pub split_seed: u64,
+    /// Labels are real numbers (`--head linear`).
+    pub real_labels: bool,
+}
+
+/// The preprocessing settings of a [`TrainArgs`] ([`TrainArgs::preprocessing_settings`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PreprocessingSettings {
+    /// Tokenizer vocabulary limit.
+    pub num_words: Option<usize>,
+    /// Out-of-vocabulary token.
+    pub oov_token: Option<String>,
+    /// Character-level tokens.
+    pub char_level: Option<bool>,
+    /// Lowercase first.
+    pub lower: Option<bool>,
+    /// Characters removed.
+    pub filters: Option<String>,
+    /// Sequence length.
+    pub maxlen: Option<usize>,
+    /// Where to pad.
+    pub padding: Side,
+    /// Where to truncate.
+    pub truncating: Side,
+    /// Standardise sequences.
+    pub standardize: Option<bool>,
+}
+
 /// The input side of a spec being built.
 #[derive(Clone, Copy, Debug)]
 pub enum SpecInput {
@@ -660,146 +721,4 @@ pub enum SpecInput {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn flags_override_file_values() {
-        let file = TrainArgs { epochs: Some(3), lr: Some(0.01), ..TrainArgs::default() };
-        let flags = TrainArgs { lr: Some(0.5), ..TrainArgs::default() };
-        let m = file.overlaid(&flags);
-        assert_eq!(m.epochs, Some(3));
-        assert_eq!(m.lr, Some(0.5));
-    }
-
-    #[test]
-    fn toml_round_trip_and_unknown_keys() {
-        let a = TrainArgs {
-            units: Some(vec![32, 16]),
-            optimizer: Some(OptimizerKind::Nesterov),
-            monitor: Some(Monitor::ValAccuracy),
-            ..TrainArgs::default()
-        };
-        let text = a.to_toml();
-        let b: TrainArgs = toml::from_str(&text).unwrap();
-        assert_eq!(a, b);
-        let err = toml::from_str::<TrainArgs>("epochz = 3").unwrap_err().to_string();
-        assert!(err.contains("epochz"), "{err}");
-    }
-
-    #[derive(clap::Parser, Debug)]
-    struct Flags {
-        #[command(flatten)]
-        args: TrainArgs,
-    }
-
-    fn parse_flags(args: &[&str]) -> Result<TrainArgs, String> {
-        use clap::Parser;
-        Flags::try_parse_from(std::iter::once("tinylstm").chain(args.iter().copied()))
-            .map(|f| f.args)
-            .map_err(|e| e.to_string())
-    }
-
-    /// Values every float setting refuses, and those its rule refuses too.
-    fn refused(rule: FloatRule, f32_setting: bool) -> Vec<&'static str> {
-        let mut v = vec!["nan", "NaN", "inf", "-inf", "+infinity"];
-        if f32_setting {
-            v.push("1e39"); // beyond f32: reads as infinity
-        }
-        match rule {
-            FloatRule::Finite => {}
-            FloatRule::NonNegative => v.push("-1"),
-            FloatRule::Fraction => v.extend(["-0.5", "1.5"]),
-        }
-        v
-    }
-
-    #[test]
-    fn float_flags_refuse_non_finite_and_out_of_range_values() {
-        for (key, _, rule, f32_setting) in TrainArgs::default().floats() {
-            let flag = format!("--{}", key.replace('_', "-"));
-            let good = parse_flags(&[&flag, "0.5"]).unwrap_or_else(|e| panic!("{flag} 0.5: {e}"));
-            let set = good.floats().into_iter().find(|f| f.0 == key).unwrap().1;
-            assert_eq!(set, Some(0.5), "{flag}");
-            for v in refused(rule, f32_setting) {
-                let e = parse_flags(&[&flag, v]).expect_err(&format!("{flag} {v} accepted"));
-                assert!(e.contains(&format!("invalid value '{v}' for '{flag} <")), "{e}");
-                let problem = rule.problem(f64::NAN, f32_setting).unwrap();
-                assert!(e.contains(problem), "{flag} {v}: {e}");
-            }
-        }
-        // A value starting with `-` is read as the value, so the message is about it.
-        let e = parse_flags(&["--min-delta", "-1"]).unwrap_err();
-        assert!(e.contains("'--min-delta <MIN_DELTA>': must be a finite number ≥ 0"), "{e}");
-        assert_eq!(parse_flags(&["--lr", "-1"]).unwrap().lr, Some(-1.0));
-        assert_eq!(parse_flags(&["--learning-rate", "2e-3"]).unwrap().lr, Some(2e-3));
-    }
-
-    /// Every flag that takes a number with a fraction (it accepts `0.5`, refuses `abc`) is one of
-    /// the checked float settings: a new float flag cannot skip the checks.
-    #[test]
-    fn every_float_flag_is_checked() {
-        use clap::CommandFactory;
-        let keys: Vec<&str> = TrainArgs::default().floats().iter().map(|f| f.0).collect();
-        let mut floats = 0;
-        for arg in Flags::command().get_arguments() {
-            let Some(long) = arg.get_long() else { continue };
-            let flag = format!("--{long}");
-            if parse_flags(&[&flag, "0.5"]).is_ok() && parse_flags(&[&flag, "abc"]).is_err() {
-                assert!(keys.contains(&long.replace('-', "_").as_str()), "{flag} is not checked");
-                floats += 1;
-            }
-        }
-        assert_eq!(floats, keys.len());
-    }
-
-    #[test]
-    fn config_file_floats_are_checked_naming_file_line_and_key() {
-        let dir = std::env::temp_dir().join(format!("tinylstm-config-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        for (key, _, rule, f32_setting) in TrainArgs::default().floats() {
-            for v in refused(rule, f32_setting) {
-                let path = dir.join(format!("{key}.toml"));
-                // TOML spells the non-finite floats nan, +nan, inf, +inf, -inf.
-                let toml_v = match v {
-                    "NaN" => "+nan",
-                    "+infinity" => "+inf",
-                    other => other,
-                };
-                std::fs::write(&path, format!("epochs = 2\n{key} = {toml_v}\n")).unwrap();
-                let e = TrainArgs::from_toml_file(&path).expect_err(&format!("{key} = {v}"));
-                let msg = format!("{e:#}");
-                let want = format!("{}, line 2: `{key}` = ", path.display());
-                assert!(msg.contains(&want), "{key} = {toml_v}: {msg}");
-                let problem = rule.problem(f64::NAN, f32_setting).unwrap();
-                assert!(msg.contains(problem), "{key} = {toml_v}: {msg}");
-            }
-            let path = dir.join("good.toml");
-            std::fs::write(&path, format!("{key} = 0.5\n")).unwrap();
-            assert!(TrainArgs::from_toml_file(&path).unwrap().invalid_float().is_none());
-        }
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn settings_built_in_code_are_checked_naming_the_flag() {
-        let a = TrainArgs { min_delta: Some(-0.5), ..TrainArgs::default() };
-        let e = a.check_floats().unwrap_err().to_string();
-        assert_eq!(e, "--min-delta must be a finite number ≥ 0, got -0.5");
-        let a = TrainArgs { clipnorm: Some(f32::INFINITY), ..TrainArgs::default() };
-        assert!(a.check_floats().unwrap_err().to_string().starts_with("--clipnorm must be"));
-        assert!(TrainArgs::default().check_floats().is_ok());
-        assert_eq!(key_line("a = 1\n  lr=2\nlrx = 3", "lr"), Some(2));
-        assert_eq!(key_line("lrx = 3", "lr"), None);
-    }
-
-    #[test]
-    fn invalid_values_name_the_flag() {
-        let bad = TrainArgs { lr: Some(-1.0), ..TrainArgs::default() };
-        assert!(bad.optimizer().unwrap_err().to_string().contains("--lr"));
-        let two = TrainArgs { clipnorm: Some(1.0), clipvalue: Some(1.0), ..TrainArgs::default() };
-        assert!(two.optimizer().unwrap_err().to_string().contains("at most one"));
-        let units = TrainArgs { units: Some(vec![]), ..TrainArgs::default() };
-        assert!(units.spec(SpecInput::Channels(3), Some(4)).is_err());
-    }
-}
+mod tests;

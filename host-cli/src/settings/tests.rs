@@ -1,0 +1,192 @@
+//! Unit tests of the settings: flags, config files, merging and checks.
+
+use super::*;
+
+#[test]
+fn flags_override_file_values() {
+    let file = TrainArgs { epochs: Some(3), lr: Some(0.01), ..TrainArgs::default() };
+    let flags = TrainArgs { lr: Some(0.5), ..TrainArgs::default() };
+    let m = file.overlaid(&flags);
+    assert_eq!(m.epochs, Some(3));
+    assert_eq!(m.lr, Some(0.5));
+}
+
+#[test]
+fn toml_round_trip_and_unknown_keys() {
+    let a = TrainArgs {
+        units: Some(vec![32, 16]),
+        optimizer: Some(OptimizerKind::Nesterov),
+        monitor: Some(Monitor::ValAccuracy),
+        ..TrainArgs::default()
+    };
+    let text = a.to_toml();
+    let b: TrainArgs = toml::from_str(&text).unwrap();
+    assert_eq!(a, b);
+    let err = toml::from_str::<TrainArgs>("epochz = 3").unwrap_err().to_string();
+    assert!(err.contains("epochz"), "{err}");
+}
+
+#[derive(clap::Parser, Debug)]
+struct Flags {
+    #[command(flatten)]
+    args: TrainArgs,
+}
+
+fn parse_flags(args: &[&str]) -> Result<TrainArgs, String> {
+    use clap::Parser;
+    Flags::try_parse_from(std::iter::once("tinylstm").chain(args.iter().copied()))
+        .map(|f| f.args)
+        .map_err(|e| e.to_string())
+}
+
+/// Values every float setting refuses, and those its rule refuses too.
+fn refused(rule: FloatRule, f32_setting: bool) -> Vec<&'static str> {
+    let mut v = vec!["nan", "NaN", "inf", "-inf", "+infinity"];
+    if f32_setting {
+        v.push("1e39"); // beyond f32: reads as infinity
+    }
+    match rule {
+        FloatRule::Finite => {}
+        FloatRule::NonNegative => v.push("-1"),
+        FloatRule::Fraction => v.extend(["-0.5", "1.5"]),
+        FloatRule::Positive => v.extend(["0", "-1"]),
+    }
+    v
+}
+
+#[test]
+fn float_flags_refuse_non_finite_and_out_of_range_values() {
+    for (key, _, rule, f32_setting) in TrainArgs::default().floats() {
+        let flag = format!("--{}", key.replace('_', "-"));
+        let good = parse_flags(&[&flag, "0.5"]).unwrap_or_else(|e| panic!("{flag} 0.5: {e}"));
+        let set = good.floats().into_iter().find(|f| f.0 == key).unwrap().1;
+        assert_eq!(set, Some(0.5), "{flag}");
+        for v in refused(rule, f32_setting) {
+            let e = parse_flags(&[&flag, v]).expect_err(&format!("{flag} {v} accepted"));
+            assert!(e.contains(&format!("invalid value '{v}' for '{flag} <")), "{e}");
+            let problem = rule.problem(f64::NAN, f32_setting).unwrap();
+            assert!(e.contains(problem), "{flag} {v}: {e}");
+        }
+    }
+    // A value starting with `-` is read as the value, so the message is about it.
+    let e = parse_flags(&["--min-delta", "-1"]).unwrap_err();
+    assert!(e.contains("'--min-delta <MIN_DELTA>': must be a finite number ≥ 0"), "{e}");
+    let e = parse_flags(&["--lr", "-1"]).unwrap_err();
+    assert!(e.contains("'--lr <LR>': must be a finite number > 0"), "{e}");
+    assert!(parse_flags(&["--lr", "0"]).is_err());
+    assert_eq!(parse_flags(&["--learning-rate", "2e-3"]).unwrap().lr, Some(2e-3));
+}
+
+/// Every flag that takes a number with a fraction (it accepts `0.5`, refuses `abc`) is one of
+/// the checked float settings: a new float flag cannot skip the checks.
+#[test]
+fn every_float_flag_is_checked() {
+    use clap::CommandFactory;
+    let keys: Vec<&str> = TrainArgs::default().floats().iter().map(|f| f.0).collect();
+    let mut floats = 0;
+    for arg in Flags::command().get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        let flag = format!("--{long}");
+        if parse_flags(&[&flag, "0.5"]).is_ok() && parse_flags(&[&flag, "abc"]).is_err() {
+            assert!(keys.contains(&long.replace('-', "_").as_str()), "{flag} is not checked");
+            floats += 1;
+        }
+    }
+    assert_eq!(floats, keys.len());
+}
+
+#[test]
+fn config_file_floats_are_checked_naming_file_line_and_key() {
+    let dir = std::env::temp_dir().join(format!("tinylstm-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (key, _, rule, f32_setting) in TrainArgs::default().floats() {
+        for v in refused(rule, f32_setting) {
+            let path = dir.join(format!("{key}.toml"));
+            // TOML spells the non-finite floats nan, +nan, inf, +inf, -inf.
+            let toml_v = match v {
+                "NaN" => "+nan",
+                "+infinity" => "+inf",
+                other => other,
+            };
+            std::fs::write(&path, format!("epochs = 2\n{key} = {toml_v}\n")).unwrap();
+            let e = TrainArgs::from_toml_file(&path).expect_err(&format!("{key} = {v}"));
+            let msg = format!("{e:#}");
+            let want = format!("{}, line 2: `{key}` = ", path.display());
+            assert!(msg.contains(&want), "{key} = {toml_v}: {msg}");
+            let problem = rule.problem(f64::NAN, f32_setting).unwrap();
+            assert!(msg.contains(problem), "{key} = {toml_v}: {msg}");
+        }
+        let path = dir.join("good.toml");
+        std::fs::write(&path, format!("{key} = 0.5\n")).unwrap();
+        assert!(TrainArgs::from_toml_file(&path).unwrap().invalid_float().is_none());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn settings_built_in_code_are_checked_naming_the_flag() {
+    let a = TrainArgs { min_delta: Some(-0.5), ..TrainArgs::default() };
+    let e = a.check_floats().unwrap_err().to_string();
+    assert_eq!(e, "--min-delta must be a finite number ≥ 0, got -0.5");
+    let a = TrainArgs { clipnorm: Some(f32::INFINITY), ..TrainArgs::default() };
+    assert!(a.check_floats().unwrap_err().to_string().starts_with("--clipnorm must be"));
+    assert!(TrainArgs::default().check_floats().is_ok());
+    assert_eq!(key_line("a = 1\n  lr=2\nlrx = 3", "lr"), Some(2));
+    assert_eq!(key_line("lrx = 3", "lr"), None);
+}
+
+#[test]
+fn run_names_keep_data_sets_apart() {
+    let name = |p: Option<&str>| {
+        TrainArgs { data: p.map(PathBuf::from), ..TrainArgs::default() }.run_name()
+    };
+    assert_eq!(name(None), "synthetic");
+    assert_eq!(name(Some("sms.csv")), "sms");
+    assert_eq!(name(Some("./sms.csv")), "sms");
+    assert_eq!(name(Some("../data/uea/BasicMotions/train.csv")), "BasicMotions-train");
+    assert_ne!(name(Some("a/Epilepsy/train.csv")), name(Some("a/BasicMotions/train.csv")));
+}
+
+#[test]
+fn closed_sets_are_enums_in_files_and_flags() {
+    let e = toml::from_str::<TrainArgs>("padding = \"psot\"").unwrap_err().to_string();
+    assert!(e.contains("psot") && e.contains("pre") && e.contains("post"), "{e}");
+    assert!(parse_flags(&["--padding", "psot"]).is_err());
+    let a = parse_flags(&["--padding", "post", "--monitor", "val_loss"]).unwrap();
+    assert_eq!((a.padding, a.monitor), (Some(Side::Post), Some(Monitor::ValLoss)));
+    let file: TrainArgs = toml::from_str("monitor = \"val_loss\"").unwrap();
+    assert_eq!(file.monitor, Some(Monitor::ValLoss));
+    // sgd+momentum is one name in flags, files and tuning results (`momentum` also read).
+    let a = parse_flags(&["--optimizer", "sgd+momentum"]).unwrap();
+    assert_eq!(a.optimizer, Some(OptimizerKind::Momentum));
+    assert_eq!(parse_flags(&["--optimizer", "momentum"]).unwrap().optimizer, a.optimizer);
+    assert!(a.to_toml().contains("optimizer = \"sgd+momentum\""), "{}", a.to_toml());
+    let old: TrainArgs = toml::from_str("optimizer = \"momentum\"").unwrap();
+    assert_eq!(old.optimizer, Some(OptimizerKind::Momentum));
+    // Messages use these names, not the Rust ones.
+    assert_eq!(Monitor::ValLoss.to_string(), "val_loss");
+    assert_eq!(OptimizerKind::Momentum.to_string(), "sgd+momentum");
+    assert_eq!(Side::Pre.to_string(), "pre");
+}
+
+#[test]
+fn data_settings_key_the_cache() {
+    let a = TrainArgs { lr: Some(0.1), maxlen: Some(5), ..TrainArgs::default() };
+    let b = TrainArgs { lr: Some(0.2), maxlen: Some(5), ..TrainArgs::default() };
+    assert_eq!(a.data_settings(), b.data_settings());
+    assert_eq!(a.preprocessing_settings(), b.preprocessing_settings());
+    let c = TrainArgs { maxlen: Some(6), ..a.clone() };
+    assert_ne!(a.preprocessing_settings(), c.preprocessing_settings());
+    let d = TrainArgs { split_seed: Some(1), ..a.clone() };
+    assert_ne!(a.data_settings(), d.data_settings());
+}
+
+#[test]
+fn invalid_values_name_the_flag() {
+    let bad = TrainArgs { lr: Some(-1.0), ..TrainArgs::default() };
+    assert!(bad.optimizer().unwrap_err().to_string().contains("--lr"));
+    let two = TrainArgs { clipnorm: Some(1.0), clipvalue: Some(1.0), ..TrainArgs::default() };
+    assert!(two.optimizer().unwrap_err().to_string().contains("at most one"));
+    let units = TrainArgs { units: Some(vec![]), ..TrainArgs::default() };
+    assert!(units.spec(SpecInput::Channels(3), Some(4)).is_err());
+}
