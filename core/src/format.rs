@@ -19,7 +19,7 @@
 //! | 12 | 1 | `u8` input kind: `0` = token ids, `1` = real-valued channels |
 //! | 13 | 1 | `u8` head: `0` = sigmoid, `1` = softmax, `2` = linear |
 //! | 14 | 1 | `u8` LSTM layer count `L` (`1..=`[`MAX_LAYERS`]) |
-//! | 15 | 1 | `u8` mask (version 2): `0` = none, `1` = mask value (channels), `2` = mask_zero (tokens); reserved, must be `0`, in version 1 |
+//! | 15 | 1 | `u8` mask (version 2): `1` = mask value (channels), `2` = mask_zero (tokens); reserved, must be `0`, in version 1 |
 //! | 16 | 4 | `u32` vocabulary size `V` (tokens); for channels `0`, or with mask `1` the `f32` mask value |
 //! | 20 | 4 | `u32` width: embedding size `E` (tokens) or channel count `C` |
 //! | 24 | 16 | `u32 units[4]`: hidden units of each LSTM layer; entries past `L` are `0` |
@@ -29,13 +29,6 @@
 //!
 //! Bytes 12 to 43 are the *spec block* ([`HEADER_LEN`] = 44 bytes of header in total). The spec
 //! it describes must pass [`Spec::validate`].
-//!
-//! ## Versions
-//! Version 2 adds masking ([`Mask`]) in byte 15; everything else is version 1. The writer
-//! writes the oldest version that holds the model — version 1 for a model without a mask, so
-//! such files stay byte-identical and readable by builds that know only version 1, and version
-//! 2 for a masked model, which those builds refuse ([`FormatError::UnsupportedVersion`])
-//! instead of running it without its mask. The reader reads both.
 //!
 //! Each section is `u32 tag`, `u32 length`, then `length` bytes:
 //!
@@ -52,6 +45,15 @@
 //! add sections an older reader ignores) and are reachable through [`ModelFile::section`] and
 //! [`ModelFile::sections`]. A file with no side sections is therefore
 //! `44 + 8 + 4 · param_count + 4` bytes long.
+//!
+//! # Versions
+//! Version 2 adds masking ([`Mask`]) in byte 15; everything else is version 1. The writer
+//! writes the oldest version that holds the model — version 1 for a model without a mask, so
+//! such files stay byte-identical and readable by builds that know only version 1, and version
+//! 2 for a masked model, which those builds refuse ([`FormatError::UnsupportedVersion`])
+//! instead of running it without its mask. The reader reads both, and refuses a version-2 file
+//! without a mask, which no writer produces: every file the reader accepts is written back
+//! byte for byte.
 //!
 //! # Order of the checks
 //!
@@ -551,7 +553,7 @@ const fn decode_spec(h: &[u8; HEADER_LEN]) -> Result<Spec, FormatError> {
     let vocab = le32!(h, 16);
     let width = widen(le32!(h, 20));
     let mask = match (version, h[15]) {
-        (_, 0) => Mask::Off,
+        (1, 0) => Mask::Off,
         (1, v) => return Err(FormatError::InvalidField { field: "reserved", value: v as u32 }),
         (_, 1) => Mask::Value(f32::from_bits(vocab)),
         (_, 2) => Mask::Zero,

@@ -2,8 +2,9 @@
 //!
 //! A `no_std`, allocation-free LSTM engine: forward passes (batched, full-sequence and
 //! streaming), backpropagation through time (full, truncated, and with recomputation),
-//! losses, L1/L2 penalties, SGD/Adam/AdamW with clipping and schedules, and the `.tlm`
-//! model file — with Keras's layouts and numerics.
+//! losses, L1/L2 penalties, SGD/Adam/AdamW with clipping and schedules, masking (Keras
+//! `Masking` and `Embedding(mask_zero=True)`, see [`Mask`]), and the `.tlm` model file — with
+//! Keras's layouts and numerics.
 //!
 //! A model is a [`Spec`] plus one flat `f32` parameter buffer in Keras `get_weights()` order.
 //! Every buffer size is a `const fn` of the spec, so a microcontroller can keep everything in

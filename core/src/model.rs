@@ -9,6 +9,11 @@
 //! [`step`] is the same code with a chunk of one step, so the two agree bit for bit (see the
 //! order contract in [`kernels`](crate::kernels)).
 //!
+//! A spec with a [`Mask`] skips masked steps in every layer (Keras semantics: the state carries
+//! over and the output repeats; see [`lstm`](crate::lstm)); the forward pass, [`step`] and the
+//! training pass agree bit for bit with masks too, and a masked step gives exactly what
+//! removing it would. A spec without a mask runs the unmasked code, untouched.
+//!
 //! ```
 //! use tinylstm::{model, Head, Sequences, Spec};
 //! const SPEC: Spec = Spec::channels(2).lstm(5).dense(3, Head::Softmax);

@@ -299,6 +299,12 @@ fn invalid_mask_bytes() {
     type Edit = Box<dyn Fn(&mut [u8])>;
     let cases: Vec<(Spec, &str, Edit, FormatError)> = vec![
         (channels, "mask 3", Box::new(|b| b[15] = 3), InvalidField { field: "mask", value: 3 }),
+        (
+            channels,
+            "version 2 without a mask",
+            Box::new(|b| b[15] = 0),
+            InvalidField { field: "mask", value: 0 },
+        ),
         (channels, "mask_zero on channels", Box::new(|b| b[15] = 2), InvalidSpec(SpecError::Mask)),
         (
             channels,

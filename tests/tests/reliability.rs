@@ -513,14 +513,14 @@ fn model_file_cases(cat: &mut Catalogue, dir: &Path) {
     b[0] = b'X';
     model_case(cat, dir, "wrong-magic", &b, |e| matches!(e, FormatError::BadMagic), &["TINYLSTM"]);
     let mut b = good.clone();
-    b[8] = 2;
+    b[8] = 9;
     model_case(
         cat,
         dir,
         "wrong-version",
         &b,
-        |e| matches!(e, FormatError::UnsupportedVersion { found: 2 }),
-        &["version 2"],
+        |e| matches!(e, FormatError::UnsupportedVersion { found: 9 }),
+        &["version 9"],
     );
     let mut b = good.clone();
     let n = b.len();
