@@ -364,8 +364,10 @@ pub fn forward_logits(
     work: &mut [f32],
     out: &mut [f32],
 ) -> Result<(), Error> {
+    let steps = check_input(spec, &input, batch)?;
+    check_params(spec, params)?;
     check_len("output", batch * spec.outputs, out.len())?;
-    let h = run_layers(spec, params, input, batch, work)?;
+    let h = run_layers(spec, params, input, batch, steps, work)?;
     head_logits(spec, &params[spec.head_range()], h, batch, out);
     Ok(())
 }
@@ -385,23 +387,24 @@ pub fn forward_hidden(
     work: &mut [f32],
     hidden: &mut [f32],
 ) -> Result<(), Error> {
+    let steps = check_input(spec, &input, batch)?;
+    check_params(spec, params)?;
     check_len("hidden state", batch * spec.top_units(), hidden.len())?;
-    let h = run_layers(spec, params, input, batch, work)?;
+    let h = run_layers(spec, params, input, batch, steps, work)?;
     hidden.copy_from_slice(h);
     Ok(())
 }
 
-/// Runs every LSTM layer over whole sequences; returns the top layer's last `h [B][H]`
-/// (inside `work`).
+/// Runs every LSTM layer over `steps` time steps of checked input; returns the top layer's
+/// last `h [B][H]` (inside `work`).
 fn run_layers<'w>(
     spec: &Spec,
     params: &[f32],
     input: Sequences<'_>,
     batch: usize,
+    steps: usize,
     work: &'w mut [f32],
 ) -> Result<&'w [f32], Error> {
-    let steps = check_input(spec, &input, batch)?;
-    check_params(spec, params)?;
     let state_len = spec.state_len(batch);
     check_min_len("work", spec.forward_work_len(batch, 1), work.len())?;
     let (state, tape) = work.split_at_mut(state_len);
