@@ -473,8 +473,10 @@ pub fn forward_logits_with<K: Kernels>(
     work: &mut [f32],
     out: &mut [f32],
 ) -> Result<(), Error> {
+    let steps = check_input(spec, &input, batch)?;
+    check_params(spec, params)?;
     check_len("output", sized("output", batch.checked_mul(spec.outputs))?, out.len())?;
-    let h = run_layers(kern, spec, params, input, batch, work)?;
+    let h = run_layers(kern, spec, params, input, batch, steps, work)?;
     head_logits(kern, spec, &params[spec.head_range()], h, batch, out);
     Ok(())
 }
@@ -494,25 +496,26 @@ pub fn forward_hidden(
     work: &mut [f32],
     hidden: &mut [f32],
 ) -> Result<(), Error> {
+    let steps = check_input(spec, &input, batch)?;
+    check_params(spec, params)?;
     let hidden_len = sized("hidden state", batch.checked_mul(spec.top_units()))?;
     check_len("hidden state", hidden_len, hidden.len())?;
-    let h = run_layers(Exact, spec, params, input, batch, work)?;
+    let h = run_layers(Exact, spec, params, input, batch, steps, work)?;
     hidden.copy_from_slice(h);
     Ok(())
 }
 
-/// Runs every LSTM layer over whole sequences; returns the top layer's last `h [B][H]`
-/// (inside `work`).
+/// Runs every LSTM layer over `steps` time steps of checked input; returns the top layer's
+/// last `h [B][H]` (inside `work`).
 fn run_layers<'w, K: Kernels>(
     kern: K,
     spec: &Spec,
     params: &[f32],
     input: Sequences<'_>,
     batch: usize,
+    steps: usize,
     work: &'w mut [f32],
 ) -> Result<&'w [f32], Error> {
-    let steps = check_input(spec, &input, batch)?;
-    check_params(spec, params)?;
     let state_len = sized("state", spec.state_len(batch))?;
     check_min_len("work", sized("work", spec.forward_work_len(batch, 1))?, work.len())?;
     let (state, tape) = work.split_at_mut(state_len);
