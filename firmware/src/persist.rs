@@ -6,6 +6,11 @@
 //!
 //! The file is `TINYLSTM_FLASH_FILE` at build time (default `tinylstm-flash.bin`, relative to
 //! the directory QEMU runs in); it is created erased when missing.
+//!
+//! **Power cuts.** When a file `tinylstm-flash-cut` (next to QEMU) holds a decimal number N at
+//! boot, it is deleted and the flash "loses power" after N more bytes erased or programmed: the
+//! operation under way stops part-way (its first bytes done), the firmware logs `power cut
+//! after N bytes` and exits as a reset would end it. The next boot shows what survived.
 
 use core::ffi::CStr;
 
@@ -27,6 +32,22 @@ pub const SECTORS: usize = 2 * SLOT_BYTES / SECTOR;
 #[derive(Debug)]
 pub struct HostFlash {
     file: File,
+    /// Bytes left to erase or program before the simulated power cut, and the cut's N.
+    cut: Option<(usize, usize)>,
+}
+
+/// The file naming a power cut for this boot.
+const CUT_FILE: &CStr = c"tinylstm-flash-cut";
+
+/// N from the cut file (then deleted), if there is one.
+fn take_cut() -> Option<usize> {
+    let mut f = File::open(CUT_FILE).ok()?;
+    let mut buf = [0u8; 16];
+    let n = f.read(&mut buf).ok()?;
+    drop(f);
+    let _ = semihosting::fs::remove_file(CUT_FILE);
+    let text = core::str::from_utf8(&buf[..n]).ok()?;
+    text.trim().parse().ok()
 }
 
 impl HostFlash {
@@ -37,12 +58,15 @@ impl HostFlash {
         let n = path.len().min(name.len() - 1);
         name[..n].copy_from_slice(&path.as_bytes()[..n]);
         let name = CStr::from_bytes_until_nul(&name).map_err(|_| NorFlashErrorKind::Other)?;
+        let cut = take_cut().map(|n| (n, n));
         if let Ok(file) = OpenOptions::new().read(true).write(true).open(name) {
-            let mut f = HostFlash { file };
+            let mut f = HostFlash { file, cut: None };
             if f.file.metadata().map(|m| m.len()).ok() == Some((SECTORS * SECTOR) as u64) {
+                f.cut = cut;
                 return Ok(f);
             }
             f.erase(0, (SECTORS * SECTOR) as u32)?;
+            f.cut = cut;
             return Ok(f);
         }
         let file = OpenOptions::new()
@@ -52,9 +76,29 @@ impl HostFlash {
             .truncate(true)
             .open(name)
             .map_err(|_| NorFlashErrorKind::Other)?;
-        let mut f = HostFlash { file };
+        let mut f = HostFlash { file, cut: None };
         f.erase(0, (SECTORS * SECTOR) as u32)?;
+        f.cut = cut;
         Ok(f)
+    }
+
+    /// Takes up to `n` bytes from the power-cut budget: how many may be done.
+    fn spend(&mut self, n: usize) -> usize {
+        match &mut self.cut {
+            None => n,
+            Some((left, _)) => {
+                let k = n.min(*left);
+                *left -= k;
+                k
+            }
+        }
+    }
+
+    /// The power is gone: ends the run as a reset would.
+    fn power_cut(&self) -> ! {
+        let n = self.cut.map_or(0, |c| c.1);
+        defmt::warn!("power cut after {=usize} bytes erased or programmed", n);
+        crate::platform::exit(true)
     }
 
     fn at(&mut self, offset: u32) -> Result<(), NorFlashErrorKind> {
@@ -97,10 +141,17 @@ impl NorFlash for HostFlash {
         if from > to || to > SECTORS * SECTOR {
             return Err(NorFlashErrorKind::OutOfBounds);
         }
+        let done = self.spend(to - from);
         self.at(from as u32)?;
         let ff = [0xFFu8; 256];
-        for _ in 0..(to - from) / ff.len() {
-            self.file.write_all(&ff).map_err(|_| NorFlashErrorKind::Other)?;
+        let mut left = done;
+        while left > 0 {
+            let k = left.min(ff.len());
+            self.file.write_all(&ff[..k]).map_err(|_| NorFlashErrorKind::Other)?;
+            left -= k;
+        }
+        if done < to - from {
+            self.power_cut();
         }
         Ok(())
     }
@@ -112,7 +163,8 @@ impl NorFlash for HostFlash {
         // NOR programming only clears bits: the new contents are the old AND the data.
         let mut old = [0u8; 256];
         let mut at = offset;
-        for chunk in bytes.chunks(old.len()) {
+        let done = self.spend(bytes.len());
+        for chunk in bytes[..done].chunks(old.len()) {
             let old = &mut old[..chunk.len()];
             self.read(at, old)?;
             for (o, &b) in old.iter_mut().zip(chunk) {
@@ -121,6 +173,9 @@ impl NorFlash for HostFlash {
             self.at(at)?;
             self.file.write_all(old).map_err(|_| NorFlashErrorKind::Other)?;
             at += chunk.len() as u32;
+        }
+        if done < bytes.len() {
+            self.power_cut();
         }
         Ok(())
     }
