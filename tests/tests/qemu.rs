@@ -23,7 +23,9 @@
 //!   within a SysTick tick (which checks the board's clock rate);
 //! * fine-tuning survives a reboot (`persist` build, two boots on one flash file): the second
 //!   boot runs on the slot the first one committed last, its outputs equal `tinylstm predict`
-//!   with the weights read from the flash file by the slot layout, bit for bit;
+//!   with the weights read from the flash file by the slot layout, bit for bit; power cuts
+//!   during a commit (in the erase, the weights, the first and last header byte) leave the old
+//!   weights at the next boot, a completed commit the new ones;
 //! * (host only) the device library's standardisation agrees with the CLI's `Normalizer`.
 //!
 //! Adding a model to the matrix is one line of [`MATRIX`].
@@ -1060,4 +1062,47 @@ fn fine_tuning_survives_a_reboot() {
     let next = (seq.parse::<u32>().unwrap() + 1).to_string();
     let l = line(&log2, &["persist", format!("seq={next}").as_str()]);
     assert_ne!(kv(l, "slot"), slot, "slots alternate");
+}
+
+#[test]
+fn power_cuts_during_a_commit_leave_the_old_or_the_new_weights() {
+    if !prerequisites("power_cuts_during_a_commit_leave_the_old_or_the_new_weights") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = default_model(dir.path());
+    let n = Loaded::load(&model).params.len();
+    let elf = build(&model, None, &["persist"], dir.path())
+        .unwrap_or_else(|e| panic!("firmware build:\n{e}"));
+    // One commit: erase the slot's sectors, program the weights, then the 32-byte header.
+    let erase = (32 + 4 * n).div_ceil(16384) * 16384;
+    let total = erase + 4 * n + 32;
+    let header = total - 32;
+    // A cut in the erase (at a sector boundary), in the weights, at the first and last byte of
+    // the header, and none before the commit completes.
+    let cuts = [16384, erase + 2 * n, header, total - 1, total];
+    let (code, log) = run_in(dir.path(), &elf);
+    assert_eq!(code, 0, "first boot\n{log}");
+    let mut live = kv(line(&log, &["params_crc"]), "final").to_string();
+    for cut in cuts {
+        std::fs::write(dir.path().join("tinylstm-flash-cut"), cut.to_string()).unwrap();
+        let (code, log) = run_in(dir.path(), &elf);
+        assert_eq!(code, 0, "boot with a cut after {cut} bytes\n{log}");
+        let l = line(&log, &["weights", "active=slot"]);
+        assert_eq!(kv(l, "params_crc"), live, "boot runs on what survived\n{l}");
+        // The first commit of this boot: its parameters before and after.
+        let l = line(&log, &["result", "mode=head", "data=clean", "decision=commit"]);
+        let (old, new) = kv(l, "params_crc").split_once("->").unwrap();
+        assert_eq!(old, live);
+        let cut_line = lines(&log, &["power", "cut"]);
+        assert_eq!(cut_line.len(), 1, "one power cut per boot\n{log}");
+        // Before the header's last byte the old weights stay; a completed commit is the new.
+        live = if cut < total { old } else { new }.to_string();
+        println!("cut after {cut} of {total} bytes: next boot expects params_crc={live}");
+    }
+    let (code, log) = run_in(dir.path(), &elf);
+    assert_eq!(code, 0, "last boot\n{log}");
+    let l = line(&log, &["weights", "active=slot"]);
+    assert_eq!(kv(l, "params_crc"), live, "{l}");
+    assert_eq!(lines(&log, &["done"]).len(), 1, "the device runs to the end\n{log}");
 }
