@@ -12,6 +12,8 @@
 //!   [`View`](data::View) that poisons (for tests of the transaction) and standardises.
 //! - [`tune`]: scores, head-only and truncated-BPTT fine-tuning, the acceptance rule.
 //! - [`ram`]: the RAM each mode needs, from the spec.
+//! - [`slots`]: fine-tuned weights persisted in two flash slots (A/B) that a power cut at any
+//!   byte cannot mix, behind the `embedded-storage` NOR-flash traits.
 //!
 //! Every loss and gradient is the core's ([`tinylstm::train`], [`tinylstm::loss`]).
 //!
@@ -37,4 +39,5 @@ pub mod data;
 pub mod model;
 pub mod norm;
 pub mod ram;
+pub mod slots;
 pub mod tune;

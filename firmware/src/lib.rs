@@ -10,4 +10,6 @@
 
 pub mod board;
 pub mod embedded;
+#[cfg(feature = "persist")]
+pub mod persist;
 pub mod platform;

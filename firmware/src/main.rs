@@ -107,6 +107,9 @@ struct Live {
     #[cfg(feature = "full-finetune")]
     all: &'static mut [f32; PARAMS],
     all_in_ram: bool,
+    /// The flash slots committed updates go to (none when the flash cannot be opened).
+    #[cfg(feature = "persist")]
+    store: Option<Store>,
 }
 
 impl Live {
@@ -121,6 +124,20 @@ impl Live {
         let head = None;
         let _ = (self.head_in_ram, self.all_in_ram);
         Weights { all, head }
+    }
+
+    /// Every parameter in use (a committed head merged in) in the RAM copy, which becomes live.
+    #[cfg(feature = "persist")]
+    fn materialize(&mut self) {
+        if !self.all_in_ram {
+            self.all.copy_from_slice(self.flash);
+            self.all_in_ram = true;
+        }
+        #[cfg(feature = "head-finetune")]
+        if self.head_in_ram {
+            self.all[SPEC.head_range()].copy_from_slice(&self.head[..]);
+            self.head_in_ram = false;
+        }
     }
 
     /// CRC-32 of the parameters in use (the head in use in place of the flat buffer's).
@@ -237,6 +254,83 @@ fn log_result(mode: &str, data: &str, r: Result<(), Reject>, crc_before: u32, cr
             crc_before,
             crc_after
         ),
+    }
+}
+
+/// Opens the flash slots and, when one holds valid weights for this model, makes them live;
+/// logs which weights the device runs with.
+#[cfg(feature = "persist")]
+fn load_slot(live: &mut Live) {
+    use tinylstm_device::slots::spec_hash;
+    use tinylstm_firmware::persist::{HostFlash, SECTOR, SLOT_BYTES};
+    let flash = match HostFlash::open() {
+        Ok(f) => f,
+        Err(e) => {
+            warn!("persist: no flash ({}): running on the flashed weights, updates stay in RAM", e);
+            return;
+        }
+    };
+    let store = Store::open(flash, 0, SLOT_BYTES as u32, spec_hash(&SPEC), PARAMS);
+    let mut store = match store {
+        Ok(s) => s,
+        Err(e) => fail("persist", &e),
+    };
+    info!(
+        "persist: 2 slots of {=usize} bytes ({=usize} sectors of {=usize}), spec hash {=u32:08x}",
+        SLOT_BYTES,
+        SLOT_BYTES / SECTOR,
+        SECTOR,
+        spec_hash(&SPEC)
+    );
+    match store.read_active(&mut live.all[..]) {
+        Ok(Some(a)) => {
+            live.all_in_ram = true;
+            live.head_in_ram = false;
+            info!(
+                "weights active=slot slot={=str} seq={=u32} weights_crc={=u32:08x} params_crc={=u32:08x}",
+                slot_name(a.slot),
+                a.seq,
+                a.crc,
+                live.crc()
+            );
+        }
+        Ok(None) => {
+            info!("weights active=flashed (no valid slot) params_crc={=u32:08x}", live.crc())
+        }
+        Err(e) => warn!("weights active=flashed: the slot failed to read back ({})", e),
+    }
+    live.store = Some(store);
+}
+
+/// The weight slots on the board's flash (feature `persist`).
+#[cfg(feature = "persist")]
+type Store = tinylstm_device::slots::SlotStore<tinylstm_firmware::persist::HostFlash>;
+
+/// Writes the live weights to the next flash slot after a committed update; a failing flash is
+/// logged and the device keeps running on the weights in RAM.
+#[cfg(feature = "persist")]
+fn persist(live: &mut Live) {
+    if live.store.is_none() {
+        return;
+    }
+    live.materialize();
+    let Some(store) = live.store.as_mut() else { return };
+    let (r, n) = measure(|| store.commit(&live.all[..]));
+    match r {
+        Ok(a) => info!(
+            "persist slot={=str} seq={=u32} weights_crc={=u32:08x} params_crc={=u32:08x} ({=u64} {=str})",
+            slot_name(a.slot), a.seq, a.crc, live.crc(), n, TICK.1
+        ),
+        Err(e) => warn!("persist failed, running on the weights in RAM: {}", e),
+    }
+}
+
+#[cfg(feature = "persist")]
+fn slot_name(slot: usize) -> &'static str {
+    if slot == 0 {
+        "A"
+    } else {
+        "B"
     }
 }
 
@@ -386,6 +480,10 @@ fn head_transaction(
         live.head_in_ram = true;
     }
     log_result("head", data, outcome, crc_before, live.crc());
+    #[cfg(feature = "persist")]
+    if outcome.is_ok() {
+        persist(live);
+    }
     outcome.is_ok()
 }
 
@@ -484,6 +582,10 @@ fn full_transaction(
         live.head_in_ram = false;
     }
     log_result("full", data, outcome, crc_before, live.crc());
+    #[cfg(feature = "persist")]
+    if outcome.is_ok() {
+        persist(live);
+    }
     outcome.is_ok()
 }
 
@@ -569,6 +671,8 @@ fn run() {
         #[cfg(feature = "full-finetune")]
         all: full_bufs::LIVE_BUF.take(),
         all_in_ram: false,
+        #[cfg(feature = "persist")]
+        store: None,
     };
     info!(
         "model verified: crc={=u32:08x} params={=usize} params_crc={=u32:08x} ({=u64} {=str} to check); weights read in place from flash",
@@ -578,6 +682,8 @@ fn run() {
         n,
         TICK.1
     );
+    #[cfg(feature = "persist")]
+    load_slot(&mut live);
     if let Some(meta) = file.metadata() {
         info!("model metadata: {=str}", core::str::from_utf8(meta).unwrap_or("<not UTF-8>"));
     }

@@ -21,6 +21,11 @@
 //!   failure; the on-target suite (`firmware/tests/gradcheck.rs`) passes;
 //! * each board's instruction counter, run on a loop of known length at boot, counts it to
 //!   within a SysTick tick (which checks the board's clock rate);
+//! * fine-tuning survives a reboot (`persist` build, two boots on one flash file): the second
+//!   boot runs on the slot the first one committed last, its outputs equal `tinylstm predict`
+//!   with the weights read from the flash file by the slot layout, bit for bit; power cuts
+//!   during a commit (in the erase, the weights, the first and last header byte) leave the old
+//!   weights at the next boot, a completed commit the new ones;
 //! * (host only) the device library's standardisation agrees with the CLI's `Normalizer`.
 //!
 //! Adding a model to the matrix is one line of [`MATRIX`].
@@ -39,7 +44,7 @@ use std::process::{Command, Output};
 use std::sync::Mutex;
 
 use device_replay::{params_crc, replay_full, replay_head, score_full, Loaded};
-use tinylstm::format::{self, ModelFile, Section, TAG_METADATA, TAG_NORMALIZATION};
+use tinylstm::format::{self, ModelFile, Section, TAG_METADATA, TAG_NORMALIZATION, TAG_PARAMS};
 use tinylstm::Head;
 use tinylstm_cli::preprocess::normalize::Normalizer;
 use tinylstm_device::data::{values, Dataset, Glitch, NonFiniteInput, Poison, View};
@@ -150,7 +155,8 @@ fn cargo(dir: &Path) -> Command {
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("CARGO_BUILD_TARGET")
         .env_remove("TINYLSTM_MODEL")
-        .env_remove("TINYLSTM_DATA");
+        .env_remove("TINYLSTM_DATA")
+        .env_remove("TINYLSTM_FLASH_FILE");
     c
 }
 
@@ -952,4 +958,151 @@ fn device_preprocessing_matches_cli() {
     zero[16..20].copy_from_slice(&0f32.to_le_bytes());
     assert_eq!(decode_section(&zero, 3, &mut m, &mut s), Err(NormError::Value(0)));
     assert!(Normalizer::from_bytes(&zero).is_err());
+}
+
+/// Boots the `persist` build of `elf` with QEMU running in `dir`, where the firmware's flash
+/// file (`tinylstm-flash.bin`, through semihosting) lives between boots.
+fn run_in(dir: &Path, elf: &Path) -> (i32, String) {
+    let o = Command::new(firmware_dir().join("qemu-run.sh"))
+        .args(["--machine", M4F.machine])
+        .arg(elf)
+        .current_dir(dir)
+        .env("QEMU_TIMEOUT", QEMU_TIMEOUT_S.to_string())
+        .output()
+        .expect("running firmware/qemu-run.sh");
+    (o.status.code().unwrap_or(-1), text(&o))
+}
+
+#[test]
+fn fine_tuning_survives_a_reboot() {
+    if !prerequisites("fine_tuning_survives_a_reboot") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = default_model(dir.path());
+    let loaded = Loaded::load(&model);
+    let elf = build(&model, None, &["persist"], dir.path())
+        .unwrap_or_else(|e| panic!("firmware build:\n{e}"));
+
+    // Boot 1, on an erased flash: the flashed weights; each committed update is persisted.
+    let (code, log1) = run_in(dir.path(), &elf);
+    println!("{log1}");
+    assert_eq!(code, 0, "boot 1 exit code\n{log1}");
+    let l = line(&log1, &["weights", "active=flashed"]);
+    assert_eq!(hex_bits(kv(l, "params_crc")), params_crc(&loaded.params));
+    let persisted = lines(&log1, &["persist", "seq=1"]);
+    assert_eq!(persisted.len(), 1, "the first commit goes to sequence 1\n{log1}");
+    let last = *lines(&log1, &["persist"]).iter().rfind(|l| l.contains(" slot=")).unwrap();
+    let final_crc = kv(line(&log1, &["params_crc"]), "final").to_string();
+    assert_eq!(kv(last, "params_crc"), final_crc, "the last commit is what was persisted");
+    let (slot, seq) = (kv(last, "slot").to_string(), kv(last, "seq").to_string());
+
+    // The slot in the flash file, read by its documented layout (header: magic TLWS, version 1,
+    // spec hash, sequence, parameter count, weights CRC, header CRC; then the weights).
+    let flash = std::fs::read(dir.path().join("tinylstm-flash.bin")).expect("the flash file");
+    let n = loaded.params.len();
+    let slot_len = (32 + 4 * n).div_ceil(16384) * 16384;
+    assert_eq!(flash.len(), 2 * slot_len, "two slots of whole 16 KiB sectors");
+    let at = if slot == "A" { 0 } else { slot_len };
+    let h = &flash[at..at + 32];
+    let word = |i: usize| u32::from_le_bytes(h[i..i + 4].try_into().unwrap());
+    assert_eq!(&h[..4], b"TLWS");
+    assert_eq!(word(12).to_string(), seq);
+    assert_eq!(word(16) as usize, n);
+    let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+    assert_eq!(word(28), crc.checksum(&h[..28]), "header CRC");
+    let weights: Vec<f32> = flash[at + 32..at + 32 + 4 * n]
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    assert_eq!(word(20), crc.checksum(&flash[at + 32..at + 32 + 4 * n]), "weights CRC");
+    assert_eq!(format!("{:08x}", params_crc(&weights)), final_crc);
+    assert_ne!(weights, loaded.params, "fine-tuning changed the weights");
+
+    // The host's prediction with the committed weights: the default model with them in place.
+    let file = ModelFile::parse(&loaded.bytes).unwrap();
+    let sections: Vec<Section<'_>> = file.sections().filter(|s| s.tag != TAG_PARAMS).collect();
+    let mut buf = vec![0u8; format::encoded_len(&loaded.spec, &sections).unwrap()];
+    format::write_into(&loaded.spec, &weights, &sections, &mut buf).unwrap();
+    let tuned = dir.path().join("tuned.tlm");
+    std::fs::write(&tuned, buf).unwrap();
+    let samples_bytes = set_bytes(&firmware_dir().join("data"), "samples");
+    let raw = Dataset::parse(&samples_bytes, loaded.model().shape()).unwrap();
+    let csv = dir.path().join("samples.csv");
+    write_csv(&csv, &raw);
+    let host = cli_predict(&tuned, &csv);
+
+    // Boot 2, same flash: the slot's weights, and outputs equal to the host's for them.
+    let (code, log2) = run_in(dir.path(), &elf);
+    println!("{log2}");
+    assert_eq!(code, 0, "boot 2 exit code\n{log2}");
+    let l = line(&log2, &["weights", "active=slot"]);
+    assert_eq!((kv(l, "slot"), kv(l, "seq")), (slot.as_str(), seq.as_str()), "{l}");
+    assert_eq!(kv(l, "params_crc"), final_crc, "{l}");
+    let out_lines = lines(&log2, &["probs"]);
+    assert_eq!(out_lines.len(), raw.len(), "one probs line per sample\n{log2}");
+    for (i, l) in out_lines.iter().enumerate() {
+        let device: Vec<u32> = kv(l, "bits").split(',').map(hex_bits).collect();
+        assert_eq!(device, host[i], "sample {i}: boot 2 differs from the committed weights");
+    }
+    assert_ne!(
+        lines(&log1, &["probs", "sample=0"]),
+        lines(&log2, &["probs", "sample=0"]),
+        "boot 2 runs on other weights than boot 1"
+    );
+    // The field-set scores boot 2 starts from are those boot 1 ended with, bit for bit.
+    for set in ["train", "valid"] {
+        assert_eq!(
+            logged_score(&log2, "deployed", "clean", set, "initial"),
+            logged_score(&log1, "deployed", "clean", set, "final"),
+            "{set}"
+        );
+    }
+    // Boot 2's commits continue the sequence in the other slot.
+    let next = (seq.parse::<u32>().unwrap() + 1).to_string();
+    let l = line(&log2, &["persist", format!("seq={next}").as_str()]);
+    assert_ne!(kv(l, "slot"), slot, "slots alternate");
+}
+
+#[test]
+fn power_cuts_during_a_commit_leave_the_old_or_the_new_weights() {
+    if !prerequisites("power_cuts_during_a_commit_leave_the_old_or_the_new_weights") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = default_model(dir.path());
+    let n = Loaded::load(&model).params.len();
+    let elf = build(&model, None, &["persist"], dir.path())
+        .unwrap_or_else(|e| panic!("firmware build:\n{e}"));
+    // One commit: erase the slot's sectors, program the weights, then the 32-byte header.
+    let erase = (32 + 4 * n).div_ceil(16384) * 16384;
+    let total = erase + 4 * n + 32;
+    let header = total - 32;
+    // A cut in the erase (at a sector boundary), in the weights, at the first and last byte of
+    // the header, and none before the commit completes.
+    let cuts = [16384, erase + 2 * n, header, total - 1, total];
+    let (code, log) = run_in(dir.path(), &elf);
+    assert_eq!(code, 0, "first boot\n{log}");
+    let mut live = kv(line(&log, &["params_crc"]), "final").to_string();
+    for cut in cuts {
+        std::fs::write(dir.path().join("tinylstm-flash-cut"), cut.to_string()).unwrap();
+        let (code, log) = run_in(dir.path(), &elf);
+        assert_eq!(code, 0, "boot with a cut after {cut} bytes\n{log}");
+        let l = line(&log, &["weights", "active=slot"]);
+        assert_eq!(kv(l, "params_crc"), live, "boot runs on what survived\n{l}");
+        // The first commit of this boot: its parameters before and after.
+        let l = line(&log, &["result", "mode=head", "data=clean", "decision=commit"]);
+        let (old, new) = kv(l, "params_crc").split_once("->").unwrap();
+        assert_eq!(old, live);
+        let cut_line = lines(&log, &["power", "cut"]);
+        assert_eq!(cut_line.len(), 1, "one power cut per boot\n{log}");
+        // Before the header's last byte the old weights stay; a completed commit is the new.
+        live = if cut < total { old } else { new }.to_string();
+        println!("cut after {cut} of {total} bytes: next boot expects params_crc={live}");
+    }
+    let (code, log) = run_in(dir.path(), &elf);
+    assert_eq!(code, 0, "last boot\n{log}");
+    let l = line(&log, &["weights", "active=slot"]);
+    assert_eq!(kv(l, "params_crc"), live, "{l}");
+    assert_eq!(lines(&log, &["done"]).len(), 1, "the device runs to the end\n{log}");
 }

@@ -1,0 +1,182 @@
+//! Persisted fine-tuning (feature `persist`): the weight slots of `tinylstm_device::slots` on
+//! the board's flash. Under QEMU the "flash" is a file on the host reached through
+//! semihosting ([`HostFlash`]), so what a run commits is there at the next run: a NOR flash of
+//! [`SECTORS`] sectors of [`SECTOR`] bytes (erase sets a sector to `0xFF`, a write only clears
+//! bits), slot A in the first half, slot B in the second.
+//!
+//! The file is `TINYLSTM_FLASH_FILE` at build time (default `tinylstm-flash.bin`, relative to
+//! the directory QEMU runs in); it is created erased when missing.
+//!
+//! **Power cuts.** When a file `tinylstm-flash-cut` (next to QEMU) holds a decimal number N at
+//! boot, it is deleted and the flash "loses power" after N more bytes erased or programmed: the
+//! operation under way stops part-way (its first bytes done), the firmware logs `power cut
+//! after N bytes` and exits as a reset would end it. The next boot shows what survived.
+
+use core::ffi::CStr;
+
+use embedded_storage::nor_flash::{ErrorType, NorFlash, NorFlashErrorKind, ReadNorFlash};
+use semihosting::fs::{File, OpenOptions};
+use semihosting::io::{Read, Seek, SeekFrom, Write};
+use tinylstm_device::slots::SlotStore;
+
+use crate::embedded::PARAMS;
+
+/// Erase size of the emulated flash (the STM32F407's small sectors are 16 KiB).
+pub const SECTOR: usize = 16 * 1024;
+/// Bytes one slot needs for the model: header area and weights, rounded up to whole sectors.
+pub const SLOT_BYTES: usize = SlotStore::<HostFlash>::needed(PARAMS).div_ceil(SECTOR) * SECTOR;
+/// Sectors of the emulated flash: two slots.
+pub const SECTORS: usize = 2 * SLOT_BYTES / SECTOR;
+
+/// A NOR flash in a host file, through semihosting.
+#[derive(Debug)]
+pub struct HostFlash {
+    file: File,
+    /// Bytes left to erase or program before the simulated power cut, and the cut's N.
+    cut: Option<(usize, usize)>,
+}
+
+/// The file naming a power cut for this boot.
+const CUT_FILE: &CStr = c"tinylstm-flash-cut";
+
+/// N from the cut file (then deleted), if there is one.
+fn take_cut() -> Option<usize> {
+    let mut f = File::open(CUT_FILE).ok()?;
+    let mut buf = [0u8; 16];
+    let n = f.read(&mut buf).ok()?;
+    drop(f);
+    let _ = semihosting::fs::remove_file(CUT_FILE);
+    let text = core::str::from_utf8(&buf[..n]).ok()?;
+    text.trim().parse().ok()
+}
+
+impl HostFlash {
+    /// Opens the flash file, creating it erased (all `0xFF`) when missing.
+    pub fn open() -> Result<Self, NorFlashErrorKind> {
+        let mut name = [0u8; 256];
+        let path = option_env!("TINYLSTM_FLASH_FILE").unwrap_or("tinylstm-flash.bin");
+        let n = path.len().min(name.len() - 1);
+        name[..n].copy_from_slice(&path.as_bytes()[..n]);
+        let name = CStr::from_bytes_until_nul(&name).map_err(|_| NorFlashErrorKind::Other)?;
+        let cut = take_cut().map(|n| (n, n));
+        if let Ok(file) = OpenOptions::new().read(true).write(true).open(name) {
+            let mut f = HostFlash { file, cut: None };
+            if f.file.metadata().map(|m| m.len()).ok() == Some((SECTORS * SECTOR) as u64) {
+                f.cut = cut;
+                return Ok(f);
+            }
+            f.erase(0, (SECTORS * SECTOR) as u32)?;
+            f.cut = cut;
+            return Ok(f);
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(name)
+            .map_err(|_| NorFlashErrorKind::Other)?;
+        let mut f = HostFlash { file, cut: None };
+        f.erase(0, (SECTORS * SECTOR) as u32)?;
+        f.cut = cut;
+        Ok(f)
+    }
+
+    /// Takes up to `n` bytes from the power-cut budget: how many may be done.
+    fn spend(&mut self, n: usize) -> usize {
+        match &mut self.cut {
+            None => n,
+            Some((left, _)) => {
+                let k = n.min(*left);
+                *left -= k;
+                k
+            }
+        }
+    }
+
+    /// The power is gone: ends the run as a reset would.
+    fn power_cut(&self) -> ! {
+        let n = self.cut.map_or(0, |c| c.1);
+        defmt::warn!("power cut after {=usize} bytes erased or programmed", n);
+        crate::platform::exit(true)
+    }
+
+    fn at(&mut self, offset: u32) -> Result<(), NorFlashErrorKind> {
+        self.file
+            .seek(SeekFrom::Start(offset.into()))
+            .map(|_| ())
+            .map_err(|_| NorFlashErrorKind::Other)
+    }
+}
+
+impl ErrorType for HostFlash {
+    type Error = NorFlashErrorKind;
+}
+
+impl ReadNorFlash for HostFlash {
+    const READ_SIZE: usize = 1;
+
+    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Self::Error> {
+        if offset as usize + bytes.len() > SECTORS * SECTOR {
+            return Err(NorFlashErrorKind::OutOfBounds);
+        }
+        self.at(offset)?;
+        self.file.read_exact(bytes).map_err(|_| NorFlashErrorKind::Other)
+    }
+
+    fn capacity(&self) -> usize {
+        SECTORS * SECTOR
+    }
+}
+
+impl NorFlash for HostFlash {
+    const WRITE_SIZE: usize = 4;
+    const ERASE_SIZE: usize = SECTOR;
+
+    fn erase(&mut self, from: u32, to: u32) -> Result<(), Self::Error> {
+        let (from, to) = (from as usize, to as usize);
+        if from % SECTOR != 0 || to % SECTOR != 0 {
+            return Err(NorFlashErrorKind::NotAligned);
+        }
+        if from > to || to > SECTORS * SECTOR {
+            return Err(NorFlashErrorKind::OutOfBounds);
+        }
+        let done = self.spend(to - from);
+        self.at(from as u32)?;
+        let ff = [0xFFu8; 256];
+        let mut left = done;
+        while left > 0 {
+            let k = left.min(ff.len());
+            self.file.write_all(&ff[..k]).map_err(|_| NorFlashErrorKind::Other)?;
+            left -= k;
+        }
+        if done < to - from {
+            self.power_cut();
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), Self::Error> {
+        if offset as usize % 4 != 0 || bytes.len() % 4 != 0 {
+            return Err(NorFlashErrorKind::NotAligned);
+        }
+        // NOR programming only clears bits: the new contents are the old AND the data.
+        let mut old = [0u8; 256];
+        let mut at = offset;
+        let done = self.spend(bytes.len());
+        for chunk in bytes[..done].chunks(old.len()) {
+            let old = &mut old[..chunk.len()];
+            self.read(at, old)?;
+            for (o, &b) in old.iter_mut().zip(chunk) {
+                *o &= b;
+            }
+            self.at(at)?;
+            self.file.write_all(old).map_err(|_| NorFlashErrorKind::Other)?;
+            at += chunk.len() as u32;
+        }
+        if done < bytes.len() {
+            self.power_cut();
+        }
+        Ok(())
+    }
+}
