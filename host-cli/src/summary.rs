@@ -83,13 +83,15 @@ pub fn summary(spec: &Spec, steps: Option<usize>) -> String {
     let _ = writeln!(s, "{rule}");
     let params = spec.param_count();
     let _ = writeln!(s, "Total params: {params} ({})", human_bytes(params * 4));
-    let stream = (spec.state_len(1) + spec.step_work_len(1)) * 4;
+    // One sequence's sizes of a spec that validated cannot overflow; saturate regardless.
+    let state = spec.state_len(1).unwrap_or(usize::MAX).saturating_mul(4);
+    let step = spec.step_work_len(1).unwrap_or(usize::MAX).saturating_mul(4);
     let _ = writeln!(
         s,
         "Device RAM besides the weights, streaming one sequence: {} (state {}, step work {})",
-        human_bytes(stream),
-        human_bytes(spec.state_len(1) * 4),
-        human_bytes(spec.step_work_len(1) * 4)
+        human_bytes(state.saturating_add(step)),
+        human_bytes(state),
+        human_bytes(step)
     );
     s
 }

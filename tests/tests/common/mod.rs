@@ -197,7 +197,7 @@ pub fn to_batch_major(x: &[f32], b: usize, t: usize, w: usize) -> Vec<f32> {
 /// A `.npy` 1.0 member with this header dict text (padded to 64 bytes as NumPy pads) and data.
 pub fn npy_raw(dict: &str, data: &[u8]) -> Vec<u8> {
     let mut header = dict.to_string();
-    while (10 + header.len() + 1) % 64 != 0 {
+    while !(10 + header.len() + 1).is_multiple_of(64) {
         header.push(' ');
     }
     header.push('\n');
