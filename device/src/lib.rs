@@ -26,7 +26,7 @@
 //! tinylstm::init::init_params(&SPEC, 1, &mut params).unwrap();
 //! let m = Model { spec: SPEC, steps: T, norm: None };
 //! let x = [0.5f32.to_bits(); T * 2]; // one sequence's words [T][C]
-//! let mut work = [0.0f32; SPEC.forward_work_len(1, 1)];
+//! let mut work = [0.0f32; SPEC.forward_work_len(1, 1).unwrap()];
 //! let (mut hidden, mut probs) = ([0.0f32; 4], [0.0f32; 3]);
 //! predict(&m, Weights::flat(&params), &x, &mut work, &mut hidden, &mut probs).unwrap();
 //! assert!((probs.iter().sum::<f32>() - 1.0).abs() < 1e-6);
