@@ -959,7 +959,7 @@ fn config_cases(cat: &mut Catalogue, dir: &Path) {
     cat.case_anyhow(
         "config: negative learning rate",
         args.optimizer(),
-        &["--lr must be a positive number", "-1"],
+        &["--lr must be a finite number > 0", "-1"],
     );
     let args = TrainArgs { clipnorm: Some(1.0), clipvalue: Some(1.0), ..TrainArgs::default() };
     cat.case_anyhow("config: two clipping modes", args.optimizer(), &["--clipnorm", "--clipvalue"]);
@@ -975,12 +975,12 @@ fn config_cases(cat: &mut Catalogue, dir: &Path) {
         (
             "lr-inf",
             "epochs = 2\nlr = inf\n",
-            "line 2: `lr` = inf: must be a finite number (an f32: at most ±3.4e38)",
+            "line 2: `lr` = inf: must be a finite number > 0 (an f32: at most 3.4e38)",
         ),
         (
             "lr-nan",
             "lr = nan\n",
-            "line 1: `lr` = NaN: must be a finite number (an f32: at most ±3.4e38)",
+            "line 1: `lr` = NaN: must be a finite number > 0 (an f32: at most 3.4e38)",
         ),
         (
             "l2-minus-inf",
@@ -1196,8 +1196,8 @@ fn bad_input_catalogue_through_the_binary() {
     let never = d.join("floats");
     let o2 = s(&never);
     for (flag, v, problem) in [
-        ("--lr", "inf", "must be a finite number (an f32: at most ±3.4e38)"),
-        ("--lr", "nan", "must be a finite number (an f32: at most ±3.4e38)"),
+        ("--lr", "inf", "must be a finite number > 0 (an f32: at most 3.4e38)"),
+        ("--lr", "nan", "must be a finite number > 0 (an f32: at most 3.4e38)"),
         ("--l2", "-inf", "must be a finite number (an f32: at most ±3.4e38)"),
         ("--momentum", "1e39", "must be a finite number (an f32: at most ±3.4e38)"),
         ("--beta-1", "NaN", "must be a finite number"),
@@ -1215,8 +1215,8 @@ fn bad_input_catalogue_through_the_binary() {
     expect(
         &["train", "--config", s(&p), "--out", o2],
         &[&format!(
-            "error: config file {}, line 2: `lr` = inf: must be a finite number (an f32: at most \
-             ±3.4e38)\n",
+            "error: config file {}, line 2: `lr` = inf: must be a finite number > 0 (an f32: at \
+             most 3.4e38)\n",
             p.display()
         )],
     );
