@@ -1,4 +1,4 @@
-//! Reliability (issue 7, RELIABILITY.md): replays of the fuzzers' saved inputs, the bad-input
+//! Reliability (RELIABILITY.md): replays of the fuzzers' saved inputs, the bad-input
 //! catalogue, crash safety of checkpointing under SIGKILL, and numerical faults.
 //!
 //! * `fuzz_regressions_*`: every file under `tests/fixtures/fuzz-regressions/<target>/` (seed
