@@ -151,7 +151,7 @@ const MAX_DRAWS: usize = 64;
 /// distributed as Keras's (Haar-uniform). A row whose residual after projection is below 10⁻³ of
 /// its drawn norm (probability ~0) is redrawn. Works in place, without extra memory.
 ///
-/// Errors: `BufferLength` unless `out.len() == rows·cols`; `InvalidArgument` when
+/// Errors: `BufferLength` unless `out.len() == rows·cols`; `OrthogonalShape` when
 /// `rows > cols` (the rows cannot be orthonormal).
 pub fn orthogonal_rows(
     rows: usize,
@@ -161,7 +161,7 @@ pub fn orthogonal_rows(
 ) -> Result<(), Error> {
     check_len("orthogonal tensor", rows.saturating_mul(cols), out.len())?;
     if rows > cols {
-        return Err(Error::InvalidArgument("orthogonal rows need rows <= cols"));
+        return Err(Error::OrthogonalShape { rows, cols });
     }
     if cols == 0 {
         return Ok(());
@@ -193,7 +193,7 @@ pub fn orthogonal_rows(
             }
         }
         if !ok {
-            return Err(Error::InvalidArgument("orthogonal initialisation did not converge"));
+            return Err(Error::OrthogonalNoConvergence);
         }
     }
     Ok(())

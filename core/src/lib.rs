@@ -38,8 +38,8 @@ pub mod schedule;
 pub mod spec;
 pub mod train;
 
-pub use error::{Error, SpecError};
+pub use error::{Error, Hyperparameter, SpecError};
 pub use loss::Targets;
-pub use model::Sequences;
+pub use model::{Model, Sequences, Stream};
 pub use spec::{Head, InputKind, Mask, Spec, Tensor, TensorKind, MAX_LAYERS};
-pub use train::{Batch, Bptt, TrainOptions};
+pub use train::{Batch, Bptt, TrainOptions, Trainer};

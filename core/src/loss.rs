@@ -11,7 +11,7 @@
 //! per-sample losses is divided by a caller-given `norm` — the batch size, or the whole batch's
 //! size when a batch is split across threads or accumulated sample by sample on a device.
 
-use crate::error::{check_len, sized, Error};
+use crate::error::{check_len, sized, Error, Hyperparameter};
 use crate::math::{exp, ln, ln_1p, sigmoid};
 use crate::spec::Head;
 
@@ -43,14 +43,14 @@ pub fn loss_and_grad(
     check_len("logits", bk, logits.len())?;
     check_len("logit gradient", bk, dlogits.len())?;
     if norm.is_nan() || norm <= 0.0 {
-        return Err(Error::InvalidArgument("loss normaliser must be positive"));
+        return Err(Error::Hyperparameter(Hyperparameter::LossNorm));
     }
     let mut total = 0.0f32;
     match (head, targets) {
         (Head::Softmax, Targets::Classes(labels)) => {
             check_len("class labels", batch, labels.len())?;
             if let Some(index) = labels.iter().position(|&l| l as usize >= k) {
-                return Err(Error::LabelOutOfRange { index, label: labels[index] });
+                return Err(Error::LabelOutOfRange { index, label: labels[index], outputs: k });
             }
             for ((x, d), &label) in
                 logits.chunks_exact(k).zip(dlogits.chunks_exact_mut(k)).zip(labels)

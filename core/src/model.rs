@@ -76,13 +76,13 @@ pub(crate) fn check_input(
 ) -> Result<usize, Error> {
     spec.validate()?;
     if batch == 0 {
-        return Err(Error::InvalidArgument("batch size must be at least 1"));
+        return Err(Error::EmptyBatch);
     }
     let per_step = sized("input", batch.checked_mul(spec.step_width()))?;
     match (spec.input, input) {
         (InputKind::Tokens { vocab, .. }, Sequences::Tokens(ids)) => {
             if let Some(index) = ids.iter().position(|&t| t as usize >= vocab) {
-                return Err(Error::TokenOutOfRange { index, token: ids[index] });
+                return Err(Error::TokenOutOfRange { index, token: ids[index], vocab });
             }
         }
         (InputKind::Channels(_), Sequences::Values(_)) => {}
@@ -617,4 +617,188 @@ pub fn step_with<K: Kernels>(
 /// Resets a streaming state to zeros (the state Keras starts every sequence from).
 pub fn reset_state(state: &mut [f32]) {
     state.fill(0.0);
+}
+
+/// A model to run: its [`Spec`] and its flat parameters, both borrowed — the readable front of
+/// this module's free functions, which stay available as the low-level layer.
+///
+/// Nothing is copied or allocated: a `Model` is two references, and each method is one call to
+/// the free function it is named after, so it costs what that call costs. The batch size `B` is
+/// read from the buffer that holds one row per sequence (the output, the hidden state, or the
+/// streaming input), so it cannot disagree with it.
+///
+/// ```
+/// use tinylstm::{Head, Model, Sequences, Spec, Stream};
+/// const SPEC: Spec = Spec::channels(2).lstm(5).dense(3, Head::Softmax);
+/// const T: usize = 6;
+/// let mut params = [0.0f32; SPEC.param_count()];
+/// tinylstm::init::init_params(&SPEC, 42, &mut params).unwrap();
+/// let model = Model::new(&SPEC, &params);
+/// let x = [0.1f32; T * 2]; // one sequence [T][C]
+///
+/// // Whole sequence at once: B = probs.len() / K = 1.
+/// let mut work = [0.0f32; SPEC.forward_work_len(1, 1).unwrap()];
+/// let mut probs = [0.0f32; 3];
+/// model.forward(Sequences::Values(&x), &mut work, &mut probs).unwrap();
+///
+/// // The same sequence one step at a time, carrying the state in a `Stream`.
+/// let mut state = [0.0f32; SPEC.state_len(1).unwrap()];
+/// let mut step_work = [0.0f32; SPEC.step_work_len(1).unwrap()];
+/// let mut stream = Stream { state: &mut state, work: &mut step_work };
+/// let mut streamed = [0.0f32; 3];
+/// for xt in x.chunks_exact(2) {
+///     model.step_outputs(&mut stream, Sequences::Values(xt), &mut streamed).unwrap();
+/// }
+/// assert_eq!(probs, streamed); // bit for bit
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Model<'a> {
+    /// The architecture.
+    pub spec: &'a Spec,
+    /// The parameters: [`Spec::param_count`] floats in Keras `get_weights()` order.
+    pub params: &'a [f32],
+}
+
+/// The buffers a streaming model carries from one [`Model::step`] to the next, for `B`
+/// sequences.
+#[derive(Debug)]
+pub struct Stream<'a> {
+    /// `(h, c)` of every layer, [`Spec::state_len`]`(B)` floats; zeros start fresh sequences
+    /// ([`Stream::reset`]).
+    pub state: &'a mut [f32],
+    /// Scratch of at least [`Spec::step_work_len`]`(B)` floats.
+    pub work: &'a mut [f32],
+}
+
+impl Stream<'_> {
+    /// Zeroes the state: the next step starts new sequences (Keras's initial state).
+    pub fn reset(&mut self) {
+        reset_state(self.state);
+    }
+}
+
+/// `len / width`, or the error for a row buffer of `len` floats that is empty or not whole rows.
+fn rows_of(what: &'static str, width: usize, len: usize) -> Result<usize, Error> {
+    if len == 0 {
+        return Err(Error::EmptyBatch);
+    }
+    if width == 0 || len % width != 0 {
+        return Err(Error::BufferLength {
+            what,
+            expected: (len / width.max(1)).max(1) * width,
+            actual: len,
+        });
+    }
+    Ok(len / width)
+}
+
+impl<'a> Model<'a> {
+    /// The model with architecture `spec` and parameters `params`.
+    pub const fn new(spec: &'a Spec, params: &'a [f32]) -> Self {
+        Model { spec, params }
+    }
+
+    /// Batched forward pass over whole sequences ([`forward`]).
+    ///
+    /// * `input` — `[B][T]` ids or `[B][T][C]` values.
+    /// * `work` — at least [`Spec::forward_work_len`]`(B, 1)` floats.
+    /// * `out` — `[B][K]`, receives the head's outputs; `B = out.len() / K`.
+    ///
+    /// # Errors
+    /// As [`forward`]; [`Error::EmptyBatch`] for an empty `out`.
+    pub fn forward(
+        &self,
+        input: Sequences<'_>,
+        work: &mut [f32],
+        out: &mut [f32],
+    ) -> Result<(), Error> {
+        self.forward_with(Exact, input, work, out)
+    }
+
+    /// [`Model::forward`] on the kernel path `kern` ([`forward_with`]).
+    ///
+    /// # Errors
+    /// As [`Model::forward`].
+    pub fn forward_with<K: Kernels>(
+        &self,
+        kern: K,
+        input: Sequences<'_>,
+        work: &mut [f32],
+        out: &mut [f32],
+    ) -> Result<(), Error> {
+        self.spec.validate()?;
+        let batch = rows_of("output", self.spec.outputs, out.len())?;
+        forward_with(kern, self.spec, self.params, input, batch, work, out)
+    }
+
+    /// [`Model::forward`] returning the head's logits ([`forward_logits`]).
+    ///
+    /// # Errors
+    /// As [`Model::forward`].
+    pub fn forward_logits(
+        &self,
+        input: Sequences<'_>,
+        work: &mut [f32],
+        out: &mut [f32],
+    ) -> Result<(), Error> {
+        self.spec.validate()?;
+        let batch = rows_of("output", self.spec.outputs, out.len())?;
+        forward_logits(self.spec, self.params, input, batch, work, out)
+    }
+
+    /// The top layer's last hidden state `[B][H]` into `hidden` ([`forward_hidden`]);
+    /// `B = hidden.len() / H`.
+    ///
+    /// # Errors
+    /// As [`Model::forward`].
+    pub fn forward_hidden(
+        &self,
+        input: Sequences<'_>,
+        work: &mut [f32],
+        hidden: &mut [f32],
+    ) -> Result<(), Error> {
+        self.spec.validate()?;
+        let batch = rows_of("hidden state", self.spec.top_units(), hidden.len())?;
+        forward_hidden(self.spec, self.params, input, batch, work, hidden)
+    }
+
+    /// One streaming step ([`step`]): consumes one time step of `input` — `[B]` ids or
+    /// `[B][C]` values, which gives `B` — and updates `stream.state`.
+    ///
+    /// # Errors
+    /// As [`step`]; [`Error::EmptyBatch`] for an empty input.
+    pub fn step(&self, stream: &mut Stream<'_>, input: Sequences<'_>) -> Result<(), Error> {
+        self.step_with(Exact, stream, input, None)
+    }
+
+    /// [`Model::step`], then the head's outputs `[B][K]` for the sequences so far into `out`.
+    ///
+    /// # Errors
+    /// As [`Model::step`].
+    pub fn step_outputs(
+        &self,
+        stream: &mut Stream<'_>,
+        input: Sequences<'_>,
+        out: &mut [f32],
+    ) -> Result<(), Error> {
+        self.step_with(Exact, stream, input, Some(out))
+    }
+
+    /// [`Model::step`] on the kernel path `kern`, with the outputs when `out` is given
+    /// ([`step_with`]).
+    ///
+    /// # Errors
+    /// As [`Model::step`].
+    pub fn step_with<K: Kernels>(
+        &self,
+        kern: K,
+        stream: &mut Stream<'_>,
+        input: Sequences<'_>,
+        out: Option<&mut [f32]>,
+    ) -> Result<(), Error> {
+        self.spec.validate()?;
+        let what = "streaming input (one step per sequence)";
+        let batch = rows_of(what, self.spec.step_width(), input.len())?;
+        step_with(kern, self.spec, self.params, input, batch, stream.state, stream.work, out)
+    }
 }

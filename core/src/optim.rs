@@ -53,7 +53,7 @@
 
 use core::ops::Range;
 
-use crate::error::{check_len, Error};
+use crate::error::{check_len, Error, Hyperparameter};
 use crate::math;
 use crate::schedule::Schedule;
 use crate::spec::Spec;
@@ -223,23 +223,23 @@ impl Optimizer {
     /// weight decay finite and ≥ 0.
     pub fn validate(&self) -> Result<(), Error> {
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return Err(Error::InvalidArgument("weight decay must be finite and >= 0"));
+            return Err(Error::Hyperparameter(Hyperparameter::WeightDecay));
         }
         match self.method {
             Method::Sgd { momentum, .. } => {
                 if !(0.0..=1.0).contains(&momentum) {
-                    return Err(Error::InvalidArgument("SGD momentum must be in [0, 1]"));
+                    return Err(Error::Hyperparameter(Hyperparameter::Momentum));
                 }
             }
             Method::Adam { beta_1, beta_2, epsilon, .. } => {
                 if !(0.0..1.0).contains(&beta_1) {
-                    return Err(Error::InvalidArgument("Adam beta_1 must be in [0, 1)"));
+                    return Err(Error::Hyperparameter(Hyperparameter::Beta1));
                 }
                 if !(0.0..1.0).contains(&beta_2) {
-                    return Err(Error::InvalidArgument("Adam beta_2 must be in [0, 1)"));
+                    return Err(Error::Hyperparameter(Hyperparameter::Beta2));
                 }
                 if !(epsilon.is_finite() && epsilon > 0.0) {
-                    return Err(Error::InvalidArgument("Adam epsilon must be finite and > 0"));
+                    return Err(Error::Hyperparameter(Hyperparameter::Epsilon));
                 }
             }
         }
@@ -266,7 +266,7 @@ impl Optimizer {
         check_len("optimizer state", self.state_len(n), state.len())?;
         self.validate()?;
         if !(lr.is_finite() && lr >= 0.0) {
-            return Err(Error::InvalidArgument("learning rate must be finite and >= 0"));
+            return Err(Error::Hyperparameter(Hyperparameter::StepLearningRate));
         }
         self.step_unchecked(lr, iteration, params, grads, state);
         Ok(())
@@ -394,13 +394,11 @@ impl Clip {
             + self.norm.is_some() as u8
             + self.global_norm.is_some() as u8;
         if set > 1 {
-            return Err(Error::InvalidArgument(
-                "set at most one of clip value, clip norm and global clip norm (Keras applies only one)",
-            ));
+            return Err(Error::ConflictingClips);
         }
         for c in [self.value, self.norm, self.global_norm].into_iter().flatten() {
             if !(c.is_finite() && c > 0.0) {
-                return Err(Error::InvalidArgument("clipping bound must be finite and > 0"));
+                return Err(Error::Hyperparameter(Hyperparameter::ClipBound));
             }
         }
         Ok(())
@@ -444,7 +442,7 @@ fn check_range(range: &Range<usize>, len: usize) -> Result<(), Error> {
     if range.start <= range.end && range.end <= len {
         Ok(())
     } else {
-        Err(Error::InvalidArgument("parameter range is outside the parameter buffer"))
+        Err(Error::RangeOutOfBounds { start: range.start, end: range.end, len })
     }
 }
 
@@ -593,7 +591,7 @@ impl OptimizerConfig {
     ///
     /// Every check runs before anything is modified: on `Err` the parameters, gradients and state
     /// are untouched. Errors: an invalid spec, config or range, a buffer of the wrong length, a
-    /// NaN/infinite gradient in `range` (`InvalidArgument("non-finite gradient")`), or a
+    /// NaN/infinite gradient in `range` ([`Error::NonFiniteGradient`]), or a
     /// non-finite learning rate from the schedule.
     pub fn apply(
         &self,
@@ -612,11 +610,11 @@ impl OptimizerConfig {
         check_len("optimizer state", self.optimizer.state_len(range.len()), state.len())?;
         self.validate()?;
         if !all_finite(&grads[range.clone()]) {
-            return Err(Error::InvalidArgument("non-finite gradient"));
+            return Err(Error::NonFiniteGradient);
         }
         let lr = self.schedule.lr(iteration);
         if !(lr.is_finite() && lr >= 0.0) {
-            return Err(Error::InvalidArgument("learning-rate schedule gave a non-finite rate"));
+            return Err(Error::NonFiniteRate { iteration });
         }
         self.clip.apply_unchecked(spec, range.clone(), grads);
         self.optimizer.step_unchecked(

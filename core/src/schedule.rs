@@ -31,7 +31,7 @@
 //! assert_eq!(w.lr(10), 1e-3);
 //! ```
 
-use crate::error::Error;
+use crate::error::{Error, Hyperparameter};
 use crate::math;
 
 /// How the learning rate decays after the warm-up. See the [module docs](self) for the formulas.
@@ -145,37 +145,35 @@ impl Schedule {
     /// `decay_steps`/`step_size` > 0, `rate`/`gamma` finite and > 0, `alpha` in `[0, 1]`.
     pub fn validate(&self) -> Result<(), Error> {
         if !(self.initial.is_finite() && self.initial > 0.0) {
-            return Err(Error::InvalidArgument("learning rate must be finite and > 0"));
+            return Err(Error::Hyperparameter(Hyperparameter::LearningRate));
         }
         if !(self.warmup_start.is_finite() && self.warmup_start >= 0.0) {
-            return Err(Error::InvalidArgument("warm-up start rate must be finite and >= 0"));
+            return Err(Error::Hyperparameter(Hyperparameter::WarmupStart));
         }
         match self.decay {
             Decay::Constant => {}
             Decay::Exponential { decay_steps, rate, .. } => {
                 if decay_steps == 0 {
-                    return Err(Error::InvalidArgument("exponential decay_steps must be > 0"));
+                    return Err(Error::Hyperparameter(Hyperparameter::ExponentialDecaySteps));
                 }
                 if !(rate.is_finite() && rate > 0.0) {
-                    return Err(Error::InvalidArgument(
-                        "exponential decay rate must be finite and > 0",
-                    ));
+                    return Err(Error::Hyperparameter(Hyperparameter::ExponentialDecayRate));
                 }
             }
             Decay::Cosine { decay_steps, alpha } => {
                 if decay_steps == 0 {
-                    return Err(Error::InvalidArgument("cosine decay_steps must be > 0"));
+                    return Err(Error::Hyperparameter(Hyperparameter::CosineDecaySteps));
                 }
                 if !(alpha.is_finite() && (0.0..=1.0).contains(&alpha)) {
-                    return Err(Error::InvalidArgument("cosine decay alpha must be in [0, 1]"));
+                    return Err(Error::Hyperparameter(Hyperparameter::CosineAlpha));
                 }
             }
             Decay::Step { step_size, gamma } => {
                 if step_size == 0 {
-                    return Err(Error::InvalidArgument("step decay step_size must be > 0"));
+                    return Err(Error::Hyperparameter(Hyperparameter::StepDecaySize));
                 }
                 if !(gamma.is_finite() && gamma > 0.0) {
-                    return Err(Error::InvalidArgument("step decay gamma must be finite and > 0"));
+                    return Err(Error::Hyperparameter(Hyperparameter::StepDecayGamma));
                 }
             }
         }

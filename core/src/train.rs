@@ -45,6 +45,8 @@ use crate::model::Sequences;
 use crate::model::{
     activate, check_input, head_logits, layer_weights, run_chunk, run_chunk_masked, TapeLayout,
 };
+use crate::optim::OptimizerConfig;
+use crate::penalty::Penalties;
 use crate::spec::{InputKind, Spec};
 
 /// How backpropagation through time runs (see the module docs).
@@ -191,9 +193,7 @@ pub fn loss_and_grad_with<K: Kernels>(
     let mut input_grad = input_grad;
     if let Some(ig) = input_grad.as_deref_mut() {
         if matches!(spec.input, InputKind::Tokens { .. }) {
-            return Err(Error::InvalidArgument(
-                "token input has no input gradient; its embedding gradient is in `grads`",
-            ));
+            return Err(Error::NoInputGradient);
         }
         check_len("input gradient", input.len(), ig.len())?;
         ig.fill(0.0);
@@ -404,7 +404,7 @@ pub fn dense_loss_and_grad(
 ) -> Result<f32, Error> {
     spec.validate()?;
     if batch == 0 {
-        return Err(Error::InvalidArgument("batch size must be at least 1"));
+        return Err(Error::EmptyBatch);
     }
     let hl = spec.head_range().len();
     check_len("head parameters", hl, head.len())?;
@@ -421,4 +421,138 @@ pub fn dense_loss_and_grad(
     let loss = dense_pass(Exact, spec, head, h, batch, targets, norm, logits, dlogits)?;
     dense_grad(Exact, spec, h, batch, dlogits, grads);
     Ok(loss)
+}
+
+/// A training loop's state between steps: the settings of a step and the buffers it reuses —
+/// the readable front of [`loss_and_grad`], [`Penalties`] and [`OptimizerConfig::apply`],
+/// which stay available as the low-level layer (for a parameter range, an input gradient, or
+/// gradients accumulated over several calls).
+///
+/// Every field is public, so a `Trainer` is built with a struct literal that names each part;
+/// it borrows its buffers and allocates nothing. Sizes, for batches of `B` sequences of `T`
+/// steps:
+///
+/// | field | floats |
+/// |---|---|
+/// | `work` | at least [`Spec::train_work_len`]`(B, T, options.bptt)` |
+/// | `grads` | [`Spec::param_count`] |
+/// | `optimizer_state` | `optimizer.state_len(spec.param_count())`, zeros before the first step |
+///
+/// ```
+/// use tinylstm::optim::{Optimizer, OptimizerConfig};
+/// use tinylstm::penalty::Penalties;
+/// use tinylstm::{Batch, Bptt, Head, Sequences, Spec, Targets, TrainOptions, Trainer};
+/// const SPEC: Spec = Spec::channels(3).lstm(8).dense(2, Head::Softmax);
+/// const B: usize = 2;
+/// const T: usize = 10;
+/// const OPTIONS: TrainOptions = TrainOptions { bptt: Bptt::truncated(4), norm: 0 };
+/// const ADAM: OptimizerConfig = OptimizerConfig::new(Optimizer::adam()).with_lr(1e-2);
+/// let mut params = [0.0f32; SPEC.param_count()];
+/// tinylstm::init::init_params(&SPEC, 7, &mut params).unwrap();
+/// let mut work = [0.0f32; SPEC.train_work_len(B, T, OPTIONS.bptt).unwrap()];
+/// let mut grads = [0.0f32; SPEC.param_count()];
+/// let mut state = [0.0f32; ADAM.state_len(SPEC.param_count())];
+/// let mut trainer = Trainer {
+///     spec: &SPEC,
+///     options: OPTIONS,
+///     optimizer: ADAM,
+///     penalties: Penalties::NONE,
+///     iteration: 0,
+///     work: &mut work,
+///     grads: &mut grads,
+///     optimizer_state: &mut state,
+/// };
+///
+/// let x = [0.25f32; B * T * 3];
+/// let batch = Batch { inputs: Sequences::Values(&x), targets: Targets::Classes(&[0, 1]), batch: B };
+/// let first = trainer.step(&mut params, &batch).unwrap();
+/// for _ in 0..20 {
+///     trainer.step(&mut params, &batch).unwrap();
+/// }
+/// assert_eq!(trainer.iteration, 21);
+/// assert!(trainer.step(&mut params, &batch).unwrap() < first);
+/// ```
+#[derive(Debug)]
+pub struct Trainer<'a> {
+    /// The architecture.
+    pub spec: &'a Spec,
+    /// BPTT mode and loss normalisation.
+    pub options: TrainOptions,
+    /// Optimizer, learning-rate schedule and clipping.
+    pub optimizer: OptimizerConfig,
+    /// L1/L2 penalties added to the loss and the gradient ([`Penalties::NONE`] for none).
+    pub penalties: Penalties,
+    /// Steps taken so far with `optimizer_state` (0 before the first); the schedule is
+    /// evaluated at it, and [`step`](Trainer::step) adds 1.
+    pub iteration: u32,
+    /// Scratch for the forward and backward pass.
+    pub work: &'a mut [f32],
+    /// The gradient of the last step (overwritten by each step).
+    pub grads: &'a mut [f32],
+    /// The optimizer's moments; zeros before the first step.
+    pub optimizer_state: &'a mut [f32],
+}
+
+impl Trainer<'_> {
+    /// One training step on all of `params`: zeroes `grads`, runs [`loss_and_grad`] on
+    /// `batch`, adds the penalties, applies the optimizer at `iteration`
+    /// ([`OptimizerConfig::apply`]) and counts the step. Returns the loss before the update
+    /// (data loss plus penalties), as Keras reports it.
+    ///
+    /// # Errors
+    /// As [`loss_and_grad`] and [`OptimizerConfig::apply`] (a NaN or infinite gradient is
+    /// [`Error::NonFiniteGradient`]). On `Err` the parameters, the optimizer state and
+    /// `iteration` are unchanged.
+    pub fn step(&mut self, params: &mut [f32], batch: &Batch<'_>) -> Result<f32, Error> {
+        self.step_with(Exact, params, batch, None)
+    }
+
+    /// [`Trainer::step`], also writing the head's activated outputs `[B][K]` for the batch
+    /// (computed before the update) into `outputs`, for metrics.
+    ///
+    /// # Errors
+    /// As [`Trainer::step`].
+    pub fn step_outputs(
+        &mut self,
+        params: &mut [f32],
+        batch: &Batch<'_>,
+        outputs: &mut [f32],
+    ) -> Result<f32, Error> {
+        self.step_with(Exact, params, batch, Some(outputs))
+    }
+
+    /// [`Trainer::step`] on the kernel path `kern` ([`loss_and_grad_with`]), with the outputs
+    /// when `outputs` is given.
+    ///
+    /// # Errors
+    /// As [`Trainer::step`].
+    pub fn step_with<K: Kernels>(
+        &mut self,
+        kern: K,
+        params: &mut [f32],
+        batch: &Batch<'_>,
+        outputs: Option<&mut [f32]>,
+    ) -> Result<f32, Error> {
+        let spec = self.spec;
+        // The gradient buffer is checked before it is cleared.
+        check_len("gradients", spec.param_count(), self.grads.len())?;
+        self.grads.fill(0.0);
+        let (opts, work) = (&self.options, &mut *self.work);
+        let mut loss =
+            loss_and_grad_with(kern, spec, params, batch, opts, work, self.grads, None, outputs)?;
+        if !self.penalties.is_none() {
+            loss += self.penalties.add_loss_and_grad(spec, params, self.grads)?;
+        }
+        let all = 0..spec.param_count();
+        self.optimizer.apply(
+            spec,
+            all,
+            self.iteration,
+            params,
+            self.grads,
+            self.optimizer_state,
+        )?;
+        self.iteration = self.iteration.saturating_add(1);
+        Ok(loss)
+    }
 }

@@ -419,16 +419,16 @@ impl<'a> View<'a> {
     }
 
     /// [`View::read`], refusing a sequence with a NaN or infinite value (after
-    /// standardisation) with `InvalidArgument("non-finite input")`: the training paths read
+    /// standardisation) with [`Error::NonFiniteInput`](tinylstm::Error::NonFiniteInput): the training paths read
     /// through this, so such a sequence never reaches a training step.
     ///
     /// # Errors
-    /// `InvalidArgument("non-finite input")`.
+    /// [`Error::NonFiniteInput`](tinylstm::Error::NonFiniteInput).
     pub fn read_finite(&self, i: usize, x: &mut [u32]) -> Result<(), tinylstm::Error> {
         self.read(i, x);
         match self.first_non_finite(x) {
             None => Ok(()),
-            Some(_) => Err(tinylstm::Error::InvalidArgument("non-finite input")),
+            Some(_) => Err(tinylstm::Error::NonFiniteInput),
         }
     }
 

@@ -94,7 +94,7 @@ pub fn logits_set(
 /// The top layer's last hidden state `h_T [H]` of every sequence of `view` into
 /// `feats [n][H]` (`model::forward_hidden`): the input of the Dense head, which is all head-only
 /// training needs (the LSTM is frozen; `all` is the flat buffer, its head is not read). A
-/// sequence with a NaN or infinite value is refused (`InvalidArgument("non-finite input")`): an
+/// sequence with a NaN or infinite value is refused ([`Error::NonFiniteInput`]): an
 /// infinite reading saturates the gates and would give finite features.
 ///
 /// # Errors
@@ -159,7 +159,7 @@ pub struct HeadBufs<'a> {
 /// and the optimizer state untouched.
 ///
 /// # Errors
-/// `InvalidArgument("non-finite gradient")`, wrong buffer lengths.
+/// [`Error::NonFiniteGradient`], wrong buffer lengths.
 pub fn head_step(
     spec: &Spec,
     cfg: &HeadConfig,
@@ -183,7 +183,7 @@ pub fn head_step(
         b.grads,
     )?;
     if !loss.is_finite() || !all_finite(b.grads) {
-        return Err(Error::InvalidArgument("non-finite gradient"));
+        return Err(Error::NonFiniteGradient);
     }
     cfg.optimizer.step(cfg.lr, iteration, b.head, b.grads, b.state)?;
     Ok(loss)
@@ -255,7 +255,7 @@ pub struct FullBufs<'a> {
 /// One optimizer step on the sequences `batch` of `view`, their gradients (the core's
 /// [`loss_and_grad`]) accumulated one sequence at a time and normalised by the batch size;
 /// returns the batch loss. A sequence with a NaN or infinite value
-/// (`InvalidArgument("non-finite input")`) or a non-finite gradient returns `Err` before the
+/// ([`Error::NonFiniteInput`]) or a non-finite gradient returns `Err` before the
 /// parameters or the optimizer state change.
 ///
 /// # Errors

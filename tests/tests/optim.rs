@@ -13,7 +13,7 @@ use tinylstm::optim::{
     OptimizerConfig,
 };
 use tinylstm::schedule::{Decay, Schedule};
-use tinylstm::{Error, Head, Spec};
+use tinylstm::{Error, Head, Hyperparameter as Hp, Spec};
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -142,23 +142,23 @@ fn schedule_warmup_matches_keras_cosine_warmup() {
 #[test]
 fn schedule_validation_errors() {
     let bad = [
-        Schedule::constant(0.0),
-        Schedule::constant(-1.0),
-        Schedule::constant(f32::NAN),
-        Schedule::constant(f32::INFINITY),
-        Schedule::exponential_decay(1e-3, 0, 0.9, false),
-        Schedule::exponential_decay(1e-3, 10, 0.0, false),
-        Schedule::exponential_decay(1e-3, 10, f32::NAN, true),
-        Schedule::cosine_decay(1e-3, 0, 0.1),
-        Schedule::cosine_decay(1e-3, 10, 1.5),
-        Schedule::cosine_decay(1e-3, 10, -0.1),
-        Schedule::step_decay(1e-3, 0, 0.5),
-        Schedule::step_decay(1e-3, 10, -0.5),
-        Schedule::constant(1e-3).with_warmup(10, -1.0),
-        Schedule::constant(1e-3).with_warmup(10, f32::NAN),
+        (Schedule::constant(0.0), Hp::LearningRate),
+        (Schedule::constant(-1.0), Hp::LearningRate),
+        (Schedule::constant(f32::NAN), Hp::LearningRate),
+        (Schedule::constant(f32::INFINITY), Hp::LearningRate),
+        (Schedule::exponential_decay(1e-3, 0, 0.9, false), Hp::ExponentialDecaySteps),
+        (Schedule::exponential_decay(1e-3, 10, 0.0, false), Hp::ExponentialDecayRate),
+        (Schedule::exponential_decay(1e-3, 10, f32::NAN, true), Hp::ExponentialDecayRate),
+        (Schedule::cosine_decay(1e-3, 0, 0.1), Hp::CosineDecaySteps),
+        (Schedule::cosine_decay(1e-3, 10, 1.5), Hp::CosineAlpha),
+        (Schedule::cosine_decay(1e-3, 10, -0.1), Hp::CosineAlpha),
+        (Schedule::step_decay(1e-3, 0, 0.5), Hp::StepDecaySize),
+        (Schedule::step_decay(1e-3, 10, -0.5), Hp::StepDecayGamma),
+        (Schedule::constant(1e-3).with_warmup(10, -1.0), Hp::WarmupStart),
+        (Schedule::constant(1e-3).with_warmup(10, f32::NAN), Hp::WarmupStart),
     ];
-    for s in bad {
-        assert!(matches!(s.validate(), Err(Error::InvalidArgument(_))), "{s:?} accepted");
+    for (s, which) in bad {
+        assert_eq!(s.validate(), Err(Error::Hyperparameter(which)), "{s:?}");
         // Invalid schedules may give meaningless rates but must not panic.
         for step in [0, 1, 10, u32::MAX] {
             let _ = s.lr(step);
@@ -300,19 +300,19 @@ fn keras_defaults_and_builders() {
 #[test]
 fn optimizer_validation_errors() {
     let bad = [
-        Optimizer::sgd().with_momentum(-0.1),
-        Optimizer::sgd().with_momentum(1.5),
-        Optimizer::sgd().with_momentum(f32::NAN),
-        Optimizer::adam().with_beta_1(1.0),
-        Optimizer::adam().with_beta_2(-0.1),
-        Optimizer::adam().with_beta_2(f64::NAN),
-        Optimizer::adam().with_epsilon(0.0),
-        Optimizer::adam().with_epsilon(f32::INFINITY),
-        Optimizer::adam().with_weight_decay(-1.0),
-        Optimizer::sgd().with_weight_decay(f32::NAN),
+        (Optimizer::sgd().with_momentum(-0.1), Hp::Momentum),
+        (Optimizer::sgd().with_momentum(1.5), Hp::Momentum),
+        (Optimizer::sgd().with_momentum(f32::NAN), Hp::Momentum),
+        (Optimizer::adam().with_beta_1(1.0), Hp::Beta1),
+        (Optimizer::adam().with_beta_2(-0.1), Hp::Beta2),
+        (Optimizer::adam().with_beta_2(f64::NAN), Hp::Beta2),
+        (Optimizer::adam().with_epsilon(0.0), Hp::Epsilon),
+        (Optimizer::adam().with_epsilon(f32::INFINITY), Hp::Epsilon),
+        (Optimizer::adam().with_weight_decay(-1.0), Hp::WeightDecay),
+        (Optimizer::sgd().with_weight_decay(f32::NAN), Hp::WeightDecay),
     ];
-    for opt in bad {
-        assert!(matches!(opt.validate(), Err(Error::InvalidArgument(_))), "{opt:?} accepted");
+    for (opt, which) in bad {
+        assert_eq!(opt.validate(), Err(Error::Hyperparameter(which)), "{opt:?}");
         let mut w = vec![1.0f32; 4];
         let mut st = vec![0.0f32; opt.state_len(4)];
         assert!(opt.step(0.1, 0, &mut w, &[1.0; 4], &mut st).is_err());
@@ -324,7 +324,7 @@ fn optimizer_validation_errors() {
     for lr in [f32::NAN, f32::INFINITY, -0.1] {
         assert!(matches!(
             opt.step(lr, 0, &mut w, &[1.0; 3], &mut []),
-            Err(Error::InvalidArgument(_))
+            Err(Error::Hyperparameter(Hp::StepLearningRate))
         ));
     }
     assert_eq!(w, vec![1.0; 3]);
@@ -484,18 +484,20 @@ fn clip_global_and_value_only_touch_the_range() {
 
 #[test]
 fn clip_validation_errors() {
+    let clips = Error::ConflictingClips;
+    let bound = Error::Hyperparameter(Hp::ClipBound);
     let bad = [
-        Clip { value: Some(1.0), norm: Some(1.0), global_norm: None },
-        Clip { value: None, norm: Some(1.0), global_norm: Some(1.0) },
-        Clip { value: Some(1.0), norm: None, global_norm: Some(1.0) },
-        Clip::value(0.0),
-        Clip::norm(-1.0),
-        Clip::global_norm(f32::NAN),
-        Clip::value(f32::INFINITY),
+        (Clip { value: Some(1.0), norm: Some(1.0), global_norm: None }, clips),
+        (Clip { value: None, norm: Some(1.0), global_norm: Some(1.0) }, clips),
+        (Clip { value: Some(1.0), norm: None, global_norm: Some(1.0) }, clips),
+        (Clip::value(0.0), bound),
+        (Clip::norm(-1.0), bound),
+        (Clip::global_norm(f32::NAN), bound),
+        (Clip::value(f32::INFINITY), bound),
     ];
     let n = SPEC.param_count();
-    for c in bad {
-        assert!(matches!(c.validate(), Err(Error::InvalidArgument(_))), "{c:?} accepted");
+    for (c, e) in bad {
+        assert_eq!(c.validate(), Err(e), "{c:?}");
         let mut g = vec![1.0f32; n];
         assert!(c.apply(&SPEC, 0..n, &mut g).is_err());
         assert_eq!(g, vec![1.0; n]);
@@ -507,7 +509,7 @@ fn clip_validation_errors() {
     ));
     assert!(matches!(
         Clip::norm(1.0).apply(&SPEC, 0..n + 1, &mut g),
-        Err(Error::InvalidArgument(_))
+        Err(Error::RangeOutOfBounds { start: 0, end, len }) if end == n + 1 && len == n
     ));
 }
 
@@ -589,10 +591,10 @@ fn apply_errors_are_returned_not_panics() {
     #[allow(clippy::reversed_empty_ranges)]
     let reversed = 9..3;
     for range in [0..n + 1, reversed, n + 1..n + 2] {
-        assert!(matches!(
-            cfg.apply(&SPEC, range, 0, &mut p, &mut g, &mut st),
-            Err(Error::InvalidArgument(_))
-        ));
+        assert_eq!(
+            cfg.apply(&SPEC, range.clone(), 0, &mut p, &mut g, &mut st),
+            Err(Error::RangeOutOfBounds { start: range.start, end: range.end, len: n })
+        );
     }
     let bad_spec = Spec::channels(0).lstm(4).dense(1, Head::Sigmoid);
     assert!(matches!(cfg.apply(&bad_spec, 0..0, 0, &mut p, &mut g, &mut st), Err(Error::Spec(_))));
@@ -605,7 +607,7 @@ fn apply_errors_are_returned_not_panics() {
     growing.validate().unwrap();
     assert!(matches!(
         growing.apply(&SPEC, head.clone(), 10, &mut p, &mut g, &mut st),
-        Err(Error::InvalidArgument(_))
+        Err(Error::NonFiniteRate { iteration: 10 })
     ));
     assert_eq!(p, vec![0.5; n]);
     assert_eq!(g, vec![0.1; n]);
@@ -633,7 +635,7 @@ fn non_finite_gradient_is_refused_with_everything_untouched() {
             let g_bad = g.clone();
             assert_eq!(
                 cfg.apply(&SPEC, range.clone(), 1, &mut p, &mut g, &mut st),
-                Err(Error::InvalidArgument("non-finite gradient"))
+                Err(Error::NonFiniteGradient)
             );
             assert_eq!(p, p1);
             assert_eq!(st, s1);

@@ -1414,7 +1414,7 @@ fn numerical_optimizer_refuses_non_finite_gradients() {
                 let mut state = vec![0.25f32; cfg.state_len(p)];
                 let (p0, g0, s0) = (params.clone(), grads.clone(), state.clone());
                 let e = cfg.apply(&spec, 0..p, 3, &mut params, &mut grads, &mut state).unwrap_err();
-                assert_eq!(e, tinylstm::Error::InvalidArgument("non-finite gradient"));
+                assert_eq!(e, tinylstm::Error::NonFiniteGradient);
                 // Nothing changed: parameters, gradients and optimizer state.
                 let same =
                     |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
@@ -1580,7 +1580,7 @@ fn poisoned_set(
 }
 
 /// The device library's refusal of a sequence with a NaN or infinite value (`View::read_finite`).
-const NON_FINITE_INPUT: tinylstm::Error = tinylstm::Error::InvalidArgument("non-finite input");
+const NON_FINITE_INPUT: tinylstm::Error = tinylstm::Error::NonFiniteInput;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Outcome {

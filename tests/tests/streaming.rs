@@ -275,7 +275,7 @@ fn bad_inputs_are_errors_not_panics() {
     let mut out = [0.0f32; 2];
     let e =
         model::forward(&spec, &params, Sequences::Tokens(&[1, 2, 10, 3]), 2, &mut work, &mut out);
-    assert_eq!(e, Err(Error::TokenOutOfRange { index: 2, token: 10 }));
+    assert_eq!(e, Err(Error::TokenOutOfRange { index: 2, token: 10, vocab: 10 }));
     let e = model::forward(&spec, &params, Sequences::Values(&[0.0; 4]), 2, &mut work, &mut out);
     assert_eq!(e, Err(Error::InputKind));
     let e = model::forward(&spec, &params, Sequences::Tokens(&[1, 2, 3]), 2, &mut work, &mut out);
@@ -283,7 +283,7 @@ fn bad_inputs_are_errors_not_panics() {
     let e = model::forward(&spec, &params[1..], Sequences::Tokens(&[1, 2]), 2, &mut work, &mut out);
     assert!(matches!(e, Err(Error::BufferLength { what: "parameters", .. })));
     let e = model::forward(&spec, &params, Sequences::Tokens(&[1, 2]), 0, &mut work, &mut out);
-    assert!(matches!(e, Err(Error::InvalidArgument(_))));
+    assert_eq!(e, Err(Error::EmptyBatch));
     let mut tiny = vec![0.0; spec.forward_work_len(2, 1).unwrap() - 1];
     let e = model::forward(&spec, &params, Sequences::Tokens(&[1, 2]), 2, &mut tiny, &mut out);
     assert!(matches!(e, Err(Error::BufferLength { what: "work", .. })));
@@ -301,7 +301,7 @@ fn bad_inputs_are_errors_not_panics() {
         Batch { inputs: Sequences::Values(&x), targets: Targets::Classes(&[0, 3]), batch: 2 };
     assert_eq!(
         loss_and_grad(&sm, &p, &bad_label, &opts, &mut w, &mut g, None, None),
-        Err(Error::LabelOutOfRange { index: 1, label: 3 })
+        Err(Error::LabelOutOfRange { index: 1, label: 3, outputs: 3 })
     );
     let wrong_kind =
         Batch { inputs: Sequences::Values(&x), targets: Targets::Values(&[0.0; 6]), batch: 2 };
