@@ -42,7 +42,7 @@ use crate::error::{check_len, check_min_len, sized, Error};
 use crate::kernels::{Exact, Kernels};
 use crate::lstm::{self, Dims, Tape, Weights};
 use crate::math::{exp, sigmoid};
-use crate::spec::{Head, InputKind, Mask, Spec};
+use crate::spec::{Head, InputKind, Mask, Spec, MAX_LAYERS};
 
 /// A batch of input sequences, batch-major.
 #[derive(Clone, Copy, Debug)]
@@ -99,33 +99,43 @@ pub(crate) fn check_input(
     Ok(n / per_step)
 }
 
-/// Offsets inside a segment tape of capacity `cap` steps (see [`Spec::segment_tape_len`]).
+/// Offsets inside a segment tape of capacity `cap` steps, placed by
+/// [`Spec::segment_layer_offset`] (the one definition of the layout).
+///
+/// Built only for a tape whose length the caller has checked against
+/// [`Spec::segment_tape_len`]`(batch, cap)`, so every offset fits.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct TapeLayout {
     pub batch: usize,
     pub cap: usize,
+    /// Start of each layer's region; `layer[spec.layers]` is the end of the layers' part.
+    layer: [usize; MAX_LAYERS + 1],
 }
 
 impl TapeLayout {
-    /// Start of layer `l`'s region (`l = spec.layers` gives the end of the tape).
-    pub fn layer_start(&self, spec: &Spec, l: usize) -> usize {
-        let (b, s) = (self.batch, self.cap);
-        let mut off = s * b * spec.input_width();
-        for k in 0..l {
-            let h = spec.units[k];
-            off += s * b * 4 * h + 2 * (s + 1) * b * h;
+    /// The layout of a segment tape of `cap` steps for `batch` sequences.
+    pub fn new(spec: &Spec, batch: usize, cap: usize) -> Self {
+        let mut layer = [0; MAX_LAYERS + 1];
+        for (l, start) in layer.iter_mut().enumerate().take(spec.layers + 1) {
+            // Fits: the caller checked the whole tape's length (see the type's docs).
+            *start = spec.segment_layer_offset(batch, cap, l).unwrap_or(usize::MAX);
         }
-        off
+        TapeLayout { batch, cap, layer }
+    }
+
+    /// Start of layer `l`'s region (`l = spec.layers` gives the end of the layers' part).
+    pub fn layer_start(&self, l: usize) -> usize {
+        self.layer[l]
     }
 
     /// Offset of the keep flags `[cap][B]` (present when the spec has a [`Mask`]).
     pub fn keep_start(&self, spec: &Spec) -> usize {
-        self.layer_start(spec, spec.layers)
+        self.layer_start(spec.layers)
     }
 
     /// Offset of layer `l`'s `h` slot 0 (its `c` starts `(cap+1)·B·H` later).
     pub fn h_start(&self, spec: &Spec, l: usize) -> usize {
-        self.layer_start(spec, l) + self.cap * self.batch * 4 * spec.units[l]
+        self.layer_start(l) + self.cap * self.batch * 4 * spec.units[l]
     }
 
     /// Offset of layer `l`'s `c` slot 0.
@@ -142,7 +152,7 @@ impl TapeLayout {
         tape: &'a mut [f32],
     ) -> (&'a [f32], Tape<'a>) {
         let b = self.batch;
-        let start = self.layer_start(spec, l);
+        let start = self.layer_start(l);
         let (left, right) = tape.split_at_mut(start);
         let x: &[f32] = if l == 0 {
             &left[..s * b * spec.input_width()]
@@ -520,7 +530,7 @@ fn run_layers<'w, K: Kernels>(
     check_min_len("work", sized("work", spec.forward_work_len(batch, 1))?, work.len())?;
     let (state, tape) = work.split_at_mut(state_len);
     let cap = chunk_capacity(spec, batch, tape.len()).min(steps);
-    let layout = TapeLayout { batch, cap };
+    let layout = TapeLayout::new(spec, batch, cap);
     state.fill(0.0);
     let masked = spec.mask.is_on();
     let mut t0 = 0;
@@ -591,7 +601,7 @@ pub fn step_with<K: Kernels>(
     if let Some(o) = out.as_deref() {
         check_len("output", sized("output", batch.checked_mul(spec.outputs))?, o.len())?;
     }
-    let layout = TapeLayout { batch, cap: 1 };
+    let layout = TapeLayout::new(spec, batch, 1);
     layout.transfer_state(spec, work, state, 0, true);
     if spec.mask.is_on() {
         run_chunk_masked(kern, spec, params, &input, 1, &layout, 0, 1, work);

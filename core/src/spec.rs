@@ -618,23 +618,37 @@ impl Spec {
     }
 
     /// Tape needed to run every layer over a segment of `s` steps for `batch` sequences:
-    /// the layer-0 input `[s][B][I_0]`, and per layer the gates `[s][B][4H]` plus
-    /// `h` and `c` over `s + 1` slots `[s+1][B][H]` (slot 0 holds the incoming state); with a
-    /// [`Mask`], one keep flag per step and sequence `[s][B]` at the end. `None` on overflow.
+    /// the layers' part ([`segment_layer_offset`](Spec::segment_layer_offset)`(batch, s,
+    /// layers)`) and, with a [`Mask`], one keep flag per step and sequence `[s][B]` at the end.
+    /// `None` on overflow.
     pub const fn segment_tape_len(&self, batch: usize, s: usize) -> Option<usize> {
-        let rows = checked!(s.checked_mul(batch));
-        let slots = checked!(checked!(s.checked_add(1)).checked_mul(batch));
+        let n = checked!(self.segment_layer_offset(batch, s, self.layers));
+        if self.mask.is_on() {
+            n.checked_add(checked!(s.checked_mul(batch)))
+        } else {
+            Some(n)
+        }
+    }
+
+    /// Offset of layer `l`'s region inside a segment tape of `cap` steps for `batch` sequences
+    /// (`l = layers` gives the end of the last layer's region). The tape holds the layer-0
+    /// input `[cap][B][I_0]`, then per layer its gates `[cap][B][4H]` and its `h` and `c` over
+    /// `cap + 1` slots `[cap+1][B][H]` each (slot 0 holds the incoming state). `None` on
+    /// overflow.
+    ///
+    /// The one definition of the tape layout: [`segment_tape_len`](Spec::segment_tape_len),
+    /// the forward pass, the streaming step and the training pass all place their tape by it.
+    pub const fn segment_layer_offset(&self, batch: usize, cap: usize, l: usize) -> Option<usize> {
+        let rows = checked!(cap.checked_mul(batch));
+        let slots = checked!(checked!(cap.checked_add(1)).checked_mul(batch));
         let mut n = checked!(rows.checked_mul(self.input_width()));
-        let mut l = 0;
-        while l < self.layers {
-            let h = self.layer_units(l);
+        let mut k = 0;
+        while k < l && k < self.layers {
+            let h = self.layer_units(k);
             let gates = checked!(checked!(rows.checked_mul(h)).checked_mul(4));
             let states = checked!(checked!(slots.checked_mul(h)).checked_mul(2));
             n = checked!(checked!(n.checked_add(gates)).checked_add(states));
-            l += 1;
-        }
-        if self.mask.is_on() {
-            n = checked!(n.checked_add(rows));
+            k += 1;
         }
         Some(n)
     }

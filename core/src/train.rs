@@ -91,26 +91,53 @@ impl Bptt {
     }
 }
 
+/// The parts of [`loss_and_grad`]'s work buffer, in floats, in their order in the buffer (see
+/// the module docs): the one definition of that layout, which [`Spec::train_work_len`] sums
+/// and [`loss_and_grad`] splits.
+#[derive(Clone, Copy, Debug)]
+struct WorkParts {
+    /// One segment's tape ([`Spec::segment_tape_len`]).
+    tape: usize,
+    /// One streaming state per segment.
+    checkpoints: usize,
+    /// The carried `(dh, dc)`, one state.
+    carry: usize,
+    /// One of the two ping-pong input-gradient buffers `[s][B][max I]`.
+    dx: usize,
+    /// One of the logits and logit-gradient buffers `[B][K]`.
+    head: usize,
+}
+
+impl WorkParts {
+    /// The parts for `batch` sequences of `steps` steps; `None` when a size overflows.
+    const fn of(spec: &Spec, batch: usize, steps: usize, bptt: Bptt) -> Option<Self> {
+        let (_, s) = bptt.resolve(steps);
+        let state = checked!(spec.state_len(batch));
+        Some(WorkParts {
+            tape: checked!(spec.segment_tape_len(batch, s)),
+            checkpoints: checked!(bptt.segments(steps).checked_mul(state)),
+            carry: state,
+            dx: checked!(checked!(s.checked_mul(batch)).checked_mul(spec.max_layer_input())),
+            head: checked!(batch.checked_mul(spec.outputs)),
+        })
+    }
+}
+
 impl Spec {
     /// Work-buffer length for [`loss_and_grad`] on `batch` sequences of `steps` steps; `None`
     /// when it does not fit a `usize` (checked arithmetic, never wraps).
     pub const fn train_work_len(&self, batch: usize, steps: usize, bptt: Bptt) -> Option<usize> {
-        let (_, s) = bptt.resolve(steps);
-        let tape = checked!(self.tape_len(batch, steps, bptt));
-        let state = checked!(self.state_len(batch));
-        let dx = checked!(checked!(s.checked_mul(batch)).checked_mul(self.max_layer_input()));
-        let head = checked!(batch.checked_mul(self.outputs));
-        let n = checked!(tape.checked_add(state));
-        let n = checked!(n.checked_add(checked!(dx.checked_mul(2))));
-        n.checked_add(checked!(head.checked_mul(2)))
+        let p = checked!(WorkParts::of(self, batch, steps, bptt));
+        let n = checked!(checked!(self.tape_len(batch, steps, bptt)).checked_add(p.carry));
+        let n = checked!(n.checked_add(checked!(p.dx.checked_mul(2))));
+        n.checked_add(checked!(p.head.checked_mul(2)))
     }
 
     /// The part of [`train_work_len`](Spec::train_work_len) that holds the forward tape:
     /// one segment's tape plus one checkpointed state per segment; `None` on overflow.
     pub const fn tape_len(&self, batch: usize, steps: usize, bptt: Bptt) -> Option<usize> {
-        let (_, s) = bptt.resolve(steps);
-        let ckpt = checked!(bptt.segments(steps).checked_mul(checked!(self.state_len(batch))));
-        checked!(self.segment_tape_len(batch, s)).checked_add(ckpt)
+        let p = checked!(WorkParts::of(self, batch, steps, bptt));
+        p.tape.checked_add(p.checkpoints)
     }
 }
 
@@ -204,17 +231,17 @@ pub fn loss_and_grad_with<K: Kernels>(
     let norm = if opts.norm == 0 { b } else { opts.norm } as f32;
     let (w, s) = bptt.resolve(steps);
     let nseg = bptt.segments(steps);
-    let state_len = sized("state", spec.state_len(b))?;
-    let dx_len = s * b * spec.max_layer_input();
+    let parts = WorkParts::of(spec, b, steps, bptt).ok_or(Error::SizeOverflow { what: "work" })?;
+    let state_len = parts.carry;
 
-    let (tape, rest) = work.split_at_mut(sized("tape", spec.segment_tape_len(b, s))?);
-    let (ckpt, rest) = rest.split_at_mut(nseg * state_len);
-    let (carry, rest) = rest.split_at_mut(state_len);
-    let (dx_a, rest) = rest.split_at_mut(dx_len);
-    let (dx_b, rest) = rest.split_at_mut(dx_len);
-    let (logits, rest) = rest.split_at_mut(b * k);
-    let dlogits = &mut rest[..b * k];
-    let layout = TapeLayout { batch: b, cap: s };
+    let (tape, rest) = work.split_at_mut(parts.tape);
+    let (ckpt, rest) = rest.split_at_mut(parts.checkpoints);
+    let (carry, rest) = rest.split_at_mut(parts.carry);
+    let (dx_a, rest) = rest.split_at_mut(parts.dx);
+    let (dx_b, rest) = rest.split_at_mut(parts.dx);
+    let (logits, rest) = rest.split_at_mut(parts.head);
+    let dlogits = &mut rest[..parts.head];
+    let layout = TapeLayout::new(spec, b, s);
     let run_chunk = if spec.mask.is_on() { run_chunk_masked::<K> } else { run_chunk::<K> };
 
     // Forward: untaped prefix, then the window, checkpointing each segment's starting state.
