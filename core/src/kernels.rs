@@ -27,10 +27,86 @@
 //! Every kernel has a plain scalar twin in [`mod@reference`], which the property tests compare
 //! against over odd lengths.
 //!
-//! # Panics
-//! The kernels index with the dimensions they are given and panic if a slice is shorter
-//! (like `copy_from_slice`). The model-level functions validate every length before calling
-//! them, so no caller input reaches a kernel with wrong sizes.
+//! # Sizes and panics
+//! One rule for every kernel that takes dimensions ([`gemm_nn`], [`gemm_nt`], [`gemm_tn`],
+//! [`gemv_terms`], [`add_column_sums`], [`activate_gates`]) and for every [`Kernels`] path:
+//! it **panics**, in release builds too, when a slice is shorter than its dimensions need
+//! (`A [m][k]` needs `m·k` floats, whatever `n`; a zero dimension needs nothing), before it
+//! reads or writes anything. A longer slice is allowed: the elements past what the dimensions
+//! need are neither read nor written. The check is a comparison per slice per call, never per
+//! element; the `assert_*` functions below are the checks themselves, which other paths
+//! (`tinylstm-fast`) call too. [`dot`] and [`axpy`] take no dimensions and work over the
+//! common length of their slices.
+//!
+//! A panic here is a bug in the caller: the model-level functions validate every length
+//! (returning [`Error`](crate::Error)) before calling a kernel, so no caller input reaches a
+//! kernel with wrong sizes.
+
+/// Panics with `msg` unless `len ≥ rows · cols` (and the product fits a `usize`).
+#[inline(always)]
+#[track_caller]
+fn need(len: usize, rows: usize, cols: usize, msg: &'static str) {
+    match rows.checked_mul(cols) {
+        Some(n) if len >= n => {}
+        _ => panic!("{}", msg),
+    }
+}
+
+/// The size check of [`gemm_nn`]: panics unless `a ≥ m·k`, `b ≥ k·n` and `c ≥ m·n` floats.
+#[inline]
+#[track_caller]
+pub fn assert_gemm_nn(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &[f32]) {
+    need(a.len(), m, k, "gemm_nn: A is shorter than m·k");
+    need(b.len(), k, n, "gemm_nn: B is shorter than k·n");
+    need(c.len(), m, n, "gemm_nn: C is shorter than m·n");
+}
+
+/// The size check of [`gemm_nt`]: panics unless `a ≥ m·k`, `b ≥ n·k` and `c ≥ m·n` floats.
+#[inline]
+#[track_caller]
+pub fn assert_gemm_nt(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &[f32]) {
+    need(a.len(), m, k, "gemm_nt: A is shorter than m·k");
+    need(b.len(), n, k, "gemm_nt: B is shorter than n·k");
+    need(c.len(), m, n, "gemm_nt: C is shorter than m·n");
+}
+
+/// The size check of [`gemm_tn`]: panics unless `a ≥ k·m`, `b ≥ k·n` and `c ≥ m·n` floats.
+#[inline]
+#[track_caller]
+pub fn assert_gemm_tn(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &[f32]) {
+    need(a.len(), k, m, "gemm_tn: A is shorter than k·m");
+    need(b.len(), k, n, "gemm_tn: B is shorter than k·n");
+    need(c.len(), m, n, "gemm_tn: C is shorter than m·n");
+}
+
+/// The size check of [`gemv_terms`]: panics unless `out` (and `start`, when given) holds `n`
+/// floats and every term's `B` holds `a.len() · n`.
+#[inline]
+#[track_caller]
+pub fn assert_gemv_terms(n: usize, start: Option<&[f32]>, terms: &[(&[f32], &[f32])], out: &[f32]) {
+    need(out.len(), 1, n, "gemv_terms: out is shorter than n");
+    if let Some(s) = start {
+        need(s.len(), 1, n, "gemv_terms: start is shorter than n");
+    }
+    for (a, b) in terms {
+        need(b.len(), a.len(), n, "gemv_terms: a term's B is shorter than a.len()·n");
+    }
+}
+
+/// The size check of [`add_column_sums`]: panics unless `x ≥ rows·cols` and `out ≥ cols`.
+#[inline]
+#[track_caller]
+pub fn assert_column_sums(rows: usize, cols: usize, x: &[f32], out: &[f32]) {
+    need(x.len(), rows, cols, "add_column_sums: x is shorter than rows·cols");
+    need(out.len(), 1, cols, "add_column_sums: out is shorter than cols");
+}
+
+/// The size check of [`activate_gates`]: panics unless `z ≥ 4·h` floats.
+#[inline]
+#[track_caller]
+pub fn assert_gates(z: &[f32], h: usize) {
+    need(z.len(), 4, h, "activate_gates: z is shorter than 4·h");
+}
 
 /// Lanes of the independent accumulators in [`dot`]: wide enough for AVX (8 × f32) and for the
 /// Cortex-M4F's FPU pipeline (independent adds hide the latency).
@@ -217,7 +293,11 @@ fn outer_gemm<const REV: bool>(
 /// Per element, products are added into `C` one at a time in increasing `k` (see the order
 /// contract), exactly as [`reference::gemm_nn`] does; register tiles of
 /// [`TILE_ROWS`]` × `[`TILE_COLS`] reuse each loaded value of `A` and `B` several times.
+///
+/// # Panics
+/// When a slice is shorter than its dimensions need ([`assert_gemm_nn`]; see the module docs).
 pub fn gemm_nn(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
+    assert_gemm_nn(m, n, k, a, b, c);
     if m == 0 || n == 0 || k == 0 {
         return;
     }
@@ -251,8 +331,11 @@ fn gemv(n: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
 /// keeps each output in a register across all of them: an LSTM step's `b + x·W + h·U` in one
 /// pass (column panels as wide as the target's registers hold, then 4-wide and 1-wide edges).
 ///
-/// Terms whose `B` is shorter than `k_t · n` contribute only their whole rows.
+/// # Panics
+/// When `out` or `start` is shorter than `n`, or a term's `B` shorter than `k_t · n`
+/// ([`assert_gemv_terms`]; see the module docs).
 pub fn gemv_terms(n: usize, start: Option<&[f32]>, terms: &[(&[f32], &[f32])], out: &mut [f32]) {
+    assert_gemv_terms(n, start, terms, out);
     let out = &mut out[..n];
     let mut j = 0;
     while j < n {
@@ -355,7 +438,11 @@ fn lanes(x: &[f32], at: usize) -> &[f32; LANES] {
 
 /// `C[m][n] += A[m][k] · B[n][k]ᵀ`: each element adds one [`dot`] of a row of `A` and a row of
 /// `B`, bit for bit; tiles of several rows of `A` and `B` share their loads.
+///
+/// # Panics
+/// When a slice is shorter than its dimensions need ([`assert_gemm_nt`]; see the module docs).
 pub fn gemm_nt(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
+    assert_gemm_nt(m, n, k, a, b, c);
     if m == 0 || n == 0 {
         return;
     }
@@ -382,7 +469,11 @@ pub fn gemm_nt(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]
 
 /// `C[m][n] += A[k][m]ᵀ · B[k][n]`: a sum of `k` outer products, added in **decreasing** `k`
 /// (see the order contract), by the same register tiles as [`gemm_nn`].
+///
+/// # Panics
+/// When a slice is shorter than its dimensions need ([`assert_gemm_tn`]; see the module docs).
 pub fn gemm_tn(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
+    assert_gemm_tn(m, n, k, a, b, c);
     if m == 0 || n == 0 || k == 0 {
         return;
     }
@@ -391,7 +482,11 @@ pub fn gemm_tn(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]
 }
 
 /// `out[j] += Σ_r x[r][j]` over `rows` rows of `cols` columns (bias gradients), last row first.
+///
+/// # Panics
+/// When `x` is shorter than `rows·cols` or `out` than `cols` ([`assert_column_sums`]).
 pub fn add_column_sums(rows: usize, cols: usize, x: &[f32], out: &mut [f32]) {
+    assert_column_sums(rows, cols, x, out);
     if cols == 0 {
         return;
     }
@@ -415,9 +510,11 @@ pub fn add_column_sums(rows: usize, cols: usize, x: &[f32], out: &mut [f32]) {
 /// * a host-only fast path (the `tinylstm-fast` crate): fused multiply-add, explicit SIMD and
 ///   packing; results agree with [`Exact`] within f32 rounding, not bit for bit.
 ///
-/// Every method has the same contract as the function it is named after; a path may compute
-/// the sums in any fixed order (the results must be deterministic for given inputs), and must
-/// leave every element of `c` outside the `m × n` result untouched.
+/// Every method has the same contract as the function it is named after, sizes included: it
+/// panics on a slice shorter than its dimensions need (by the `assert_*` check of that
+/// function, see the module docs). A path may compute the sums in any fixed order (the results
+/// must be deterministic for given inputs), and must leave every element of `c` outside the
+/// `m × n` result untouched.
 ///
 /// The model functions take the path by value as a generic parameter (`forward_with`,
 /// `step_with`, `loss_and_grad_with`, …; hence `Copy`); the functions without `_with` use
@@ -460,9 +557,15 @@ pub trait Kernels: Copy {
     }
 }
 
-/// σ on the `i, f, o` blocks and tanh on the `c` block of one row `[4H]` (blocks of `h`).
+/// σ on the `i, f, o` blocks and tanh on the `c` block of one row `[4H]` (blocks of `h`);
+/// elements of `z` past `4h` are not touched.
+///
+/// # Panics
+/// When `z` is shorter than `4h` ([`assert_gates`]).
 #[inline]
 pub fn activate_gates(z: &mut [f32], h: usize) {
+    assert_gates(z, h);
+    let z = &mut z[..4 * h];
     let (i_f, rest) = z.split_at_mut(2 * h);
     let (g, o) = rest.split_at_mut(h);
     crate::math::sigmoid_in_place(i_f);

@@ -252,8 +252,8 @@ pub(crate) unsafe fn gemm_nt<S: Simd, const TR: usize, const TQ: usize>(
 }
 
 /// `out[n] = start (or out) + Σ_t a_t · B_t` — one row per term through [`outer`] (`MR = 1`,
-/// panels of `NV` vectors). Terms whose `B` is shorter than `k_t · n` contribute their whole
-/// rows only, as in the exact kernel.
+/// panels of `NV` vectors). The caller ([`Fast`](crate::Fast)) has checked the sizes with
+/// `tinylstm::kernels::assert_gemv_terms`, so every term's `B` holds `k_t · n` floats.
 ///
 /// # Safety
 /// `S`'s features are present (bounds are checked: panics on short slices).

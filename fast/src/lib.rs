@@ -271,16 +271,21 @@ macro_rules! dispatch {
     };
 }
 
+/// Every method first runs the exact kernel's size check (`tinylstm::kernels::assert_*`), so
+/// a short slice panics here exactly as it does on the exact path, whatever the instruction set.
 impl Kernels for Fast {
     fn gemm_nn(&self, m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
+        tinylstm::kernels::assert_gemm_nn(m, n, k, a, b, c);
         dispatch!(self, gemm_nn(m, n, k, a, b, c), portable = portable::gemm_nn(m, n, k, a, b, c))
     }
 
     fn gemm_nt(&self, m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
+        tinylstm::kernels::assert_gemm_nt(m, n, k, a, b, c);
         dispatch!(self, gemm_nt(m, n, k, a, b, c), portable = portable::gemm_nt(m, n, k, a, b, c))
     }
 
     fn gemm_tn(&self, m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
+        tinylstm::kernels::assert_gemm_tn(m, n, k, a, b, c);
         dispatch!(self, gemm_tn(m, n, k, a, b, c), portable = portable::gemm_tn(m, n, k, a, b, c))
     }
 
@@ -291,6 +296,7 @@ impl Kernels for Fast {
         terms: &[(&[f32], &[f32])],
         out: &mut [f32],
     ) {
+        tinylstm::kernels::assert_gemv_terms(n, start, terms, out);
         dispatch!(
             self,
             gemv_terms(n, start, terms, out),
@@ -299,6 +305,7 @@ impl Kernels for Fast {
     }
 
     fn add_column_sums(&self, rows: usize, cols: usize, x: &[f32], out: &mut [f32]) {
+        tinylstm::kernels::assert_column_sums(rows, cols, x, out);
         dispatch!(
             self,
             add_column_sums(rows, cols, x, out),
@@ -307,6 +314,7 @@ impl Kernels for Fast {
     }
 
     fn activate_gates(&self, z: &mut [f32], h: usize) {
+        tinylstm::kernels::assert_gates(z, h);
         dispatch!(self, activate_gates(z, h), portable = tinylstm::kernels::activate_gates(z, h))
     }
 }

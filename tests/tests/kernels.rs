@@ -167,3 +167,101 @@ fn blocked_kernels_keep_the_order_past_the_block_sizes() {
         assert!(bitwise(&c1, &c2), "gemm_nt {m}x{n}x{k}");
     }
 }
+
+/// Runs `f` and returns its panic message, or `None` when it did not panic.
+fn panic_message(f: impl FnOnce()) -> Option<String> {
+    let e = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).err()?;
+    e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+}
+
+/// Every kernel of path `kern`, with each slice in turn one float short (and dimensions of 0
+/// where a silent early return used to hide a short output), panics with the message that
+/// names the slice, before writing anything.
+fn short_slices_panic<K: kernels::Kernels>(kern: K, path: &str) {
+    let (m, n, k) = (3, 5, 4);
+    let a = vec![0.5f32; 32];
+    let b = vec![0.25f32; 32];
+    let c0 = vec![1.0f32; 32];
+    type Case<'a> = (&'a str, usize, usize, usize, usize, usize, usize);
+    // (kernel, m, n, k, len a, len b, len c): one slice short, the others exact.
+    let cases: [Case; 13] = [
+        ("gemm_nn: A", m, n, k, m * k - 1, k * n, m * n),
+        ("gemm_nn: B", m, n, k, m * k, k * n - 1, m * n),
+        ("gemm_nn: C", m, n, k, m * k, k * n, m * n - 1),
+        ("gemm_nn: C", m, n, 0, 0, 0, m * n - 1), // k = 0 used to return before any check
+        ("gemm_nn: B", 0, n, k, 0, k * n - 1, 0), // m = 0 too
+        ("gemm_nt: A", m, n, k, m * k - 1, n * k, m * n),
+        ("gemm_nt: B", m, n, k, m * k, n * k - 1, m * n),
+        ("gemm_nt: C", m, n, k, m * k, n * k, m * n - 1),
+        ("gemm_nt: C", m, n, 0, 0, 0, m * n - 1),
+        ("gemm_tn: A", m, n, k, k * m - 1, k * n, m * n),
+        ("gemm_tn: B", m, n, k, k * m, k * n - 1, m * n),
+        ("gemm_tn: C", m, n, k, k * m, k * n, m * n - 1),
+        ("gemm_tn: C", m, n, 0, 0, 0, m * n - 1),
+    ];
+    for (what, m, n, k, la, lb, lc) in cases {
+        let mut c = c0[..lc].to_vec();
+        let msg = panic_message(|| match &what[..7] {
+            "gemm_nn" => kern.gemm_nn(m, n, k, &a[..la], &b[..lb], &mut c),
+            "gemm_nt" => kern.gemm_nt(m, n, k, &a[..la], &b[..lb], &mut c),
+            _ => kern.gemm_tn(m, n, k, &a[..la], &b[..lb], &mut c),
+        });
+        let msg = msg.unwrap_or_else(|| panic!("{path}: {what} ({m}, {n}, {k}) did not panic"));
+        assert!(msg.starts_with(what), "{path}: {what}: message {msg:?}");
+        assert_eq!(c, c0[..lc], "{path}: {what} wrote before panicking");
+    }
+    // gemv_terms: out, start and a term's B.
+    let x = [1.0f32; 3];
+    let msg = |f: &dyn Fn(&mut [f32])| {
+        let mut out = vec![0.0f32; 8];
+        panic_message(|| f(&mut out)).unwrap_or_else(|| panic!("{path}: did not panic"))
+    };
+    let m1 = msg(&|o| kern.gemv_terms(8, None, &[(&x, &b[..24])], &mut o[..7]));
+    assert!(m1.starts_with("gemv_terms: out"), "{path}: {m1}");
+    let m2 = msg(&|o| kern.gemv_terms(8, Some(&c0[..7]), &[(&x, &b[..24])], o));
+    assert!(m2.starts_with("gemv_terms: start"), "{path}: {m2}");
+    let m3 = msg(&|o| kern.gemv_terms(8, None, &[(&x, &b[..24]), (&x, &b[..23])], o));
+    assert!(m3.starts_with("gemv_terms: a term's B"), "{path}: {m3}");
+    // add_column_sums and activate_gates.
+    let m4 = msg(&|o| kern.add_column_sums(3, 4, &a[..11], o));
+    assert!(m4.starts_with("add_column_sums: x"), "{path}: {m4}");
+    let m5 = msg(&|o| kern.add_column_sums(3, 9, &a[..27], o));
+    assert!(m5.starts_with("add_column_sums: out"), "{path}: {m5}");
+    let m6 = msg(&|o| kern.activate_gates(&mut o[..7], 2));
+    assert!(m6.starts_with("activate_gates: z"), "{path}: {m6}");
+}
+
+#[test]
+fn short_slices_panic_on_the_exact_path() {
+    short_slices_panic(kernels::Exact, "exact");
+}
+
+#[test]
+fn short_slices_panic_on_the_fast_paths() {
+    short_slices_panic(tinylstm_fast::Fast::new(), "fast (detected)");
+    short_slices_panic(tinylstm_fast::KernelPath::fast(), "KernelPath::fast");
+    let portable = tinylstm_fast::Fast::with_isa(tinylstm_fast::Isa::Portable).unwrap();
+    short_slices_panic(portable, "fast (portable)");
+}
+
+/// Longer slices are allowed, and the elements past what the dimensions need are neither read
+/// (NaN there changes nothing) nor written.
+#[test]
+fn elements_past_the_dimensions_are_untouched() {
+    let (m, n, k) = (2, 3, 4);
+    let mut a = vec![0.5f32; m * k + 3];
+    let mut b = vec![0.25f32; k * n + 3];
+    a[m * k..].fill(f32::NAN);
+    b[k * n..].fill(f32::NAN);
+    let mut c = vec![1.0f32; m * n + 3];
+    c[m * n..].fill(7.0);
+    kernels::gemm_nn(m, n, k, &a, &b, &mut c);
+    // Each element: 1 + 4 · (0.5 · 0.25) = 1.5, exactly.
+    assert_eq!(c[..m * n], [1.5; 6]);
+    assert_eq!(c[m * n..], [7.0; 3]);
+    // activate_gates: one row of 4h = 8 pre-activations of 0, then two that must stay.
+    let mut z = [0.0f32, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 5.0, -5.0];
+    kernels::activate_gates(&mut z, 2);
+    // σ(0) = 0.5 on i, f, o; tanh(0) = 0 on c.
+    assert_eq!(z, [0.5, 0.5, 0.5, 0.5, 0.0, 0.0, 0.5, 0.5, 5.0, -5.0]);
+}
