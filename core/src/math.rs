@@ -9,11 +9,20 @@
 //! 4 ulp of the true value over the whole range (tested against `f64` in this module); NaN in,
 //! NaN out; ±∞ saturate to the limits.
 //!
-//! **Everything else.** With the default `libm` feature `exp`, `ln`, `powf`, `cos`, `sqrt` are
-//! libm's correctly-rounded-or-nearly pure-Rust implementations, so a host, CI and a Cortex-M
-//! produce the same bits. With `micromath` (opt-in, takes precedence) `exp` is micromath's fast
-//! approximation (relative error around 1e-4) and `tanh`/`sigmoid` are built on it — no longer
-//! Keras-exact. Without either, `std` is used when enabled.
+//! # Which library: one rule
+//!
+//! * **Library functions** — [`exp`], [`ln`], [`ln_1p`], [`sqrt`], [`powf`], [`cos`] (softmax,
+//!   losses, Adam, schedules, initialisers) — come from the first enabled of **`libm`, then
+//!   `micromath`, then `std`**. With the default `libm` they are libm's pure-Rust
+//!   implementations, so a host, CI and a Cortex-M produce the same bits.
+//! * **Activations** — [`sigmoid`], [`tanh`] and their slice forms — are this crate's own
+//!   polynomials (above) in every build, unless **`micromath`** is on: then they are
+//!   `1/(1 + e^{−x})` and `1 − 2/(e^{2x} + 1)` over micromath's fast `exp` (relative error
+//!   around 1e-4), faster on a device and no longer Keras-exact.
+//!
+//! So `micromath` alone (`--no-default-features --features micromath`) makes everything
+//! micromath's; `libm` + `micromath` keeps libm's accuracy for the optimizer and the losses and
+//! speeds up only the activations; `libm` alone (the default) is exact everywhere.
 
 #[cfg(not(any(feature = "libm", feature = "micromath", feature = "std", test)))]
 compile_error!("tinylstm needs one of the features `libm` (default), `micromath` or `std`");
@@ -21,22 +30,29 @@ compile_error!("tinylstm needs one of the features `libm` (default), `micromath`
 #[cfg(feature = "micromath")]
 use micromath::F32Ext as _;
 
-/// `e^x`.
+/// `e^x` (a library function: `libm`, else `micromath`, else `std`; see the module docs).
 #[inline]
 pub fn exp(x: f32) -> f32 {
-    #[cfg(feature = "micromath")]
-    {
-        // micromath's exp misbehaves far outside the range where f32 exp is finite.
-        x.clamp(-87.0, 88.0).exp()
-    }
-    #[cfg(all(not(feature = "micromath"), feature = "libm"))]
+    #[cfg(feature = "libm")]
     {
         libm::expf(x)
     }
-    #[cfg(all(not(feature = "micromath"), not(feature = "libm")))]
+    #[cfg(all(not(feature = "libm"), feature = "micromath"))]
+    {
+        micromath_exp(x)
+    }
+    #[cfg(all(not(feature = "libm"), not(feature = "micromath")))]
     {
         x.exp()
     }
+}
+
+/// micromath's fast `e^x`, clamped to where `f32` `e^x` is finite and normal (micromath's
+/// approximation misbehaves far outside it): the base of the `micromath` activations.
+#[cfg(feature = "micromath")]
+#[inline]
+fn micromath_exp(x: f32) -> f32 {
+    x.clamp(-87.0, 88.0).exp()
 }
 
 /// `e^x` for the activations: clamped to `[e^-87, e^88]` (the range where `2^n` is a normal
@@ -80,13 +96,13 @@ pub fn exp_clamped(x: f32) -> f32 {
     e_r * scale
 }
 
-/// Hyperbolic tangent.
+/// Hyperbolic tangent (an activation: the crate's own, or micromath's; see the module docs).
 #[inline]
 pub fn tanh(x: f32) -> f32 {
     #[cfg(feature = "micromath")]
     {
         // tanh(x) = 1 - 2 / (e^{2x} + 1), saturating cleanly at both ends.
-        1.0 - 2.0 / (exp(2.0 * x) + 1.0)
+        1.0 - 2.0 / (micromath_exp(2.0 * x) + 1.0)
     }
     #[cfg(not(feature = "micromath"))]
     {
@@ -129,12 +145,12 @@ fn tanh_poly(x: f32) -> f32 {
     f32::from_bits(magnitude.to_bits() | sign)
 }
 
-/// Logistic sigmoid `1 / (1 + e^{-x})`.
+/// Logistic sigmoid `1 / (1 + e^{-x})` (an activation; see the module docs).
 #[inline]
 pub fn sigmoid(x: f32) -> f32 {
     #[cfg(feature = "micromath")]
     {
-        1.0 / (1.0 + exp(-x))
+        1.0 / (1.0 + micromath_exp(-x))
     }
     #[cfg(not(feature = "micromath"))]
     {
