@@ -751,9 +751,23 @@ impl<'a> Model<'a> {
         work: &mut [f32],
         out: &mut [f32],
     ) -> Result<(), Error> {
+        self.forward_logits_with(Exact, input, work, out)
+    }
+
+    /// [`Model::forward_logits`] on the kernel path `kern` ([`forward_logits_with`]).
+    ///
+    /// # Errors
+    /// As [`Model::forward`].
+    pub fn forward_logits_with<K: Kernels>(
+        &self,
+        kern: K,
+        input: Sequences<'_>,
+        work: &mut [f32],
+        out: &mut [f32],
+    ) -> Result<(), Error> {
         self.spec.validate()?;
         let batch = rows_of("output", self.spec.outputs, out.len())?;
-        forward_logits(self.spec, self.params, input, batch, work, out)
+        forward_logits_with(kern, self.spec, self.params, input, batch, work, out)
     }
 
     /// The top layer's last hidden state `[B][H]` into `hidden` ([`forward_hidden`]);

@@ -5,7 +5,7 @@ use super::{
 };
 use criterion::{black_box, criterion_group, BenchmarkId, Criterion, Throughput};
 use tinylstm::lstm::{self, Dims, Tape, Weights};
-use tinylstm::{init, model, Sequences, Spec};
+use tinylstm::{init, model, Model, Sequences, Spec, Stream};
 
 fn params(spec: &Spec) -> Vec<f32> {
     let mut p = vec![0.0f32; spec.param_count()];
@@ -64,7 +64,7 @@ fn layer_forward(c: &mut Criterion) {
     g.finish();
 }
 
-/// Whole-model inference (`model::forward`) and one streaming step (`model::step`).
+/// Whole-model inference (`model::forward`) and one streaming step (`Model::step_outputs`).
 fn model_forward(c: &mut Criterion) {
     let mut g = c.benchmark_group("model forward (elements = FLOP)");
     for (label, spec) in [("seed", SEED), ("mcu", MCU)] {
@@ -85,19 +85,14 @@ fn model_forward(c: &mut Criterion) {
         let mut state = vec![0.0f32; spec.state_len(1).unwrap()];
         let mut work = vec![0.0f32; spec.step_work_len(1).unwrap()];
         let mut out = vec![0.0f32; spec.outputs];
+        let (model, mut stream) =
+            (Model::new(&spec, &p), Stream { state: &mut state, work: &mut work });
         g.throughput(Throughput::Elements(model_forward_flops(&spec, 1, 1)));
         g.bench_with_input(BenchmarkId::new(label, "streaming step B1"), &(), |bch, _| {
             bch.iter(|| {
-                model::step(
-                    &spec,
-                    &p,
-                    black_box(seqs(&t, &v)),
-                    1,
-                    &mut state,
-                    &mut work,
-                    Some(&mut out),
-                )
-                .expect("sizes match")
+                model
+                    .step_outputs(&mut stream, black_box(seqs(&t, &v)), &mut out)
+                    .expect("sizes match")
             })
         });
     }

@@ -22,7 +22,7 @@ use std::time::Instant;
 use tinylstm::optim::OptimizerConfig;
 use tinylstm::penalty::Penalties;
 use tinylstm::train::{loss_and_grad_with, Batch, TrainOptions};
-use tinylstm::{model, Bptt, Head, Spec};
+use tinylstm::{model, Bptt, Head, Model, Spec};
 use tinylstm_fast::KernelPath;
 
 /// Everything the loop needs besides the data.
@@ -154,16 +154,9 @@ impl Trainer {
                         data.gather(part, k, buf);
                         let b = part.len();
                         let mut logits = vec![0.0f32; b * k];
-                        model::forward_logits_with(
-                            kernels,
-                            &spec,
-                            params,
-                            buf.sequences(),
-                            b,
-                            work,
-                            &mut logits,
-                        )
-                        .map_err(|e| anyhow!("forward pass: {e}"))?;
+                        Model::new(&spec, params)
+                            .forward_logits_with(kernels, buf.sequences(), work, &mut logits)
+                            .map_err(|e| anyhow!("forward pass: {e}"))?;
                         let mut d = vec![0.0f32; b * k];
                         let loss = tinylstm::loss::loss_and_grad(
                             spec.head,
