@@ -14,26 +14,32 @@
 //! training pass agree bit for bit with masks too, and a masked step gives exactly what
 //! removing it would. A spec without a mask runs the unmasked code, untouched.
 //!
+//! [`Model`] and [`Stream`] are the readable front: a model is its spec and parameters, a
+//! stream the state and scratch a streaming model carries between steps. The free functions
+//! below them ([`forward`], [`step`], their `_with` forms for another [`Kernels`] path, …) are
+//! the low-level layer they call, with every size passed explicitly.
+//!
 //! ```
-//! use tinylstm::{model, Head, Sequences, Spec};
+//! use tinylstm::{Head, Model, Sequences, Spec, Stream};
 //! const SPEC: Spec = Spec::channels(2).lstm(5).dense(3, Head::Softmax);
 //! const T: usize = 6;
 //! let mut params = [0.0f32; SPEC.param_count()];
 //! tinylstm::init::init_params(&SPEC, 42, &mut params).unwrap();
+//! let model = Model::new(&SPEC, &params);
 //! let x = [0.1f32; T * 2]; // one sequence [T][C]
 //!
-//! // Whole sequence at once (here with room for 2 steps per chunk).
+//! // Whole sequence at once (here with room for 2 steps per chunk); B = probs.len() / K = 1.
 //! let mut work = [0.0f32; SPEC.forward_work_len(1, 2).unwrap()];
 //! let mut probs = [0.0f32; 3];
-//! model::forward(&SPEC, &params, Sequences::Values(&x), 1, &mut work, &mut probs).unwrap();
+//! model.forward(Sequences::Values(&x), &mut work, &mut probs).unwrap();
 //!
-//! // The same sequence streamed one step at a time with a carried state.
+//! // The same sequence streamed one step at a time, carrying the state in a `Stream`.
 //! let mut state = [0.0f32; SPEC.state_len(1).unwrap()];
 //! let mut step_work = [0.0f32; SPEC.step_work_len(1).unwrap()];
+//! let mut stream = Stream { state: &mut state, work: &mut step_work };
 //! let mut streamed = [0.0f32; 3];
-//! for t in 0..T {
-//!     let xt = Sequences::Values(&x[t * 2..t * 2 + 2]);
-//!     model::step(&SPEC, &params, xt, 1, &mut state, &mut step_work, Some(&mut streamed)).unwrap();
+//! for xt in x.chunks_exact(2) {
+//!     model.step_outputs(&mut stream, Sequences::Values(xt), &mut streamed).unwrap();
 //! }
 //! assert_eq!(probs, streamed); // bit for bit
 //! ```
@@ -637,30 +643,7 @@ pub fn reset_state(state: &mut [f32]) {
 /// read from the buffer that holds one row per sequence (the output, the hidden state, or the
 /// streaming input), so it cannot disagree with it.
 ///
-/// ```
-/// use tinylstm::{Head, Model, Sequences, Spec, Stream};
-/// const SPEC: Spec = Spec::channels(2).lstm(5).dense(3, Head::Softmax);
-/// const T: usize = 6;
-/// let mut params = [0.0f32; SPEC.param_count()];
-/// tinylstm::init::init_params(&SPEC, 42, &mut params).unwrap();
-/// let model = Model::new(&SPEC, &params);
-/// let x = [0.1f32; T * 2]; // one sequence [T][C]
-///
-/// // Whole sequence at once: B = probs.len() / K = 1.
-/// let mut work = [0.0f32; SPEC.forward_work_len(1, 1).unwrap()];
-/// let mut probs = [0.0f32; 3];
-/// model.forward(Sequences::Values(&x), &mut work, &mut probs).unwrap();
-///
-/// // The same sequence one step at a time, carrying the state in a `Stream`.
-/// let mut state = [0.0f32; SPEC.state_len(1).unwrap()];
-/// let mut step_work = [0.0f32; SPEC.step_work_len(1).unwrap()];
-/// let mut stream = Stream { state: &mut state, work: &mut step_work };
-/// let mut streamed = [0.0f32; 3];
-/// for xt in x.chunks_exact(2) {
-///     model.step_outputs(&mut stream, Sequences::Values(xt), &mut streamed).unwrap();
-/// }
-/// assert_eq!(probs, streamed); // bit for bit
-/// ```
+/// See the [module docs](self) for an example.
 #[derive(Clone, Copy, Debug)]
 pub struct Model<'a> {
     /// The architecture.

@@ -16,6 +16,10 @@
 //!   drops from `~W` to `~s` steps for one extra forward pass. Results are bit-identical to
 //!   the tape-keeping mode.
 //!
+//! A training loop is easiest written with a [`Trainer`]: its settings and buffers named in
+//! one struct, and [`Trainer::step`] for forward, loss, backward, penalties and the optimizer
+//! update in one call. The functions below are the layer it calls.
+//!
 //! ## Work buffer layout
 //! `[segment tape | checkpoints | carried (dh, dc) | dx ping | dx pong | logits | dlogits]`.
 //!
