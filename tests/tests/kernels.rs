@@ -179,9 +179,9 @@ fn panic_message(f: impl FnOnce()) -> Option<String> {
 /// names the slice, before writing anything.
 fn short_slices_panic<K: kernels::Kernels>(kern: K, path: &str) {
     let (m, n, k) = (3, 5, 4);
-    let a = vec![0.5f32; 32];
-    let b = vec![0.25f32; 32];
-    let c0 = vec![1.0f32; 32];
+    let a = [0.5f32; 32];
+    let b = [0.25f32; 32];
+    let c0 = [1.0f32; 32];
     type Case<'a> = (&'a str, usize, usize, usize, usize, usize, usize);
     // (kernel, m, n, k, len a, len b, len c): one slice short, the others exact.
     let cases: [Case; 13] = [
