@@ -670,19 +670,19 @@ impl Stream<'_> {
     }
 }
 
-/// `len / width`, or the error for a row buffer of `len` floats that is empty or not whole rows.
-fn rows_of(what: &'static str, width: usize, len: usize) -> Result<usize, Error> {
+/// The batch size of a row buffer of `len` floats in rows of `width`: `len / width`, or the
+/// error for a buffer that is empty or not whole rows — or the spec's own error first, when the
+/// spec is invalid. (The free function called next validates the spec, so a valid call checks
+/// it once.)
+fn batch_of(spec: &Spec, what: &'static str, width: usize, len: usize) -> Result<usize, Error> {
+    if width != 0 && len != 0 && len % width == 0 {
+        return Ok(len / width);
+    }
+    spec.validate()?;
     if len == 0 {
         return Err(Error::EmptyBatch);
     }
-    if width == 0 || len % width != 0 {
-        return Err(Error::BufferLength {
-            what,
-            expected: (len / width.max(1)).max(1) * width,
-            actual: len,
-        });
-    }
-    Ok(len / width)
+    Err(Error::BufferLength { what, expected: (len / width).max(1) * width, actual: len })
 }
 
 impl<'a> Model<'a> {
@@ -719,8 +719,7 @@ impl<'a> Model<'a> {
         work: &mut [f32],
         out: &mut [f32],
     ) -> Result<(), Error> {
-        self.spec.validate()?;
-        let batch = rows_of("output", self.spec.outputs, out.len())?;
+        let batch = batch_of(self.spec, "output", self.spec.outputs, out.len())?;
         forward_with(kern, self.spec, self.params, input, batch, work, out)
     }
 
@@ -748,8 +747,7 @@ impl<'a> Model<'a> {
         work: &mut [f32],
         out: &mut [f32],
     ) -> Result<(), Error> {
-        self.spec.validate()?;
-        let batch = rows_of("output", self.spec.outputs, out.len())?;
+        let batch = batch_of(self.spec, "output", self.spec.outputs, out.len())?;
         forward_logits_with(kern, self.spec, self.params, input, batch, work, out)
     }
 
@@ -764,8 +762,8 @@ impl<'a> Model<'a> {
         work: &mut [f32],
         hidden: &mut [f32],
     ) -> Result<(), Error> {
-        self.spec.validate()?;
-        let batch = rows_of("hidden state", self.spec.top_units(), hidden.len())?;
+        self.spec.validate()?; // `top_units` needs a layer
+        let batch = batch_of(self.spec, "hidden state", self.spec.top_units(), hidden.len())?;
         forward_hidden(self.spec, self.params, input, batch, work, hidden)
     }
 
@@ -803,9 +801,8 @@ impl<'a> Model<'a> {
         input: Sequences<'_>,
         out: Option<&mut [f32]>,
     ) -> Result<(), Error> {
-        self.spec.validate()?;
         let what = "streaming input (one step per sequence)";
-        let batch = rows_of(what, self.spec.step_width(), input.len())?;
+        let batch = batch_of(self.spec, what, self.spec.step_width(), input.len())?;
         step_with(kern, self.spec, self.params, input, batch, stream.state, stream.work, out)
     }
 }

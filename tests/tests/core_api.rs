@@ -344,6 +344,13 @@ fn size_overflow_and_spec_errors() {
     let bad = Spec::channels(3).dense(2, Head::Softmax);
     let e = Model::new(&bad, &p).forward(Sequences::Values(&[0.0; 3]), &mut [], &mut [0.0; 2]);
     assert!(matches!(e, Err(Error::Spec(_))), "{e:?}");
+    // The spec's error comes first also when the buffers would be wrong for it.
+    let e = Model::new(&bad, &p).forward_hidden(Sequences::Values(&[0.0; 3]), &mut [], &mut []);
+    assert!(matches!(e, Err(Error::Spec(_))), "{e:?}");
+    let (mut s, mut w) = ([0.0f32; 4], [0.0f32; 4]);
+    let mut stream = Stream { state: &mut s, work: &mut w };
+    let e = Model::new(&bad, &p).step(&mut stream, Sequences::Values(&[0.0; 2]));
+    assert!(matches!(e, Err(Error::Spec(_))), "{e:?}");
     // Messages are words, not Debug names.
     assert_eq!(Error::NonFiniteInput.to_string(), "invalid argument: non-finite input");
     assert_eq!(Error::NonFiniteGradient.to_string(), "invalid argument: non-finite gradient");
