@@ -44,17 +44,22 @@
 
 /// Panics with `msg` unless `len ≥ rows · cols` (and the product fits a `usize`).
 #[inline(always)]
-#[track_caller]
 fn need(len: usize, rows: usize, cols: usize, msg: &'static str) {
     match rows.checked_mul(cols) {
         Some(n) if len >= n => {}
-        _ => panic!("{}", msg),
+        _ => too_short(msg),
     }
+}
+
+/// The panic of a failed size check, out of line: one copy, off the kernels' hot paths.
+#[cold]
+#[inline(never)]
+fn too_short(msg: &'static str) -> ! {
+    panic!("{}", msg)
 }
 
 /// The size check of [`gemm_nn`]: panics unless `a ≥ m·k`, `b ≥ k·n` and `c ≥ m·n` floats.
 #[inline]
-#[track_caller]
 pub fn assert_gemm_nn(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &[f32]) {
     need(a.len(), m, k, "gemm_nn: A is shorter than m·k");
     need(b.len(), k, n, "gemm_nn: B is shorter than k·n");
@@ -63,7 +68,6 @@ pub fn assert_gemm_nn(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &[f
 
 /// The size check of [`gemm_nt`]: panics unless `a ≥ m·k`, `b ≥ n·k` and `c ≥ m·n` floats.
 #[inline]
-#[track_caller]
 pub fn assert_gemm_nt(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &[f32]) {
     need(a.len(), m, k, "gemm_nt: A is shorter than m·k");
     need(b.len(), n, k, "gemm_nt: B is shorter than n·k");
@@ -72,7 +76,6 @@ pub fn assert_gemm_nt(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &[f
 
 /// The size check of [`gemm_tn`]: panics unless `a ≥ k·m`, `b ≥ k·n` and `c ≥ m·n` floats.
 #[inline]
-#[track_caller]
 pub fn assert_gemm_tn(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &[f32]) {
     need(a.len(), k, m, "gemm_tn: A is shorter than k·m");
     need(b.len(), k, n, "gemm_tn: B is shorter than k·n");
@@ -82,7 +85,6 @@ pub fn assert_gemm_tn(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &[f
 /// The size check of [`gemv_terms`]: panics unless `out` (and `start`, when given) holds `n`
 /// floats and every term's `B` holds `a.len() · n`.
 #[inline]
-#[track_caller]
 pub fn assert_gemv_terms(n: usize, start: Option<&[f32]>, terms: &[(&[f32], &[f32])], out: &[f32]) {
     need(out.len(), 1, n, "gemv_terms: out is shorter than n");
     if let Some(s) = start {
@@ -95,7 +97,6 @@ pub fn assert_gemv_terms(n: usize, start: Option<&[f32]>, terms: &[(&[f32], &[f3
 
 /// The size check of [`add_column_sums`]: panics unless `x ≥ rows·cols` and `out ≥ cols`.
 #[inline]
-#[track_caller]
 pub fn assert_column_sums(rows: usize, cols: usize, x: &[f32], out: &[f32]) {
     need(x.len(), rows, cols, "add_column_sums: x is shorter than rows·cols");
     need(out.len(), 1, cols, "add_column_sums: out is shorter than cols");
@@ -103,7 +104,6 @@ pub fn assert_column_sums(rows: usize, cols: usize, x: &[f32], out: &[f32]) {
 
 /// The size check of [`activate_gates`]: panics unless `z ≥ 4·h` floats.
 #[inline]
-#[track_caller]
 pub fn assert_gates(z: &[f32], h: usize) {
     need(z.len(), 4, h, "activate_gates: z is shorter than 4·h");
 }
