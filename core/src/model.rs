@@ -10,7 +10,7 @@
 //! order contract in [`kernels`](crate::kernels)).
 //!
 //! A spec with a [`Mask`] skips masked steps in every layer (Keras semantics: the state carries
-//! over and the output repeats; see [`lstm`](crate::lstm)); the forward pass, [`step`] and the
+//! over and the output repeats; see [`lstm`]); the forward pass, [`step`] and the
 //! training pass agree bit for bit with masks too, and a masked step gives exactly what
 //! removing it would. A spec without a mask runs the unmasked code, untouched.
 //!
