@@ -80,6 +80,8 @@ const FLAG_LOWER: u8 = 1;
 const FLAG_CHAR_LEVEL: u8 = 2;
 const FLAG_OOV: u8 = 4;
 
+mod index;
+
 /// Settings of a [`Tokenizer`], named and defaulted as the Keras constructor arguments.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
