@@ -364,6 +364,9 @@ fn for_each_lowered(text: &str, lower: bool, mut f: impl FnMut(char)) {
     for (i, ch) in text.char_indices() {
         if !lower {
             f(ch);
+        } else if ch.is_ascii() {
+            // The common case, without the Unicode tables.
+            f(ch.to_ascii_lowercase());
         } else if ch == 'Σ' {
             // Final sigma, as str::to_lowercase and Python: preceded by a cased letter and not
             // followed by one (case-ignorable characters skipped on both sides).

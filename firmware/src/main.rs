@@ -615,7 +615,7 @@ fn data_sets(file: &ModelFile<'_>, b: &mut Bufs, summary: &mut Summary) -> [&'st
         Err(e) => fail("tokenizer rejected", &e),
     };
     info!(
-        "tokenizer: {=str} level, lower={=bool}, {=u32} words, num_words={=u32}, oov={=u32}, lookup={=str}, maxlen={=usize} padding={=str} truncating={=str} ({=u64} {=str} to check)",
+        "tokenizer: level={=str} lower={=bool} words={=u32} num_words={=u32} oov={=u32} lookup={=str} maxlen={=usize} padding={=str} truncating={=str} ({=u64} {=str} to check)",
         if tok.char_level() { "char" } else { "word" },
         tok.lower(),
         tok.word_count(),
