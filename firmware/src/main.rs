@@ -5,7 +5,9 @@
 //! counts, RAM and the stack high-water mark.
 //!
 //! The model's spec, sequence length, head, classes and standardisation come from the model
-//! file (build.rs generates them): any model `tinylstm train` writes builds without an edit.
+//! file (build.rs generates them): any model `tinylstm train` writes builds without an edit. A
+//! text model built with sentences tokenizes them at boot with its own tokenizer (the core's
+//! `tinylstm::text`) and logs each sentence's ids, class and probabilities.
 //! Every buffer is a static sized by the core's `const fn`s; there is no heap.
 #![no_std]
 #![no_main]
