@@ -310,11 +310,15 @@ pub fn generate(out: &Path, manifest: &Path, memory_x: &Path) {
         )
         .unwrap();
     }
-    writeln!(w, "/// True when the data sets are sentences the firmware tokenizes at boot.").unwrap();
+    writeln!(w, "/// True when the data sets are sentences the firmware tokenizes at boot.")
+        .unwrap();
     writeln!(w, "pub const TEXT_SETS: bool = {};", text_sets.is_some()).unwrap();
     let (padding, truncating) = pad_sides(meta_json.as_ref());
-    writeln!(w, "/// The model's `pad_sequences` settings (METADATA `steps`, `padding`, `truncating`).")
-        .unwrap();
+    writeln!(
+        w,
+        "/// The model's `pad_sequences` settings (METADATA `steps`, `padding`, `truncating`)."
+    )
+    .unwrap();
     writeln!(
         w,
         "pub const PAD: Pad = Pad {{ maxlen: {steps}, padding: Side::{padding}, truncating: Side::{truncating} }};"
@@ -396,12 +400,14 @@ fn read_text_sets(
             .enumerate()
             .map(|(i, it)| {
                 let at = || format!("TINYLSTM_DATA {}: sentence {i}", p.display());
-                let text = it.get("text").and_then(|t| t.as_str()).unwrap_or_else(|| {
-                    fail(format!("{}: no string field `text`", at()))
-                });
-                let label = it.get("label").and_then(|l| l.as_f64()).unwrap_or_else(|| {
-                    fail(format!("{}: no number field `label`", at()))
-                });
+                let text = it
+                    .get("text")
+                    .and_then(|t| t.as_str())
+                    .unwrap_or_else(|| fail(format!("{}: no string field `text`", at())));
+                let label = it
+                    .get("label")
+                    .and_then(|l| l.as_f64())
+                    .unwrap_or_else(|| fail(format!("{}: no number field `label`", at())));
                 let target = match shape.head {
                     Head::Softmax => {
                         let k = class_names.len();
