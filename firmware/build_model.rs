@@ -209,7 +209,7 @@ pub fn generate(out: &Path, manifest: &Path, memory_x: &Path) {
             Err(_) => None,
         }
     };
-    let text_sets = read_text_sets(&file, &data_dir, &shape, &class_names);
+    let text_sets = read_text_sets(&file, &model_path, &data_dir, &shape, &class_names);
     let (samples, train, valid, source) = match read_set("samples") {
         _ if text_sets.is_some() => {
             (Vec::new(), Vec::new(), Vec::new(), format!("{} (sentences)", data_dir.display()))
@@ -358,6 +358,7 @@ fn pad_sides(meta: Option<&serde_json::Value>) -> (&'static str, &'static str) {
 /// tokenizer does not read in the core.
 fn read_text_sets(
     file: &ModelFile<'_>,
+    model_path: &Path,
     dir: &Path,
     shape: &Shape,
     class_names: &[String],
@@ -370,11 +371,16 @@ fn read_text_sets(
     if !samples.is_file() {
         return None;
     }
-    let tok = Tokenizer::from_model(file)
-        .unwrap_or_else(|e| fail(format!("the model's tokenizer cannot run on the device: {e}")));
+    let tok = Tokenizer::from_model(file).unwrap_or_else(|e| {
+        fail(format!(
+            "TINYLSTM_MODEL {}: its tokenizer cannot run on the device: {e}",
+            model_path.display()
+        ))
+    });
     if tok.id_bound() as usize > shape.vocab {
         fail(format!(
-            "the model's tokenizer emits ids up to {} but the embedding has {} rows",
+            "TINYLSTM_MODEL {}: its tokenizer emits ids up to {} but the embedding has {} rows",
+            model_path.display(),
             tok.id_bound() - 1,
             shape.vocab
         ));
@@ -382,7 +388,12 @@ fn read_text_sets(
     let read = |name: &str| -> Vec<(u32, String)> {
         let p = dir.join(format!("{name}.json"));
         println!("cargo:rerun-if-changed={}", p.display());
-        let Ok(text) = fs::read_to_string(&p) else { return Vec::new() };
+        if !p.exists() {
+            return Vec::new();
+        }
+        let text = fs::read_to_string(&p).unwrap_or_else(|e| {
+            fail(format!("TINYLSTM_DATA {}: cannot read it as UTF-8 text: {e}", p.display()))
+        });
         let v: serde_json::Value = serde_json::from_str(&text)
             .unwrap_or_else(|e| fail(format!("TINYLSTM_DATA {}: not JSON: {e}", p.display())));
         let items = v.as_array().unwrap_or_else(|| {
