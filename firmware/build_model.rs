@@ -10,14 +10,20 @@
 //! * `TINYLSTM_DATA` — a folder with `samples.bin` and optionally `field_train.bin` and
 //!   `field_valid.bin` (written by `tinylstm device-data`); default `data/` when its sets fit
 //!   the model, else a generated probe set (8 sequences of deterministic pseudo-random input in
-//!   the model's training range) and no fine-tuning data.
+//!   the model's training range) and no fine-tuning data. For a text model the folder may hold
+//!   the sets as sentences instead — `samples.json` (and `field_train.json`, `field_valid.json`),
+//!   each a JSON array of `{"label": L, "text": "…"}` (L: class id, or the target value of a
+//!   sigmoid/linear head), also written by `tinylstm device-data` — which the firmware
+//!   tokenizes at boot with the model's own tokenizer (`tinylstm::text`); they take precedence
+//!   over the `.bin` sets.
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::{env, fs};
 
 use tinylstm::format::ModelFile;
+use tinylstm::text::Tokenizer;
 use tinylstm::{Head, InputKind, Spec};
-use tinylstm_device::data::{check_data, Shape};
+use tinylstm_device::data::{check_data, Shape, MAX_SET};
 use tinylstm_device::norm::{decode_section, metadata_steps};
 use tinylstm_device::ram::{self, Sets};
 use tinylstm_device::tune::{FullConfig, HeadConfig};
@@ -203,7 +209,11 @@ pub fn generate(out: &Path, manifest: &Path, memory_x: &Path) {
             Err(_) => None,
         }
     };
+    let text_sets = read_text_sets(&file, &model_path, &data_dir, &shape, &class_names);
     let (samples, train, valid, source) = match read_set("samples") {
+        _ if text_sets.is_some() => {
+            (Vec::new(), Vec::new(), Vec::new(), format!("{} (sentences)", data_dir.display()))
+        }
         Some(s) => {
             let (t, v) = (read_set("field_train"), read_set("field_valid"));
             match (t, v) {
@@ -223,7 +233,18 @@ pub fn generate(out: &Path, manifest: &Path, memory_x: &Path) {
         fs::write(out.join(format!("{name}.bin")), b).unwrap();
     }
     let count = |b: &[u8]| if b.is_empty() { 0 } else { check_data(b, &shape).unwrap() };
-    let sets = Sets { samples: count(&samples), train: count(&train), valid: count(&valid) };
+    let sets = match &text_sets {
+        Some(t) => Sets { samples: t[0].len(), train: t[1].len(), valid: t[2].len() },
+        None => Sets { samples: count(&samples), train: count(&train), valid: count(&valid) },
+    };
+    // Sentences are tokenized at boot into data sets in RAM.
+    let text_ram = match &text_sets {
+        Some(_) => [sets.samples, sets.train, sets.valid]
+            .iter()
+            .map(|&n| if n == 0 { 0 } else { shape.set_len(n) })
+            .sum(),
+        None => 0,
+    };
 
     // RAM per mode against the board's.
     let feature = |f: &str| env::var_os(format!("CARGO_FEATURE_{f}")).is_some();
@@ -233,12 +254,12 @@ pub fn generate(out: &Path, manifest: &Path, memory_x: &Path) {
     let full =
         if feature("FULL_FINETUNE") { ram::full(&spec, steps, &FullConfig::DEFAULT) } else { 0 };
     let board = board_ram(memory_x);
-    let needed = inference + head + full;
+    let needed = inference + head + full + text_ram;
     let available = board.saturating_sub(STACK_RESERVE);
     if needed > available {
         fail(format!(
             "the model does not fit the board's RAM: it needs {needed} bytes (inference {inference}, \
-             head-only fine-tuning {head}, full fine-tuning {full}) and the board has {available} \
+             head-only fine-tuning {head}, full fine-tuning {full}, sentences tokenized {text_ram}) and the board has {available} \
              bytes ({board} bytes of RAM less {STACK_RESERVE} kept for the stack); build without \
              `full-finetune` (or `head-finetune`), or train a smaller model ({})",
             model_path.display()
@@ -289,7 +310,141 @@ pub fn generate(out: &Path, manifest: &Path, memory_x: &Path) {
         )
         .unwrap();
     }
+    writeln!(w, "/// True when the data sets are sentences the firmware tokenizes at boot.")
+        .unwrap();
+    writeln!(w, "pub const TEXT_SETS: bool = {};", text_sets.is_some()).unwrap();
+    let (padding, truncating) = pad_sides(meta_json.as_ref());
+    writeln!(
+        w,
+        "/// The model's `pad_sequences` settings (METADATA `steps`, `padding`, `truncating`)."
+    )
+    .unwrap();
+    writeln!(
+        w,
+        "pub const PAD: Pad = Pad {{ maxlen: {steps}, padding: Side::{padding}, truncating: Side::{truncating} }};"
+    )
+    .unwrap();
+    let empty: [Vec<(u32, String)>; 3] = Default::default();
+    for (name, set) in ["TEXT_SAMPLES", "TEXT_TRAIN", "TEXT_VALID"]
+        .iter()
+        .zip(text_sets.as_ref().unwrap_or(&empty))
+    {
+        let items: Vec<String> = set
+            .iter()
+            .map(|(t, s)| format!("Sentence {{ target: {t:#010x}, text: {s:?} }}"))
+            .collect();
+        writeln!(w, "/// Sentences of the `{name}` set (empty unless [`TEXT_SETS`]).").unwrap();
+        writeln!(w, "pub const {name}: &[Sentence<'static>] = &[{}];", items.join(", ")).unwrap();
+    }
+    writeln!(w, "/// RAM of the data sets tokenized at boot.").unwrap();
+    writeln!(w, "pub const RAM_TEXT: usize = {text_ram};").unwrap();
     writeln!(w, "/// Bytes of RAM of the board (its memory.x).").unwrap();
     writeln!(w, "pub const BOARD_RAM: usize = {board};").unwrap();
     fs::write(out.join("model.rs"), src).unwrap();
+}
+
+/// `Pre`/`Post` of the METADATA `padding` and `truncating` (Keras's default `pre`).
+fn pad_sides(meta: Option<&serde_json::Value>) -> (&'static str, &'static str) {
+    let side = |key: &str| match meta.and_then(|m| m.get(key)).and_then(|v| v.as_str()) {
+        Some("post") => "Post",
+        _ => "Pre",
+    };
+    (side("padding"), side("truncating"))
+}
+
+/// The sentence sets of a text model (`samples.json`, `field_train.json`, `field_valid.json`
+/// in `dir`) as `(target word, text)`; `None` when the model reads no text or there is no
+/// `samples.json`. Fails the build on a set the device could not use, and when the model's
+/// tokenizer does not read in the core.
+fn read_text_sets(
+    file: &ModelFile<'_>,
+    model_path: &Path,
+    dir: &Path,
+    shape: &Shape,
+    class_names: &[String],
+) -> Option<[Vec<(u32, String)>; 3]> {
+    if !shape.tokens() || file.tokenizer().is_none() {
+        return None;
+    }
+    let samples = dir.join("samples.json");
+    println!("cargo:rerun-if-changed={}", samples.display());
+    if !samples.is_file() {
+        return None;
+    }
+    let tok = Tokenizer::from_model(file).unwrap_or_else(|e| {
+        fail(format!(
+            "TINYLSTM_MODEL {}: its tokenizer cannot run on the device: {e}",
+            model_path.display()
+        ))
+    });
+    if tok.id_bound() as usize > shape.vocab {
+        fail(format!(
+            "TINYLSTM_MODEL {}: its tokenizer emits ids up to {} but the embedding has {} rows",
+            model_path.display(),
+            tok.id_bound() - 1,
+            shape.vocab
+        ));
+    }
+    let read = |name: &str| -> Vec<(u32, String)> {
+        let p = dir.join(format!("{name}.json"));
+        println!("cargo:rerun-if-changed={}", p.display());
+        if !p.exists() {
+            return Vec::new();
+        }
+        let text = fs::read_to_string(&p).unwrap_or_else(|e| {
+            fail(format!("TINYLSTM_DATA {}: cannot read it as UTF-8 text: {e}", p.display()))
+        });
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| fail(format!("TINYLSTM_DATA {}: not JSON: {e}", p.display())));
+        let items = v.as_array().unwrap_or_else(|| {
+            fail(format!("TINYLSTM_DATA {}: expected an array of {{label, text}}", p.display()))
+        });
+        if items.is_empty() || items.len() > MAX_SET {
+            fail(format!(
+                "TINYLSTM_DATA {}: {} sentences (a set holds 1 to {MAX_SET})",
+                p.display(),
+                items.len()
+            ));
+        }
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, it)| {
+                let at = || format!("TINYLSTM_DATA {}: sentence {i}", p.display());
+                let text = it
+                    .get("text")
+                    .and_then(|t| t.as_str())
+                    .unwrap_or_else(|| fail(format!("{}: no string field `text`", at())));
+                let label = it
+                    .get("label")
+                    .and_then(|l| l.as_f64())
+                    .unwrap_or_else(|| fail(format!("{}: no number field `label`", at())));
+                let target = match shape.head {
+                    Head::Softmax => {
+                        let k = class_names.len();
+                        if label.fract() != 0.0 || label < 0.0 || label >= k as f64 {
+                            fail(format!("{}: label {label} is not a class id below {k}", at()));
+                        }
+                        label as u32
+                    }
+                    _ if shape.outputs != 1 => fail(format!(
+                        "{}: a sentence holds one target, the model has {} outputs",
+                        at(),
+                        shape.outputs
+                    )),
+                    _ => (label as f32).to_bits(),
+                };
+                (target, text.to_string())
+            })
+            .collect()
+    };
+    let sets = [read("samples"), read("field_train"), read("field_valid")];
+    if sets[0].is_empty() || sets[1].is_empty() != sets[2].is_empty() {
+        fail(format!(
+            "TINYLSTM_DATA {}: samples.json needs sentences, and field_train.json and \
+             field_valid.json come together",
+            dir.display()
+        ));
+    }
+    Some(sets)
 }

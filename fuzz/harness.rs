@@ -247,6 +247,12 @@ fn check_dataset(
 pub fn tokenizer(data: &[u8]) {
     let Some((&sel, rest)) = data.split_first() else { return };
     if sel & 1 == 0 {
+        // The core's in-place reader never panics on any bytes, with or without an index.
+        let _ = tinylstm::text::Tokenizer::parse(rest, None);
+        let half = rest.len() / 2;
+        if let Ok(t) = tinylstm::text::Tokenizer::parse(&rest[..half], Some(&rest[half..])) {
+            t.for_each_id("a b c the cat", |_| {});
+        }
         if let Ok(t) = Tokenizer::from_bytes(rest) {
             let sample = String::from_utf8_lossy(rest);
             check_applied(&t, &[sample.as_ref(), "a b c", "the cat sat"]);
@@ -299,6 +305,20 @@ fn check_applied(t: &Tokenizer, texts: &[&str]) {
     assert!(back.texts_to_sequences(texts) == seqs, "ids changed on round trip");
     // The decoded form serialises to the same bytes (it keeps only what applying needs).
     assert!(back.to_bytes() == bytes, "serialisation is not stable");
+    // The core's in-place tokenizer (what a device runs) reads it with its index and gives the
+    // same ids, unless a stored word is longer than it holds.
+    let index = t.index_bytes();
+    match tinylstm::text::Tokenizer::parse(&bytes, Some(&index)) {
+        Ok(core) => {
+            for (text, want) in texts.iter().zip(&seqs) {
+                let mut ids = Vec::new();
+                core.for_each_id(text, |i| ids.push(i));
+                assert!(&ids == want, "core tokenizer ids differ from the host's for {text:?}");
+            }
+        }
+        Err(tinylstm::text::TextError::WordTooLong { .. }) => {}
+        Err(e) => panic!("the core refuses the host's tokenizer: {e}"),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@
 //! | `1` | [`TAG_TOKENIZER`] | tokenizer vocabulary and settings (opaque to the core; written by the CLI) |
 //! | `2` | [`TAG_NORMALIZATION`] | per-channel input mean/std (opaque to the core; written by the CLI) |
 //! | `3` | [`TAG_METADATA`] | free-form UTF-8 text (opaque to the core) |
+//! | `4` | [`TAG_TOKEN_INDEX`] | lookup table of the tokenizer's words (read by [`text`](crate::text)) |
 //! | `0x4152_4150` | [`TAG_PARAMS`] | the parameters: `4 · param_count` bytes, each an `f32` in little-endian, in the flat Keras order; the tag's bytes in the file spell `PARA` |
 //!
 //! Rules: the PARAMS section is present exactly once and is the last section, so the CRC
@@ -175,6 +176,11 @@ pub const TAG_NORMALIZATION: u32 = 2;
 
 /// Section tag of free-form UTF-8 metadata (opaque to the core).
 pub const TAG_METADATA: u32 = 3;
+
+/// Section tag of the tokenizer's lookup table (words sorted for binary search; see
+/// [`text`](crate::text)). Read in place by [`text::Tokenizer`](crate::text::Tokenizer); a
+/// file without it still tokenizes, by a scan of the word list.
+pub const TAG_TOKEN_INDEX: u32 = 4;
 
 /// Section tag of the parameters, `0x4152_4150`: its little-endian bytes spell `PARA`.
 ///

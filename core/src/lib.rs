@@ -88,6 +88,7 @@ pub mod optim;
 pub mod penalty;
 pub mod schedule;
 pub mod spec;
+pub mod text;
 pub mod train;
 
 pub use error::{Error, Hyperparameter, SpecError};

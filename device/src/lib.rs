@@ -11,6 +11,8 @@
 //! - [`data`]: the labelled sequence sets a device embeds (format `TLSEQ002`), read through a
 //!   [`View`](data::View) that poisons (for tests of the transaction) and standardises.
 //! - [`tune`]: scores, head-only and truncated-BPTT fine-tuning, the acceptance rule.
+//! - [`text`]: labelled sentences tokenized on the device (the core's in-place Keras
+//!   tokenizer) into data sets, so the device classifies and fine-tunes on strings.
 //! - [`ram`]: the RAM each mode needs, from the spec.
 //! - [`slots`]: fine-tuned weights persisted in two flash slots (A/B) that a power cut at any
 //!   byte cannot mix, behind the `embedded-storage` NOR-flash traits.
@@ -40,4 +42,5 @@ pub mod model;
 pub mod norm;
 pub mod ram;
 pub mod slots;
+pub mod text;
 pub mod tune;

@@ -4,11 +4,13 @@
 //! writes builds without a source edit; it also fails the build when the model's RAM does not
 //! fit the board.
 
+use tinylstm::text::{Pad, Side};
 use tinylstm::{Head, Spec};
 use tinylstm_device::data::{check_data, DataError, Shape};
 use tinylstm_device::model::Aligned;
 use tinylstm_device::norm::Standardize;
 use tinylstm_device::ram::{self, Sets};
+use tinylstm_device::text::Sentence;
 use tinylstm_device::tune::{FullConfig, HeadConfig};
 
 include!(concat!(env!("OUT_DIR"), "/model.rs"));
@@ -82,12 +84,28 @@ const fn count(bytes: &[u8]) -> usize {
     }
 }
 
-/// Sequences in [`SAMPLES`] (checked at compile time).
-pub const SAMPLES_N: usize = count(SAMPLES);
-/// Sequences in [`FIELD_TRAIN`] (0: no fine-tuning data).
-pub const FIELD_TRAIN_N: usize = count(FIELD_TRAIN);
-/// Sequences in [`FIELD_VALID`].
-pub const FIELD_VALID_N: usize = count(FIELD_VALID);
+/// Sequences in [`SAMPLES`] (checked at compile time), or sentences in [`TEXT_SAMPLES`].
+pub const SAMPLES_N: usize = if TEXT_SETS { TEXT_SAMPLES.len() } else { count(SAMPLES) };
+/// Sequences in [`FIELD_TRAIN`] or [`TEXT_TRAIN`] (0: no fine-tuning data).
+pub const FIELD_TRAIN_N: usize = if TEXT_SETS { TEXT_TRAIN.len() } else { count(FIELD_TRAIN) };
+/// Sequences in [`FIELD_VALID`] or [`TEXT_VALID`].
+pub const FIELD_VALID_N: usize = if TEXT_SETS { TEXT_VALID.len() } else { count(FIELD_VALID) };
+
+/// Bytes of a data set of `n` sentences tokenized at boot (0 without sentences).
+const fn text_set_len(n: usize) -> usize {
+    if TEXT_SETS && n > 0 {
+        SHAPE.set_len(n)
+    } else {
+        0
+    }
+}
+/// Bytes of the samples tokenized at boot.
+pub const TEXT_SAMPLES_LEN: usize = text_set_len(SAMPLES_N);
+/// Bytes of the field training set tokenized at boot.
+pub const TEXT_TRAIN_LEN: usize = text_set_len(FIELD_TRAIN_N);
+/// Bytes of the field validation set tokenized at boot.
+pub const TEXT_VALID_LEN: usize = text_set_len(FIELD_VALID_N);
+const _: () = assert!(TEXT_SAMPLES_LEN + TEXT_TRAIN_LEN + TEXT_VALID_LEN == RAM_TEXT);
 /// The sets' sizes.
 pub const SETS: Sets = Sets { samples: SAMPLES_N, train: FIELD_TRAIN_N, valid: FIELD_VALID_N };
 /// The largest set.

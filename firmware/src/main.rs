@@ -5,7 +5,9 @@
 //! counts, RAM and the stack high-water mark.
 //!
 //! The model's spec, sequence length, head, classes and standardisation come from the model
-//! file (build.rs generates them): any model `tinylstm train` writes builds without an edit.
+//! file (build.rs generates them): any model `tinylstm train` writes builds without an edit. A
+//! text model built with sentences tokenizes them at boot with its own tokenizer (the core's
+//! `tinylstm::text`) and logs each sentence's ids, class and probabilities.
 //! Every buffer is a static sized by the core's `const fn`s; there is no heap.
 #![no_std]
 #![no_main]
@@ -24,6 +26,7 @@ use tinylstm_device::data::{Glitch, Poison};
 #[cfg(feature = "head-finetune")]
 use tinylstm_device::model::head_logits;
 use tinylstm_device::model::{argmax, params_in_place, predict, stream_step, Model, Weights};
+use tinylstm_device::text::{tokenize_set, Sentence};
 use tinylstm_device::tune::*;
 use tinylstm_firmware::embedded::*;
 use tinylstm_firmware::platform::{self, measure, TICK};
@@ -47,6 +50,14 @@ const _: () = assert!(
     4 * (FORWARD_WORK + STATE + STEP_WORK + SEQ_WORDS + TOP_UNITS + 2 * LOGITS_LEN + TARGETS_LEN)
         == RAM_INFERENCE
 );
+
+/// The data sets tokenized at boot from the embedded sentences (empty without sentences).
+static TEXT_SAMPLES_BUF: ConstStaticCell<[u8; TEXT_SAMPLES_LEN]> =
+    ConstStaticCell::new([0; TEXT_SAMPLES_LEN]);
+static TEXT_TRAIN_BUF: ConstStaticCell<[u8; TEXT_TRAIN_LEN]> =
+    ConstStaticCell::new([0; TEXT_TRAIN_LEN]);
+static TEXT_VALID_BUF: ConstStaticCell<[u8; TEXT_VALID_LEN]> =
+    ConstStaticCell::new([0; TEXT_VALID_LEN]);
 
 #[cfg(feature = "head-finetune")]
 mod head_bufs {
@@ -590,6 +601,88 @@ fn full_transaction(
 }
 
 // ---------------------------------------------------------------------------------------------
+// Sentences
+// ---------------------------------------------------------------------------------------------
+
+/// The data sets: the embedded `TLSEQ002` sets, or (a text model built with sentences) the
+/// sentences tokenized now by the model's own tokenizer, each sample's ids and instruction
+/// count logged.
+fn data_sets(file: &ModelFile<'_>, b: &mut Bufs, summary: &mut Summary) -> [&'static [u8]; 3] {
+    if !TEXT_SETS {
+        return [SAMPLES, FIELD_TRAIN, FIELD_VALID];
+    }
+    let (tok, n) = measure(|| tinylstm::text::Tokenizer::from_model(file));
+    let tok = match tok {
+        Ok(t) => t,
+        Err(e) => fail("tokenizer rejected", &e),
+    };
+    info!(
+        "tokenizer: level={=str} lower={=bool} words={=u32} num_words={=u32} oov={=u32} lookup={=str} maxlen={=usize} padding={=str} truncating={=str} ({=u64} {=str} to check)",
+        if tok.char_level() { "char" } else { "word" },
+        tok.lower(),
+        tok.word_count(),
+        tok.num_words(),
+        tok.oov_index().unwrap_or(0),
+        if tok.has_index() { "binary-search" } else { "scan" },
+        PAD.maxlen,
+        side_name(PAD.padding),
+        side_name(PAD.truncating),
+        n,
+        TICK.1
+    );
+    // Each sample on its own, to count the tokenizer's instructions per sentence.
+    let mut total = 0;
+    for (i, s) in TEXT_SAMPLES.iter().enumerate() {
+        let (r, n) = measure(|| tok.encode(s.text, &PAD, &mut b.x[..]));
+        let count = match r {
+            Ok(c) => c,
+            Err(e) => fail("tokenizing", &e),
+        };
+        total += n;
+        info!(
+            "text sample={=usize} tokens={=usize} bytes={=usize} insns={=u64} ids={=[?]} text={=str}",
+            i,
+            count,
+            s.text.len(),
+            n,
+            &b.x[..],
+            s.text
+        );
+    }
+    note(summary, "tokenize (one sentence)", total / TEXT_SAMPLES.len().max(1) as u64);
+    let mut set = |buf: &'static mut [u8], sentences: &[Sentence<'_>]| -> &'static [u8] {
+        if sentences.is_empty() {
+            return &[];
+        }
+        match tokenize_set(&tok, &PAD, &SHAPE, sentences, &mut b.x[..], buf, |_, _, _| {}) {
+            Ok(n) => {
+                let done: &'static [u8] = buf;
+                &done[..n]
+            }
+            Err(e) => fail("sentences", &e),
+        }
+    };
+    let samples = set(TEXT_SAMPLES_BUF.take(), TEXT_SAMPLES);
+    let train = set(TEXT_TRAIN_BUF.take(), TEXT_TRAIN);
+    let valid = set(TEXT_VALID_BUF.take(), TEXT_VALID);
+    info!(
+        "sentences tokenized: {=usize} samples, {=usize} field training, {=usize} field validation; ram mode=text bytes={=usize}",
+        TEXT_SAMPLES.len(),
+        TEXT_TRAIN.len(),
+        TEXT_VALID.len(),
+        RAM_TEXT
+    );
+    [samples, train, valid]
+}
+
+fn side_name(s: tinylstm::text::Side) -> &'static str {
+    match s {
+        tinylstm::text::Side::Pre => "pre",
+        tinylstm::text::Side::Post => "post",
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Boot sequence
 // ---------------------------------------------------------------------------------------------
 
@@ -704,8 +797,10 @@ fn run() {
         info!("data sets from {=str}", DATA_SOURCE);
     }
 
+    let [samples_set, train_set, valid_set] = data_sets(&file, b, &mut summary);
+
     // (b) Inference on the sample sequences (raw input, standardised on reading).
-    let samples = match Dataset::parse(SAMPLES, SHAPE) {
+    let samples = match Dataset::parse(samples_set, SHAPE) {
         Ok(d) => View::clean(d, norm),
         Err(e) => fail("samples", &e),
     };
@@ -801,7 +896,7 @@ fn run() {
             "no field set for this model: fine-tuning skipped (write one with `tinylstm device-data` and build with TINYLSTM_DATA)"
         );
     } else {
-        finetune(&m, &mut live, b, &mut summary);
+        finetune(&m, &mut live, b, &mut summary, train_set, valid_set);
     }
     info!("params_crc final={=u32:08x}", live.crc());
 
@@ -819,8 +914,15 @@ fn run() {
     info!("done");
 }
 
-fn finetune(m: &Model<'_>, live: &mut Live, b: &mut Bufs, summary: &mut Summary) {
-    let (ft, fv) = match (Dataset::parse(FIELD_TRAIN, SHAPE), Dataset::parse(FIELD_VALID, SHAPE)) {
+fn finetune(
+    m: &Model<'_>,
+    live: &mut Live,
+    b: &mut Bufs,
+    summary: &mut Summary,
+    train_set: &[u8],
+    valid_set: &[u8],
+) {
+    let (ft, fv) = match (Dataset::parse(train_set, SHAPE), Dataset::parse(valid_set, SHAPE)) {
         (Ok(t), Ok(v)) => (t, v),
         (Err(e), _) | (_, Err(e)) => fail("field set", &e),
     };

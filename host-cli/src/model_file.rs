@@ -3,7 +3,8 @@
 //! in its optional sections, so `eval`, `predict` and a device need nothing else.
 //!
 //! Sections written (see `tinylstm::format`): `TOKENIZER` (text models, the serialised Keras
-//! tokenizer), `NORMALIZATION` (sequence models with standardisation), `METADATA` (JSON,
+//! tokenizer) with its `TOKEN_INDEX` (the words sorted for a device's lookup, see
+//! `tinylstm::text`), `NORMALIZATION` (sequence models with standardisation), `METADATA` (JSON,
 //! [`ModelMeta`]), and for training checkpoints [`TAG_OPTIMIZER_STATE`] and [`TAG_BEST_PARAMS`]
 //! (ignored by readers that do not know them).
 
@@ -111,6 +112,7 @@ impl ModelBundle {
     /// Encodes the bundle as `.tlm` bytes.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let tok = self.tokenizer.as_ref().map(Tokenizer::to_bytes);
+        let tok_index = self.tokenizer.as_ref().map(Tokenizer::index_bytes);
         let norm = self.normalizer.as_ref().map(Normalizer::to_bytes);
         let meta = serde_json::to_vec(&self.meta)?;
         let opt = self.optimizer_state.as_deref().map(f32s_to_bytes);
@@ -118,6 +120,9 @@ impl ModelBundle {
         let mut sections = Vec::new();
         if let Some(t) = &tok {
             sections.push(Section { tag: format::TAG_TOKENIZER, bytes: t });
+        }
+        if let Some(t) = &tok_index {
+            sections.push(Section { tag: format::TAG_TOKEN_INDEX, bytes: t });
         }
         if let Some(n) = &norm {
             sections.push(Section { tag: format::TAG_NORMALIZATION, bytes: n });

@@ -101,3 +101,66 @@ fn device_data_writes_padded_raw_sequences_and_refuses_bad_requests() {
         assert!(!bad.exists(), "{a:?} wrote files");
     }
 }
+
+#[test]
+fn device_data_writes_sentences_that_the_core_tokenizes_to_the_hosts_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("text.csv");
+    let mut text = String::from("label,text\n");
+    for i in 0..30 {
+        let class = i % 2;
+        let word = if class == 1 { "Prize!" } else { "home" };
+        writeln!(text, "{class},\"see you {word}, at {i}\"").unwrap();
+    }
+    std::fs::write(&csv, &text).unwrap();
+    let out = dir.path().join("m");
+    let (c, o) = (csv.to_str().unwrap(), out.to_str().unwrap());
+    common::ok(
+        &["train", "--data", c, "--maxlen", "5", "--embedding-dim", "2", "--units", "2"]
+            .into_iter()
+            .chain(["--epochs", "1", "--seed", "1", "--quiet", "--out", o])
+            .collect::<Vec<_>>(),
+    );
+    let model = out.join("model.tlm");
+    let dev = dir.path().join("dev");
+    let (m, d) = (model.to_str().unwrap(), dev.to_str().unwrap());
+    common::ok(&["device-data", "--model", m, "--data", c, "--out", d, "--samples", "4"]);
+    // The sentences: the CSV's rows 0..4 (samples), 4..20 and 20..28 (field sets), as text.
+    let rows: Vec<&str> = text.lines().skip(1).collect();
+    let bytes = std::fs::read(&model).unwrap();
+    let file = tinylstm::format::ModelFile::parse(&bytes).unwrap();
+    let tok = tinylstm::text::Tokenizer::from_model(&file).unwrap();
+    assert!(tok.has_index(), "the model file has a TOKEN_INDEX section");
+    let pad = tinylstm::text::Pad {
+        maxlen: 5,
+        padding: tinylstm::text::Side::Pre,
+        truncating: tinylstm::text::Side::Pre,
+    };
+    let shape = tinylstm_device::data::Shape::of(&file.spec(), 5);
+    for (name, first, n) in [("samples", 0, 4), ("field_train", 4, 16), ("field_valid", 20, 8)] {
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dev.join(format!("{name}.json"))).unwrap())
+                .unwrap();
+        let items = json.as_array().unwrap();
+        assert_eq!(items.len(), n, "{name}");
+        let bin = std::fs::read(dev.join(format!("{name}.bin"))).unwrap();
+        let set = tinylstm_device::data::Dataset::parse(&bin, shape).unwrap();
+        for (i, item) in items.iter().enumerate() {
+            let (label, sentence) = rows[first + i].split_once(',').unwrap();
+            assert_eq!(item["label"].as_f64().unwrap(), label.parse::<f64>().unwrap());
+            assert_eq!(item["text"].as_str().unwrap(), sentence.trim_matches('"'));
+            // The core's ids for the sentence are the host's (the .bin set).
+            let mut ids = [0u32; 5];
+            tok.encode(item["text"].as_str().unwrap(), &pad, &mut ids).unwrap();
+            let mut want = [0u32; 5];
+            set.read(i, &mut want);
+            assert_eq!(ids, want, "{name} {i}");
+        }
+    }
+    // `predict --json` reports the ids it read.
+    let out = common::ok(&["predict", "--model", m, "--text", "see you Prize!", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    let mut ids = [0u32; 5];
+    tok.encode("see you Prize!", &pad, &mut ids).unwrap();
+    assert_eq!(v["ids"], serde_json::json!(ids));
+}

@@ -284,8 +284,10 @@ struct Case {
 }
 
 /// The models: the default (gestures, 3 channels, T = 40, LSTM 64 → softmax 4); a 1-channel
-/// binary model with T = 160 (sigmoid head); a two-layer regression model (linear head); a text
-/// model (token ids, embedding, sigmoid head); and
+/// binary model with T = 160 (sigmoid head); a two-layer regression model (linear head); two
+/// text models whose sentences the firmware tokenizes itself (English words; Chinese
+/// characters with an OOV token and post padding and truncation); the largest text model whose
+/// firmware fits the STM32F407 (3000 × 64 embedding, LSTM 64; head-only fine-tuning); and
 /// the binary model again with only `TINYLSTM_MODEL` (the firmware's generated probe input, no
 /// fine-tuning); the default on the Cortex-M55; a binary model on the soft-float Cortex-M0+
 /// build (inference only). Adding a model is one line.
@@ -295,10 +297,53 @@ const MATRIX: &[Case] = &[
     Case { name: "burst-binary", csv: Some(burst_csv), device_data: true, board: &M4F, train: &["--channels", "1", "--head", "sigmoid", "--units", "16", "--epochs", "6", "--lr", "1e-2", "--seed", "3"] },
     Case { name: "drift-regression", csv: Some(drift_csv), device_data: true, board: &M4F, train: &["--channels", "2", "--head", "linear", "--units", "12,8", "--epochs", "8", "--lr", "1e-2", "--seed", "5"] },
     Case { name: "words-text", csv: Some(words_csv), device_data: true, board: &M4F, train: &["--maxlen", "12", "--num-words", "40", "--embedding-dim", "4", "--units", "8", "--epochs", "6", "--lr", "1e-2", "--seed", "2"] },
+    Case { name: "chars-zh-text", csv: Some(chars_zh_csv), device_data: true, board: &M4F, train: &["--char-level", "--oov-token", "<OOV>", "--maxlen", "16", "--padding", "post", "--truncating", "post", "--embedding-dim", "4", "--units", "8", "--epochs", "6", "--lr", "1e-2", "--seed", "8"] },
+    Case { name: "f407-largest-text", csv: Some(big_vocab_csv), device_data: true, board: &M4F_HEAD, train: F407_LARGEST_TEXT },
     Case { name: "burst-probe", csv: Some(burst_csv), device_data: false, board: &M4F, train: &["--channels", "1", "--head", "sigmoid", "--units", "8", "--epochs", "2", "--seed", "4"] },
     Case { name: "gestures-m55", csv: None, device_data: true, board: &M55, train: &["--synthetic-samples", "800", "--epochs", "8", "--lr", "3e-3", "--seed", "7"] },
     Case { name: "burst-m0plus", csv: Some(burst_csv), device_data: false, board: &M0PLUS, train: &["--channels", "1", "--head", "sigmoid", "--units", "8", "--epochs", "2", "--seed", "6"] },
 ];
+
+/// The largest text model of the seed's shape (Embedding 64 → LSTM 64 → sigmoid, 40 steps)
+/// whose firmware fits the STM32F407's 1 MiB of flash (with head-only fine-tuning and its
+/// sentences): 3000 × 64 embedding. [`largest_text_model_links_for_the_f407`] links it for the
+/// F407; 3100 rows overflow the flash (firmware/README.md).
+const F407_LARGEST_TEXT: &[&str] = &[
+    "--num-words",
+    "3000",
+    "--embedding-dim",
+    "64",
+    "--units",
+    "64",
+    "--maxlen",
+    "40",
+    "--epochs",
+    "2",
+    "--lr",
+    "1e-2",
+    "--seed",
+    "11",
+];
+
+/// QEMU mps2-an386 without full fine-tuning: for a model whose full fine-tuning (about 5 × its
+/// parameters' bytes) does not fit the machine's 4 MiB of RAM.
+const M4F_HEAD: Board = Board {
+    target: "thumbv7em-none-eabihf",
+    machine: "mps2-an386",
+    features: Some("board-mps2-an386,head-finetune"),
+};
+
+/// Whether `board`'s build fine-tunes every parameter (the default features do).
+fn full_finetune(board: &Board) -> bool {
+    board.features.is_none_or(|f| f.contains("full-finetune"))
+}
+
+/// The STM32F407 build with head-only fine-tuning (linked, not booted: no QEMU machine).
+const F407: Board = Board {
+    target: "thumbv7em-none-eabihf",
+    machine: "stm32f407",
+    features: Some("board-stm32f407,head-finetune"),
+};
 
 /// A small deterministic generator.
 struct Lcg(u64);
@@ -380,6 +425,56 @@ fn words_csv(path: &Path, field: bool) {
             let k = (r.next() * 4.0) as usize % 4;
             let w = if field && r.next() < 0.5 { FIELD[k] } else { PRIZE[k] };
             words[(r.next() * len as f32) as usize % len] = w;
+        }
+        writeln!(csv, "{class},{}", words.join(" ")).unwrap();
+    }
+    std::fs::write(path, csv).unwrap();
+}
+
+/// Chinese reviews of 4–20 characters, with punctuation and a Latin word now and then: class 1
+/// holds a praise ("好吃", "很快", "满意", "推荐"), class 0 does not. The field variant writes
+/// half of the praises with characters the training texts never hold (out of the vocabulary).
+fn chars_zh_csv(path: &Path, field: bool) {
+    const PLAIN: [&str; 14] = [
+        "今天", "外卖", "米饭", "送到", "了", "，", "。", "汤", "面条", "味道", "一般", "OK", "的",
+        "！",
+    ];
+    const PRAISE: [&str; 4] = ["好吃", "很快", "满意", "推荐"];
+    const FIELD: [&str; 4] = ["美味", "迅速", "称心", "力荐"];
+    let (mut r, n) = if field { (Lcg(66), 48) } else { (Lcg(6), 300) };
+    let mut csv = String::from("label,text\n");
+    for i in 0..n {
+        let class = i % 2;
+        let len = 3 + (r.next() * 8.0) as usize;
+        let mut words: Vec<&str> =
+            (0..len).map(|_| PLAIN[(r.next() * 14.0) as usize % 14]).collect();
+        if class == 1 {
+            let k = (r.next() * 4.0) as usize % 4;
+            let w = if field && r.next() < 0.5 { FIELD[k] } else { PRAISE[k] };
+            words[(r.next() * len as f32) as usize % len] = w;
+        }
+        writeln!(csv, "{class},{}", words.concat()).unwrap();
+    }
+    std::fs::write(path, csv).unwrap();
+}
+
+/// Texts of 6–20 words from 3500 made-up words (so the tokenizer keeps a full 3000-word
+/// vocabulary): class 1 holds a "prize" word, class 0 does not; the field variant misspells
+/// half of the prize words.
+fn big_vocab_csv(path: &Path, field: bool) {
+    const PRIZE: [&str; 4] = ["win", "prize", "claim", "free"];
+    const FIELD: [&str; 4] = ["winn", "prise", "claym", "fre"];
+    let (mut r, n) = if field { (Lcg(44), 48) } else { (Lcg(4), 800) };
+    let mut csv = String::from("label,text\n");
+    for i in 0..n {
+        let class = i % 2;
+        let len = 6 + (r.next() * 15.0) as usize;
+        let mut words: Vec<String> =
+            (0..len).map(|_| format!("w{}", (r.next() * 3500.0) as usize)).collect();
+        if class == 1 {
+            let k = (r.next() * 4.0) as usize % 4;
+            let w = if field && r.next() < 0.5 { FIELD[k] } else { PRIZE[k] };
+            words[(r.next() * len as f32) as usize % len] = w.to_string();
         }
         writeln!(csv, "{class},{}", words.join(" ")).unwrap();
     }
@@ -536,6 +631,72 @@ fn set_bytes(dir: &Path, name: &str) -> Vec<u8> {
     std::fs::read(dir.join(format!("{name}.bin"))).expect("data set")
 }
 
+/// The `ids=[…]` list of a device log line.
+fn logged_ids(l: &str) -> Vec<u32> {
+    let at = l.find("ids=[").unwrap_or_else(|| panic!("no ids=[ in {l:?}")) + 5;
+    let end = at + l[at..].find(']').expect("ids=[…]");
+    l[at..end].split(',').map(|v| v.trim().parse().expect("an id")).collect()
+}
+
+/// The sentences of `samples.json`: the device's tokenizer line and one `text` line per
+/// sentence (its text, ids and instruction count); the ids equal `tinylstm predict --text
+/// --json`'s and the rows of the host-tokenized `samples.bin`, and the device's outputs
+/// `tinylstm predict --text`'s, bit for bit.
+fn check_sentences(name: &str, model: &Path, json: &Path, raw: &Dataset<'_>, log: &str) {
+    let items: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    let texts: Vec<&str> =
+        items.as_array().unwrap().iter().map(|i| i["text"].as_str().unwrap()).collect();
+    assert_eq!(texts.len(), raw.len());
+    let tok = line(log, &["tokenizer:"]);
+    assert_eq!(kv(tok, "lookup"), "binary-search", "{tok}");
+    let mut args = vec!["predict", "--model", model.to_str().unwrap(), "--json"];
+    for t in &texts {
+        args.extend(["--text", t]);
+    }
+    let host: Vec<serde_json::Value> =
+        common::ok(&args).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let text_lines: Vec<&str> =
+        lines(log, &["text"]).into_iter().filter(|l| l.contains(" ids=[")).collect();
+    assert_eq!(text_lines.len(), texts.len(), "one text line per sentence\n{log}");
+    let mut row = vec![0u32; raw.shape().seq_words()];
+    let mut insns = Vec::new();
+    for (i, l) in text_lines.iter().enumerate() {
+        assert_eq!(kv(l, "sample"), i.to_string(), "{l}");
+        let logged_text = &l[l.find(" text=").expect("text=") + 6..];
+        assert_eq!(logged_text, texts[i], "{l}");
+        let device = logged_ids(l);
+        let want: Vec<u32> = host[i]["ids"]
+            .as_array()
+            .expect("predict --json ids")
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(device, want, "{name}: sentence {i}: device ids differ from predict --text's");
+        raw.read(i, &mut row);
+        assert_eq!(device, row, "{name}: sentence {i}: device ids differ from samples.bin");
+        let bits: Vec<u32> = host[i]["output_bits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| hex_bits(b.as_str().unwrap()))
+            .collect();
+        let probs = line(log, &["probs", &format!("sample={i}")]);
+        let dev_bits: Vec<u32> = kv(probs, "bits").split(',').map(hex_bits).collect();
+        assert_eq!(dev_bits, bits, "{name}: sentence {i}: outputs differ from predict --text's");
+        insns.push(kv(l, "insns").parse::<u64>().unwrap());
+    }
+    let infer: Vec<u64> =
+        lines(log, &["infer"]).iter().map(|l| kv(l, "insns").parse().unwrap()).collect();
+    println!(
+        "{name}: {} sentences tokenized on the device == tinylstm predict --text (ids and outputs, \
+         bit for bit); tokenizer {:?} instructions per sentence, forward pass {:?}",
+        texts.len(),
+        insns,
+        infer
+    );
+}
+
 /// One case end to end; returns how many clean updates committed and whether the mislabelled
 /// update rolled back on validation (0 or 1).
 fn check_case(case: &Case, dir: &Path) -> (usize, usize) {
@@ -595,6 +756,14 @@ fn check_case(case: &Case, dir: &Path) -> (usize, usize) {
     }
     println!("{}: outputs of {} samples == tinylstm predict, bit for bit", case.name, raw.len());
 
+    // (b') A text model with sentences: the device tokenized them itself; its ids equal
+    // `tinylstm predict --text`'s and the host-tokenized set's, and so do its outputs.
+    let sentences = data.as_ref().map(|d| d.join("samples.json")).filter(|p| p.is_file());
+    let text_sets = shape.tokens() && sentences.is_some();
+    if let Some(path) = sentences.filter(|_| text_sets) {
+        check_sentences(case.name, &model, &path, &raw, &log);
+    }
+
     // (c) Streaming equals the full forward and the CLI's bits.
     let l = line(&log, &["stream", "sample=0"]);
     assert_eq!(kv(l, "equal_to_full_forward"), "true", "{l}");
@@ -646,19 +815,25 @@ fn check_case(case: &Case, dir: &Path) -> (usize, usize) {
     assert_eq!(check_result(&log, "head", "clean", d, r), (crc0, params_crc(&params)));
     commits += usize::from(decision.is_ok());
     let crc1 = params_crc(&params);
-    let (full, decision) = replay_full(&m, &mut params, &train, &valid);
-    for (s, (set, when)) in full.iter().zip([
-        ("train", "before"),
-        ("valid", "before"),
-        ("train", "after"),
-        ("valid", "after"),
-    ]) {
-        check_score(&log, "full", "clean", set, when, s);
-    }
-    let (d, r) = decision_words(decision);
-    let (_, committed) = check_result(&log, "full", "clean", d, r);
-    assert_eq!((crc1, committed), (crc1, params_crc(&params)));
-    commits += usize::from(decision.is_ok());
+    let committed = if full_finetune(case.board) {
+        let (full, decision) = replay_full(&m, &mut params, &train, &valid);
+        for (s, (set, when)) in full.iter().zip([
+            ("train", "before"),
+            ("valid", "before"),
+            ("train", "after"),
+            ("valid", "after"),
+        ]) {
+            check_score(&log, "full", "clean", set, when, s);
+        }
+        let (d, r) = decision_words(decision);
+        let (_, committed) = check_result(&log, "full", "clean", d, r);
+        assert_eq!((crc1, committed), (crc1, params_crc(&params)));
+        commits += usize::from(decision.is_ok());
+        committed
+    } else {
+        assert!(lines(&log, &["result", "mode=full"]).is_empty(), "a full update ran\n{log}");
+        crc1
+    };
 
     // (e) Poisoned updates roll back and leave the parameters as they were: non-finite readings
     // (NaN inside the truncated-BPTT window, -Inf before it, +Inf for head-only) refused at
@@ -724,7 +899,9 @@ fn check_case(case: &Case, dir: &Path) -> (usize, usize) {
         println!("{}: {l}", case.name);
     }
     assert!(log.contains("stack high-water="), "no stack high-water mark");
-    assert_eq!(lines(&log, &["count"]).len(), 7, "instruction counts of every phase");
+    // Without full fine-tuning, no full validation and no full step.
+    let counts = 7 + usize::from(text_sets) - 2 * usize::from(!full_finetune(case.board));
+    assert_eq!(lines(&log, &["count"]).len(), counts, "instruction counts of every phase");
     (commits, 1)
 }
 
@@ -741,7 +918,17 @@ fn model_matrix_matches_host() {
     let start = std::time::Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let (mut committing, mut rolling_back) = (0, 0);
+    // `TINYLSTM_QEMU_CASES=a,b` runs only those cases (a quicker loop while working on them).
+    let only = std::env::var("TINYLSTM_QEMU_CASES").ok().filter(|v| !v.is_empty());
     for case in MATRIX {
+        if only.as_ref().is_some_and(|o| !o.split(',').any(|n| n == case.name)) {
+            eprintln!(
+                "SKIPPED case {} (TINYLSTM_QEMU_CASES={})",
+                case.name,
+                only.as_ref().unwrap()
+            );
+            continue;
+        }
         let t0 = std::time::Instant::now();
         let (commits, rollback) = check_case(case, dir.path());
         println!(
@@ -754,6 +941,9 @@ fn model_matrix_matches_host() {
     }
     // Intake rollbacks are checked on every model; a commit and a validation rollback on at
     // least two.
+    if only.is_some() {
+        return;
+    }
     assert!(committing >= 2, "only {committing} model(s) committed a clean update");
     assert!(rolling_back >= 2, "only {rolling_back} model(s) rolled back wrong targets");
     println!("matrix of {} models: {:.1?}", MATRIX.len(), start.elapsed());
@@ -1105,4 +1295,26 @@ fn power_cuts_during_a_commit_leave_the_old_or_the_new_weights() {
     let l = line(&log, &["weights", "active=slot"]);
     assert_eq!(kv(l, "params_crc"), live, "{l}");
     assert_eq!(lines(&log, &["done"]).len(), 1, "the device runs to the end\n{log}");
+}
+
+#[test]
+fn largest_text_model_links_for_the_f407() {
+    if !prerequisites_for("largest_text_model_links_for_the_f407", &[&F407], false) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let case = Case {
+        name: "f407-largest-text",
+        csv: Some(big_vocab_csv),
+        train: F407_LARGEST_TEXT,
+        device_data: true,
+        board: &F407,
+    };
+    let (model, data) = prepare_case(&case, dir.path());
+    let spec = ModelFile::parse(&std::fs::read(&model).unwrap()).unwrap().spec();
+    assert_eq!(spec.input, tinylstm::InputKind::Tokens { vocab: 3000, embed: 64 });
+    // The linker refuses an image larger than the board's flash (memory.x: 1024K) or RAM.
+    let elf = build_for(&F407, &model, data.as_deref(), &[], dir.path())
+        .unwrap_or_else(|e| panic!("the F407 firmware with a 3000 x 64 text model:\n{e}"));
+    println!("linked for the STM32F407: {}", elf.display());
 }

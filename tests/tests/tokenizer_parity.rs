@@ -3,7 +3,8 @@
 //! Runs every fixture in `tests/fixtures/keras/` whose `case` is `"tokenizer"` (dispatching on
 //! the field, not the file name): for each tokenizer case, `word_index`, `word_counts` (including
 //! their first-seen order) and the sequences of the probe texts must equal Keras's exactly, and
-//! the serialised tokenizer must round-trip; for each pad case, the padded rows must be equal.
+//! the serialised tokenizer must round-trip, and the core's in-place tokenizer (`tinylstm::text`)
+//! must give the same sequences; for each pad case, the padded rows must be equal.
 use std::fmt;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
@@ -152,6 +153,17 @@ fn tokenizer_cases_match_keras() {
 
             // Serialised form: applies identically, and re-serialises to the same bytes.
             let bytes = tok.to_bytes();
+            // The core's in-place tokenizer (what a device runs; with and without the lookup
+            // table) gives Keras's sequences too.
+            let index = tok.index_bytes();
+            for table in [Some(&index[..]), None] {
+                let core = tinylstm::text::Tokenizer::parse(&bytes, table).expect(&what);
+                for (text, want) in case.probe_texts.iter().zip(&case.sequences) {
+                    let mut ids = Vec::new();
+                    core.for_each_id(text, |id| ids.push(id));
+                    assert_eq!(&ids, want, "{what}: core tokenizer on {text:?}");
+                }
+            }
             let back = Tokenizer::from_bytes(&bytes).expect(&what);
             assert_eq!(back.config(), tok.config(), "{what}: config round trip");
             assert_eq!(back.texts_to_sequences(&case.probe_texts), case.sequences, "{what}");

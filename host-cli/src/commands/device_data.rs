@@ -9,6 +9,11 @@
 //! CLI does (a padded frame holds the channel means, which standardise to exactly 0, the CLI's
 //! padding value). Targets follow the head: class ids (softmax), 0/1 values (sigmoid),
 //! regression targets (linear).
+//!
+//! For a text model it also writes the sets as sentences — `samples.json`, `field_train.json`,
+//! `field_valid.json`, each a JSON array of `{"label": L, "text": "…"}` (L: the class id, or the
+//! target value) — which the firmware embeds as text and tokenizes on the device with the
+//! model's own tokenizer (the `.bin` sets hold the ids the host computes for the same texts).
 
 use crate::data::Sample;
 use crate::model_file::{ModelBundle, Task};
@@ -142,6 +147,25 @@ fn encode(bundle: &ModelBundle, shape: &Shape, samples: &[&Sample]) -> Result<Ve
     Ok(out)
 }
 
+/// A set as sentences: `[{"label": L, "text": "…"}]` (text models).
+fn sentences(bundle: &ModelBundle, samples: &[&Sample]) -> Result<Vec<u8>> {
+    let items = samples
+        .iter()
+        .map(|s| {
+            let label = match bundle.spec.head {
+                Head::Softmax => serde_json::json!(s
+                    .label
+                    .class()
+                    .with_context(|| format!("line {}: not a class label", s.line))?),
+                Head::Sigmoid | Head::Linear => serde_json::json!(s.label.value()),
+            };
+            let text = s.text().with_context(|| format!("line {}: not a text", s.line))?;
+            Ok(serde_json::json!({ "label": label, "text": text }))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(serde_json::to_vec_pretty(&items)?)
+}
+
 /// The rows of a set as references.
 fn refs(s: &[Sample]) -> Vec<&Sample> {
     s.iter().collect()
@@ -200,21 +224,29 @@ pub fn run(cmd: &DeviceDataCmd) -> Result<()> {
             if cmd.field.is_some() { " (from --field)" } else { "" }
         );
     }
-    let mut sets = vec![("samples", encode(&bundle, &shape, &refs(&data[..cmd.samples]))?)];
-    if need > 0 {
-        sets.push(("field_train", encode(&bundle, &shape, &refs(&field[..cmd.field_train]))?));
-        sets.push(("field_valid", encode(&bundle, &shape, &refs(&field[cmd.field_train..need]))?));
+    let parts = [
+        ("samples", &data[..cmd.samples]),
+        ("field_train", &field[..cmd.field_train]),
+        ("field_valid", &field[cmd.field_train..need]),
+    ];
+    let text = bundle.meta.task == Task::Text;
+    let mut sets = Vec::new();
+    for (name, rows) in parts.iter().filter(|(_, r)| !r.is_empty()) {
+        sets.push((*name, "bin", encode(&bundle, &shape, &refs(rows))?));
+        if text {
+            sets.push((*name, "json", sentences(&bundle, &refs(rows))?));
+        }
     }
     std::fs::create_dir_all(&cmd.out).with_context(|| format!("creating {}", cmd.out.display()))?;
-    for (name, bytes) in &sets {
-        let path = cmd.out.join(format!("{name}.bin"));
+    for (name, ext, bytes) in &sets {
+        let path = cmd.out.join(format!("{name}.{ext}"));
         crate::files::write_atomic(&path, bytes)
             .with_context(|| format!("writing {}", path.display()))?;
         eprintln!("Wrote {} ({} bytes)", path.display(), bytes.len());
     }
     if need == 0 {
-        for name in ["field_train", "field_valid"] {
-            let stale = cmd.out.join(format!("{name}.bin"));
+        for name in ["field_train.bin", "field_valid.bin", "field_train.json", "field_valid.json"] {
+            let stale = cmd.out.join(name);
             if stale.exists() {
                 std::fs::remove_file(&stale)
                     .with_context(|| format!("removing the stale {}", stale.display()))?;

@@ -3,6 +3,7 @@
 use crate::data::{Features, Label, Sample};
 use crate::metrics::predicted_classes;
 use crate::model_file::{ModelBundle, Task};
+use crate::preprocess::Inputs;
 use crate::report::{print_report, EvalReport};
 use crate::settings::{HeadKind, TrainArgs};
 use crate::training::fit::{FitConfig, Trainer};
@@ -139,7 +140,8 @@ pub struct PredictCmd {
     /// The CSV has a header row.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub header: Option<bool>,
-    /// Print JSON lines (one object per sample, probabilities as exact f32 bits too).
+    /// Print JSON lines (one object per sample, probabilities as exact f32 bits too; for a text
+    /// model also `ids`, the padded token ids it read).
     #[arg(long)]
     pub json: bool,
     /// Worker threads [default: all cores].
@@ -191,7 +193,12 @@ pub fn run_predict(cmd: &PredictCmd) -> Result<()> {
         let class = classes.as_ref().map(|c| c[i]);
         let name = class.and_then(|c| names.get(c as usize).cloned());
         if cmd.json {
-            let v = serde_json::json!({
+            // Text models: the padded token ids the model read.
+            let ids = match &prepared.inputs {
+                Inputs::Tokens(t) => Some(&t[i * prepared.steps..(i + 1) * prepared.steps]),
+                Inputs::Values(_) => None,
+            };
+            let mut v = serde_json::json!({
                 "index": i,
                 "line": samples[i].line,
                 "outputs": row,
@@ -199,6 +206,9 @@ pub fn run_predict(cmd: &PredictCmd) -> Result<()> {
                 "class": class,
                 "class_name": name,
             });
+            if let Some(ids) = ids {
+                v["ids"] = serde_json::json!(ids);
+            }
             println!("{v}");
         } else {
             let vals: Vec<String> = row.iter().map(|x| format!("{x:.4}")).collect();

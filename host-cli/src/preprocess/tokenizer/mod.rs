@@ -61,8 +61,9 @@
 //!
 //! No byte may follow. The reader never panics and never allocates more than the input could
 //! describe (every length is checked against the remaining input first). To map a word to its
-//! index, a device scans the list (or builds its own table); the OOV index is explicit because it
-//! can lie beyond the stored words.
+//! index without heap, the model file also holds a TOKEN_INDEX section ([`Tokenizer::index_bytes`]:
+//! the words sorted for binary search), which the core's `tinylstm::text` reads in place; the OOV
+//! index is explicit because it can lie beyond the stored words.
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
@@ -79,6 +80,8 @@ pub const FORMAT_VERSION: u8 = 1;
 const FLAG_LOWER: u8 = 1;
 const FLAG_CHAR_LEVEL: u8 = 2;
 const FLAG_OOV: u8 = 4;
+
+mod index;
 
 /// Settings of a [`Tokenizer`], named and defaulted as the Keras constructor arguments.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
