@@ -1117,3 +1117,42 @@ fn power_cuts_during_a_commit_leave_the_old_or_the_new_weights() {
     assert_eq!(kv(l, "params_crc"), live, "{l}");
     assert_eq!(lines(&log, &["done"]).len(), 1, "the device runs to the end\n{log}");
 }
+
+#[test]
+fn a_failing_flash_keeps_the_device_running_on_the_last_good_weights() {
+    if !prerequisites("a_failing_flash_keeps_the_device_running_on_the_last_good_weights") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = default_model(dir.path());
+    let elf = build(&model, None, &["persist"], dir.path())
+        .unwrap_or_else(|e| panic!("firmware build:\n{e}"));
+    let (code, log1) = run_in(dir.path(), &elf);
+    assert_eq!(code, 0, "first boot\n{log1}");
+    let good = kv(line(&log1, &["params_crc"]), "final").to_string();
+    let flash_before = std::fs::read(dir.path().join("tinylstm-flash.bin")).unwrap();
+    // Boot 2: every erase and program fails (src/persist.rs, `tinylstm-flash-fail`).
+    std::fs::write(dir.path().join("tinylstm-flash-fail"), b"").unwrap();
+    let (code, log2) = run_in(dir.path(), &elf);
+    println!("{log2}");
+    assert_eq!(code, 0, "the device keeps running with a failing flash\n{log2}");
+    let l = line(&log2, &["weights", "active=slot"]);
+    assert_eq!(kv(l, "params_crc"), good, "{l}");
+    // The commit's error (`SlotError::Flash(Other)`), logged, and no commit succeeded.
+    let failed = lines(&log2, &["persist", "failed,", "running"]);
+    assert!(!failed.is_empty(), "a commit reports the flash error\n{log2}");
+    assert!(failed.iter().all(|l| l.contains("Flash(Other)")), "{failed:?}");
+    let committed = lines(&log2, &["persist"]);
+    assert!(committed.iter().all(|l| !l.contains(" slot=")), "no commit succeeded\n{log2}");
+    assert_eq!(lines(&log2, &["done"]).len(), 1, "the device runs to the end\n{log2}");
+    assert_eq!(
+        std::fs::read(dir.path().join("tinylstm-flash.bin")).unwrap(),
+        flash_before,
+        "a failing flash is left as it was"
+    );
+    // Boot 3, the flash working again: the last good weights, those of boot 1.
+    let (code, log3) = run_in(dir.path(), &elf);
+    assert_eq!(code, 0, "third boot\n{log3}");
+    let l = line(&log3, &["weights", "active=slot"]);
+    assert_eq!(kv(l, "params_crc"), good, "{l}");
+}
