@@ -10,6 +10,8 @@
 
 pub mod board;
 pub mod embedded;
+#[cfg(feature = "board-stm32f407")]
+pub mod f407_flash;
 #[cfg(feature = "persist")]
 pub mod persist;
 pub mod platform;

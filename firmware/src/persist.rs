@@ -11,6 +11,11 @@
 //! boot, it is deleted and the flash "loses power" after N more bytes erased or programmed: the
 //! operation under way stops part-way (its first bytes done), the firmware logs `power cut
 //! after N bytes` and exits as a reset would end it. The next boot shows what survived.
+//!
+//! **A failing flash.** When a file `tinylstm-flash-fail` exists next to QEMU at boot, it is
+//! deleted and every erase and program of this boot fails (`NorFlashErrorKind::Other`, the
+//! flash left as it was), as a worn or write-protected flash would: the device logs the failed
+//! commit and keeps running on the weights in RAM.
 
 use core::ffi::CStr;
 
@@ -34,10 +39,24 @@ pub struct HostFlash {
     file: File,
     /// Bytes left to erase or program before the simulated power cut, and the cut's N.
     cut: Option<(usize, usize)>,
+    /// Every erase and program fails (the fail file was there at boot).
+    failing: bool,
 }
 
 /// The file naming a power cut for this boot.
 const CUT_FILE: &CStr = c"tinylstm-flash-cut";
+
+/// The file making every erase and program of this boot fail.
+const FAIL_FILE: &CStr = c"tinylstm-flash-fail";
+
+/// Whether the fail file was there (then deleted).
+fn take_fail() -> bool {
+    let there = File::open(FAIL_FILE).is_ok();
+    if there {
+        let _ = semihosting::fs::remove_file(FAIL_FILE);
+    }
+    there
+}
 
 /// N from the cut file (then deleted), if there is one.
 fn take_cut() -> Option<usize> {
@@ -59,14 +78,13 @@ impl HostFlash {
         name[..n].copy_from_slice(&path.as_bytes()[..n]);
         let name = CStr::from_bytes_until_nul(&name).map_err(|_| NorFlashErrorKind::Other)?;
         let cut = take_cut().map(|n| (n, n));
+        let failing = take_fail();
         if let Ok(file) = OpenOptions::new().read(true).write(true).open(name) {
-            let mut f = HostFlash { file, cut: None };
-            if f.file.metadata().map(|m| m.len()).ok() == Some((SECTORS * SECTOR) as u64) {
-                f.cut = cut;
-                return Ok(f);
+            let mut f = HostFlash { file, cut: None, failing: false };
+            if f.file.metadata().map(|m| m.len()).ok() != Some((SECTORS * SECTOR) as u64) {
+                f.erase(0, (SECTORS * SECTOR) as u32)?;
             }
-            f.erase(0, (SECTORS * SECTOR) as u32)?;
-            f.cut = cut;
+            (f.cut, f.failing) = (cut, failing);
             return Ok(f);
         }
         let file = OpenOptions::new()
@@ -76,9 +94,9 @@ impl HostFlash {
             .truncate(true)
             .open(name)
             .map_err(|_| NorFlashErrorKind::Other)?;
-        let mut f = HostFlash { file, cut: None };
+        let mut f = HostFlash { file, cut: None, failing: false };
         f.erase(0, (SECTORS * SECTOR) as u32)?;
-        f.cut = cut;
+        (f.cut, f.failing) = (cut, failing);
         Ok(f)
     }
 
@@ -141,6 +159,9 @@ impl NorFlash for HostFlash {
         if from > to || to > SECTORS * SECTOR {
             return Err(NorFlashErrorKind::OutOfBounds);
         }
+        if self.failing {
+            return Err(NorFlashErrorKind::Other);
+        }
         let done = self.spend(to - from);
         self.at(from as u32)?;
         let ff = [0xFFu8; 256];
@@ -159,6 +180,9 @@ impl NorFlash for HostFlash {
     fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), Self::Error> {
         if offset as usize % 4 != 0 || bytes.len() % 4 != 0 {
             return Err(NorFlashErrorKind::NotAligned);
+        }
+        if self.failing {
+            return Err(NorFlashErrorKind::Other);
         }
         // NOR programming only clears bits: the new contents are the old AND the data.
         let mut old = [0u8; 256];

@@ -1268,9 +1268,20 @@ fn power_cuts_during_a_commit_leave_the_old_or_the_new_weights() {
     let erase = (32 + 4 * n).div_ceil(16384) * 16384;
     let total = erase + 4 * n + 32;
     let header = total - 32;
-    // A cut in the erase (at a sector boundary), in the weights, at the first and last byte of
-    // the header, and none before the commit completes.
-    let cuts = [16384, erase + 2 * n, header, total - 1, total];
+    // Cuts at every sector boundary of the write (the erase's, and where the weights cross
+    // into the next sector), the header's first and last byte, a completed commit, and a seeded
+    // sample of other offsets. device/tests/slots.rs sweeps every byte on a simulated flash;
+    // each QEMU boot costs about a second and a half, so here a sample.
+    let mut cuts: Vec<usize> = (0..=erase).step_by(16384).collect();
+    cuts.extend((1..erase / 16384).map(|k| erase + 16384 * k - 32));
+    cuts.extend([header, total - 1, total]);
+    let mut x = 0x9E37_79B9_u32;
+    for _ in 0..6 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        cuts.push(x as usize % total);
+    }
     let (code, log) = run_in(dir.path(), &elf);
     assert_eq!(code, 0, "first boot\n{log}");
     let mut live = kv(line(&log, &["params_crc"]), "final").to_string();
@@ -1317,4 +1328,43 @@ fn largest_text_model_links_for_the_f407() {
     let elf = build_for(&F407, &model, data.as_deref(), &[], dir.path())
         .unwrap_or_else(|e| panic!("the F407 firmware with a 3000 x 64 text model:\n{e}"));
     println!("linked for the STM32F407: {}", elf.display());
+}
+
+#[test]
+fn a_failing_flash_keeps_the_device_running_on_the_last_good_weights() {
+    if !prerequisites("a_failing_flash_keeps_the_device_running_on_the_last_good_weights") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = default_model(dir.path());
+    let elf = build(&model, None, &["persist"], dir.path())
+        .unwrap_or_else(|e| panic!("firmware build:\n{e}"));
+    let (code, log1) = run_in(dir.path(), &elf);
+    assert_eq!(code, 0, "first boot\n{log1}");
+    let good = kv(line(&log1, &["params_crc"]), "final").to_string();
+    let flash_before = std::fs::read(dir.path().join("tinylstm-flash.bin")).unwrap();
+    // Boot 2: every erase and program fails (src/persist.rs, `tinylstm-flash-fail`).
+    std::fs::write(dir.path().join("tinylstm-flash-fail"), b"").unwrap();
+    let (code, log2) = run_in(dir.path(), &elf);
+    println!("{log2}");
+    assert_eq!(code, 0, "the device keeps running with a failing flash\n{log2}");
+    let l = line(&log2, &["weights", "active=slot"]);
+    assert_eq!(kv(l, "params_crc"), good, "{l}");
+    // The commit's error (`SlotError::Flash(Other)`), logged, and no commit succeeded.
+    let failed = lines(&log2, &["persist", "failed,", "running"]);
+    assert!(!failed.is_empty(), "a commit reports the flash error\n{log2}");
+    assert!(failed.iter().all(|l| l.contains("Flash(Other)")), "{failed:?}");
+    let committed = lines(&log2, &["persist"]);
+    assert!(committed.iter().all(|l| !l.contains(" slot=")), "no commit succeeded\n{log2}");
+    assert_eq!(lines(&log2, &["done"]).len(), 1, "the device runs to the end\n{log2}");
+    assert_eq!(
+        std::fs::read(dir.path().join("tinylstm-flash.bin")).unwrap(),
+        flash_before,
+        "a failing flash is left as it was"
+    );
+    // Boot 3, the flash working again: the last good weights, those of boot 1.
+    let (code, log3) = run_in(dir.path(), &elf);
+    assert_eq!(code, 0, "third boot\n{log3}");
+    let l = line(&log3, &["weights", "active=slot"]);
+    assert_eq!(kv(l, "params_crc"), good, "{l}");
 }
