@@ -93,9 +93,10 @@ fn data_args(
 pub fn run_eval(cmd: &EvalCmd) -> Result<()> {
     let bundle = ModelBundle::load(&cmd.model)?;
     let args = data_args(&bundle, &cmd.label_column, &cmd.text_column, cmd.header);
-    let data = crate::training::load(&cmd.data, &args, bundle.spec.head == Head::Linear)?;
+    let mut data = crate::training::load(&cmd.data, &args, bundle.spec.head == Head::Linear)?;
     let names = bundle.class_names();
     if bundle.spec.head != Head::Linear {
+        data.map_to_classes(&names)?;
         data.check_classes(names.len() as u32, false)?;
     }
     let prepared =

@@ -27,7 +27,7 @@ fn column(s: &Option<String>, default: usize) -> Column {
 
 /// Loads a data file as the args say (text unless `--channels`).
 pub fn load(path: &Path, args: &TrainArgs, real_labels: bool) -> Result<Dataset> {
-    let labels = if real_labels { LabelKind::Real } else { LabelKind::Class };
+    let labels = if real_labels { LabelKind::Real } else { LabelKind::Named };
     let ds = match args.channels {
         Some(0) => bail!("--channels must be at least 1"),
         Some(c) => load_sequence_csv(
@@ -87,7 +87,17 @@ fn load_all(args: &TrainArgs) -> Result<Loaded> {
         Some(path) => {
             let data = load(path, args, real)?;
             let test = match &args.test {
-                Some(t) => Some(load(t, args, real)?),
+                Some(t) => {
+                    let mut test = load(t, args, real)?;
+                    let names = data.class_names.clone().unwrap_or_else(|| {
+                        let k = data.samples.iter().filter_map(|s| s.label.class()).max();
+                        (0..k.map_or(0, |m| m + 1)).map(|i| i.to_string()).collect()
+                    });
+                    if data.class_names.is_some() || test.class_names.is_some() {
+                        test.map_to_classes(&names)?;
+                    }
+                    Some(test)
+                }
                 None => None,
             };
             let name = path.file_stem().map(|s| s.to_string_lossy().into_owned());
@@ -139,7 +149,10 @@ fn load_all(args: &TrainArgs) -> Result<Loaded> {
     }
     let class_names = match (&args.data, classes) {
         (None, _) => synthetic::CLASS_NAMES.iter().map(|s| s.to_string()).collect(),
-        (_, Some(k)) => (0..k).map(|i| i.to_string()).collect(),
+        (_, Some(k)) => match &data.class_names {
+            Some(names) => names.clone(),
+            None => (0..k).map(|i| i.to_string()).collect(),
+        },
         (_, None) => Vec::new(),
     };
     Ok(Loaded { data, test, split, class_names, classes, name })
