@@ -40,6 +40,10 @@ pub struct ModelMeta {
     pub truncating: Side,
     /// Class names by label (empty for regression).
     pub class_names: Vec<String>,
+    /// Distinct words (or characters) the tokenizer saw in training, Keras `len(word_index)`
+    /// (text models; the tokenizer section keeps only the words below `num_words`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vocabulary: Option<usize>,
     /// The training settings, for reference and `--resume`.
     #[serde(default)]
     pub config: Option<TrainArgs>,
@@ -58,6 +62,7 @@ impl ModelMeta {
             padding,
             truncating,
             class_names: Vec::new(),
+            vocabulary: None,
             config: None,
             train_state: None,
         }

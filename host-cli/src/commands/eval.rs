@@ -251,7 +251,11 @@ pub fn run_info(cmd: &InfoCmd) -> Result<()> {
         "classes": b.class_names(),
         "padding": b.meta.padding, "truncating": b.meta.truncating,
         "tokenizer": b.tokenizer.as_ref().map(|tok| serde_json::json!({
-            "vocabulary": tok.vocabulary_len(),
+            "vocabulary": b.meta.vocabulary,
+            "words_kept": match tok.config().num_words {
+                Some(n) if n > 0 => tok.vocabulary_len().min(n - 1),
+                _ => tok.vocabulary_len(),
+            },
             "vocab_size": tok.vocab_size(),
             "num_words": tok.config().num_words,
             "char_level": tok.config().char_level,
@@ -282,10 +286,14 @@ pub fn run_info(cmd: &InfoCmd) -> Result<()> {
         bytes(train + 3 * s.param_count()) / 1024);
     println!("  classes     {}", b.class_names().join(", "));
     if let Some(tok) = &b.tokenizer {
+        // Ids below num_words are kept: num_words − 1 of them at most.
+        let kept = match tok.config().num_words {
+            Some(n) if n > 0 => tok.vocabulary_len().min(n - 1),
+            _ => tok.vocabulary_len(),
+        };
+        let of = b.meta.vocabulary.map(|v| format!(" of {v}")).unwrap_or_default();
         println!(
-            "  tokenizer   {} words kept of {}, ids < {}, {}{}",
-            tok.vocab_size().saturating_sub(1),
-            tok.vocabulary_len(),
+            "  tokenizer   {kept} words kept{of}, ids < {}, {}{}",
             tok.vocab_size(),
             if tok.config().char_level { "character level" } else { "word level" },
             tok.config()

@@ -114,7 +114,19 @@ macro_rules! display_as_flag_value {
         }
     )*};
 }
-display_as_flag_value!(OptimizerKind, ScheduleKind, HeadKind, Monitor);
+/// How the data is split into training, validation and test samples (`--split`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SplitKind {
+    /// Per class, a seeded shuffle then 8:1:1 (every split keeps the class balance).
+    #[default]
+    Stratified,
+    /// The Keras seed code's protocol: one seeded permutation of all samples, then 8:1:1,
+    /// without regard to the classes.
+    Seed,
+}
+
+display_as_flag_value!(OptimizerKind, ScheduleKind, HeadKind, Monitor, SplitKind);
 
 /// Every training setting. `None` means "not given": the default applies (see each field).
 #[derive(Args, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -316,6 +328,11 @@ pub struct TrainArgs {
     #[arg(long, value_parser = fraction_f64, allow_hyphen_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub test_split: Option<f64>,
+    /// Split protocol: stratified (per class) or seed (one permutation of all samples, as the
+    /// Keras seed code) [default: stratified].
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub split: Option<SplitKind>,
     /// Metric for early stopping and the best checkpoint [default: val_loss].
     #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -473,6 +490,7 @@ impl TrainArgs {
             valid_split: self.valid_split.map(f64::to_bits),
             test_split: self.test_split.map(f64::to_bits),
             split_seed: self.split_seed(),
+            split: self.split.unwrap_or_default(),
             real_labels: self.head == Some(HeadKind::Linear),
         }
     }
@@ -681,6 +699,8 @@ pub struct DataSettings {
     pub test_split: Option<u64>,
     /// Seed of the split.
     pub split_seed: u64,
+    /// Split protocol.
+    pub split: SplitKind,
     /// Labels are real numbers (`--head linear`).
     pub real_labels: bool,
 }

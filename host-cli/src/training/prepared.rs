@@ -25,6 +25,42 @@ fn column(s: &Option<String>, default: usize) -> Column {
     }
 }
 
+fn is_number(text: &str) -> bool {
+    text.trim().parse::<f64>().is_ok()
+}
+
+/// A file read as text whose rows are all numbers is a sequence CSV given without
+/// `--channels`: refuse it rather than train on numbers as words. Before loading (`data`
+/// `None`): the first line that is not blank, when it has 3 or more fields, all numbers; after:
+/// every text a number.
+fn refuse_numbers_as_text(path: &Path, data: Option<&Dataset>) -> Result<()> {
+    let numeric = match data {
+        Some(ds) => ds.texts().all(is_number),
+        None => {
+            let mut head = Vec::new();
+            use std::io::Read as _;
+            if let Ok(f) = std::fs::File::open(path) {
+                let _ = f.take(1 << 16).read_to_end(&mut head);
+            }
+            let text = String::from_utf8_lossy(&head);
+            let first = text.trim_start_matches('\u{feff}').lines().find(|l| !l.trim().is_empty());
+            first.is_some_and(|l| {
+                let fields: Vec<&str> = l.split(',').collect();
+                fields.len() >= 3 && fields.iter().all(|f| is_number(f))
+            })
+        }
+    };
+    if numeric {
+        bail!(
+            "{}: every field is a number, so this is not a text file (label,text): for \
+             sequences give --channels C (values per time step; a row is the label, then T×C \
+             values)",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 /// Loads a data file as the args say (text unless `--channels`).
 pub fn load(path: &Path, args: &TrainArgs, real_labels: bool) -> Result<Dataset> {
     let labels = if real_labels { LabelKind::Real } else { LabelKind::Named };
@@ -39,7 +75,9 @@ pub fn load(path: &Path, args: &TrainArgs, real_labels: bool) -> Result<Dataset>
                 num_classes: args.classes,
             },
         )?,
-        None => load_text_csv(
+        None => {
+            refuse_numbers_as_text(path, None)?;
+            let ds = load_text_csv(
             path,
             &TextCsvOptions {
                 label_column: column(&args.label_column, 0),
@@ -48,7 +86,10 @@ pub fn load(path: &Path, args: &TrainArgs, real_labels: bool) -> Result<Dataset>
                 labels,
                 num_classes: args.classes,
             },
-        )?,
+        )?;
+            refuse_numbers_as_text(path, Some(&ds))?;
+            ds
+        }
     };
     if ds.is_empty() {
         bail!("{}: no samples", path.display());
@@ -132,7 +173,13 @@ fn load_all(args: &TrainArgs) -> Result<Loaded> {
         }
         Some(k)
     };
-    let labels: Vec<u32> = data.samples.iter().map(|s| s.label.class().unwrap_or(0)).collect();
+    // The seed protocol ignores the classes: one permutation of all samples.
+    let by_class = args.split.unwrap_or_default() == crate::settings::SplitKind::Stratified;
+    let labels: Vec<u32> = data
+        .samples
+        .iter()
+        .map(|s| if by_class { s.label.class().unwrap_or(0) } else { 0 })
+        .collect();
     let split = if test.is_some() {
         stratified_holdout(
             &labels,
@@ -189,6 +236,7 @@ fn preprocessing(
             let vocab = tok.vocab_size().max(2);
             let mut meta = ModelMeta::new(Task::Text, maxlen, padding, truncating);
             meta.class_names = l.class_names.clone();
+            meta.vocabulary = Some(tok.vocabulary_len());
             Ok((meta, Some(tok), None, SpecInput::Tokens { vocab }))
         }
         DatasetKind::Sequence { channels } => {
@@ -232,6 +280,41 @@ pub struct PreparedData {
     pub valid: Prepared,
     /// Test split: the `--test` file, or the held-out part of the data (may be empty).
     pub test: Prepared,
+    /// What was inferred from the data, in one line (task, input kind, shape), printed first
+    /// by every training run.
+    pub description: String,
+}
+
+/// One line saying what a training run infers: the task, the input kind and its shape.
+fn describe(l: &Loaded, meta: &ModelMeta, tok: Option<&Tokenizer>) -> String {
+    let task = match (l.classes, &l.class_names) {
+        (None, _) => "regression (one real-valued target)".to_string(),
+        (Some(k), names) => {
+            let shown: Vec<&str> = names.iter().take(8).map(String::as_str).collect();
+            let more = if names.len() > 8 { ", …" } else { "" };
+            format!("classification into {k} classes ({}{more})", shown.join(", "))
+        }
+    };
+    let input = match (l.data.kind, tok) {
+        (DatasetKind::Text, Some(t)) => format!(
+            "text, {} level, {} tokens per sample ({} {} in the training split)",
+            if t.config().char_level { "character" } else { "word" },
+            meta.steps,
+            t.vocabulary_len(),
+            if t.config().char_level { "distinct characters" } else { "distinct words" },
+        ),
+        (DatasetKind::Text, None) => "text".to_string(),
+        (DatasetKind::Sequence { channels }, _) => {
+            let (lo, hi) = l.data.steps_range().unwrap_or((meta.steps, meta.steps));
+            let rows = if lo == hi {
+                format!("every row {hi} steps")
+            } else {
+                format!("rows of {lo} to {hi} steps, {}-padded", meta.padding)
+            };
+            format!("sequences of {channels} channels × {} steps ({rows})", meta.steps)
+        }
+    };
+    format!("Task: {task}; input: {input}; from {}", l.data.source.display())
 }
 
 type CacheSlot<T> = Arc<OnceLock<std::result::Result<Arc<T>, String>>>;
@@ -288,6 +371,7 @@ pub fn prepare_data(args: &TrainArgs, cache: Option<&DataCache>) -> Result<Arc<P
             normalizer: normalizer.as_ref(),
             channels,
         };
+        let description = describe(loaded, &meta, tokenizer.as_ref());
         let train = pre.prepare_indices(&loaded.data, &loaded.split.train)?;
         let valid = pre.prepare_indices(&loaded.data, &loaded.split.valid)?;
         let test = match &loaded.test {
@@ -304,6 +388,7 @@ pub fn prepare_data(args: &TrainArgs, cache: Option<&DataCache>) -> Result<Arc<P
             train,
             valid,
             test,
+            description,
         })
     };
     match cache {

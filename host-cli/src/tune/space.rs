@@ -90,6 +90,7 @@ const NOT_SEARCHABLE: &[(&str, &str)] = &[
     ("valid_split", "the validation split"),
     ("test_split", "the validation split"),
     ("split_seed", "the validation split"),
+    ("split", "the validation split"),
     ("seed", "the trial seeds (derived from the search seed and the trial number)"),
     ("threads", "the thread count (set --threads for every trial)"),
 ];
