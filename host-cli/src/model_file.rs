@@ -110,6 +110,11 @@ impl ModelBundle {
             tokenizer: self.tokenizer.as_ref(),
             normalizer: self.normalizer.as_ref(),
             channels: self.spec.step_width(),
+            pad_value: match self.spec.mask {
+                tinylstm::Mask::Value(v) => v,
+                _ => 0.0,
+            },
+            strict: true,
         }
     }
 

@@ -126,7 +126,21 @@ pub enum SplitKind {
     Seed,
 }
 
-display_as_flag_value!(OptimizerKind, ScheduleKind, HeadKind, Monitor, SplitKind);
+/// What to learn (`--task`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskKind {
+    /// Labels are classes (integers or names) [the default unless `--head linear`].
+    #[default]
+    Classify,
+    /// Labels are real numbers (a linear head, mean squared error).
+    Regress,
+    /// A `time,value` (or `time,a,b,…`) series: predict the next `--horizon` steps from the
+    /// last `--lookback` ones.
+    Forecast,
+}
+
+display_as_flag_value!(OptimizerKind, ScheduleKind, HeadKind, Monitor, SplitKind, TaskKind);
 
 /// Every training setting. `None` means "not given": the default applies (see each field).
 #[derive(Args, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -145,6 +159,24 @@ pub struct TrainArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub synthetic_samples: Option<usize>,
+    /// What to learn: classify, regress (real labels) or forecast (a time,value series)
+    /// [default: classify, regress with --head linear].
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<TaskKind>,
+    /// Forecasting: steps of history the model reads [default: 12].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lookback: Option<usize>,
+    /// Forecasting: steps ahead the model predicts, at least 1 [default: 1].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub horizon: Option<usize>,
+    /// Forecasting: the season length in steps for the seasonal-naive baseline (12 for monthly
+    /// data) [default: none].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub season: Option<usize>,
     /// Values per time step: reads the data as a sequence CSV.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -198,6 +230,16 @@ pub struct TrainArgs {
     #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub truncating: Option<Side>,
+    /// Mask padded steps (Keras `Masking(mask_value)`): steps whose values all equal this are
+    /// skipped and sequences are padded with it [default: on with 0.0 for rows of different
+    /// lengths, off otherwise].
+    #[arg(long, value_parser = finite_f32, allow_hyphen_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mask_value: Option<f32>,
+    /// Text: token id 0 (padding) is skipped (Keras `Embedding(mask_zero=True)`).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mask_zero: Option<bool>,
     /// Standardise each channel with statistics of the training split [default: true].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -393,7 +435,7 @@ impl TrainArgs {
 
     /// Every floating-point setting: key, value (if set, widened to `f64`), rule, and whether it
     /// is an `f32`. The flags' value parsers apply the same rules (a unit test keeps them equal).
-    fn floats(&self) -> [(&'static str, Option<f64>, FloatRule, bool); 17] {
+    fn floats(&self) -> [(&'static str, Option<f64>, FloatRule, bool); 18] {
         use FloatRule::*;
         let w = |v: Option<f32>| v.map(f64::from);
         [
@@ -414,6 +456,7 @@ impl TrainArgs {
             ("valid_split", self.valid_split, Fraction, false),
             ("test_split", self.test_split, Fraction, false),
             ("min_delta", self.min_delta, NonNegative, false),
+            ("mask_value", w(self.mask_value), Finite, true),
         ]
     }
 
@@ -491,7 +534,10 @@ impl TrainArgs {
             test_split: self.test_split.map(f64::to_bits),
             split_seed: self.split_seed(),
             split: self.split.unwrap_or_default(),
-            real_labels: self.head == Some(HeadKind::Linear),
+            real_labels: self.real_labels(),
+            task: self.task.unwrap_or_default(),
+            lookback: self.lookback,
+            horizon: self.horizon,
         }
     }
 
@@ -507,7 +553,15 @@ impl TrainArgs {
             padding: self.padding.unwrap_or_default(),
             truncating: self.truncating.unwrap_or_default(),
             standardize: self.standardize,
+            mask_value: self.mask_value.map(f32::to_bits),
+            mask_zero: self.mask_zero,
         }
+    }
+
+    /// Whether the labels are real numbers: `--task regress`/`forecast` or `--head linear`.
+    pub fn real_labels(&self) -> bool {
+        self.head == Some(HeadKind::Linear)
+            || matches!(self.task, Some(TaskKind::Regress | TaskKind::Forecast))
     }
 
     /// This config as TOML (every setting given), for `--save-config` and tuning results.
@@ -703,6 +757,12 @@ pub struct DataSettings {
     pub split: SplitKind,
     /// Labels are real numbers (`--head linear`).
     pub real_labels: bool,
+    /// What to learn.
+    pub task: TaskKind,
+    /// Forecasting history.
+    pub lookback: Option<usize>,
+    /// Forecasting horizon.
+    pub horizon: Option<usize>,
 }
 
 /// The preprocessing settings of a [`TrainArgs`] ([`TrainArgs::preprocessing_settings`]).
@@ -726,6 +786,10 @@ pub struct PreprocessingSettings {
     pub truncating: Side,
     /// Standardise sequences.
     pub standardize: Option<bool>,
+    /// Mask value (bits of the f32).
+    pub mask_value: Option<u32>,
+    /// Mask token id 0.
+    pub mask_zero: Option<bool>,
 }
 
 /// The input side of a spec being built.

@@ -15,6 +15,7 @@ use crate::preprocess::{Prepared, Preprocessor};
 use crate::settings::{DataSettings, PreprocessingSettings, SpecInput, TrainArgs};
 use anyhow::{anyhow, bail, Result};
 use std::collections::HashMap;
+use tinylstm::Mask;
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
@@ -109,7 +110,7 @@ struct Loaded {
 }
 
 fn load_all(args: &TrainArgs) -> Result<Loaded> {
-    let real = args.head == Some(crate::settings::HeadKind::Linear);
+    let real = args.real_labels();
     let seed = args.split_seed();
     let (data, test, name) = match &args.data {
         None => {
@@ -206,10 +207,20 @@ fn load_all(args: &TrainArgs) -> Result<Loaded> {
 }
 
 /// Fits the tokenizer or the normaliser on the training split and builds the metadata.
-fn preprocessing(
-    args: &TrainArgs,
-    l: &Loaded,
-) -> Result<(ModelMeta, Option<Tokenizer>, Option<Normalizer>, SpecInput)> {
+/// `spec` masked as `mask` says, checked.
+pub fn with_mask(spec: tinylstm::Spec, mask: Mask) -> Result<tinylstm::Spec> {
+    let spec = match mask {
+        Mask::Off => spec,
+        Mask::Zero => spec.mask_zero(),
+        Mask::Value(v) => spec.masking(v),
+    };
+    spec.validate().map_err(|e| anyhow!("model settings: {e}"))?;
+    Ok(spec)
+}
+
+type Preprocessing = (ModelMeta, Option<Tokenizer>, Option<Normalizer>, SpecInput, Mask);
+
+fn preprocessing(args: &TrainArgs, l: &Loaded) -> Result<Preprocessing> {
     let padding = args.padding.unwrap_or_default();
     let truncating = args.truncating.unwrap_or_default();
     match l.data.kind {
@@ -233,16 +244,35 @@ fn preprocessing(
             if maxlen == 0 {
                 bail!("--maxlen must be at least 1");
             }
+            // Keras-sized: min(num_words, len(word_index) + 1) rows (at least 2).
             let vocab = tok.vocab_size().max(2);
             let mut meta = ModelMeta::new(Task::Text, maxlen, padding, truncating);
             meta.class_names = l.class_names.clone();
             meta.vocabulary = Some(tok.vocabulary_len());
-            Ok((meta, Some(tok), None, SpecInput::Tokens { vocab }))
+            if args.mask_value.is_some() {
+                bail!("--mask-value is for sequences; text masks padding with --mask-zero");
+            }
+            let mask = if args.mask_zero == Some(true) { Mask::Zero } else { Mask::Off };
+            Ok((meta, Some(tok), None, SpecInput::Tokens { vocab }, mask))
         }
         DatasetKind::Sequence { channels } => {
-            let longest =
-                l.split.train.iter().filter_map(|&i| l.data.samples[i].steps()).max().unwrap_or(1);
+            if args.mask_zero == Some(true) {
+                bail!("--mask-zero is for text; sequences mask with --mask-value");
+            }
+            // The longest row of every file (lengths are not labels): a test row is then never
+            // cut, and the model records the longest row it accepts.
+            let all = l.data.samples.iter().chain(l.test.iter().flat_map(|t| t.samples.iter()));
+            let (lo, longest) = all
+                .filter_map(|s| s.steps())
+                .fold((usize::MAX, 1), |(lo, hi), t| (lo.min(t), hi.max(t)));
             let steps = args.maxlen.unwrap_or(longest);
+            // Rows of different lengths are masked as Keras's Masking layer does (value 0 by
+            // default, as Keras); --mask-value masks equal-length rows too.
+            let mask = match args.mask_value {
+                Some(v) => Mask::Value(v),
+                None if lo < longest => Mask::Value(0.0),
+                None => Mask::Off,
+            };
             if steps == 0 {
                 bail!("--maxlen must be at least 1");
             }
@@ -253,7 +283,7 @@ fn preprocessing(
             };
             let mut meta = ModelMeta::new(Task::Sequence, steps, padding, truncating);
             meta.class_names = l.class_names.clone();
-            Ok((meta, None, norm, SpecInput::Channels(channels)))
+            Ok((meta, None, norm, SpecInput::Channels(channels), mask))
         }
     }
 }
@@ -280,13 +310,15 @@ pub struct PreparedData {
     pub valid: Prepared,
     /// Test split: the `--test` file, or the held-out part of the data (may be empty).
     pub test: Prepared,
+    /// Which steps the model skips (padding of rows of different lengths, `--mask-zero`).
+    pub mask: Mask,
     /// What was inferred from the data, in one line (task, input kind, shape), printed first
     /// by every training run.
     pub description: String,
 }
 
 /// One line saying what a training run infers: the task, the input kind and its shape.
-fn describe(l: &Loaded, meta: &ModelMeta, tok: Option<&Tokenizer>) -> String {
+fn describe(l: &Loaded, meta: &ModelMeta, tok: Option<&Tokenizer>, mask: Mask) -> String {
     let task = match (l.classes, &l.class_names) {
         (None, _) => "regression (one real-valued target)".to_string(),
         (Some(k), names) => {
@@ -305,7 +337,12 @@ fn describe(l: &Loaded, meta: &ModelMeta, tok: Option<&Tokenizer>) -> String {
         ),
         (DatasetKind::Text, None) => "text".to_string(),
         (DatasetKind::Sequence { channels }, _) => {
-            let (lo, hi) = l.data.steps_range().unwrap_or((meta.steps, meta.steps));
+            let ranges = [l.data.steps_range(), l.test.as_ref().and_then(Dataset::steps_range)];
+            let (lo, hi) = ranges
+                .into_iter()
+                .flatten()
+                .reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)))
+                .unwrap_or((meta.steps, meta.steps));
             let rows = if lo == hi {
                 format!("every row {hi} steps")
             } else {
@@ -314,7 +351,12 @@ fn describe(l: &Loaded, meta: &ModelMeta, tok: Option<&Tokenizer>) -> String {
             format!("sequences of {channels} channels × {} steps ({rows})", meta.steps)
         }
     };
-    format!("Task: {task}; input: {input}; from {}", l.data.source.display())
+    let mask = match mask {
+        Mask::Off => String::new(),
+        Mask::Zero => ", token 0 masked".to_string(),
+        Mask::Value(v) => format!(", steps of all {v} masked"),
+    };
+    format!("Task: {task}; input: {input}{mask}; from {}", l.data.source.display())
 }
 
 type CacheSlot<T> = Arc<OnceLock<std::result::Result<Arc<T>, String>>>;
@@ -357,7 +399,7 @@ impl DataCache {
 /// Loads, splits and preprocesses the data as `args` say, through `cache` when given.
 pub fn prepare_data(args: &TrainArgs, cache: Option<&DataCache>) -> Result<Arc<PreparedData>> {
     let prepare = |loaded: &Loaded| -> Result<PreparedData> {
-        let (meta, tokenizer, normalizer, input) = preprocessing(args, loaded)?;
+        let (meta, tokenizer, normalizer, input, mask) = preprocessing(args, loaded)?;
         let channels = match input {
             SpecInput::Tokens { .. } => 1,
             SpecInput::Channels(c) => c,
@@ -370,8 +412,14 @@ pub fn prepare_data(args: &TrainArgs, cache: Option<&DataCache>) -> Result<Arc<P
             tokenizer: tokenizer.as_ref(),
             normalizer: normalizer.as_ref(),
             channels,
+            pad_value: match mask {
+                Mask::Value(v) => v,
+                _ => 0.0,
+            },
+            // A --maxlen shorter than the longest row cuts rows, as asked.
+            strict: args.maxlen.is_none(),
         };
-        let description = describe(loaded, &meta, tokenizer.as_ref());
+        let description = describe(loaded, &meta, tokenizer.as_ref(), mask);
         let train = pre.prepare_indices(&loaded.data, &loaded.split.train)?;
         let valid = pre.prepare_indices(&loaded.data, &loaded.split.valid)?;
         let test = match &loaded.test {
@@ -389,6 +437,7 @@ pub fn prepare_data(args: &TrainArgs, cache: Option<&DataCache>) -> Result<Arc<P
             valid,
             test,
             description,
+            mask,
         })
     };
     match cache {

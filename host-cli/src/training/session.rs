@@ -102,7 +102,7 @@ impl TrainSession {
     pub fn new(args: &TrainArgs, opts: &RunOptions<'_>) -> Result<TrainSession> {
         args.check_floats()?;
         let data = prepare_data(args, opts.cache)?;
-        let spec = args.spec(data.input, data.classes)?;
+        let spec = super::prepared::with_mask(args.spec(data.input, data.classes)?, data.mask)?;
         let optimizer = args.optimizer()?;
         let penalties = args.penalties(&spec)?;
         let bptt = args.bptt()?;
