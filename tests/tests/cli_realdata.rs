@@ -79,8 +79,19 @@ fn embedding_is_keras_sized_and_parameters_match_keras() {
     sentiment_csv(&data, 200);
     let out = dir.path().join("m");
     let err = ok_err(&[
-        "train", "--data", s(&data), "--epochs", "1", "--units", "8", "--maxlen", "4",
-        "--embedding-dim", "8", "--out", s(&out),
+        "train",
+        "--data",
+        s(&data),
+        "--epochs",
+        "1",
+        "--units",
+        "8",
+        "--maxlen",
+        "4",
+        "--embedding-dim",
+        "8",
+        "--out",
+        s(&out),
     ]);
     // The first line states the inferred task, input kind and shape.
     let first = err.lines().next().unwrap();
@@ -133,8 +144,19 @@ fn ragged_rows_are_masked_and_a_longer_row_is_refused() {
     ragged_csv(&data, 120);
     let out = dir.path().join("m");
     let err = ok_err(&[
-        "train", "--data", s(&data), "--channels", "2", "--epochs", "2", "--units", "4",
-        "--padding", "post", "--out", s(&out),
+        "train",
+        "--data",
+        s(&data),
+        "--channels",
+        "2",
+        "--epochs",
+        "2",
+        "--units",
+        "4",
+        "--padding",
+        "post",
+        "--out",
+        s(&out),
     ]);
     let first = err.lines().next().unwrap();
     assert!(
@@ -155,8 +177,20 @@ fn ragged_rows_are_masked_and_a_longer_row_is_refused() {
     // --mask-value masks steps of that value, and pads with it.
     let out2 = dir.path().join("m2");
     ok(&[
-        "train", "--data", s(&data), "--channels", "2", "--epochs", "1", "--units", "4",
-        "--mask-value", "-9", "--out", s(&out2), "--quiet",
+        "train",
+        "--data",
+        s(&data),
+        "--channels",
+        "2",
+        "--epochs",
+        "1",
+        "--units",
+        "4",
+        "--mask-value",
+        "-9",
+        "--out",
+        s(&out2),
+        "--quiet",
     ]);
     let bytes = std::fs::read(out2.join("model.tlm")).unwrap();
     let spec = tinylstm::format::ModelFile::parse(&bytes).unwrap().spec();
@@ -172,9 +206,27 @@ fn japanese_vowels_ragged_set_trains_masked() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("jv");
     let err = ok_err(&[
-        "train", "--data", s(&base.join("train.csv")), "--test", s(&base.join("test.csv")),
-        "--channels", "12", "--epochs", "40", "--patience", "10", "--batch-size", "16",
-        "--lr", "1e-2", "--valid-split", "0.2", "--padding", "post", "--out", s(&out),
+        "train",
+        "--data",
+        s(&base.join("train.csv")),
+        "--test",
+        s(&base.join("test.csv")),
+        "--channels",
+        "12",
+        "--epochs",
+        "40",
+        "--patience",
+        "10",
+        "--batch-size",
+        "16",
+        "--lr",
+        "1e-2",
+        "--valid-split",
+        "0.2",
+        "--padding",
+        "post",
+        "--out",
+        s(&out),
     ]);
     assert!(err.lines().next().unwrap().contains("× 29 steps (rows of 7 to 29 steps"), "{err}");
     let m: Value =
@@ -184,4 +236,99 @@ fn japanese_vowels_ragged_set_trains_masked() {
     // The archive's 1-NN (DTW) baseline is about 0.95; a masked LSTM reaches 0.97 here.
     assert!(acc >= 0.93, "japanesevowels test accuracy {acc}");
     ok(&["eval", "--model", s(&out.join("model.tlm")), "--data", s(&base.join("test.csv"))]);
+}
+
+/// Runs `tinylstm` with `stdin` on standard input; must succeed; returns stdout.
+fn ok_stdin(args: &[&str], stdin: &str) -> String {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(common::binary())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "tinylstm {args:?} failed: {err}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn predict_reads_unlabelled_csv_and_stdin_names_columns_and_echoes_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("reviews.csv");
+    sentiment_csv(&data, 200);
+    let out = dir.path().join("m");
+    ok(&[
+        "train",
+        "--data",
+        s(&data),
+        "--epochs",
+        "8",
+        "--units",
+        "8",
+        "--maxlen",
+        "4",
+        "--embedding-dim",
+        "8",
+        "--out",
+        s(&out),
+        "--quiet",
+    ]);
+    let model = out.join("model.tlm");
+    let m = s(&model);
+    // A one-column CSV on standard input, with and without a `text` header.
+    for input in ["text\nvery bad taste\ngreat food\n", "very bad taste\ngreat food\n"] {
+        let table = ok_stdin(&["predict", "--model", m, "--data", "-"], input);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines[0], "index\tline\tclass\tneg\tpos\ttext", "{table}");
+        assert_eq!(lines.len(), 3, "{table}");
+        assert!(lines[1].starts_with("0\t") && lines[1].contains("\tneg\t"), "{table}");
+        assert!(lines[1].ends_with("\tvery bad taste"), "{table}");
+        assert!(lines[2].contains("\tpos\t") && lines[2].ends_with("\tgreat food"), "{table}");
+    }
+    let json = ok_stdin(&["predict", "--model", m, "--data", "-", "--json"], "great food\n");
+    let v: Value = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(v["text"], "great food");
+    let (pn, pp) =
+        (v["probabilities"]["neg"].as_f64().unwrap(), v["probabilities"]["pos"].as_f64().unwrap());
+    assert_eq!(pp, v["outputs"][0].as_f64().unwrap(), "p(pos) is the sigmoid output");
+    assert!((pn + pp - 1.0).abs() < 1e-6);
+
+    // Sequences: rows of T×C values without a label are told apart from labelled ones.
+    let seq = dir.path().join("ragged.csv");
+    ragged_csv(&seq, 60);
+    let out2 = dir.path().join("s");
+    ok(&[
+        "train",
+        "--data",
+        s(&seq),
+        "--channels",
+        "2",
+        "--epochs",
+        "1",
+        "--units",
+        "4",
+        "--out",
+        s(&out2),
+        "--quiet",
+    ]);
+    let sm = out2.join("model.tlm");
+    let labelled = ok(&["predict", "--model", s(&sm), "--data", s(&seq), "--json"]);
+    let bare: String = std::fs::read_to_string(&seq)
+        .unwrap()
+        .lines()
+        .map(|l| l.split_once(',').unwrap().1.to_string() + "\n")
+        .collect();
+    let unlabelled = ok_stdin(&["predict", "--model", s(&sm), "--data", "-", "--json"], &bare);
+    let bits = |t: &str| -> Vec<Value> {
+        t.lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap()["output_bits"].clone())
+            .collect()
+    };
+    assert_eq!(bits(&labelled), bits(&unlabelled));
+    assert_eq!(bits(&labelled).len(), 60);
 }

@@ -1,6 +1,6 @@
 //! `tinylstm eval`, `tinylstm predict` and `tinylstm info`.
 
-use crate::data::{Features, Label, Sample};
+use crate::data::{Features, Label, LabelKind, Sample};
 use crate::metrics::predicted_classes;
 use crate::model_file::{ModelBundle, Task};
 use crate::report::{print_report, EvalReport};
@@ -123,12 +123,15 @@ pub fn run_eval(cmd: &EvalCmd) -> Result<()> {
 #[derive(Args, Debug, Clone)]
 #[command(after_help = "Examples:
   tinylstm predict --model out/sms/model.tlm --text \"WINNER! Claim your prize now\" --text \"see you at 6\"
-  tinylstm predict --model out/synthetic/model.tlm --data windows.csv --json")]
+  tinylstm predict --model out/synthetic/model.tlm --data windows.csv --json
+  tinylstm predict --model out/motion/model.tlm --data - --no-labels")]
 pub struct PredictCmd {
     /// The model.
     #[arg(long, value_name = "TLM")]
     pub model: PathBuf,
-    /// A CSV of samples (labels in the first column are read but not needed to be right).
+    /// A CSV of samples, `-` for standard input. A label column, when there is one, is read
+    /// but not used; a CSV without one is detected (one column for text, rows of T×C values
+    /// for sequences) or declared with --no-labels.
     #[arg(long, value_name = "CSV", conflicts_with = "text")]
     pub data: Option<PathBuf>,
     /// Texts to classify (text models; repeatable).
@@ -140,6 +143,10 @@ pub struct PredictCmd {
     /// The CSV has a header row.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub header: Option<bool>,
+    /// The CSV has no label column: every field of a sequence row is a value, a text CSV's
+    /// first column is the text [default: detected].
+    #[arg(long)]
+    pub no_labels: bool,
     /// Print JSON lines (one object per sample, probabilities as exact f32 bits too).
     #[arg(long)]
     pub json: bool,
@@ -150,6 +157,52 @@ pub struct PredictCmd {
     /// bits) instead of the exact one, whose outputs are the device's bit for bit.
     #[arg(long)]
     pub fast: bool,
+}
+
+/// The first data record of `bytes` (after a header when `header`), if any.
+fn first_record(bytes: &[u8], header: bool) -> Option<csv::StringRecord> {
+    let mut r = csv::ReaderBuilder::new().has_headers(header).flexible(true).from_reader(bytes);
+    r.records().next().and_then(|x| x.ok())
+}
+
+/// Reads the samples of `--data` (a file or `-`), labelled or not.
+fn predict_samples(cmd: &PredictCmd, bundle: &ModelBundle, path: &PathBuf) -> Result<Vec<Sample>> {
+    let (name, bytes) = if path.as_os_str() == "-" {
+        let mut b = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut b)?;
+        (PathBuf::from("<stdin>"), b)
+    } else {
+        let b = std::fs::read(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => anyhow!("{}: file not found", path.display()),
+            _ => anyhow!("{}: cannot read: {e}", path.display()),
+        })?;
+        (path.clone(), b)
+    };
+    let mut args = data_args(bundle, &None, &cmd.text_column, cmd.header);
+    let first = first_record(&bytes, cmd.header == Some(true));
+    let fields = first.as_ref().map_or(0, csv::StringRecord::len);
+    let unlabelled = cmd.no_labels
+        || match bundle.spec.input {
+            // One column: the text alone.
+            InputKind::Tokens { .. } => fields == 1 && cmd.text_column.is_none(),
+            // Only T×C fits the row (C > 1); with one channel both fit, and a label is read.
+            InputKind::Channels(c) => fields % c == 0 && (fields < 1 || (fields - 1) % c != 0),
+        };
+    if unlabelled && bundle.meta.task == Task::Text && cmd.text_column.is_none() {
+        args.text_column = Some("0".into());
+        // One column of text: a header only when it says `text` (or --header says so).
+        let titled = first.as_ref().and_then(|r| r.get(0)).is_some_and(|f| f.trim() == "text");
+        args.header = Some(cmd.header.unwrap_or(titled));
+    }
+    let kind = if unlabelled { LabelKind::Unlabelled } else { LabelKind::Named };
+    let ambiguous = match bundle.spec.input {
+        InputKind::Channels(c) => fields % c == 0,
+        InputKind::Tokens { .. } => false,
+    };
+    if !unlabelled && ambiguous {
+        eprintln!("{}: reading field 1 of each row as a label (not used); --no-labels reads every field as input", name.display());
+    }
+    Ok(crate::training::prepared::load_bytes(&name, &bytes, &args, kind)?.samples)
 }
 
 /// Runs `tinylstm predict`.
@@ -172,10 +225,9 @@ pub fn run_predict(cmd: &PredictCmd) -> Result<()> {
             })
             .collect()
     } else if let Some(path) = &cmd.data {
-        let args = data_args(&bundle, &None, &cmd.text_column, cmd.header);
-        crate::training::load(path, &args, bundle.spec.head == Head::Linear)?.samples
+        predict_samples(cmd, &bundle, path)?
     } else {
-        bail!("give --data FILE or one or more --text");
+        bail!("give --data FILE (or - for standard input) or one or more --text");
     };
     let refs: Vec<&Sample> = samples.iter().collect();
     let prepared = bundle.preprocessor().prepare(&refs)?;
@@ -183,16 +235,45 @@ pub fn run_predict(cmd: &PredictCmd) -> Result<()> {
     let (_, outputs) = trainer.evaluate(&bundle.params, &prepared)?;
     let k = bundle.spec.outputs;
     let names = bundle.class_names();
-    let classes = if bundle.spec.head == Head::Linear {
-        None
-    } else {
-        Some(predicted_classes(bundle.spec.head, k, &outputs))
+    let linear = bundle.spec.head == Head::Linear;
+    let classes =
+        if linear { None } else { Some(predicted_classes(bundle.spec.head, k, &outputs)) };
+    // Probability of each named class: a binary sigmoid's one output is p(class 1).
+    let probs = |row: &[f32]| -> Vec<f32> {
+        if k == 1 && !linear {
+            vec![1.0 - row[0], row[0]]
+        } else {
+            row.to_vec()
+        }
     };
+    if !cmd.json {
+        let mut head = vec!["index".to_string(), "line".into()];
+        if linear {
+            head.extend((0..k).map(|j| if k == 1 { "value".into() } else { format!("value{j}") }));
+        } else {
+            head.push("class".into());
+            head.extend(names.iter().cloned());
+        }
+        if bundle.meta.task == Task::Text {
+            head.push("text".into());
+        }
+        println!("{}", head.join("\t"));
+    }
     for (i, row) in outputs.chunks_exact(k).enumerate() {
         let class = classes.as_ref().map(|c| c[i]);
         let name = class.and_then(|c| names.get(c as usize).cloned());
+        let text = samples[i].text();
         if cmd.json {
-            let v = serde_json::json!({
+            let by_class: serde_json::Map<String, serde_json::Value> = if linear {
+                serde_json::Map::new()
+            } else {
+                names
+                    .iter()
+                    .cloned()
+                    .zip(probs(row).into_iter().map(serde_json::Value::from))
+                    .collect()
+            };
+            let mut v = serde_json::json!({
                 "index": i,
                 "line": samples[i].line,
                 "outputs": row,
@@ -200,13 +281,24 @@ pub fn run_predict(cmd: &PredictCmd) -> Result<()> {
                 "class": class,
                 "class_name": name,
             });
+            if !linear {
+                v["probabilities"] = serde_json::Value::Object(by_class);
+            }
+            if let Some(t) = text {
+                v["text"] = serde_json::Value::from(t);
+            }
             println!("{v}");
         } else {
-            let vals: Vec<String> = row.iter().map(|x| format!("{x:.4}")).collect();
-            match name {
-                Some(n) => println!("{i}\t{n}\t[{}]", vals.join(", ")),
-                None => println!("{i}\t[{}]", vals.join(", ")),
+            let mut cols = vec![i.to_string(), samples[i].line.to_string()];
+            if let Some(n) = name {
+                cols.push(n);
             }
+            let shown = if linear { row.to_vec() } else { probs(row) };
+            cols.extend(shown.iter().map(|x| format!("{x:.4}")));
+            if let Some(t) = text {
+                cols.push(t.replace(['\t', '\n', '\r'], " "));
+            }
+            println!("{}", cols.join("\t"));
         }
     }
     Ok(())

@@ -137,7 +137,7 @@ fn parse_label(
         LabelKind::Named if text.trim().is_empty() => {
             Err(DataError::BadLabel { at: at(), text: quote(text) })
         }
-        LabelKind::Named => Ok(Label::Class(0)),
+        LabelKind::Named | LabelKind::Unlabelled => Ok(Label::Class(0)),
         LabelKind::Class => {
             let t = text.trim();
             let c: u32 = if t.bytes().all(|b| b.is_ascii_digit()) && !t.is_empty() {
@@ -193,7 +193,8 @@ pub fn parse_text_csv(
             },
         })
     };
-    let label_idx = resolve(&options.label_column)?;
+    let unlabelled = options.labels == LabelKind::Unlabelled;
+    let label_idx = if unlabelled { usize::MAX } else { resolve(&options.label_column)? };
     let text_idx = resolve(&options.text_column)?;
     let name_of = |i: usize| -> Option<String> {
         match &header {
@@ -217,7 +218,7 @@ pub fn parse_text_csv(
             });
         }
         let field = |i: usize| rec.get(i).unwrap_or_default();
-        let at = || Location::field(path, line, label_idx + 1, name_of(label_idx));
+        let at = || Location::field(path, line, label_idx.wrapping_add(1), name_of(label_idx));
         let label = parse_label(field(label_idx), options.labels, options.num_classes, at)?;
         if options.labels == LabelKind::Named {
             raw.push(field(label_idx).trim().to_owned());
@@ -231,7 +232,7 @@ pub fn parse_text_csv(
     while let Some((line, rec)) = records.next_record()? {
         handle(line, rec)?;
     }
-    let label = (label_idx + 1, name_of(label_idx).unwrap_or_else(|| "label".into()));
+    let label = (label_idx.wrapping_add(1), name_of(label_idx).unwrap_or_else(|| "label".into()));
     finish(path, samples, DatasetKind::Text, has_header, options.num_classes, label, raw)
 }
 
@@ -268,22 +269,32 @@ pub fn parse_sequence_csv(
             }
         }
         let n = rec.len();
-        if n < 1 + c || (n - 1) % c != 0 {
+        let first = usize::from(options.labels != LabelKind::Unlabelled);
+        if n < first + c || (n - first) % c != 0 {
+            let expected = if first == 1 {
+                format!("1 + T×{c} fields (label, then T ≥ 1 timesteps of {c} channels)")
+            } else {
+                format!("T×{c} fields (T ≥ 1 timesteps of {c} channels, no label)")
+            };
             return Err(DataError::Arity {
                 at: Location::field(path, line, n, None),
-                expected: format!("1 + T×{c} fields (label, then T ≥ 1 timesteps of {c} channels)"),
+                expected,
                 found: n,
             });
         }
-        let steps = (n - 1) / c;
-        let at_label = || Location::field(path, line, 1, Some("label".into()));
-        let label = parse_label(&rec[0], options.labels, options.num_classes, at_label)?;
+        let steps = (n - first) / c;
+        let label = if first == 1 {
+            let at_label = || Location::field(path, line, 1, Some("label".into()));
+            parse_label(&rec[0], options.labels, options.num_classes, at_label)?
+        } else {
+            Label::Class(0)
+        };
         if options.labels == LabelKind::Named {
             raw.push(rec[0].trim().to_owned());
         }
-        let mut values = Vec::with_capacity(n - 1);
-        for (k, text) in rec.iter().enumerate().skip(1) {
-            let v = k - 1;
+        let mut values = Vec::with_capacity(n - first);
+        for (k, text) in rec.iter().enumerate().skip(first) {
+            let v = k - first;
             let at = || Location::field(path, line, k + 1, Some(format!("t{} c{}", v / c, v % c)));
             values.push(parse_value(text, at)?);
         }

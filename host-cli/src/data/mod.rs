@@ -69,6 +69,9 @@ pub enum LabelKind {
     /// classes are the distinct names sorted (by their UTF-8 bytes) and
     /// [`Dataset::class_names`] holds them.
     Named,
+    /// No label column (data to predict on): every sample gets `Label::Class(0)`; a sequence
+    /// row is `T × C` values, a text CSV's label column is not read.
+    Unlabelled,
 }
 
 /// How to read a text CSV.

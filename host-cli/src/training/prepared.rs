@@ -5,8 +5,8 @@
 use crate::data::split::{stratified_holdout, stratified_split, Split, SplitFractions};
 use crate::data::synthetic::{self, SyntheticConfig};
 use crate::data::{
-    load_sequence_csv, load_text_csv, Column, Dataset, DatasetKind, LabelKind, SequenceCsvOptions,
-    TextCsvOptions,
+    parse_sequence_csv, parse_text_csv, Column, DataError, Dataset, DatasetKind, LabelKind,
+    SequenceCsvOptions, TextCsvOptions,
 };
 use crate::model_file::{ModelMeta, Task};
 use crate::preprocess::normalize::Normalizer;
@@ -15,9 +15,9 @@ use crate::preprocess::{Prepared, Preprocessor};
 use crate::settings::{DataSettings, PreprocessingSettings, SpecInput, TrainArgs};
 use anyhow::{anyhow, bail, Result};
 use std::collections::HashMap;
-use tinylstm::Mask;
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use tinylstm::Mask;
 
 fn column(s: &Option<String>, default: usize) -> Column {
     match s {
@@ -34,16 +34,11 @@ fn is_number(text: &str) -> bool {
 /// `--channels`: refuse it rather than train on numbers as words. Before loading (`data`
 /// `None`): the first line that is not blank, when it has 3 or more fields, all numbers; after:
 /// every text a number.
-fn refuse_numbers_as_text(path: &Path, data: Option<&Dataset>) -> Result<()> {
+fn refuse_numbers_as_text(path: &Path, bytes: &[u8], data: Option<&Dataset>) -> Result<()> {
     let numeric = match data {
         Some(ds) => ds.texts().all(is_number),
         None => {
-            let mut head = Vec::new();
-            use std::io::Read as _;
-            if let Ok(f) = std::fs::File::open(path) {
-                let _ = f.take(1 << 16).read_to_end(&mut head);
-            }
-            let text = String::from_utf8_lossy(&head);
+            let text = String::from_utf8_lossy(&bytes[..bytes.len().min(1 << 16)]);
             let first = text.trim_start_matches('\u{feff}').lines().find(|l| !l.trim().is_empty());
             first.is_some_and(|l| {
                 let fields: Vec<&str> = l.split(',').collect();
@@ -62,13 +57,30 @@ fn refuse_numbers_as_text(path: &Path, data: Option<&Dataset>) -> Result<()> {
     Ok(())
 }
 
-/// Loads a data file as the args say (text unless `--channels`).
+/// Loads a data file as the args say (text unless `--channels`; class labels as integers or
+/// names, or real numbers).
 pub fn load(path: &Path, args: &TrainArgs, real_labels: bool) -> Result<Dataset> {
+    let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => DataError::NotFound { path: path.to_owned() },
+        _ => DataError::Io { path: path.to_owned(), source: e },
+    })?;
     let labels = if real_labels { LabelKind::Real } else { LabelKind::Named };
+    load_bytes(path, &bytes, args, labels)
+}
+
+/// Parses CSV bytes as the args say; `path` names them in errors (`<stdin>` for standard
+/// input).
+pub fn load_bytes(
+    path: &Path,
+    bytes: &[u8],
+    args: &TrainArgs,
+    labels: LabelKind,
+) -> Result<Dataset> {
     let ds = match args.channels {
         Some(0) => bail!("--channels must be at least 1"),
-        Some(c) => load_sequence_csv(
+        Some(c) => parse_sequence_csv(
             path,
+            bytes,
             &SequenceCsvOptions {
                 channels: c,
                 has_header: args.header.or(Some(false)),
@@ -77,18 +89,16 @@ pub fn load(path: &Path, args: &TrainArgs, real_labels: bool) -> Result<Dataset>
             },
         )?,
         None => {
-            refuse_numbers_as_text(path, None)?;
-            let ds = load_text_csv(
-            path,
-            &TextCsvOptions {
+            refuse_numbers_as_text(path, bytes, None)?;
+            let options = TextCsvOptions {
                 label_column: column(&args.label_column, 0),
                 text_column: column(&args.text_column, 1),
                 has_header: args.header,
                 labels,
                 num_classes: args.classes,
-            },
-        )?;
-            refuse_numbers_as_text(path, Some(&ds))?;
+            };
+            let ds = parse_text_csv(path, bytes, &options)?;
+            refuse_numbers_as_text(path, bytes, Some(&ds))?;
             ds
         }
     };
