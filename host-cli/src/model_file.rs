@@ -44,6 +44,9 @@ pub struct ModelMeta {
     /// (text models; the tokenizer section keeps only the words below `num_words`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vocabulary: Option<usize>,
+    /// Forecasting models: their windows and value columns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forecast: Option<crate::forecast::ForecastMeta>,
     /// The training settings, for reference and `--resume`.
     #[serde(default)]
     pub config: Option<TrainArgs>,
@@ -63,6 +66,7 @@ impl ModelMeta {
             truncating,
             class_names: Vec::new(),
             vocabulary: None,
+            forecast: None,
             config: None,
             train_state: None,
         }

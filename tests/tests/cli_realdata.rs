@@ -35,7 +35,7 @@ fn sentiment_csv(path: &Path, rows: usize) {
     let bad = ["cold food late", "terrible slow delivery", "very bad taste", "awful and cold"];
     let mut text = String::from("label,text\n");
     for i in 0..rows {
-        let (label, t) = if i % 2 == 0 { ("pos", good[i % 4]) } else { ("neg", bad[i % 4]) };
+        let (label, t) = if i % 2 == 0 { ("pos", good[i / 2 % 4]) } else { ("neg", bad[i / 2 % 4]) };
         text += &format!("{label},{t}\n");
     }
     std::fs::write(path, text).unwrap();
@@ -286,9 +286,15 @@ fn predict_reads_unlabelled_csv_and_stdin_names_columns_and_echoes_text() {
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines[0], "index\tline\tclass\tneg\tpos\ttext", "{table}");
         assert_eq!(lines.len(), 3, "{table}");
-        assert!(lines[1].starts_with("0\t") && lines[1].contains("\tneg\t"), "{table}");
-        assert!(lines[1].ends_with("\tvery bad taste"), "{table}");
-        assert!(lines[2].contains("\tpos\t") && lines[2].ends_with("\tgreat food"), "{table}");
+        for (row, text) in lines[1..].iter().zip(["very bad taste", "great food"]) {
+            let cols: Vec<&str> = row.split('\t').collect();
+            assert_eq!(cols.len(), 6, "{table}");
+            assert_eq!(cols[5], text, "{table}");
+            // The class column names the more probable class.
+            let (pn, pp): (f64, f64) = (cols[3].parse().unwrap(), cols[4].parse().unwrap());
+            assert_eq!(cols[2], if pp >= pn { "pos" } else { "neg" }, "{table}");
+        }
+        assert!(lines[1].starts_with("0\t"), "{table}");
     }
     let json = ok_stdin(&["predict", "--model", m, "--data", "-", "--json"], "great food\n");
     let v: Value = serde_json::from_str(json.trim()).unwrap();
@@ -331,4 +337,86 @@ fn predict_reads_unlabelled_csv_and_stdin_names_columns_and_echoes_text() {
     };
     assert_eq!(bits(&labelled), bits(&unlabelled));
     assert_eq!(bits(&labelled).len(), 60);
+}
+
+/// A seasonal series with trend: `time,a,b` (b = 2·a + 1), 96 rows.
+fn seasonal_csv(path: &Path) {
+    let mut text = String::from("time,a,b\n");
+    for t in 0..96 {
+        let a = 10.0 + 0.1 * t as f32 + 3.0 * (t as f32 * std::f32::consts::TAU / 12.0).sin();
+        text += &format!("{t},{a},{}\n", 2.0 * a + 1.0);
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+#[test]
+fn forecast_trains_reports_baselines_predicts_and_evaluates() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("series.csv");
+    seasonal_csv(&data);
+    let out = dir.path().join("f");
+    let err = ok_err(&[
+        "train", "--task", "forecast", "--data", s(&data), "--lookback", "12", "--horizon", "3",
+        "--season", "12", "--epochs", "3", "--units", "8", "--out", s(&out),
+    ]);
+    let first = err.lines().next().unwrap();
+    assert!(first.starts_with("Task: forecast 3 steps ahead of every value (a, b) from the last 12; input: a series of 96 rows, 82 windows in time order"), "{first}");
+    let m: Value = serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
+    let f = &m["forecast"];
+    // 82 windows: 8 test (the last), 8 validation, a gap of 2 before each.
+    assert_eq!(f["windows"], 8, "{m}");
+    assert_eq!(f["span"], serde_json::json!(["86", "95"]), "{m}");
+    for key in ["model", "naive", "seasonal_naive"] {
+        for e in ["rmse", "mae", "mape"] {
+            assert!(f[key][e].as_f64().unwrap().is_finite(), "{key}.{e}: {m}");
+        }
+    }
+    // The seasonal-naive baseline by hand: step h of the window predicting from row t is the
+    // row 12 before it; on this series that error is exactly the trend, 12 × 0.1 = 1.2 on a
+    // and 2.4 on b, at every step (up to f32 rounding of the file's values).
+    let sn = f["seasonal_naive"]["mae"].as_f64().unwrap();
+    assert!((sn - 1.8).abs() < 1e-3, "seasonal naive MAE {sn}");
+    for p in ["forecast.svg", "forecast.png"] {
+        assert!(out.join(p).metadata().unwrap().len() > 1000, "{p}");
+    }
+    let model = out.join("model.tlm");
+    let pred = ok(&["predict", "--model", s(&model), "--data", s(&data)]);
+    let lines: Vec<&str> = pred.lines().collect();
+    assert_eq!(lines[0], "step\ta\tb");
+    assert_eq!(lines.len(), 4, "{pred}");
+    assert!(lines[1].starts_with("95+1\t") && lines[3].starts_with("95+3\t"), "{pred}");
+    let eval: Value =
+        serde_json::from_str(&ok(&["eval", "--model", s(&model), "--data", s(&data), "--json"]))
+            .unwrap();
+    assert_eq!(eval["windows"], 82);
+    // A series with other columns is refused, naming them.
+    let other = dir.path().join("other.csv");
+    std::fs::write(&other, "time,value\n1,2\n").unwrap();
+    let err = fails(&["predict", "--model", s(&model), "--data", s(&other)]);
+    assert!(err.contains("other.csv: 1 value columns (value), the model forecasts 2 (a, b)"), "{err}");
+}
+
+#[test]
+fn airline_passengers_forecast_against_baselines() {
+    let Some(root) = common::datasets("airline_passengers_forecast_against_baselines") else {
+        return;
+    };
+    let data = root.join("forecast/airline_passengers/airline_passengers.csv");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("air");
+    ok(&[
+        "train", "--task", "forecast", "--data", s(&data), "--lookback", "24", "--horizon", "1",
+        "--season", "12", "--units", "32", "--lr", "1e-2", "--epochs", "200", "--patience", "30",
+        "--batch-size", "8", "--out", s(&out), "--quiet",
+    ]);
+    let m: Value = serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
+    let f = &m["forecast"];
+    println!("airline passengers test span: {f}");
+    // The last 12 windows (1960): the naive baselines are fixed numbers of the data.
+    assert_eq!(f["windows"], 12, "{m}");
+    assert_eq!(f["span"], serde_json::json!(["1960-01", "1960-12"]));
+    let rmse = f["model"]["rmse"].as_f64().unwrap();
+    // Within 50 % of the naive forecast's RMSE: a model that learnt nothing (a constant) is
+    // far outside it on this trending series.
+    assert!(rmse < 1.5 * f["naive"]["rmse"].as_f64().unwrap(), "{f}");
 }

@@ -1,6 +1,9 @@
 //! `tinylstm eval`, `tinylstm predict` and `tinylstm info`.
 
+use crate::data::series::Series;
 use crate::data::{Features, Label, LabelKind, Sample};
+use crate::forecast::ForecastMeta;
+use crate::preprocess::{Inputs, Labels, Prepared};
 use crate::metrics::predicted_classes;
 use crate::model_file::{ModelBundle, Task};
 use crate::report::{print_report, EvalReport};
@@ -89,9 +92,128 @@ fn data_args(
     }
 }
 
+/// `eval` of a forecast model: every window of the series, beside the naive baselines.
+fn forecast_eval(cmd: &EvalCmd, bundle: &ModelBundle, f: &ForecastMeta) -> Result<()> {
+    let series = crate::training::forecast::load_series(&cmd.data)?;
+    let (_, norm) = forecast_input(bundle, f, &series, cmd.data.display())?;
+    let starts: Vec<usize> = (0..series.windows(f.lookback, f.horizon)).collect();
+    if starts.is_empty() {
+        bail!(
+            "{}: {} rows hold no window of {} + {} rows",
+            cmd.data.display(),
+            series.len(),
+            f.lookback,
+            f.horizon
+        );
+    }
+    let prep = crate::training::forecast::prepare_windows(&series, &starts, f, norm)?;
+    let trainer = trainer_for(bundle, cmd.threads, cmd.fast)?;
+    let (_, outputs) = trainer.evaluate(&bundle.params, &prep)?;
+    let pred = crate::training::forecast::unstandardize(&outputs, norm);
+    let report = crate::forecast::report(&series, &starts, f, &pred);
+    if cmd.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{} on {}:", cmd.model.display(), cmd.data.display());
+        crate::forecast::print_forecast_report(&report);
+    }
+    if let Some(dir) = &cmd.plots {
+        std::fs::create_dir_all(dir)?;
+        let title = format!("{} — forecast", cmd.data.display());
+        for p in crate::forecast::plot(dir, &title, &series, &starts, f, &pred)? {
+            eprintln!("Wrote {}", p.display());
+        }
+    }
+    Ok(())
+}
+
+/// Checks a series against a forecast model; the model's standardisation and the input of the
+/// series' last window (the last `lookback` rows).
+fn forecast_input<'a>(
+    bundle: &'a ModelBundle,
+    f: &ForecastMeta,
+    series: &Series,
+    origin: impl std::fmt::Display,
+) -> Result<(Prepared, &'a crate::preprocess::normalize::Normalizer)> {
+    let norm = bundle
+        .normalizer
+        .as_ref()
+        .ok_or_else(|| anyhow!("{}: forecast model without standardisation", cmd_model(bundle)))?;
+    if series.width() != f.names.len() {
+        bail!(
+            "{origin}: {} value columns ({}), the model forecasts {} ({})",
+            series.width(),
+            series.names.join(", "),
+            f.names.len(),
+            f.names.join(", ")
+        );
+    }
+    if series.len() < f.lookback + 1 {
+        bail!("{origin}: {} rows; the model reads the last {}", series.len(), f.lookback);
+    }
+    let v = series.width();
+    let mut x = series.values[(series.len() - f.lookback) * v..].to_vec();
+    norm.apply(&mut x)?;
+    let prep = Prepared {
+        inputs: Inputs::Values(x),
+        labels: Labels::Real(vec![0.0; f.horizon * v]),
+        len: 1,
+        steps: f.lookback,
+        width: v,
+    };
+    Ok((prep, norm))
+}
+
+fn cmd_model(bundle: &ModelBundle) -> String {
+    format!("{}-value forecast model", bundle.spec.step_width())
+}
+
+/// `predict` of a forecast model: the next `horizon` rows after the series' last.
+fn forecast_predict(cmd: &PredictCmd, bundle: &ModelBundle, f: &ForecastMeta) -> Result<()> {
+    let path = cmd.data.as_ref().ok_or_else(|| anyhow!("give --data SERIES.csv (or -)"))?;
+    let (name, bytes) = read_input(path)?;
+    let series = crate::data::series::parse_series_csv(&name, &bytes)?;
+    let (prep, norm) = forecast_input(bundle, f, &series, name.display())?;
+    let trainer = trainer_for(bundle, cmd.threads, cmd.fast)?;
+    let (_, outputs) = trainer.evaluate(&bundle.params, &prep)?;
+    let pred = crate::training::forecast::unstandardize(&outputs, norm);
+    let last = series.times.last().cloned().unwrap_or_default();
+    if !cmd.json {
+        println!("step\t{}", f.names.join("\t"));
+    }
+    for (h, row) in pred.chunks_exact(f.names.len()).enumerate() {
+        if cmd.json {
+            let values: serde_json::Map<String, serde_json::Value> =
+                f.names.iter().cloned().zip(row.iter().map(|&x| serde_json::Value::from(x))).collect();
+            println!("{}", serde_json::json!({"step": h + 1, "after": last, "values": values}));
+        } else {
+            let vals: Vec<String> = row.iter().map(|x| format!("{x:.4}")).collect();
+            println!("{last}+{}\t{}", h + 1, vals.join("\t"));
+        }
+    }
+    Ok(())
+}
+
+/// The bytes of `path`, `-` being standard input, with the name errors use.
+fn read_input(path: &PathBuf) -> Result<(PathBuf, Vec<u8>)> {
+    if path.as_os_str() == "-" {
+        let mut b = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut b)?;
+        return Ok((PathBuf::from("<stdin>"), b));
+    }
+    let b = std::fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => anyhow!("{}: file not found", path.display()),
+        _ => anyhow!("{}: cannot read: {e}", path.display()),
+    })?;
+    Ok((path.clone(), b))
+}
+
 /// Runs `tinylstm eval`.
 pub fn run_eval(cmd: &EvalCmd) -> Result<()> {
     let bundle = ModelBundle::load(&cmd.model)?;
+    if let Some(f) = &bundle.meta.forecast {
+        return forecast_eval(cmd, &bundle, f);
+    }
     let args = data_args(&bundle, &cmd.label_column, &cmd.text_column, cmd.header);
     let mut data = crate::training::load(&cmd.data, &args, bundle.spec.head == Head::Linear)?;
     let names = bundle.class_names();
@@ -167,17 +289,7 @@ fn first_record(bytes: &[u8], header: bool) -> Option<csv::StringRecord> {
 
 /// Reads the samples of `--data` (a file or `-`), labelled or not.
 fn predict_samples(cmd: &PredictCmd, bundle: &ModelBundle, path: &PathBuf) -> Result<Vec<Sample>> {
-    let (name, bytes) = if path.as_os_str() == "-" {
-        let mut b = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut b)?;
-        (PathBuf::from("<stdin>"), b)
-    } else {
-        let b = std::fs::read(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => anyhow!("{}: file not found", path.display()),
-            _ => anyhow!("{}: cannot read: {e}", path.display()),
-        })?;
-        (path.clone(), b)
-    };
+    let (name, bytes) = read_input(path)?;
     let mut args = data_args(bundle, &None, &cmd.text_column, cmd.header);
     let first = first_record(&bytes, cmd.header == Some(true));
     let fields = first.as_ref().map_or(0, csv::StringRecord::len);
@@ -208,6 +320,9 @@ fn predict_samples(cmd: &PredictCmd, bundle: &ModelBundle, path: &PathBuf) -> Re
 /// Runs `tinylstm predict`.
 pub fn run_predict(cmd: &PredictCmd) -> Result<()> {
     let bundle = ModelBundle::load(&cmd.model)?;
+    if let Some(f) = &bundle.meta.forecast {
+        return forecast_predict(cmd, &bundle, f);
+    }
     let samples: Vec<Sample> = if !cmd.text.is_empty() {
         if bundle.meta.task != Task::Text {
             bail!(
@@ -230,7 +345,13 @@ pub fn run_predict(cmd: &PredictCmd) -> Result<()> {
         bail!("give --data FILE (or - for standard input) or one or more --text");
     };
     let refs: Vec<&Sample> = samples.iter().collect();
-    let prepared = bundle.preprocessor().prepare(&refs)?;
+    let origin = match &cmd.data {
+        Some(p) if p.as_os_str() == "-" => "<stdin>".to_string(),
+        Some(p) => p.display().to_string(),
+        None => "--text".to_string(),
+    };
+    let prepared =
+        bundle.preprocessor().prepare(&refs).map_err(|e| anyhow!("{origin}: {e:#}"))?;
     let trainer = trainer_for(&bundle, cmd.threads, cmd.fast)?;
     let (_, outputs) = trainer.evaluate(&bundle.params, &prepared)?;
     let k = bundle.spec.outputs;

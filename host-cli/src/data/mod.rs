@@ -23,6 +23,7 @@
 //! with the column's name when known (header name, `label`, or `t{t} c{c}` for a value), and
 //! quotes the offending text (cut to 40 characters). Loading never panics on any input.
 mod csv_file;
+pub mod series;
 pub mod split;
 pub mod synthetic;
 

@@ -103,7 +103,11 @@ impl Prepared {
                         buf.targets.extend((0..outputs).map(|k| (k as u32 == c[i]) as u32 as f32));
                     }
                 }
-                Labels::Real(r) => buf.targets.push(r[i]),
+                Labels::Real(r) => {
+                    // One target per output (forecasts: horizon × values).
+                    let k = r.len() / self.len.max(1);
+                    buf.targets.extend_from_slice(&r[i * k..(i + 1) * k]);
+                }
             }
         }
     }

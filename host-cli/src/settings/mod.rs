@@ -558,6 +558,14 @@ impl TrainArgs {
         }
     }
 
+    /// Outputs of a linear head: `horizon × values` for a forecast, else 1.
+    fn linear_outputs(&self, input: SpecInput) -> usize {
+        match (self.task, input) {
+            (Some(TaskKind::Forecast), SpecInput::Channels(c)) => self.horizon.unwrap_or(1) * c,
+            _ => 1,
+        }
+    }
+
     /// Whether the labels are real numbers: `--task regress`/`forecast` or `--head linear`.
     pub fn real_labels(&self) -> bool {
         self.head == Some(HeadKind::Linear)
@@ -639,7 +647,7 @@ impl TrainArgs {
             (HeadKind::Sigmoid, Some(2)) => (1, Head::Sigmoid),
             (HeadKind::Sigmoid, Some(k)) => (k as usize, Head::Sigmoid),
             (HeadKind::Softmax, Some(k)) => (k as usize, Head::Softmax),
-            (HeadKind::Linear, _) => (1, Head::Linear),
+            (HeadKind::Linear, _) => (self.linear_outputs(input), Head::Linear),
             (_, None) => bail!("--head: real-valued labels need --head linear"),
         };
         let spec = spec.dense(k, h);

@@ -320,6 +320,8 @@ pub struct PreparedData {
     pub valid: Prepared,
     /// Test split: the `--test` file, or the held-out part of the data (may be empty).
     pub test: Prepared,
+    /// The series and its windows (`--task forecast`).
+    pub forecast: Option<super::forecast::ForecastData>,
     /// Which steps the model skips (padding of rows of different lengths, `--mask-zero`).
     pub mask: Mask,
     /// What was inferred from the data, in one line (task, input kind, shape), printed first
@@ -448,8 +450,12 @@ pub fn prepare_data(args: &TrainArgs, cache: Option<&DataCache>) -> Result<Arc<P
             test,
             description,
             mask,
+            forecast: None,
         })
     };
+    if args.task == Some(crate::settings::TaskKind::Forecast) {
+        return Ok(Arc::new(super::forecast::prepare_forecast(args)?));
+    }
     match cache {
         None => Ok(Arc::new(prepare(&load_all(args)?)?)),
         Some(c) => {

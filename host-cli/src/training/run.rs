@@ -127,7 +127,14 @@ fn train_in(args: &TrainArgs, opts: RunOptions<'_>, reused: bool) -> Result<Trai
     }
     let model = session.model();
     let valid_report = if valid.len > 0 { Some(session.evaluate(valid)?) } else { None };
-    let test_report = if test.len > 0 { Some(session.evaluate(test)?) } else { None };
+    let mut test_report = if test.len > 0 { Some(session.evaluate(test)?) } else { None };
+    let mut forecast_plot = None;
+    if let (Some(f), Some(r), Some(norm)) = (&data.forecast, test_report.as_mut(), &data.normalizer)
+    {
+        let pred = super::forecast::unstandardize(&session.outputs(test)?, norm);
+        r.forecast = Some(crate::forecast::report(&f.series, &f.test, &f.meta, &pred));
+        forecast_plot = Some(pred);
+    }
     let mut written = Vec::new();
     if let (Some(dir), Some(model_path)) = (&out_dir, &model_path) {
         model.save(model_path)?;
@@ -142,6 +149,10 @@ fn train_in(args: &TrainArgs, opts: RunOptions<'_>, reused: bool) -> Result<Trai
             crate::files::write_atomic(&dir.join("metrics.json"), &serde_json::to_vec_pretty(r)?)?;
             written.push(dir.join("metrics.json"));
             written.extend(r.write_plots(dir, &format!("{} — test split", data.name))?);
+            if let (Some(f), Some(pred)) = (&data.forecast, &forecast_plot) {
+                let title = format!("{} — forecast on the test span", data.name);
+                written.extend(crate::forecast::plot(dir, &title, &f.series, &f.test, &f.meta, pred)?);
+            }
         }
         written.extend(crate::export::firmware_exports(&model, dir)?);
     }

@@ -283,6 +283,11 @@ impl TrainSession {
         EvalReport::new(&self.spec, &names, loss, data, &outputs)
     }
 
+    /// The model's outputs ([`final_params`](TrainSession::final_params)) on `data`, `[N][K]`.
+    pub fn outputs(&self, data: &Prepared) -> Result<Vec<f32>> {
+        Ok(self.trainer.evaluate(self.final_params(), data)?.1)
+    }
+
     /// Metrics of the model ([`final_params`](TrainSession::final_params)) on `data`.
     pub fn evaluate(&self, data: &Prepared) -> Result<EvalReport> {
         self.evaluate_params(self.final_params(), data)
