@@ -86,7 +86,14 @@ fn naive(s: &Series, w: usize, lookback: usize, v: usize) -> f32 {
     s.row(w + lookback - 1)[v]
 }
 
-fn seasonal(s: &Series, w: usize, lookback: usize, h: usize, season: usize, v: usize) -> Option<f32> {
+fn seasonal(
+    s: &Series,
+    w: usize,
+    lookback: usize,
+    h: usize,
+    season: usize,
+    v: usize,
+) -> Option<f32> {
     let t = w + lookback + h;
     let back = season * (h / season + 1);
     t.checked_sub(back).map(|i| s.row(i)[v])
@@ -166,7 +173,8 @@ pub fn plot(
     let (lb, width) = (meta.lookback, series.width());
     let per_window = meta.horizon * width;
     let actual: Vec<f64> = starts.iter().map(|&w| f64::from(series.row(w + lb)[0])).collect();
-    let model: Vec<f64> = (0..starts.len()).map(|i| f64::from(predictions[i * per_window])).collect();
+    let model: Vec<f64> =
+        (0..starts.len()).map(|i| f64::from(predictions[i * per_window])).collect();
     let last: Vec<f64> = starts.iter().map(|&w| f64::from(naive(series, w, lb, 0))).collect();
     let mut curves =
         vec![Curve { name: "actual", values: &actual }, Curve { name: "model", values: &model }];
@@ -203,7 +211,8 @@ mod tests {
             names: vec!["value".into()],
             values: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
         };
-        let meta = ForecastMeta { lookback: 2, horizon: 2, names: vec!["value".into()], season: Some(2) };
+        let meta =
+            ForecastMeta { lookback: 2, horizon: 2, names: vec!["value".into()], season: Some(2) };
         // Window 2 reads rows 2, 3 (values 3, 4) and predicts rows 4, 5 (actual 5, 6).
         let r1 = report(&series, &[2], &meta, &[4.0, 8.0]);
         // Model: errors −1, +2 → RMSE √2.5, MAE 1.5, MAPE (1/5 + 2/6)/2 · 100.

@@ -35,7 +35,8 @@ fn sentiment_csv(path: &Path, rows: usize) {
     let bad = ["cold food late", "terrible slow delivery", "very bad taste", "awful and cold"];
     let mut text = String::from("label,text\n");
     for i in 0..rows {
-        let (label, t) = if i % 2 == 0 { ("pos", good[i / 2 % 4]) } else { ("neg", bad[i / 2 % 4]) };
+        let (label, t) =
+            if i % 2 == 0 { ("pos", good[i / 2 % 4]) } else { ("neg", bad[i / 2 % 4]) };
         text += &format!("{label},{t}\n");
     }
     std::fs::write(path, text).unwrap();
@@ -356,12 +357,28 @@ fn forecast_trains_reports_baselines_predicts_and_evaluates() {
     seasonal_csv(&data);
     let out = dir.path().join("f");
     let err = ok_err(&[
-        "train", "--task", "forecast", "--data", s(&data), "--lookback", "12", "--horizon", "3",
-        "--season", "12", "--epochs", "3", "--units", "8", "--out", s(&out),
+        "train",
+        "--task",
+        "forecast",
+        "--data",
+        s(&data),
+        "--lookback",
+        "12",
+        "--horizon",
+        "3",
+        "--season",
+        "12",
+        "--epochs",
+        "3",
+        "--units",
+        "8",
+        "--out",
+        s(&out),
     ]);
     let first = err.lines().next().unwrap();
     assert!(first.starts_with("Task: forecast 3 steps ahead of every value (a, b) from the last 12; input: a series of 96 rows, 82 windows in time order"), "{first}");
-    let m: Value = serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
+    let m: Value =
+        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
     let f = &m["forecast"];
     // 82 windows: 8 test (the last), 8 validation, a gap of 2 before each.
     assert_eq!(f["windows"], 8, "{m}");
@@ -393,7 +410,10 @@ fn forecast_trains_reports_baselines_predicts_and_evaluates() {
     let other = dir.path().join("other.csv");
     std::fs::write(&other, "time,value\n1,2\n").unwrap();
     let err = fails(&["predict", "--model", s(&model), "--data", s(&other)]);
-    assert!(err.contains("other.csv: 1 value columns (value), the model forecasts 2 (a, b)"), "{err}");
+    assert!(
+        err.contains("other.csv: 1 value columns (value), the model forecasts 2 (a, b)"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -405,11 +425,33 @@ fn airline_passengers_forecast_against_baselines() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("air");
     ok(&[
-        "train", "--task", "forecast", "--data", s(&data), "--lookback", "24", "--horizon", "1",
-        "--season", "12", "--units", "32", "--lr", "1e-2", "--epochs", "200", "--patience", "30",
-        "--batch-size", "8", "--out", s(&out), "--quiet",
+        "train",
+        "--task",
+        "forecast",
+        "--data",
+        s(&data),
+        "--lookback",
+        "24",
+        "--horizon",
+        "1",
+        "--season",
+        "12",
+        "--units",
+        "32",
+        "--lr",
+        "1e-2",
+        "--epochs",
+        "200",
+        "--patience",
+        "30",
+        "--batch-size",
+        "8",
+        "--out",
+        s(&out),
+        "--quiet",
     ]);
-    let m: Value = serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
+    let m: Value =
+        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
     let f = &m["forecast"];
     println!("airline passengers test span: {f}");
     // The last 12 windows (1960): the naive baselines are fixed numbers of the data.
@@ -419,4 +461,172 @@ fn airline_passengers_forecast_against_baselines() {
     // Within 50 % of the naive forecast's RMSE: a model that learnt nothing (a constant) is
     // far outside it on this trending series.
     assert!(rmse < 1.5 * f["naive"]["rmse"].as_f64().unwrap(), "{f}");
+}
+
+/// The preprocessing section of an exported `model.rs` (self-contained: no crate needed).
+fn rust_preprocessing_section(model_rs: &str) -> &str {
+    let at = model_rs.find("// ---- Preprocessing").expect("model.rs has a preprocessing section");
+    &model_rs[at..]
+}
+
+/// Compiles `main` (with `section` included) with rustc and runs it; `None` (after a visible
+/// skip, a failure under CI) without rustc.
+fn run_rust(dir: &Path, test: &str, section: &str, main: &str) -> Option<String> {
+    std::fs::write(dir.join("pre.rs"), section).unwrap();
+    let src = dir.join("main.rs");
+    std::fs::write(&src, format!("include!(\"pre.rs\");\n{main}")).unwrap();
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let exe = dir.join("main.bin");
+    let out = match std::process::Command::new(&rustc)
+        .args(["--edition", "2021", "-D", "warnings", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .output()
+    {
+        Ok(o) => o,
+        Err(e) => {
+            common::missing(test, &format!("{rustc}: {e}"));
+            return None;
+        }
+    };
+    assert!(out.status.success(), "rustc: {}", String::from_utf8_lossy(&out.stderr));
+    let run = std::process::Command::new(&exe).output().unwrap();
+    assert!(run.status.success());
+    Some(String::from_utf8(run.stdout).unwrap())
+}
+
+#[test]
+fn exports_carry_the_preprocessing_and_compile() {
+    use tinylstm_cli::model_file::ModelBundle;
+    let test = "exports_carry_the_preprocessing_and_compile";
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("reviews.csv");
+    sentiment_csv(&data, 200);
+    let out = dir.path().join("t");
+    ok(&[
+        "train",
+        "--data",
+        s(&data),
+        "--epochs",
+        "1",
+        "--units",
+        "4",
+        "--maxlen",
+        "6",
+        "--embedding-dim",
+        "4",
+        "--oov-token",
+        "<unk>",
+        "--padding",
+        "post",
+        "--out",
+        s(&out),
+        "--quiet",
+    ]);
+    let bundle = ModelBundle::load(&out.join("model.tlm")).unwrap();
+    let tok = bundle.tokenizer.as_ref().unwrap();
+    // The host's tokenizer (Keras parity tested elsewhere) and pad_sequences give the input.
+    let texts = [
+        "Great FOOD!!  very\ttasty, nice",
+        "unknown words, cold & late",
+        "a b c d e f g h very bad",
+    ];
+    let mut want = String::new();
+    for t in texts {
+        let ids = tok.text_to_sequence(t);
+        let kept: Vec<u32> = ids[ids.len().saturating_sub(6)..].to_vec(); // truncating pre
+        let mut row = kept.clone();
+        row.resize(6, 0); // padding post
+        want += &format!("{row:?}\n");
+    }
+    let json: Value =
+        serde_json::from_slice(&std::fs::read(out.join("model.json")).unwrap()).unwrap();
+    let pre = &json["preprocessing"];
+    assert_eq!(pre["tokenizer"]["word_index"]["great"], tok.index_of("great").unwrap());
+    assert_eq!(pre["tokenizer"]["oov_index"], 1);
+    assert_eq!(pre["steps"], 6);
+    let model_rs = std::fs::read_to_string(out.join("model.rs")).unwrap();
+    let main =
+        format!("fn main() {{ for t in {texts:?} {{ println!(\"{{:?}}\", text_to_input(t)); }} }}");
+    if let Some(got) = run_rust(dir.path(), test, rust_preprocessing_section(&model_rs), &main) {
+        assert_eq!(got, want, "exported Rust tokenizer vs the host's");
+    }
+    let model_h = std::fs::read_to_string(out.join("model.h")).unwrap();
+    assert!(model_h.contains("static const char *const model_words["), "{model_h}");
+    assert!(model_h.contains("#define MODEL_OOV_INDEX 1u"));
+
+    // A sequence model: standardisation in every format, bit for bit as the host applies it.
+    let seq = dir.path().join("ragged.csv");
+    ragged_csv(&seq, 60);
+    let out2 = dir.path().join("s");
+    ok(&[
+        "train",
+        "--data",
+        s(&seq),
+        "--channels",
+        "2",
+        "--epochs",
+        "1",
+        "--units",
+        "4",
+        "--out",
+        s(&out2),
+        "--quiet",
+    ]);
+    let bundle = ModelBundle::load(&out2.join("model.tlm")).unwrap();
+    let norm = bundle.normalizer.as_ref().unwrap();
+    let raw = [0.3f32, -1.5, 2.25, 7.0, -0.125, 1e-3];
+    let mut host = raw.to_vec();
+    norm.apply(&mut host).unwrap();
+    let want: String = host.iter().map(|x| format!("{:08x}\n", x.to_bits())).collect();
+    let json: Value =
+        serde_json::from_slice(&std::fs::read(out2.join("model.json")).unwrap()).unwrap();
+    let st = &json["preprocessing"]["standardization"];
+    assert_eq!(st["means"][1].as_f64().unwrap() as f32, norm.means()[1]);
+    assert_eq!(st["stds"][0].as_f64().unwrap() as f32, norm.stds()[0]);
+    let model_rs = std::fs::read_to_string(out2.join("model.rs")).unwrap();
+    assert!(model_rs.contains(".masking(0.0)"), "the spec carries the mask");
+    let main = format!(
+        "fn main() {{ let mut v = {raw:?}; standardize(&mut v); for x in v {{ println!(\"{{:08x}}\", x.to_bits()); }} }}"
+    );
+    if let Some(got) = run_rust(dir.path(), test, rust_preprocessing_section(&model_rs), &main) {
+        assert_eq!(got, want, "exported Rust standardisation vs the host's");
+    }
+    // C: the whole header compiles with a program feeding raw values.
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    if std::process::Command::new(&cc).arg("--version").output().is_err() {
+        common::missing(test, &format!("no C compiler ({cc})"));
+        return;
+    }
+    let floats: Vec<String> = raw.iter().map(|x| format!("{x:?}f")).collect();
+    let prog = format!(
+        "#include <stdio.h>\n#include <string.h>\n#include \"model.h\"\nint main(void) {{\n    \
+         float v[6] = {{ {} }};\n    model_standardize(v, 6);\n    for (int i = 0; i < 6; i++) \
+         {{ uint32_t b; memcpy(&b, &v[i], 4); printf(\"%08x\\n\", (unsigned)b); }}\n    return 0;\n}}\n",
+        floats.join(", ")
+    );
+    std::fs::write(out2.join("main.c"), prog).unwrap();
+    let exe = out2.join("main.bin");
+    let built = std::process::Command::new(&cc)
+        .args([
+            "-std=c99",
+            "-Wall",
+            "-Wextra",
+            "-Wpedantic",
+            "-Werror",
+            "-O1",
+            "-ffp-contract=off",
+            "-o",
+        ])
+        .arg(&exe)
+        .arg(out2.join("main.c"))
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    let run = std::process::Command::new(&exe).output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        want,
+        "exported C standardisation vs the host's"
+    );
 }

@@ -3,9 +3,9 @@
 use crate::data::series::Series;
 use crate::data::{Features, Label, LabelKind, Sample};
 use crate::forecast::ForecastMeta;
-use crate::preprocess::{Inputs, Labels, Prepared};
 use crate::metrics::predicted_classes;
 use crate::model_file::{ModelBundle, Task};
+use crate::preprocess::{Inputs, Labels, Prepared};
 use crate::report::{print_report, EvalReport};
 use crate::settings::{HeadKind, TrainArgs};
 use crate::training::fit::{FitConfig, Trainer};
@@ -183,8 +183,12 @@ fn forecast_predict(cmd: &PredictCmd, bundle: &ModelBundle, f: &ForecastMeta) ->
     }
     for (h, row) in pred.chunks_exact(f.names.len()).enumerate() {
         if cmd.json {
-            let values: serde_json::Map<String, serde_json::Value> =
-                f.names.iter().cloned().zip(row.iter().map(|&x| serde_json::Value::from(x))).collect();
+            let values: serde_json::Map<String, serde_json::Value> = f
+                .names
+                .iter()
+                .cloned()
+                .zip(row.iter().map(|&x| serde_json::Value::from(x)))
+                .collect();
             println!("{}", serde_json::json!({"step": h + 1, "after": last, "values": values}));
         } else {
             let vals: Vec<String> = row.iter().map(|x| format!("{x:.4}")).collect();
@@ -350,8 +354,7 @@ pub fn run_predict(cmd: &PredictCmd) -> Result<()> {
         Some(p) => p.display().to_string(),
         None => "--text".to_string(),
     };
-    let prepared =
-        bundle.preprocessor().prepare(&refs).map_err(|e| anyhow!("{origin}: {e:#}"))?;
+    let prepared = bundle.preprocessor().prepare(&refs).map_err(|e| anyhow!("{origin}: {e:#}"))?;
     let trainer = trainer_for(&bundle, cmd.threads, cmd.fast)?;
     let (_, outputs) = trainer.evaluate(&bundle.params, &prepared)?;
     let k = bundle.spec.outputs;

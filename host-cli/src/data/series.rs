@@ -70,8 +70,12 @@ pub fn parse_series_csv(path: &Path, bytes: &[u8]) -> Result<Series, DataError> 
     let at = |line: u64, field: usize, name: Option<String>| {
         Box::new(Location { path: path.to_owned(), line: Some(line), field: Some(field), name })
     };
-    let mut series =
-        Series { source: path.to_owned(), times: Vec::new(), names: Vec::new(), values: Vec::new() };
+    let mut series = Series {
+        source: path.to_owned(),
+        times: Vec::new(),
+        names: Vec::new(),
+        values: Vec::new(),
+    };
     let mut width = 0;
     for (i, rec) in reader.records().enumerate() {
         let line = i as u64 + 1;
@@ -141,8 +145,8 @@ mod tests {
 
     #[test]
     fn header_windows_and_errors() {
-        let s = parse_series_csv(Path::new("s.csv"), b"time,a,b\n1,1,10\n2,2,20\n3,3,30\n")
-            .unwrap();
+        let s =
+            parse_series_csv(Path::new("s.csv"), b"time,a,b\n1,1,10\n2,2,20\n3,3,30\n").unwrap();
         assert_eq!(s.names, ["a", "b"]);
         assert_eq!(s.times, ["1", "2", "3"]);
         assert_eq!(s.windows(2, 1), 1);

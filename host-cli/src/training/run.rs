@@ -151,7 +151,8 @@ fn train_in(args: &TrainArgs, opts: RunOptions<'_>, reused: bool) -> Result<Trai
             written.extend(r.write_plots(dir, &format!("{} — test split", data.name))?);
             if let (Some(f), Some(pred)) = (&data.forecast, &forecast_plot) {
                 let title = format!("{} — forecast on the test span", data.name);
-                written.extend(crate::forecast::plot(dir, &title, &f.series, &f.test, &f.meta, pred)?);
+                written
+                    .extend(crate::forecast::plot(dir, &title, &f.series, &f.test, &f.meta, pred)?);
             }
         }
         written.extend(crate::export::firmware_exports(&model, dir)?);
