@@ -52,7 +52,19 @@ fn string_labels_become_sorted_class_names() {
     let data = dir.path().join("reviews.csv");
     sentiment_csv(&data, 200);
     let out = dir.path().join("m");
-    let args = ["train", "--data", s(&data), "--epochs", "8", "--units", "8", "--maxlen", "4"];
+    let args = [
+        "train",
+        "--data",
+        s(&data),
+        "--epochs",
+        "20",
+        "--lr",
+        "1e-2",
+        "--units",
+        "8",
+        "--maxlen",
+        "4",
+    ];
     ok(&[&args[..], &["--embedding-dim", "8", "--out", s(&out), "--quiet"]].concat());
     let model = out.join("model.tlm");
     // Sorted: "neg" is class 0, "pos" class 1.
@@ -541,7 +553,7 @@ fn exports_carry_the_preprocessing_and_compile() {
     }
     let json: Value =
         serde_json::from_slice(&std::fs::read(out.join("model.json")).unwrap()).unwrap();
-    let pre = &json["preprocessing"];
+    let pre = &json["extra"]["preprocessing"];
     assert_eq!(pre["tokenizer"]["word_index"]["great"], tok.index_of("great").unwrap());
     assert_eq!(pre["tokenizer"]["oov_index"], 1);
     assert_eq!(pre["steps"], 6);
@@ -581,7 +593,7 @@ fn exports_carry_the_preprocessing_and_compile() {
     let want: String = host.iter().map(|x| format!("{:08x}\n", x.to_bits())).collect();
     let json: Value =
         serde_json::from_slice(&std::fs::read(out2.join("model.json")).unwrap()).unwrap();
-    let st = &json["preprocessing"]["standardization"];
+    let st = &json["extra"]["preprocessing"]["standardization"];
     assert_eq!(st["means"][1].as_f64().unwrap() as f32, norm.means()[1]);
     assert_eq!(st["stds"][0].as_f64().unwrap() as f32, norm.stds()[0]);
     let model_rs = std::fs::read_to_string(out2.join("model.rs")).unwrap();

@@ -479,6 +479,7 @@ pub fn run_info(cmd: &InfoCmd) -> Result<()> {
             "oov_token": tok.config().oov_token,
         })),
         "standardization": b.normalizer.as_ref().map(|n| serde_json::json!({"means": n.means(), "stds": n.stds()})),
+        "forecast": b.meta.forecast,
         "trained_with": b.meta.config,
     });
     if cmd.json {
@@ -500,7 +501,17 @@ pub fn run_info(cmd: &InfoCmd) -> Result<()> {
     println!("  RAM         inference {} B work + streaming state {} B; training (batch 1, full BPTT over {t} steps) {} KiB incl. gradients and Adam state",
         bytes(fwd + s.outputs), bytes(state),
         bytes(train + 3 * s.param_count()) / 1024);
-    println!("  classes     {}", b.class_names().join(", "));
+    match &b.meta.forecast {
+        Some(f) => println!(
+            "  forecast    {} → {} steps ahead of {}{}",
+            f.lookback,
+            f.horizon,
+            f.names.join(", "),
+            f.season.map(|s| format!(", season {s}")).unwrap_or_default()
+        ),
+        None if s.head == Head::Linear => {}
+        None => println!("  classes     {}", b.class_names().join(", ")),
+    }
     if let Some(tok) = &b.tokenizer {
         // Ids below num_words are kept: num_words − 1 of them at most.
         let kept = match tok.config().num_words {
