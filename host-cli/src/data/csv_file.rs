@@ -345,6 +345,15 @@ fn finish(
     if samples.is_empty() {
         return Err(DataError::NoData { path: path.to_owned(), header });
     }
+    // A number that is not a class index (1.5, -1) is a mistaken label, not a class name.
+    for (smp, t) in samples.iter().zip(&raw) {
+        if class_index(t).is_none() && is_number(t) {
+            return Err(DataError::BadLabel {
+                at: Location::field(path, smp.line, label.0, Some(label.1.clone())),
+                text: quote(t),
+            });
+        }
+    }
     let class_names =
         if raw.len() == samples.len() { resolve_named(&mut samples, &raw) } else { None };
     let ds = Dataset {
