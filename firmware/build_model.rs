@@ -50,7 +50,9 @@ fn spec_expr(spec: &Spec) -> String {
     match spec.mask {
         tinylstm::Mask::Off => {}
         tinylstm::Mask::Zero => s.push_str(".mask_zero()"),
-        tinylstm::Mask::Value(v) => write!(s, ".masking(f32::from_bits({:#010x}))", v.to_bits()).unwrap(),
+        tinylstm::Mask::Value(v) => {
+            write!(s, ".masking(f32::from_bits({:#010x}))", v.to_bits()).unwrap()
+        }
     }
     s
 }
