@@ -27,6 +27,21 @@ pub struct ForecastMeta {
     pub season: Option<usize>,
 }
 
+/// The series and where its windows went, for the forecast report and plot.
+#[derive(Debug, Clone)]
+pub struct ForecastData {
+    /// The whole series, in its own units.
+    pub series: Series,
+    /// Windows, horizon and season.
+    pub meta: ForecastMeta,
+    /// First window of each split (window indices, ascending).
+    pub train: Vec<usize>,
+    /// Validation windows.
+    pub valid: Vec<usize>,
+    /// Test windows: the last ones.
+    pub test: Vec<usize>,
+}
+
 /// Error measures of one forecaster, in the series' units.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct Errors {

@@ -5,7 +5,7 @@
 use super::prepared::PreparedData;
 use crate::data::series::{parse_series_csv, Series};
 use crate::data::DataError;
-use crate::forecast::ForecastMeta;
+use crate::forecast::{ForecastData, ForecastMeta};
 use crate::model_file::{ModelMeta, Task};
 use crate::preprocess::normalize::Normalizer;
 use crate::preprocess::{Inputs, Labels, Prepared};
@@ -16,21 +16,6 @@ use tinylstm::Mask;
 
 /// Default rows of history a forecast model reads.
 pub const DEFAULT_LOOKBACK: usize = 12;
-
-/// The series and where its windows went, for the forecast report and plot.
-#[derive(Debug, Clone)]
-pub struct ForecastData {
-    /// The whole series, in its own units.
-    pub series: Series,
-    /// Windows, horizon and season.
-    pub meta: ForecastMeta,
-    /// First window of each split (window indices, ascending).
-    pub train: Vec<usize>,
-    /// Validation windows.
-    pub valid: Vec<usize>,
-    /// Test windows: the last ones.
-    pub test: Vec<usize>,
-}
 
 /// Reads a series file (`time,value` or `time,a,b,…`).
 pub fn load_series(path: &Path) -> Result<Series> {

@@ -321,7 +321,7 @@ pub struct PreparedData {
     /// Test split: the `--test` file, or the held-out part of the data (may be empty).
     pub test: Prepared,
     /// The series and its windows (`--task forecast`).
-    pub forecast: Option<super::forecast::ForecastData>,
+    pub forecast: Option<crate::forecast::ForecastData>,
     /// Which steps the model skips (padding of rows of different lengths, `--mask-zero`).
     pub mask: Mask,
     /// What was inferred from the data, in one line (task, input kind, shape), printed first
@@ -453,9 +453,6 @@ pub fn prepare_data(args: &TrainArgs, cache: Option<&DataCache>) -> Result<Arc<P
             forecast: None,
         })
     };
-    if args.task == Some(crate::settings::TaskKind::Forecast) {
-        return Ok(Arc::new(super::forecast::prepare_forecast(args)?));
-    }
     match cache {
         None => Ok(Arc::new(prepare(&load_all(args)?)?)),
         Some(c) => {

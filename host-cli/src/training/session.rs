@@ -101,7 +101,11 @@ impl TrainSession {
     /// restores them from `opts.resume`. `opts.out_dir` and `opts.on_epoch` are not used here.
     pub fn new(args: &TrainArgs, opts: &RunOptions<'_>) -> Result<TrainSession> {
         args.check_floats()?;
-        let data = prepare_data(args, opts.cache)?;
+        let data = if args.task == Some(crate::settings::TaskKind::Forecast) {
+            Arc::new(super::forecast::prepare_forecast(args)?)
+        } else {
+            prepare_data(args, opts.cache)?
+        };
         let spec = super::prepared::with_mask(args.spec(data.input, data.classes)?, data.mask)?;
         let optimizer = args.optimizer()?;
         let penalties = args.penalties(&spec)?;
