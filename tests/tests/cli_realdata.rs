@@ -180,6 +180,8 @@ fn ragged_rows_are_masked_and_a_longer_row_is_refused() {
     let bytes = std::fs::read(&model).unwrap();
     let spec = tinylstm::format::ModelFile::parse(&bytes).unwrap().spec();
     assert_eq!(spec.mask, tinylstm::Mask::Value(0.0));
+    let info = ok(&["info", "--model", s(&model)]);
+    assert!(info.contains("  mask        steps whose values all equal 0 (Masking)"), "{info}");
     // A row of 6 steps is longer than any the model was trained on: an error, not a cut.
     let long = dir.path().join("long.csv");
     std::fs::write(&long, "1,0,0,1,1\n0,1,1,2,2,3,3,4,4,5,5,6,6\n").unwrap();

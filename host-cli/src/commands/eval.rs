@@ -466,6 +466,11 @@ pub fn run_info(cmd: &InfoCmd) -> Result<()> {
         "training_ram_bytes_batch1_full_bptt": bytes(train + 2 * s.param_count()),
         "classes": b.class_names(),
         "padding": b.meta.padding, "truncating": b.meta.truncating,
+        "mask": match s.mask {
+            tinylstm::Mask::Off => serde_json::Value::Null,
+            tinylstm::Mask::Zero => serde_json::json!("zero"),
+            tinylstm::Mask::Value(v) => serde_json::json!({"value": v}),
+        },
         "tokenizer": b.tokenizer.as_ref().map(|tok| serde_json::json!({
             "vocabulary": b.meta.vocabulary,
             "words_kept": match tok.config().num_words {
@@ -497,6 +502,13 @@ pub fn run_info(cmd: &InfoCmd) -> Result<()> {
     println!("  LSTM units  {}", units.join(", "));
     println!("  head        Dense({}, {})", s.outputs, crate::summary::head_name(s.head));
     println!("  steps       {t} ({} padding, {} truncation)", b.meta.padding, b.meta.truncating);
+    match s.mask {
+        tinylstm::Mask::Off => {}
+        tinylstm::Mask::Zero => println!("  mask        token id 0 (Embedding mask_zero)"),
+        tinylstm::Mask::Value(v) => {
+            println!("  mask        steps whose values all equal {v} (Masking)")
+        }
+    }
     println!("  parameters  {} ({} KiB as f32)", s.param_count(), bytes(s.param_count()) / 1024);
     println!("  RAM         inference {} B work + streaming state {} B; training (batch 1, full BPTT over {t} steps) {} KiB incl. gradients and Adam state",
         bytes(fwd + s.outputs), bytes(state),
