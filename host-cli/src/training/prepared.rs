@@ -465,3 +465,38 @@ pub fn prepare_data(args: &TrainArgs, cache: Option<&DataCache>) -> Result<Arc<P
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::split::random_split;
+    use crate::settings::SplitKind;
+
+    /// 30 samples of class 0 then 10 of class 1, 2 channels × 2 steps.
+    fn file(dir: &Path) -> std::path::PathBuf {
+        let path = dir.join("d.csv");
+        let rows: String = (0..40).map(|i| format!("{},{i},1,2,3\n", u8::from(i >= 30))).collect();
+        std::fs::write(&path, rows).unwrap();
+        path
+    }
+
+    #[test]
+    fn split_protocols_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let args =
+            TrainArgs { data: Some(file(dir.path())), channels: Some(2), ..TrainArgs::default() };
+        // Stratified (default): every split keeps the 3:1 class balance exactly.
+        let l = load_all(&args).unwrap();
+        let stratified = l.split.clone();
+        let ones = |idx: &[usize]| idx.iter().filter(|&&i| i >= 30).count();
+        assert_eq!((l.split.test.len(), ones(&l.split.test)), (4, 1));
+        assert_eq!((l.split.valid.len(), ones(&l.split.valid)), (4, 1));
+        // Seed: one permutation of all 40 samples, whatever their class (the permutation of
+        // `random_split`, pinned in the split module's tests).
+        let seed = TrainArgs { split: Some(SplitKind::Seed), ..args };
+        let l = load_all(&seed).unwrap();
+        let want = random_split(40, crate::data::split::SplitFractions::default(), 42).unwrap();
+        assert_eq!(l.split, want);
+        assert_ne!(want, stratified, "the two protocols must differ on this data");
+    }
+}
