@@ -495,7 +495,7 @@ mod tests {
         // `random_split`, pinned in the split module's tests).
         let seed = TrainArgs { split: Some(SplitKind::Seed), ..args };
         let l = load_all(&seed).unwrap();
-        let want = random_split(40, crate::data::split::SplitFractions::default(), 42).unwrap();
+        let want = random_split(40, SplitFractions::default(), 42).unwrap();
         assert_eq!(l.split, want);
         assert_ne!(want, stratified, "the two protocols must differ on this data");
     }
