@@ -118,7 +118,9 @@ impl ModelBundle {
                 tinylstm::Mask::Value(v) => v,
                 _ => 0.0,
             },
-            strict: true,
+            // Rows longer than the model's are an error, unless training cut them itself
+            // (an explicit --maxlen), in which case they are cut the same way.
+            strict: self.meta.config.as_ref().is_none_or(|c| c.maxlen.is_none()),
         }
     }
 

@@ -189,6 +189,25 @@ fn ragged_rows_are_masked_and_a_longer_row_is_refused() {
         let err = fails(&[cmd, "--model", s(&model), "--data", s(&long)]);
         assert!(err.contains("long.csv: line 2: 6 steps, but the model takes at most 5"), "{err}");
     }
+    // Trained with an explicit --maxlen, the model cuts longer rows as training did.
+    let cut = dir.path().join("cut");
+    ok(&[
+        "train",
+        "--data",
+        s(&data),
+        "--channels",
+        "2",
+        "--epochs",
+        "1",
+        "--units",
+        "4",
+        "--maxlen",
+        "3",
+        "--out",
+        s(&cut),
+        "--quiet",
+    ]);
+    ok(&["eval", "--model", s(&cut.join("model.tlm")), "--data", s(&long)]);
     // --mask-value masks steps of that value, and pads with it.
     let out2 = dir.path().join("m2");
     ok(&[
