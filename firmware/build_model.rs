@@ -52,6 +52,14 @@ fn spec_expr(spec: &Spec) -> String {
         Head::Linear => "Linear",
     };
     write!(s, ".dense({}, Head::{head})", spec.outputs).unwrap();
+    // The mask of a `.tlm` v2 model: the device skips the same steps as the host.
+    match spec.mask {
+        tinylstm::Mask::Off => {}
+        tinylstm::Mask::Zero => s.push_str(".mask_zero()"),
+        tinylstm::Mask::Value(v) => {
+            write!(s, ".masking(f32::from_bits({:#010x}))", v.to_bits()).unwrap()
+        }
+    }
     s
 }
 

@@ -21,6 +21,7 @@ pub mod commands;
 pub mod data;
 pub mod export;
 pub mod files;
+pub mod forecast;
 pub mod history;
 pub mod keras_names;
 pub mod metrics;

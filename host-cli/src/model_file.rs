@@ -41,6 +41,13 @@ pub struct ModelMeta {
     pub truncating: Side,
     /// Class names by label (empty for regression).
     pub class_names: Vec<String>,
+    /// Distinct words (or characters) the tokenizer saw in training, Keras `len(word_index)`
+    /// (text models; the tokenizer section keeps only the words below `num_words`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vocabulary: Option<usize>,
+    /// Forecasting models: their windows and value columns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forecast: Option<crate::forecast::ForecastMeta>,
     /// The training settings, for reference and `--resume`.
     #[serde(default)]
     pub config: Option<TrainArgs>,
@@ -59,6 +66,8 @@ impl ModelMeta {
             padding,
             truncating,
             class_names: Vec::new(),
+            vocabulary: None,
+            forecast: None,
             config: None,
             train_state: None,
         }
@@ -106,6 +115,13 @@ impl ModelBundle {
             tokenizer: self.tokenizer.as_ref(),
             normalizer: self.normalizer.as_ref(),
             channels: self.spec.step_width(),
+            pad_value: match self.spec.mask {
+                tinylstm::Mask::Value(v) => v,
+                _ => 0.0,
+            },
+            // Rows longer than the model's are an error, unless training cut them itself
+            // (an explicit --maxlen), in which case they are cut the same way.
+            strict: self.meta.config.as_ref().is_none_or(|c| c.maxlen.is_none()),
         }
     }
 

@@ -27,6 +27,9 @@ pub struct EvalReport {
     pub mae: Option<f64>,
     /// Class names.
     pub class_names: Vec<String>,
+    /// Forecast errors in the series' units beside the naive baselines (forecast models).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forecast: Option<crate::forecast::ForecastReport>,
     /// Confusion matrix `[true][pred]` (classification).
     #[serde(skip)]
     pub confusion: Option<ConfusionMatrix>,
@@ -55,6 +58,7 @@ impl EvalReport {
             roc_auc: None,
             mae: None,
             class_names: class_names.to_vec(),
+            forecast: None,
             confusion: None,
             roc_curve: None,
             pr_curve: None,
@@ -158,7 +162,9 @@ pub fn print_report(r: &EvalReport) {
             println!("  {name:<width$} {}", cells.join(""));
         }
     }
-    if let Some(m) = r.mae {
+    if let Some(f) = &r.forecast {
+        crate::forecast::print_forecast_report(f);
+    } else if let Some(m) = r.mae {
         println!("  MAE        {m:.4}");
     }
 }

@@ -150,6 +150,14 @@ fn tokenizer_cases_match_keras() {
             for s in &seqs {
                 assert!(s.iter().all(|&id| (id as usize) < tok.vocab_size()), "{what}: vocab_size");
             }
+            // The Embedding's rows as the Keras seed code sizes them, from Keras's word_index:
+            // min(num_words, len(word_index) + 1), without a limit len(word_index) + 1.
+            let keras_rows = case.word_index.0.len() + 1;
+            let keras_rows = match tok.config().num_words.filter(|&n| n > 0) {
+                Some(n) => n.min(keras_rows),
+                None => keras_rows,
+            };
+            assert_eq!(tok.vocab_size(), keras_rows, "{what}: Keras-sized embedding rows");
 
             // Serialised form: applies identically, and re-serialises to the same bytes.
             let bytes = tok.to_bytes();

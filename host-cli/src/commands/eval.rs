@@ -1,9 +1,11 @@
 //! `tinylstm eval`, `tinylstm predict` and `tinylstm info`.
 
-use crate::data::{Features, Label, Sample};
+use crate::data::series::Series;
+use crate::data::{Features, Label, LabelKind, Sample};
+use crate::forecast::ForecastMeta;
 use crate::metrics::predicted_classes;
 use crate::model_file::{ModelBundle, Task};
-use crate::preprocess::Inputs;
+use crate::preprocess::{Inputs, Labels, Prepared};
 use crate::report::{print_report, EvalReport};
 use crate::settings::{HeadKind, TrainArgs};
 use crate::training::fit::{FitConfig, Trainer};
@@ -90,13 +92,137 @@ fn data_args(
     }
 }
 
+/// `eval` of a forecast model: every window of the series, beside the naive baselines.
+fn forecast_eval(cmd: &EvalCmd, bundle: &ModelBundle, f: &ForecastMeta) -> Result<()> {
+    let series = crate::training::forecast::load_series(&cmd.data)?;
+    let (_, norm) = forecast_input(bundle, f, &series, cmd.data.display())?;
+    let starts: Vec<usize> = (0..series.windows(f.lookback, f.horizon)).collect();
+    if starts.is_empty() {
+        bail!(
+            "{}: {} rows hold no window of {} + {} rows",
+            cmd.data.display(),
+            series.len(),
+            f.lookback,
+            f.horizon
+        );
+    }
+    let prep = crate::training::forecast::prepare_windows(&series, &starts, f, norm)?;
+    let trainer = trainer_for(bundle, cmd.threads, cmd.fast)?;
+    let (_, outputs) = trainer.evaluate(&bundle.params, &prep)?;
+    let pred = crate::training::forecast::unstandardize(&outputs, norm);
+    let report = crate::forecast::report(&series, &starts, f, &pred);
+    if cmd.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{} on {}:", cmd.model.display(), cmd.data.display());
+        crate::forecast::print_forecast_report(&report);
+    }
+    if let Some(dir) = &cmd.plots {
+        std::fs::create_dir_all(dir)?;
+        let title = format!("{} — forecast", cmd.data.display());
+        for p in crate::forecast::plot(dir, &title, &series, &starts, f, &pred)? {
+            eprintln!("Wrote {}", p.display());
+        }
+    }
+    Ok(())
+}
+
+/// Checks a series against a forecast model; the model's standardisation and the input of the
+/// series' last window (the last `lookback` rows).
+fn forecast_input<'a>(
+    bundle: &'a ModelBundle,
+    f: &ForecastMeta,
+    series: &Series,
+    origin: impl std::fmt::Display,
+) -> Result<(Prepared, &'a crate::preprocess::normalize::Normalizer)> {
+    let norm = bundle
+        .normalizer
+        .as_ref()
+        .ok_or_else(|| anyhow!("{}: forecast model without standardisation", cmd_model(bundle)))?;
+    if series.width() != f.names.len() {
+        bail!(
+            "{origin}: {} value columns ({}), the model forecasts {} ({})",
+            series.width(),
+            series.names.join(", "),
+            f.names.len(),
+            f.names.join(", ")
+        );
+    }
+    if series.len() < f.lookback + 1 {
+        bail!("{origin}: {} rows; the model reads the last {}", series.len(), f.lookback);
+    }
+    let v = series.width();
+    let mut x = series.values[(series.len() - f.lookback) * v..].to_vec();
+    norm.apply(&mut x)?;
+    let prep = Prepared {
+        inputs: Inputs::Values(x),
+        labels: Labels::Real(vec![0.0; f.horizon * v]),
+        len: 1,
+        steps: f.lookback,
+        width: v,
+    };
+    Ok((prep, norm))
+}
+
+fn cmd_model(bundle: &ModelBundle) -> String {
+    format!("{}-value forecast model", bundle.spec.step_width())
+}
+
+/// `predict` of a forecast model: the next `horizon` rows after the series' last.
+fn forecast_predict(cmd: &PredictCmd, bundle: &ModelBundle, f: &ForecastMeta) -> Result<()> {
+    let path = cmd.data.as_ref().ok_or_else(|| anyhow!("give --data SERIES.csv (or -)"))?;
+    let (name, bytes) = read_input(path)?;
+    let series = crate::data::series::parse_series_csv(&name, &bytes)?;
+    let (prep, norm) = forecast_input(bundle, f, &series, name.display())?;
+    let trainer = trainer_for(bundle, cmd.threads, cmd.fast)?;
+    let (_, outputs) = trainer.evaluate(&bundle.params, &prep)?;
+    let pred = crate::training::forecast::unstandardize(&outputs, norm);
+    let last = series.times.last().cloned().unwrap_or_default();
+    if !cmd.json {
+        println!("step\t{}", f.names.join("\t"));
+    }
+    for (h, row) in pred.chunks_exact(f.names.len()).enumerate() {
+        if cmd.json {
+            let values: serde_json::Map<String, serde_json::Value> = f
+                .names
+                .iter()
+                .cloned()
+                .zip(row.iter().map(|&x| serde_json::Value::from(x)))
+                .collect();
+            println!("{}", serde_json::json!({"step": h + 1, "after": last, "values": values}));
+        } else {
+            let vals: Vec<String> = row.iter().map(|x| format!("{x:.4}")).collect();
+            println!("{last}+{}\t{}", h + 1, vals.join("\t"));
+        }
+    }
+    Ok(())
+}
+
+/// The bytes of `path`, `-` being standard input, with the name errors use.
+fn read_input(path: &PathBuf) -> Result<(PathBuf, Vec<u8>)> {
+    if path.as_os_str() == "-" {
+        let mut b = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut b)?;
+        return Ok((PathBuf::from("<stdin>"), b));
+    }
+    let b = std::fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => anyhow!("{}: file not found", path.display()),
+        _ => anyhow!("{}: cannot read: {e}", path.display()),
+    })?;
+    Ok((path.clone(), b))
+}
+
 /// Runs `tinylstm eval`.
 pub fn run_eval(cmd: &EvalCmd) -> Result<()> {
     let bundle = ModelBundle::load(&cmd.model)?;
+    if let Some(f) = &bundle.meta.forecast {
+        return forecast_eval(cmd, &bundle, f);
+    }
     let args = data_args(&bundle, &cmd.label_column, &cmd.text_column, cmd.header);
-    let data = crate::training::load(&cmd.data, &args, bundle.spec.head == Head::Linear)?;
+    let mut data = crate::training::load(&cmd.data, &args, bundle.spec.head == Head::Linear)?;
     let names = bundle.class_names();
     if bundle.spec.head != Head::Linear {
+        data.map_to_classes(&names)?;
         data.check_classes(names.len() as u32, false)?;
     }
     let prepared =
@@ -123,12 +249,15 @@ pub fn run_eval(cmd: &EvalCmd) -> Result<()> {
 #[derive(Args, Debug, Clone)]
 #[command(after_help = "Examples:
   tinylstm predict --model out/sms/model.tlm --text \"WINNER! Claim your prize now\" --text \"see you at 6\"
-  tinylstm predict --model out/synthetic/model.tlm --data windows.csv --json")]
+  tinylstm predict --model out/synthetic/model.tlm --data windows.csv --json
+  tinylstm predict --model out/motion/model.tlm --data - --no-labels")]
 pub struct PredictCmd {
     /// The model.
     #[arg(long, value_name = "TLM")]
     pub model: PathBuf,
-    /// A CSV of samples (labels in the first column are read but not needed to be right).
+    /// A CSV of samples, `-` for standard input. A label column, when there is one, is read
+    /// but not used; a CSV without one is detected (one column for text, rows of T×C values
+    /// for sequences) or declared with --no-labels.
     #[arg(long, value_name = "CSV", conflicts_with = "text")]
     pub data: Option<PathBuf>,
     /// Texts to classify (text models; repeatable).
@@ -140,6 +269,10 @@ pub struct PredictCmd {
     /// The CSV has a header row.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub header: Option<bool>,
+    /// The CSV has no label column: every field of a sequence row is a value, a text CSV's
+    /// first column is the text [default: detected].
+    #[arg(long)]
+    pub no_labels: bool,
     /// Print JSON lines (one object per sample, probabilities as exact f32 bits too; for a text
     /// model also `ids`, the padded token ids it read).
     #[arg(long)]
@@ -153,9 +286,48 @@ pub struct PredictCmd {
     pub fast: bool,
 }
 
+/// The first data record of `bytes` (after a header when `header`), if any.
+fn first_record(bytes: &[u8], header: bool) -> Option<csv::StringRecord> {
+    let mut r = csv::ReaderBuilder::new().has_headers(header).flexible(true).from_reader(bytes);
+    r.records().next().and_then(|x| x.ok())
+}
+
+/// Reads the samples of `--data` (a file or `-`), labelled or not.
+fn predict_samples(cmd: &PredictCmd, bundle: &ModelBundle, path: &PathBuf) -> Result<Vec<Sample>> {
+    let (name, bytes) = read_input(path)?;
+    let mut args = data_args(bundle, &None, &cmd.text_column, cmd.header);
+    let first = first_record(&bytes, cmd.header == Some(true));
+    let fields = first.as_ref().map_or(0, csv::StringRecord::len);
+    let unlabelled = cmd.no_labels
+        || match bundle.spec.input {
+            // One column: the text alone.
+            InputKind::Tokens { .. } => fields == 1 && cmd.text_column.is_none(),
+            // Only T×C fits the row (C > 1); with one channel both fit, and a label is read.
+            InputKind::Channels(c) => fields % c == 0 && (fields < 1 || (fields - 1) % c != 0),
+        };
+    if unlabelled && bundle.meta.task == Task::Text && cmd.text_column.is_none() {
+        args.text_column = Some("0".into());
+        // One column of text: a header only when it says `text` (or --header says so).
+        let titled = first.as_ref().and_then(|r| r.get(0)).is_some_and(|f| f.trim() == "text");
+        args.header = Some(cmd.header.unwrap_or(titled));
+    }
+    let kind = if unlabelled { LabelKind::Unlabelled } else { LabelKind::Named };
+    let ambiguous = match bundle.spec.input {
+        InputKind::Channels(c) => fields % c == 0,
+        InputKind::Tokens { .. } => false,
+    };
+    if !unlabelled && ambiguous {
+        eprintln!("{}: reading field 1 of each row as a label (not used); --no-labels reads every field as input", name.display());
+    }
+    Ok(crate::training::prepared::load_bytes(&name, &bytes, &args, kind)?.samples)
+}
+
 /// Runs `tinylstm predict`.
 pub fn run_predict(cmd: &PredictCmd) -> Result<()> {
     let bundle = ModelBundle::load(&cmd.model)?;
+    if let Some(f) = &bundle.meta.forecast {
+        return forecast_predict(cmd, &bundle, f);
+    }
     let samples: Vec<Sample> = if !cmd.text.is_empty() {
         if bundle.meta.task != Task::Text {
             bail!(
@@ -173,30 +345,63 @@ pub fn run_predict(cmd: &PredictCmd) -> Result<()> {
             })
             .collect()
     } else if let Some(path) = &cmd.data {
-        let args = data_args(&bundle, &None, &cmd.text_column, cmd.header);
-        crate::training::load(path, &args, bundle.spec.head == Head::Linear)?.samples
+        predict_samples(cmd, &bundle, path)?
     } else {
-        bail!("give --data FILE or one or more --text");
+        bail!("give --data FILE (or - for standard input) or one or more --text");
     };
     let refs: Vec<&Sample> = samples.iter().collect();
-    let prepared = bundle.preprocessor().prepare(&refs)?;
+    let origin = match &cmd.data {
+        Some(p) if p.as_os_str() == "-" => "<stdin>".to_string(),
+        Some(p) => p.display().to_string(),
+        None => "--text".to_string(),
+    };
+    let prepared = bundle.preprocessor().prepare(&refs).map_err(|e| anyhow!("{origin}: {e:#}"))?;
     let trainer = trainer_for(&bundle, cmd.threads, cmd.fast)?;
     let (_, outputs) = trainer.evaluate(&bundle.params, &prepared)?;
     let k = bundle.spec.outputs;
     let names = bundle.class_names();
-    let classes = if bundle.spec.head == Head::Linear {
-        None
-    } else {
-        Some(predicted_classes(bundle.spec.head, k, &outputs))
+    let linear = bundle.spec.head == Head::Linear;
+    let classes =
+        if linear { None } else { Some(predicted_classes(bundle.spec.head, k, &outputs)) };
+    // Probability of each named class: a binary sigmoid's one output is p(class 1).
+    let probs = |row: &[f32]| -> Vec<f32> {
+        if k == 1 && !linear {
+            vec![1.0 - row[0], row[0]]
+        } else {
+            row.to_vec()
+        }
     };
+    if !cmd.json {
+        let mut head = vec!["index".to_string(), "line".into()];
+        if linear {
+            head.extend((0..k).map(|j| if k == 1 { "value".into() } else { format!("value{j}") }));
+        } else {
+            head.push("class".into());
+            head.extend(names.iter().cloned());
+        }
+        if bundle.meta.task == Task::Text {
+            head.push("text".into());
+        }
+        println!("{}", head.join("\t"));
+    }
     for (i, row) in outputs.chunks_exact(k).enumerate() {
         let class = classes.as_ref().map(|c| c[i]);
         let name = class.and_then(|c| names.get(c as usize).cloned());
+        let text = samples[i].text();
         if cmd.json {
             // Text models: the padded token ids the model read.
             let ids = match &prepared.inputs {
                 Inputs::Tokens(t) => Some(&t[i * prepared.steps..(i + 1) * prepared.steps]),
                 Inputs::Values(_) => None,
+            };
+            let by_class: serde_json::Map<String, serde_json::Value> = if linear {
+                serde_json::Map::new()
+            } else {
+                names
+                    .iter()
+                    .cloned()
+                    .zip(probs(row).into_iter().map(serde_json::Value::from))
+                    .collect()
             };
             let mut v = serde_json::json!({
                 "index": i,
@@ -209,13 +414,24 @@ pub fn run_predict(cmd: &PredictCmd) -> Result<()> {
             if let Some(ids) = ids {
                 v["ids"] = serde_json::json!(ids);
             }
+            if !linear {
+                v["probabilities"] = serde_json::Value::Object(by_class);
+            }
+            if let Some(t) = text {
+                v["text"] = serde_json::Value::from(t);
+            }
             println!("{v}");
         } else {
-            let vals: Vec<String> = row.iter().map(|x| format!("{x:.4}")).collect();
-            match name {
-                Some(n) => println!("{i}\t{n}\t[{}]", vals.join(", ")),
-                None => println!("{i}\t[{}]", vals.join(", ")),
+            let mut cols = vec![i.to_string(), samples[i].line.to_string()];
+            if let Some(n) = name {
+                cols.push(n);
             }
+            let shown = if linear { row.to_vec() } else { probs(row) };
+            cols.extend(shown.iter().map(|x| format!("{x:.4}")));
+            if let Some(t) = text {
+                cols.push(t.replace(['\t', '\n', '\r'], " "));
+            }
+            println!("{}", cols.join("\t"));
         }
     }
     Ok(())
@@ -259,8 +475,17 @@ pub fn run_info(cmd: &InfoCmd) -> Result<()> {
         "training_ram_bytes_batch1_full_bptt": bytes(train + 2 * s.param_count()),
         "classes": b.class_names(),
         "padding": b.meta.padding, "truncating": b.meta.truncating,
+        "mask": match s.mask {
+            tinylstm::Mask::Off => serde_json::Value::Null,
+            tinylstm::Mask::Zero => serde_json::json!("zero"),
+            tinylstm::Mask::Value(v) => serde_json::json!({"value": v}),
+        },
         "tokenizer": b.tokenizer.as_ref().map(|tok| serde_json::json!({
-            "vocabulary": tok.vocabulary_len(),
+            "vocabulary": b.meta.vocabulary,
+            "words_kept": match tok.config().num_words {
+                Some(n) if n > 0 => tok.vocabulary_len().min(n - 1),
+                _ => tok.vocabulary_len(),
+            },
             "vocab_size": tok.vocab_size(),
             "num_words": tok.config().num_words,
             "char_level": tok.config().char_level,
@@ -268,6 +493,7 @@ pub fn run_info(cmd: &InfoCmd) -> Result<()> {
             "oov_token": tok.config().oov_token,
         })),
         "standardization": b.normalizer.as_ref().map(|n| serde_json::json!({"means": n.means(), "stds": n.stds()})),
+        "forecast": b.meta.forecast,
         "trained_with": b.meta.config,
     });
     if cmd.json {
@@ -285,16 +511,37 @@ pub fn run_info(cmd: &InfoCmd) -> Result<()> {
     println!("  LSTM units  {}", units.join(", "));
     println!("  head        Dense({}, {})", s.outputs, crate::summary::head_name(s.head));
     println!("  steps       {t} ({} padding, {} truncation)", b.meta.padding, b.meta.truncating);
+    match s.mask {
+        tinylstm::Mask::Off => {}
+        tinylstm::Mask::Zero => println!("  mask        token id 0 (Embedding mask_zero)"),
+        tinylstm::Mask::Value(v) => {
+            println!("  mask        steps whose values all equal {v} (Masking)")
+        }
+    }
     println!("  parameters  {} ({} KiB as f32)", s.param_count(), bytes(s.param_count()) / 1024);
     println!("  RAM         inference {} B work + streaming state {} B; training (batch 1, full BPTT over {t} steps) {} KiB incl. gradients and Adam state",
         bytes(fwd + s.outputs), bytes(state),
         bytes(train + 3 * s.param_count()) / 1024);
-    println!("  classes     {}", b.class_names().join(", "));
+    match &b.meta.forecast {
+        Some(f) => println!(
+            "  forecast    {} → {} steps ahead of {}{}",
+            f.lookback,
+            f.horizon,
+            f.names.join(", "),
+            f.season.map(|s| format!(", season {s}")).unwrap_or_default()
+        ),
+        None if s.head == Head::Linear => {}
+        None => println!("  classes     {}", b.class_names().join(", ")),
+    }
     if let Some(tok) = &b.tokenizer {
+        // Ids below num_words are kept: num_words − 1 of them at most.
+        let kept = match tok.config().num_words {
+            Some(n) if n > 0 => tok.vocabulary_len().min(n - 1),
+            _ => tok.vocabulary_len(),
+        };
+        let of = b.meta.vocabulary.map(|v| format!(" of {v}")).unwrap_or_default();
         println!(
-            "  tokenizer   {} words kept of {}, ids < {}, {}{}",
-            tok.vocab_size().saturating_sub(1),
-            tok.vocabulary_len(),
+            "  tokenizer   {kept} words kept{of}, ids < {}, {}{}",
             tok.vocab_size(),
             if tok.config().char_level { "character level" } else { "word level" },
             tok.config()

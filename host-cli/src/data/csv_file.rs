@@ -133,6 +133,11 @@ fn parse_label(
 ) -> Result<Label, DataError> {
     match kind {
         LabelKind::Real => parse_value(text, at).map(Label::Real),
+        // Resolved in `finish` once every label is known (integers or names).
+        LabelKind::Named if text.trim().is_empty() => {
+            Err(DataError::BadLabel { at: at(), text: quote(text) })
+        }
+        LabelKind::Named | LabelKind::Unlabelled => Ok(Label::Class(0)),
         LabelKind::Class => {
             let t = text.trim();
             let c: u32 = if t.bytes().all(|b| b.is_ascii_digit()) && !t.is_empty() {
@@ -188,7 +193,8 @@ pub fn parse_text_csv(
             },
         })
     };
-    let label_idx = resolve(&options.label_column)?;
+    let unlabelled = options.labels == LabelKind::Unlabelled;
+    let label_idx = if unlabelled { usize::MAX } else { resolve(&options.label_column)? };
     let text_idx = resolve(&options.text_column)?;
     let name_of = |i: usize| -> Option<String> {
         match &header {
@@ -199,6 +205,7 @@ pub fn parse_text_csv(
         }
     };
     let mut samples = Vec::new();
+    let mut raw = Vec::new();
     let mut handle = |line: u64, rec: &csv::StringRecord| -> Result<(), DataError> {
         if rec.len() != expected {
             return Err(DataError::Arity {
@@ -211,8 +218,11 @@ pub fn parse_text_csv(
             });
         }
         let field = |i: usize| rec.get(i).unwrap_or_default();
-        let at = || Location::field(path, line, label_idx + 1, name_of(label_idx));
+        let at = || Location::field(path, line, label_idx.wrapping_add(1), name_of(label_idx));
         let label = parse_label(field(label_idx), options.labels, options.num_classes, at)?;
+        if options.labels == LabelKind::Named {
+            raw.push(field(label_idx).trim().to_owned());
+        }
         samples.push(Sample { line, label, features: Features::Text(field(text_idx).to_owned()) });
         Ok(())
     };
@@ -222,8 +232,8 @@ pub fn parse_text_csv(
     while let Some((line, rec)) = records.next_record()? {
         handle(line, rec)?;
     }
-    let label = (label_idx + 1, name_of(label_idx).unwrap_or_else(|| "label".into()));
-    finish(path, samples, DatasetKind::Text, has_header, options.num_classes, label)
+    let label = (label_idx.wrapping_add(1), name_of(label_idx).unwrap_or_else(|| "label".into()));
+    finish(path, samples, DatasetKind::Text, has_header, options.num_classes, label, raw)
 }
 
 /// Parses a sequence CSV held in memory; `path` is only used in errors and [`Dataset::source`].
@@ -247,6 +257,7 @@ pub fn parse_sequence_csv(
     }
     let mut records = Records::new(path, bytes);
     let mut samples = Vec::new();
+    let mut raw = Vec::new();
     let mut has_header = false;
     let mut first = true;
     while let Some((line, rec)) = records.next_record()? {
@@ -258,26 +269,67 @@ pub fn parse_sequence_csv(
             }
         }
         let n = rec.len();
-        if n < 1 + c || (n - 1) % c != 0 {
+        let first = usize::from(options.labels != LabelKind::Unlabelled);
+        if n < first + c || (n - first) % c != 0 {
+            let expected = if first == 1 {
+                format!("1 + T×{c} fields (label, then T ≥ 1 timesteps of {c} channels)")
+            } else {
+                format!("T×{c} fields (T ≥ 1 timesteps of {c} channels, no label)")
+            };
             return Err(DataError::Arity {
                 at: Location::field(path, line, n, None),
-                expected: format!("1 + T×{c} fields (label, then T ≥ 1 timesteps of {c} channels)"),
+                expected,
                 found: n,
             });
         }
-        let steps = (n - 1) / c;
-        let at_label = || Location::field(path, line, 1, Some("label".into()));
-        let label = parse_label(&rec[0], options.labels, options.num_classes, at_label)?;
-        let mut values = Vec::with_capacity(n - 1);
-        for (k, text) in rec.iter().enumerate().skip(1) {
-            let v = k - 1;
+        let steps = (n - first) / c;
+        let label = if first == 1 {
+            let at_label = || Location::field(path, line, 1, Some("label".into()));
+            parse_label(&rec[0], options.labels, options.num_classes, at_label)?
+        } else {
+            Label::Class(0)
+        };
+        if options.labels == LabelKind::Named {
+            raw.push(rec[0].trim().to_owned());
+        }
+        let mut values = Vec::with_capacity(n - first);
+        for (k, text) in rec.iter().enumerate().skip(first) {
+            let v = k - first;
             let at = || Location::field(path, line, k + 1, Some(format!("t{} c{}", v / c, v % c)));
             values.push(parse_value(text, at)?);
         }
         samples.push(Sample { line, label, features: Features::Values { steps, values } });
     }
     let kind = DatasetKind::Sequence { channels: c };
-    finish(path, samples, kind, has_header, options.num_classes, (1, "label".into()))
+    finish(path, samples, kind, has_header, options.num_classes, (1, "label".into()), raw)
+}
+
+/// Whether a label is a class index: a non-negative integer that fits a `u32`.
+fn class_index(text: &str) -> Option<u32> {
+    let t = text.trim();
+    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    t.parse().ok()
+}
+
+/// Gives `samples` their classes from the label texts `raw` (one per sample): indices when
+/// every label is one, else the sorted distinct names, returned.
+fn resolve_named(samples: &mut [Sample], raw: &[String]) -> Option<Vec<String>> {
+    if raw.iter().all(|t| class_index(t).is_some()) {
+        for (s, t) in samples.iter_mut().zip(raw) {
+            s.label = Label::Class(class_index(t).unwrap_or(0));
+        }
+        return None;
+    }
+    let mut names: Vec<String> = raw.to_vec();
+    names.sort_unstable();
+    names.dedup();
+    for (s, t) in samples.iter_mut().zip(raw) {
+        let c = names.binary_search(t).unwrap_or(0);
+        s.label = Label::Class(u32::try_from(c).unwrap_or(u32::MAX));
+    }
+    Some(names)
 }
 
 fn finish(
@@ -287,11 +339,25 @@ fn finish(
     header: bool,
     num_classes: Option<u32>,
     label: (usize, String),
+    raw: Vec<String>,
 ) -> Result<Dataset, DataError> {
+    let mut samples = samples;
     if samples.is_empty() {
         return Err(DataError::NoData { path: path.to_owned(), header });
     }
+    // A number that is not a class index (1.5, -1) is a mistaken label, not a class name.
+    for (smp, t) in samples.iter().zip(&raw) {
+        if class_index(t).is_none() && is_number(t) {
+            return Err(DataError::BadLabel {
+                at: Location::field(path, smp.line, label.0, Some(label.1.clone())),
+                text: quote(t),
+            });
+        }
+    }
+    let class_names =
+        if raw.len() == samples.len() { resolve_named(&mut samples, &raw) } else { None };
     let ds = Dataset {
+        class_names,
         source: path.to_owned(),
         kind,
         declared_classes: num_classes,

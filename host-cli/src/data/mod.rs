@@ -14,13 +14,16 @@
 //! Numbers may have surrounding spaces. Values are parsed as `f64` and rounded to `f32` (as NumPy
 //! does when a float64 array from `pandas`/`numpy.loadtxt` is cast to float32); a value that is
 //! NaN, infinite or outside the `f32` range is an error. Class labels are non-negative integers
-//! (`0..K`); with [`LabelKind::Real`] the label is a finite real number (regression).
+//! (`0..K`); with [`LabelKind::Named`] they may also be names (`ham`/`spam`), which become the
+//! classes in sorted order; with [`LabelKind::Real`] the label is a finite real number
+//! (regression).
 //!
 //! Every error names the file, the 1-based line (as an editor counts them; a header is line 1;
 //! for a record with quoted newlines, the line where it starts) and the 1-based field number,
 //! with the column's name when known (header name, `label`, or `t{t} c{c}` for a value), and
 //! quotes the offending text (cut to 40 characters). Loading never panics on any input.
 mod csv_file;
+pub mod series;
 pub mod split;
 pub mod synthetic;
 
@@ -62,6 +65,14 @@ pub enum LabelKind {
     Class,
     /// A finite real number (regression).
     Real,
+    /// Class labels as users write them: non-negative integers are class indices (as
+    /// [`LabelKind::Class`]); when any label is not one, every label is a class *name*, the
+    /// classes are the distinct names sorted (by their UTF-8 bytes) and
+    /// [`Dataset::class_names`] holds them.
+    Named,
+    /// No label column (data to predict on): every sample gets `Label::Class(0)`; a sequence
+    /// row is `T × C` values, a text CSV's label column is not read.
+    Unlabelled,
 }
 
 /// How to read a text CSV.
@@ -236,6 +247,9 @@ pub struct Dataset {
     pub label_name: String,
     /// The samples in file order.
     pub samples: Vec<Sample>,
+    /// Class names by class index, when the labels were names ([`LabelKind::Named`]).
+    #[serde(default)]
+    pub class_names: Option<Vec<String>>,
 }
 
 impl Dataset {
@@ -306,7 +320,37 @@ impl Dataset {
             label_field: self.label_field,
             label_name: self.label_name.clone(),
             samples,
+            class_names: self.class_names.clone(),
         })
+    }
+
+    /// Renumbers the class labels to a model's classes `names`: a label read as a name maps to
+    /// that name's position, an integer label to the class of the same name when there is one,
+    /// else stays the index it is (models trained on integer labels name their classes `0..K`).
+    /// A name the model does not know is an error naming the file, the line and the classes.
+    pub fn map_to_classes(&mut self, names: &[String]) -> Result<(), DataError> {
+        let own = self.class_names.take();
+        for i in 0..self.samples.len() {
+            let Label::Class(c) = self.samples[i].label else { continue };
+            let text = match &own {
+                Some(n) => n.get(c as usize).cloned().unwrap_or_default(),
+                None => c.to_string(),
+            };
+            let mapped = match names.iter().position(|n| *n == text) {
+                Some(p) => p as u32,
+                None if own.is_none() => c,
+                None => {
+                    let line = self.samples[i].line;
+                    return Err(DataError::UnknownClass {
+                        at: self.label_location(Some(line)),
+                        text: csv_file::quote(&text),
+                        classes: csv_file::quote(&names.join(", ")),
+                    });
+                }
+            };
+            self.samples[i].label = Label::Class(mapped);
+        }
+        Ok(())
     }
 
     /// Checks that every class label is `< num_classes` and, when `require_all`, that every class
@@ -472,6 +516,16 @@ pub enum DataError {
         /// The offending text (cut to 40 characters).
         text: String,
     },
+    /// A class name that the model's classes do not include.
+    #[error("{at}: label {text:?} is not one of the model's classes ({classes})")]
+    UnknownClass {
+        /// Where.
+        at: Box<Location>,
+        /// The label (cut to 40 characters).
+        text: String,
+        /// The model's classes (cut to 40 characters).
+        classes: String,
+    },
     /// A class label is not below the class count.
     #[error("{at}: label {label} out of range for {num_classes} classes (0..={})", num_classes.saturating_sub(1))]
     LabelOutOfRange {
@@ -517,6 +571,7 @@ impl DataError {
             | DataError::NotNumeric { at, .. }
             | DataError::NonFinite { at, .. }
             | DataError::BadLabel { at, .. }
+            | DataError::UnknownClass { at, .. }
             | DataError::LabelOutOfRange { at, .. }
             | DataError::EmptyClass { at, .. } => &at.path,
         }
@@ -532,6 +587,7 @@ impl DataError {
             | DataError::NotNumeric { at, .. }
             | DataError::NonFinite { at, .. }
             | DataError::BadLabel { at, .. }
+            | DataError::UnknownClass { at, .. }
             | DataError::LabelOutOfRange { at, .. }
             | DataError::EmptyClass { at, .. } => Some(&**at),
             _ => None,

@@ -118,6 +118,7 @@ pub fn generate(cfg: &SyntheticConfig) -> Dataset {
         label_field: 1,
         label_name: "label".to_string(),
         samples,
+        class_names: None,
     }
 }
 

@@ -113,12 +113,14 @@ mod c;
 mod json;
 mod npy_header;
 mod npz;
+mod preprocessing;
 mod rust;
 
 pub use crate::keras_names::{keras_shape, keras_weight_name, keras_weight_names};
 pub use c::{c_header, c_hex_float};
 pub use json::json;
 pub use npz::{read_keras_npz, read_keras_npz_bytes, write_keras_npz, MAX_NPY_HEADER};
+pub use preprocessing::{c_preprocessing, json_preprocessing, rust_preprocessing};
 pub use rust::rust_source;
 
 /// Longest export name accepted by [`rust_source`] and [`c_header`].
@@ -323,10 +325,17 @@ pub fn write_format(
     let (spec, params) = (&bundle.spec, &bundle.params);
     let bytes = match format {
         Format::Tlm => bundle.to_bytes()?,
-        Format::Rust => rust_source(spec, params, name)?.into_bytes(),
-        Format::C => c_header(spec, params, name)?.into_bytes(),
+        Format::Rust => {
+            (rust_source(spec, params, name)? + &rust_preprocessing(bundle)).into_bytes()
+        }
+        Format::C => {
+            let h = c_header(spec, params, name)?;
+            let end = h.rfind("#endif").unwrap_or(h.len());
+            format!("{}{}\n{}", &h[..end], c_preprocessing(bundle, name), &h[end..]).into_bytes()
+        }
         Format::Json => {
-            let extra = serde_json::to_value(&bundle.meta)?;
+            let mut extra = serde_json::to_value(&bundle.meta)?;
+            extra["preprocessing"] = json_preprocessing(bundle);
             serde_json::to_vec_pretty(&json(spec, params, Some(extra)))?
         }
         Format::KerasNpz => {

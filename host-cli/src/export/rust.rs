@@ -26,6 +26,13 @@ fn spec_expr(spec: &Spec) -> String {
         Head::Linear => "Linear",
     };
     let _ = write!(s, ".dense({}, tinylstm::Head::{head})", spec.outputs);
+    match spec.mask {
+        tinylstm::Mask::Off => {}
+        tinylstm::Mask::Zero => s.push_str(".mask_zero()"),
+        tinylstm::Mask::Value(v) => {
+            let _ = write!(s, ".masking({})", rust_f32(v));
+        }
+    }
     s
 }
 

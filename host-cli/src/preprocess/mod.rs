@@ -103,7 +103,11 @@ impl Prepared {
                         buf.targets.extend((0..outputs).map(|k| (k as u32 == c[i]) as u32 as f32));
                     }
                 }
-                Labels::Real(r) => buf.targets.push(r[i]),
+                Labels::Real(r) => {
+                    // One target per output (forecasts: horizon × values).
+                    let k = r.len() / self.len.max(1);
+                    buf.targets.extend_from_slice(&r[i * k..(i + 1) * k]);
+                }
             }
         }
     }
@@ -144,6 +148,11 @@ pub struct Preprocessor<'a> {
     pub normalizer: Option<&'a Normalizer>,
     /// Channels for sequences.
     pub channels: usize,
+    /// The value sequences are padded with (the mask value of a masked model, else 0).
+    pub pad_value: f32,
+    /// Refuse a sequence longer than `steps` (naming its line) instead of truncating it: a
+    /// trained model's `steps` is the longest row it was trained on.
+    pub strict: bool,
 }
 
 impl Preprocessor<'_> {
@@ -183,6 +192,14 @@ impl Preprocessor<'_> {
                             v.len()
                         ));
                     }
+                    if self.strict && v.len() / c > steps {
+                        return Err(anyhow!(
+                            "line {}: {} steps, but the model takes at most {steps} (the \
+                             longest row it was trained on); cut the row or train with longer rows",
+                            s.line,
+                            v.len() / c
+                        ));
+                    }
                     if let Some(n) = self.normalizer {
                         n.apply(&mut v)?;
                     }
@@ -192,7 +209,7 @@ impl Preprocessor<'_> {
                     maxlen: Some(steps),
                     padding: self.padding,
                     truncating: self.truncating,
-                    value: 0.0f32,
+                    value: self.pad_value,
                 };
                 (Inputs::Values(pad_frames(&seqs, c, &opts)?.data), c)
             }
@@ -200,9 +217,9 @@ impl Preprocessor<'_> {
         Ok(Prepared { inputs, labels, len: samples.len(), steps, width })
     }
 
-    /// Prepares the samples of `data` at `indices`.
+    /// Prepares the samples of `data` at `indices` (errors name the file).
     pub fn prepare_indices(&self, data: &Dataset, indices: &[usize]) -> Result<Prepared> {
         let s: Vec<&Sample> = indices.iter().map(|&i| &data.samples[i]).collect();
-        self.prepare(&s)
+        self.prepare(&s).map_err(|e| anyhow!("{}: {e:#}", data.source.display()))
     }
 }

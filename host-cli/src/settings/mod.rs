@@ -32,6 +32,9 @@ use tinylstm::{Bptt, Head, Spec};
 pub use crate::preprocess::pad::Side;
 
 mod floats;
+mod kinds;
+
+pub use kinds::{SplitKind, TaskKind};
 
 pub use floats::InvalidFloat;
 use floats::{
@@ -114,7 +117,7 @@ macro_rules! display_as_flag_value {
         }
     )*};
 }
-display_as_flag_value!(OptimizerKind, ScheduleKind, HeadKind, Monitor);
+display_as_flag_value!(OptimizerKind, ScheduleKind, HeadKind, Monitor, SplitKind, TaskKind);
 
 /// Every training setting. `None` means "not given": the default applies (see each field).
 #[derive(Args, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -133,6 +136,24 @@ pub struct TrainArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub synthetic_samples: Option<usize>,
+    /// What to learn: classify, regress (real labels) or forecast (a time,value series)
+    /// [default: classify, regress with --head linear].
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<TaskKind>,
+    /// Forecasting: steps of history the model reads [default: 12].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lookback: Option<usize>,
+    /// Forecasting: steps ahead the model predicts, at least 1 [default: 1].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub horizon: Option<usize>,
+    /// Forecasting: the season length in steps for the seasonal-naive baseline (12 for monthly
+    /// data) [default: none].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub season: Option<usize>,
     /// Values per time step: reads the data as a sequence CSV.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -186,6 +207,16 @@ pub struct TrainArgs {
     #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub truncating: Option<Side>,
+    /// Mask padded steps (Keras `Masking(mask_value)`): steps whose values all equal this are
+    /// skipped and sequences are padded with it [default: on with 0.0 for rows of different
+    /// lengths, off otherwise].
+    #[arg(long, value_parser = finite_f32, allow_hyphen_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mask_value: Option<f32>,
+    /// Text: token id 0 (padding) is skipped (Keras `Embedding(mask_zero=True)`).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mask_zero: Option<bool>,
     /// Standardise each channel with statistics of the training split [default: true].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -316,6 +347,11 @@ pub struct TrainArgs {
     #[arg(long, value_parser = fraction_f64, allow_hyphen_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub test_split: Option<f64>,
+    /// Split protocol: stratified (per class) or seed (one permutation of all samples, as the
+    /// Keras seed code) [default: stratified].
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub split: Option<SplitKind>,
     /// Metric for early stopping and the best checkpoint [default: val_loss].
     #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -376,7 +412,7 @@ impl TrainArgs {
 
     /// Every floating-point setting: key, value (if set, widened to `f64`), rule, and whether it
     /// is an `f32`. The flags' value parsers apply the same rules (a unit test keeps them equal).
-    fn floats(&self) -> [(&'static str, Option<f64>, FloatRule, bool); 17] {
+    fn floats(&self) -> [(&'static str, Option<f64>, FloatRule, bool); 18] {
         use FloatRule::*;
         let w = |v: Option<f32>| v.map(f64::from);
         [
@@ -397,6 +433,7 @@ impl TrainArgs {
             ("valid_split", self.valid_split, Fraction, false),
             ("test_split", self.test_split, Fraction, false),
             ("min_delta", self.min_delta, NonNegative, false),
+            ("mask_value", w(self.mask_value), Finite, true),
         ]
     }
 
@@ -473,7 +510,11 @@ impl TrainArgs {
             valid_split: self.valid_split.map(f64::to_bits),
             test_split: self.test_split.map(f64::to_bits),
             split_seed: self.split_seed(),
-            real_labels: self.head == Some(HeadKind::Linear),
+            split: self.split.unwrap_or_default(),
+            real_labels: self.real_labels(),
+            task: self.task.unwrap_or_default(),
+            lookback: self.lookback,
+            horizon: self.horizon,
         }
     }
 
@@ -489,7 +530,23 @@ impl TrainArgs {
             padding: self.padding.unwrap_or_default(),
             truncating: self.truncating.unwrap_or_default(),
             standardize: self.standardize,
+            mask_value: self.mask_value.map(f32::to_bits),
+            mask_zero: self.mask_zero,
         }
+    }
+
+    /// Outputs of a linear head: `horizon × values` for a forecast, else 1.
+    fn linear_outputs(&self, input: SpecInput) -> usize {
+        match (self.task, input) {
+            (Some(TaskKind::Forecast), SpecInput::Channels(c)) => self.horizon.unwrap_or(1) * c,
+            _ => 1,
+        }
+    }
+
+    /// Whether the labels are real numbers: `--task regress`/`forecast` or `--head linear`.
+    pub fn real_labels(&self) -> bool {
+        self.head == Some(HeadKind::Linear)
+            || matches!(self.task, Some(TaskKind::Regress | TaskKind::Forecast))
     }
 
     /// This config as TOML (every setting given), for `--save-config` and tuning results.
@@ -567,7 +624,7 @@ impl TrainArgs {
             (HeadKind::Sigmoid, Some(2)) => (1, Head::Sigmoid),
             (HeadKind::Sigmoid, Some(k)) => (k as usize, Head::Sigmoid),
             (HeadKind::Softmax, Some(k)) => (k as usize, Head::Softmax),
-            (HeadKind::Linear, _) => (1, Head::Linear),
+            (HeadKind::Linear, _) => (self.linear_outputs(input), Head::Linear),
             (_, None) => bail!("--head: real-valued labels need --head linear"),
         };
         let spec = spec.dense(k, h);
@@ -681,8 +738,16 @@ pub struct DataSettings {
     pub test_split: Option<u64>,
     /// Seed of the split.
     pub split_seed: u64,
+    /// Split protocol.
+    pub split: SplitKind,
     /// Labels are real numbers (`--head linear`).
     pub real_labels: bool,
+    /// What to learn.
+    pub task: TaskKind,
+    /// Forecasting history.
+    pub lookback: Option<usize>,
+    /// Forecasting horizon.
+    pub horizon: Option<usize>,
 }
 
 /// The preprocessing settings of a [`TrainArgs`] ([`TrainArgs::preprocessing_settings`]).
@@ -706,6 +771,10 @@ pub struct PreprocessingSettings {
     pub truncating: Side,
     /// Standardise sequences.
     pub standardize: Option<bool>,
+    /// Mask value (bits of the f32).
+    pub mask_value: Option<u32>,
+    /// Mask token id 0.
+    pub mask_zero: Option<bool>,
 }
 
 /// The input side of a spec being built.

@@ -15,6 +15,7 @@
 //!   data settings agree (file, split, maxlen, num_words, …) share one copy.
 
 pub mod fit;
+pub mod forecast;
 pub mod prepared;
 pub mod run;
 pub mod session;

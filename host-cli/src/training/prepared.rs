@@ -5,8 +5,8 @@
 use crate::data::split::{stratified_holdout, stratified_split, Split, SplitFractions};
 use crate::data::synthetic::{self, SyntheticConfig};
 use crate::data::{
-    load_sequence_csv, load_text_csv, Column, Dataset, DatasetKind, LabelKind, SequenceCsvOptions,
-    TextCsvOptions,
+    parse_sequence_csv, parse_text_csv, Column, DataError, Dataset, DatasetKind, LabelKind,
+    SequenceCsvOptions, TextCsvOptions,
 };
 use crate::model_file::{ModelMeta, Task};
 use crate::preprocess::normalize::Normalizer;
@@ -17,6 +17,7 @@ use anyhow::{anyhow, bail, Result};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use tinylstm::Mask;
 
 fn column(s: &Option<String>, default: usize) -> Column {
     match s {
@@ -25,13 +26,61 @@ fn column(s: &Option<String>, default: usize) -> Column {
     }
 }
 
-/// Loads a data file as the args say (text unless `--channels`).
+fn is_number(text: &str) -> bool {
+    text.trim().parse::<f64>().is_ok()
+}
+
+/// A file read as text whose rows are all numbers is a sequence CSV given without
+/// `--channels`: refuse it rather than train on numbers as words. Before loading (`data`
+/// `None`): the first line that is not blank, when it has 3 or more fields, all numbers; after:
+/// every text a number.
+fn refuse_numbers_as_text(path: &Path, bytes: &[u8], data: Option<&Dataset>) -> Result<()> {
+    let numeric = match data {
+        Some(ds) => ds.texts().all(is_number),
+        None => {
+            let text = String::from_utf8_lossy(&bytes[..bytes.len().min(1 << 16)]);
+            let first = text.trim_start_matches('\u{feff}').lines().find(|l| !l.trim().is_empty());
+            first.is_some_and(|l| {
+                let fields: Vec<&str> = l.split(',').collect();
+                fields.len() >= 3 && fields.iter().all(|f| is_number(f))
+            })
+        }
+    };
+    if numeric {
+        bail!(
+            "{}: every field is a number, so this is not a text file (label,text): for \
+             sequences give --channels C (values per time step; a row is the label, then T×C \
+             values)",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Loads a data file as the args say (text unless `--channels`; class labels as integers or
+/// names, or real numbers).
 pub fn load(path: &Path, args: &TrainArgs, real_labels: bool) -> Result<Dataset> {
-    let labels = if real_labels { LabelKind::Real } else { LabelKind::Class };
+    let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => DataError::NotFound { path: path.to_owned() },
+        _ => DataError::Io { path: path.to_owned(), source: e },
+    })?;
+    let labels = if real_labels { LabelKind::Real } else { LabelKind::Named };
+    load_bytes(path, &bytes, args, labels)
+}
+
+/// Parses CSV bytes as the args say; `path` names them in errors (`<stdin>` for standard
+/// input).
+pub fn load_bytes(
+    path: &Path,
+    bytes: &[u8],
+    args: &TrainArgs,
+    labels: LabelKind,
+) -> Result<Dataset> {
     let ds = match args.channels {
         Some(0) => bail!("--channels must be at least 1"),
-        Some(c) => load_sequence_csv(
+        Some(c) => parse_sequence_csv(
             path,
+            bytes,
             &SequenceCsvOptions {
                 channels: c,
                 has_header: args.header.or(Some(false)),
@@ -39,16 +88,19 @@ pub fn load(path: &Path, args: &TrainArgs, real_labels: bool) -> Result<Dataset>
                 num_classes: args.classes,
             },
         )?,
-        None => load_text_csv(
-            path,
-            &TextCsvOptions {
+        None => {
+            refuse_numbers_as_text(path, bytes, None)?;
+            let options = TextCsvOptions {
                 label_column: column(&args.label_column, 0),
                 text_column: column(&args.text_column, 1),
                 has_header: args.header,
                 labels,
                 num_classes: args.classes,
-            },
-        )?,
+            };
+            let ds = parse_text_csv(path, bytes, &options)?;
+            refuse_numbers_as_text(path, bytes, Some(&ds))?;
+            ds
+        }
     };
     if ds.is_empty() {
         bail!("{}: no samples", path.display());
@@ -68,7 +120,7 @@ struct Loaded {
 }
 
 fn load_all(args: &TrainArgs) -> Result<Loaded> {
-    let real = args.head == Some(crate::settings::HeadKind::Linear);
+    let real = args.real_labels();
     let seed = args.split_seed();
     let (data, test, name) = match &args.data {
         None => {
@@ -87,7 +139,17 @@ fn load_all(args: &TrainArgs) -> Result<Loaded> {
         Some(path) => {
             let data = load(path, args, real)?;
             let test = match &args.test {
-                Some(t) => Some(load(t, args, real)?),
+                Some(t) => {
+                    let mut test = load(t, args, real)?;
+                    let names = data.class_names.clone().unwrap_or_else(|| {
+                        let k = data.samples.iter().filter_map(|s| s.label.class()).max();
+                        (0..k.map_or(0, |m| m + 1)).map(|i| i.to_string()).collect()
+                    });
+                    if data.class_names.is_some() || test.class_names.is_some() {
+                        test.map_to_classes(&names)?;
+                    }
+                    Some(test)
+                }
                 None => None,
             };
             let name = path.file_stem().map(|s| s.to_string_lossy().into_owned());
@@ -122,7 +184,13 @@ fn load_all(args: &TrainArgs) -> Result<Loaded> {
         }
         Some(k)
     };
-    let labels: Vec<u32> = data.samples.iter().map(|s| s.label.class().unwrap_or(0)).collect();
+    // The seed protocol ignores the classes: one permutation of all samples.
+    let by_class = args.split.unwrap_or_default() == crate::settings::SplitKind::Stratified;
+    let labels: Vec<u32> = data
+        .samples
+        .iter()
+        .map(|s| if by_class { s.label.class().unwrap_or(0) } else { 0 })
+        .collect();
     let split = if test.is_some() {
         stratified_holdout(
             &labels,
@@ -139,17 +207,30 @@ fn load_all(args: &TrainArgs) -> Result<Loaded> {
     }
     let class_names = match (&args.data, classes) {
         (None, _) => synthetic::CLASS_NAMES.iter().map(|s| s.to_string()).collect(),
-        (_, Some(k)) => (0..k).map(|i| i.to_string()).collect(),
+        (_, Some(k)) => match &data.class_names {
+            Some(names) => names.clone(),
+            None => (0..k).map(|i| i.to_string()).collect(),
+        },
         (_, None) => Vec::new(),
     };
     Ok(Loaded { data, test, split, class_names, classes, name })
 }
 
 /// Fits the tokenizer or the normaliser on the training split and builds the metadata.
-fn preprocessing(
-    args: &TrainArgs,
-    l: &Loaded,
-) -> Result<(ModelMeta, Option<Tokenizer>, Option<Normalizer>, SpecInput)> {
+/// `spec` masked as `mask` says, checked.
+pub fn with_mask(spec: tinylstm::Spec, mask: Mask) -> Result<tinylstm::Spec> {
+    let spec = match mask {
+        Mask::Off => spec,
+        Mask::Zero => spec.mask_zero(),
+        Mask::Value(v) => spec.masking(v),
+    };
+    spec.validate().map_err(|e| anyhow!("model settings: {e}"))?;
+    Ok(spec)
+}
+
+type Preprocessing = (ModelMeta, Option<Tokenizer>, Option<Normalizer>, SpecInput, Mask);
+
+fn preprocessing(args: &TrainArgs, l: &Loaded) -> Result<Preprocessing> {
     let padding = args.padding.unwrap_or_default();
     let truncating = args.truncating.unwrap_or_default();
     match l.data.kind {
@@ -173,15 +254,35 @@ fn preprocessing(
             if maxlen == 0 {
                 bail!("--maxlen must be at least 1");
             }
+            // Keras-sized: min(num_words, len(word_index) + 1) rows (at least 2).
             let vocab = tok.vocab_size().max(2);
             let mut meta = ModelMeta::new(Task::Text, maxlen, padding, truncating);
             meta.class_names = l.class_names.clone();
-            Ok((meta, Some(tok), None, SpecInput::Tokens { vocab }))
+            meta.vocabulary = Some(tok.vocabulary_len());
+            if args.mask_value.is_some() {
+                bail!("--mask-value is for sequences; text masks padding with --mask-zero");
+            }
+            let mask = if args.mask_zero == Some(true) { Mask::Zero } else { Mask::Off };
+            Ok((meta, Some(tok), None, SpecInput::Tokens { vocab }, mask))
         }
         DatasetKind::Sequence { channels } => {
-            let longest =
-                l.split.train.iter().filter_map(|&i| l.data.samples[i].steps()).max().unwrap_or(1);
+            if args.mask_zero == Some(true) {
+                bail!("--mask-zero is for text; sequences mask with --mask-value");
+            }
+            // The longest row of every file (lengths are not labels): a test row is then never
+            // cut, and the model records the longest row it accepts.
+            let all = l.data.samples.iter().chain(l.test.iter().flat_map(|t| t.samples.iter()));
+            let (lo, longest) = all
+                .filter_map(|s| s.steps())
+                .fold((usize::MAX, 1), |(lo, hi), t| (lo.min(t), hi.max(t)));
             let steps = args.maxlen.unwrap_or(longest);
+            // Rows of different lengths are masked as Keras's Masking layer does (value 0 by
+            // default, as Keras); --mask-value masks equal-length rows too.
+            let mask = match args.mask_value {
+                Some(v) => Mask::Value(v),
+                None if lo < longest => Mask::Value(0.0),
+                None => Mask::Off,
+            };
             if steps == 0 {
                 bail!("--maxlen must be at least 1");
             }
@@ -192,7 +293,7 @@ fn preprocessing(
             };
             let mut meta = ModelMeta::new(Task::Sequence, steps, padding, truncating);
             meta.class_names = l.class_names.clone();
-            Ok((meta, None, norm, SpecInput::Channels(channels)))
+            Ok((meta, None, norm, SpecInput::Channels(channels), mask))
         }
     }
 }
@@ -219,6 +320,55 @@ pub struct PreparedData {
     pub valid: Prepared,
     /// Test split: the `--test` file, or the held-out part of the data (may be empty).
     pub test: Prepared,
+    /// The series and its windows (`--task forecast`).
+    pub forecast: Option<crate::forecast::ForecastData>,
+    /// Which steps the model skips (padding of rows of different lengths, `--mask-zero`).
+    pub mask: Mask,
+    /// What was inferred from the data, in one line (task, input kind, shape), printed first
+    /// by every training run.
+    pub description: String,
+}
+
+/// One line saying what a training run infers: the task, the input kind and its shape.
+fn describe(l: &Loaded, meta: &ModelMeta, tok: Option<&Tokenizer>, mask: Mask) -> String {
+    let task = match (l.classes, &l.class_names) {
+        (None, _) => "regression (one real-valued target)".to_string(),
+        (Some(k), names) => {
+            let shown: Vec<&str> = names.iter().take(8).map(String::as_str).collect();
+            let more = if names.len() > 8 { ", …" } else { "" };
+            format!("classification into {k} classes ({}{more})", shown.join(", "))
+        }
+    };
+    let input = match (l.data.kind, tok) {
+        (DatasetKind::Text, Some(t)) => format!(
+            "text, {} level, {} tokens per sample ({} {} in the training split)",
+            if t.config().char_level { "character" } else { "word" },
+            meta.steps,
+            t.vocabulary_len(),
+            if t.config().char_level { "distinct characters" } else { "distinct words" },
+        ),
+        (DatasetKind::Text, None) => "text".to_string(),
+        (DatasetKind::Sequence { channels }, _) => {
+            let ranges = [l.data.steps_range(), l.test.as_ref().and_then(Dataset::steps_range)];
+            let (lo, hi) = ranges
+                .into_iter()
+                .flatten()
+                .reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)))
+                .unwrap_or((meta.steps, meta.steps));
+            let rows = if lo == hi {
+                format!("every row {hi} steps")
+            } else {
+                format!("rows of {lo} to {hi} steps, {}-padded", meta.padding)
+            };
+            format!("sequences of {channels} channels × {} steps ({rows})", meta.steps)
+        }
+    };
+    let mask = match mask {
+        Mask::Off => String::new(),
+        Mask::Zero => ", token 0 masked".to_string(),
+        Mask::Value(v) => format!(", steps of all {v} masked"),
+    };
+    format!("Task: {task}; input: {input}{mask}; from {}", l.data.source.display())
 }
 
 type CacheSlot<T> = Arc<OnceLock<std::result::Result<Arc<T>, String>>>;
@@ -261,7 +411,7 @@ impl DataCache {
 /// Loads, splits and preprocesses the data as `args` say, through `cache` when given.
 pub fn prepare_data(args: &TrainArgs, cache: Option<&DataCache>) -> Result<Arc<PreparedData>> {
     let prepare = |loaded: &Loaded| -> Result<PreparedData> {
-        let (meta, tokenizer, normalizer, input) = preprocessing(args, loaded)?;
+        let (meta, tokenizer, normalizer, input, mask) = preprocessing(args, loaded)?;
         let channels = match input {
             SpecInput::Tokens { .. } => 1,
             SpecInput::Channels(c) => c,
@@ -274,7 +424,14 @@ pub fn prepare_data(args: &TrainArgs, cache: Option<&DataCache>) -> Result<Arc<P
             tokenizer: tokenizer.as_ref(),
             normalizer: normalizer.as_ref(),
             channels,
+            pad_value: match mask {
+                Mask::Value(v) => v,
+                _ => 0.0,
+            },
+            // A --maxlen shorter than the longest row cuts rows, as asked.
+            strict: args.maxlen.is_none(),
         };
+        let description = describe(loaded, &meta, tokenizer.as_ref(), mask);
         let train = pre.prepare_indices(&loaded.data, &loaded.split.train)?;
         let valid = pre.prepare_indices(&loaded.data, &loaded.split.valid)?;
         let test = match &loaded.test {
@@ -291,6 +448,9 @@ pub fn prepare_data(args: &TrainArgs, cache: Option<&DataCache>) -> Result<Arc<P
             train,
             valid,
             test,
+            description,
+            mask,
+            forecast: None,
         })
     };
     match cache {
@@ -303,5 +463,40 @@ pub fn prepare_data(args: &TrainArgs, cache: Option<&DataCache>) -> Result<Arc<P
                 prepare(&loaded)
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::split::random_split;
+    use crate::settings::SplitKind;
+
+    /// 30 samples of class 0 then 10 of class 1, 2 channels × 2 steps.
+    fn file(dir: &Path) -> std::path::PathBuf {
+        let path = dir.join("d.csv");
+        let rows: String = (0..40).map(|i| format!("{},{i},1,2,3\n", u8::from(i >= 30))).collect();
+        std::fs::write(&path, rows).unwrap();
+        path
+    }
+
+    #[test]
+    fn split_protocols_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let args =
+            TrainArgs { data: Some(file(dir.path())), channels: Some(2), ..TrainArgs::default() };
+        // Stratified (default): every split keeps the 3:1 class balance exactly.
+        let l = load_all(&args).unwrap();
+        let stratified = l.split.clone();
+        let ones = |idx: &[usize]| idx.iter().filter(|&&i| i >= 30).count();
+        assert_eq!((l.split.test.len(), ones(&l.split.test)), (4, 1));
+        assert_eq!((l.split.valid.len(), ones(&l.split.valid)), (4, 1));
+        // Seed: one permutation of all 40 samples, whatever their class (the permutation of
+        // `random_split`, pinned in the split module's tests).
+        let seed = TrainArgs { split: Some(SplitKind::Seed), ..args };
+        let l = load_all(&seed).unwrap();
+        let want = random_split(40, SplitFractions::default(), 42).unwrap();
+        assert_eq!(l.split, want);
+        assert_ne!(want, stratified, "the two protocols must differ on this data");
     }
 }

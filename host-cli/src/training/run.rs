@@ -17,6 +17,7 @@ use anyhow::{Context, Result};
 /// A folder the run creates is removed again if the run fails before writing anything into it;
 /// an existing folder with files in it is reused (its files are replaced), and the run says so.
 pub fn train_model(args: &TrainArgs, opts: RunOptions<'_>) -> Result<TrainOutcome> {
+    let mut reused = false;
     let created = match &opts.out_dir {
         Some(dir) if !dir.exists() => {
             std::fs::create_dir_all(dir)
@@ -28,17 +29,12 @@ pub fn train_model(args: &TrainArgs, opts: RunOptions<'_>) -> Result<TrainOutcom
                 .with_context(|| format!("cannot read output folder {}", dir.display()))?
                 .next()
                 .is_some();
-            if used && !opts.quiet && opts.resume.is_none() {
-                eprintln!(
-                    "Reusing output folder {} (files of an earlier run there are replaced)",
-                    dir.display()
-                );
-            }
+            reused = used && opts.resume.is_none();
             None
         }
         None => None,
     };
-    let result = train_in(args, opts);
+    let result = train_in(args, opts, reused);
     if let (Err(_), Some(dir)) = (&result, created) {
         // Only an empty folder is removed: a failed run keeps its last good checkpoint.
         let _ = std::fs::remove_dir(&dir);
@@ -46,12 +42,19 @@ pub fn train_model(args: &TrainArgs, opts: RunOptions<'_>) -> Result<TrainOutcom
     result
 }
 
-fn train_in(args: &TrainArgs, opts: RunOptions<'_>) -> Result<TrainOutcome> {
+fn train_in(args: &TrainArgs, opts: RunOptions<'_>, reused: bool) -> Result<TrainOutcome> {
     let mut session = TrainSession::new(args, &opts)?;
     let RunOptions { out_dir, quiet, resume, mut on_epoch, .. } = opts;
     let data = session.data.clone();
     let (train, valid, test) = (&data.train, &data.valid, &data.test);
     if !quiet {
+        eprintln!("{}", data.description);
+        if let (true, Some(dir)) = (reused, &out_dir) {
+            eprintln!(
+                "Reusing output folder {} (files of an earlier run there are replaced)",
+                dir.display()
+            );
+        }
         if resume.is_some() {
             eprintln!(
                 "Resuming after epoch {} (step {})",
@@ -124,7 +127,14 @@ fn train_in(args: &TrainArgs, opts: RunOptions<'_>) -> Result<TrainOutcome> {
     }
     let model = session.model();
     let valid_report = if valid.len > 0 { Some(session.evaluate(valid)?) } else { None };
-    let test_report = if test.len > 0 { Some(session.evaluate(test)?) } else { None };
+    let mut test_report = if test.len > 0 { Some(session.evaluate(test)?) } else { None };
+    let mut forecast_plot = None;
+    if let (Some(f), Some(r), Some(norm)) = (&data.forecast, test_report.as_mut(), &data.normalizer)
+    {
+        let pred = super::forecast::unstandardize(&session.outputs(test)?, norm);
+        r.forecast = Some(crate::forecast::report(&f.series, &f.test, &f.meta, &pred));
+        forecast_plot = Some(pred);
+    }
     let mut written = Vec::new();
     if let (Some(dir), Some(model_path)) = (&out_dir, &model_path) {
         model.save(model_path)?;
@@ -139,6 +149,11 @@ fn train_in(args: &TrainArgs, opts: RunOptions<'_>) -> Result<TrainOutcome> {
             crate::files::write_atomic(&dir.join("metrics.json"), &serde_json::to_vec_pretty(r)?)?;
             written.push(dir.join("metrics.json"));
             written.extend(r.write_plots(dir, &format!("{} — test split", data.name))?);
+            if let (Some(f), Some(pred)) = (&data.forecast, &forecast_plot) {
+                let title = format!("{} — forecast on the test span", data.name);
+                written
+                    .extend(crate::forecast::plot(dir, &title, &f.series, &f.test, &f.meta, pred)?);
+            }
         }
         written.extend(crate::export::firmware_exports(&model, dir)?);
     }

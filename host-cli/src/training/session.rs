@@ -101,8 +101,12 @@ impl TrainSession {
     /// restores them from `opts.resume`. `opts.out_dir` and `opts.on_epoch` are not used here.
     pub fn new(args: &TrainArgs, opts: &RunOptions<'_>) -> Result<TrainSession> {
         args.check_floats()?;
-        let data = prepare_data(args, opts.cache)?;
-        let spec = args.spec(data.input, data.classes)?;
+        let data = if args.task == Some(crate::settings::TaskKind::Forecast) {
+            Arc::new(super::forecast::prepare_forecast(args)?)
+        } else {
+            prepare_data(args, opts.cache)?
+        };
+        let spec = super::prepared::with_mask(args.spec(data.input, data.classes)?, data.mask)?;
         let optimizer = args.optimizer()?;
         let penalties = args.penalties(&spec)?;
         let bptt = args.bptt()?;
@@ -281,6 +285,11 @@ impl TrainSession {
         let (loss, outputs) = self.trainer.evaluate(params, data)?;
         let names = self.bundle_with(Vec::new(), self.meta.clone()).class_names();
         EvalReport::new(&self.spec, &names, loss, data, &outputs)
+    }
+
+    /// The model's outputs ([`final_params`](TrainSession::final_params)) on `data`, `[N][K]`.
+    pub fn outputs(&self, data: &Prepared) -> Result<Vec<f32>> {
+        Ok(self.trainer.evaluate(self.final_params(), data)?.1)
     }
 
     /// Metrics of the model ([`final_params`](TrainSession::final_params)) on `data`.

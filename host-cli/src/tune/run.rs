@@ -411,6 +411,9 @@ pub fn run_search(search: &Search, opts: &TuneOptions) -> Result<TuneSummary> {
     // Data first: a missing file or an impossible objective fails before any trial.
     let cache = DataCache::new();
     let probe = plan.trials.first().map_or_else(|| search.base.clone(), |t| t.args.clone());
+    if probe.task == Some(crate::settings::TaskKind::Forecast) {
+        bail!("tune searches classification and regression settings; --task forecast is not searched yet");
+    }
     let data = prepare_data(&probe, Some(&cache))?;
     if data.valid.len == 0 {
         bail!("tuning needs a validation split: set --valid-split above 0");

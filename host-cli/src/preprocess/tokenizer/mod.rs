@@ -480,14 +480,17 @@ impl Tokenizer {
         self.oov_index
     }
 
-    /// Embedding `input_dim` for the ids this tokenizer emits: `num_words` when set (as Keras
-    /// code usually writes it), else `len(word_index) + 1`; never less than the OOV index + 1.
-    /// Every id from [`text_to_sequence`](Self::text_to_sequence) is `< vocab_size()`.
+    /// Embedding `input_dim` for the ids this tokenizer emits, sized as the Keras seed code
+    /// sizes it: `min(num_words, len(word_index) + 1)` (`len(word_index) + 1` without a
+    /// limit); never less than the OOV index + 1. Every id from
+    /// [`text_to_sequence`](Self::text_to_sequence) is `< vocab_size()`. A tokenizer read back
+    /// from bytes gives the same value (it keeps the words below `num_words`).
     pub fn vocab_size(&self) -> usize {
         let oov = self.oov_index.map_or(0, |o| o as usize + 1);
+        let all = self.index_word.len() + 1;
         let base = match self.config.num_words {
-            Some(n) if n > 0 => n,
-            _ => self.index_word.len() + 1,
+            Some(n) if n > 0 => n.min(all),
+            _ => all,
         };
         base.max(oov)
     }
