@@ -6,8 +6,12 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cli = tinylstm_cli::commands::Cli::parse();
     match tinylstm_cli::commands::run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => {
+            tinylstm_cli::output::flush_stdout();
+            ExitCode::SUCCESS
+        }
         Err(e) => {
+            tinylstm_cli::output::flush_stdout();
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }

@@ -104,9 +104,14 @@ pub fn run_eval(cmd: &EvalCmd) -> Result<()> {
     let (loss, outputs) = trainer.evaluate(&bundle.params, &prepared)?;
     let report = EvalReport::new(&bundle.spec, &names, loss, &prepared, &outputs)?;
     if cmd.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("{} on {} ({} samples):", cmd.model.display(), cmd.data.display(), prepared.len);
+        crate::outln!(
+            "{} on {} ({} samples):",
+            cmd.model.display(),
+            cmd.data.display(),
+            prepared.len
+        );
         print_report(&report);
     }
     if let Some(dir) = &cmd.plots {
@@ -199,12 +204,12 @@ pub fn run_predict(cmd: &PredictCmd) -> Result<()> {
                 "class": class,
                 "class_name": name,
             });
-            println!("{v}");
+            crate::outln!("{v}");
         } else {
             let vals: Vec<String> = row.iter().map(|x| format!("{x:.4}")).collect();
             match name {
-                Some(n) => println!("{i}\t{n}\t[{}]", vals.join(", ")),
-                None => println!("{i}\t[{}]", vals.join(", ")),
+                Some(n) => crate::outln!("{i}\t{n}\t[{}]", vals.join(", ")),
+                None => crate::outln!("{i}\t[{}]", vals.join(", ")),
             }
         }
     }
@@ -261,27 +266,35 @@ pub fn run_info(cmd: &InfoCmd) -> Result<()> {
         "trained_with": b.meta.config,
     });
     if cmd.json {
-        println!("{}", serde_json::to_string_pretty(&info)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&info)?);
         return Ok(());
     }
-    println!("{}", cmd.model.display());
+    crate::outln!("{}", cmd.model.display());
     match s.input {
         InputKind::Tokens { vocab, embed } => {
-            println!("  input       token ids, vocabulary {vocab}, embedding {embed}")
+            crate::outln!("  input       token ids, vocabulary {vocab}, embedding {embed}")
         }
-        InputKind::Channels(c) => println!("  input       {c} channels per step"),
+        InputKind::Channels(c) => crate::outln!("  input       {c} channels per step"),
     }
     let units: Vec<String> = s.units[..s.layers].iter().map(|u| u.to_string()).collect();
-    println!("  LSTM units  {}", units.join(", "));
-    println!("  head        Dense({}, {})", s.outputs, crate::summary::head_name(s.head));
-    println!("  steps       {t} ({} padding, {} truncation)", b.meta.padding, b.meta.truncating);
-    println!("  parameters  {} ({} KiB as f32)", s.param_count(), bytes(s.param_count()) / 1024);
-    println!("  RAM         inference {} B work + streaming state {} B; training (batch 1, full BPTT over {t} steps) {} KiB incl. gradients and Adam state",
+    crate::outln!("  LSTM units  {}", units.join(", "));
+    crate::outln!("  head        Dense({}, {})", s.outputs, crate::summary::head_name(s.head));
+    crate::outln!(
+        "  steps       {t} ({} padding, {} truncation)",
+        b.meta.padding,
+        b.meta.truncating
+    );
+    crate::outln!(
+        "  parameters  {} ({} KiB as f32)",
+        s.param_count(),
+        bytes(s.param_count()) / 1024
+    );
+    crate::outln!("  RAM         inference {} B work + streaming state {} B; training (batch 1, full BPTT over {t} steps) {} KiB incl. gradients and Adam state",
         bytes(fwd + s.outputs), bytes(state),
         bytes(train + 3 * s.param_count()) / 1024);
-    println!("  classes     {}", b.class_names().join(", "));
+    crate::outln!("  classes     {}", b.class_names().join(", "));
     if let Some(tok) = &b.tokenizer {
-        println!(
+        crate::outln!(
             "  tokenizer   {} words kept of {}, ids < {}, {}{}",
             tok.vocab_size().saturating_sub(1),
             tok.vocabulary_len(),
@@ -295,9 +308,9 @@ pub fn run_info(cmd: &InfoCmd) -> Result<()> {
         );
     }
     if let Some(n) = &b.normalizer {
-        println!("  standardize means {:?}, stds {:?}", n.means(), n.stds());
+        crate::outln!("  standardize means {:?}, stds {:?}", n.means(), n.stds());
     }
-    println!();
-    print!("{}", crate::summary::summary(&s, Some(t)));
+    crate::outln!();
+    crate::out!("{}", crate::summary::summary(&s, Some(t)));
     Ok(())
 }

@@ -34,7 +34,7 @@ pub struct ExportCmd {
 pub fn run_export(cmd: &ExportCmd) -> Result<()> {
     let bundle = ModelBundle::load(&cmd.model)?;
     ex::write_format(&bundle, cmd.format, &cmd.out, &cmd.name)?;
-    println!("Wrote {}", cmd.out.display());
+    crate::outln!("Wrote {}", cmd.out.display());
     Ok(())
 }
 
@@ -132,6 +132,6 @@ pub fn run_import(cmd: &ImportCmd) -> Result<()> {
         best_params: None,
     };
     bundle.save(&cmd.out)?;
-    println!("Wrote {} ({} parameters)", cmd.out.display(), spec.param_count());
+    crate::outln!("Wrote {} ({} parameters)", cmd.out.display(), spec.param_count());
     Ok(())
 }

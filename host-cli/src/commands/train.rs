@@ -62,23 +62,23 @@ pub fn run(cmd: &TrainCmd) -> Result<()> {
         RunOptions { out_dir: Some(out_dir), quiet: cmd.quiet, resume, ..RunOptions::default() },
     )?;
     if let Some(r) = &outcome.test_report {
-        println!("Test metrics ({} samples):", outcome.sizes.2);
+        crate::outln!("Test metrics ({} samples):", outcome.sizes.2);
         print_report(r);
     }
     let history = &outcome.state.history;
     let total: f64 = history.iter().map(|h| h.seconds).sum();
     let samples: f64 = history.iter().map(|h| h.samples_per_sec * h.seconds).sum();
     if total > 0.0 {
-        println!(
+        crate::outln!(
             "Training throughput: {:.0} samples/s over {} epochs ({:.1} s)",
             samples / total,
             history.len(),
             total
         );
     }
-    println!("Wrote:");
+    crate::outln!("Wrote:");
     for p in &outcome.written {
-        println!("  {}", p.display());
+        crate::outln!("  {}", p.display());
     }
     Ok(())
 }

