@@ -232,7 +232,7 @@ pub fn run_info(cmd: &InfoCmd) -> Result<()> {
     let b = ModelBundle::load(&cmd.model)?;
     let s = b.spec;
     let t = b.meta.steps;
-    let bytes = |floats: usize| floats * 4;
+    let bytes = |floats: usize| floats.saturating_mul(4);
     let too_large = || anyhow!("{}: {t} steps: work buffer sizes overflow", cmd.model.display());
     let fwd = s.forward_work_len(1, 1).ok_or_else(too_large)?;
     let state = s.state_len(1).ok_or_else(too_large)?;
@@ -251,7 +251,7 @@ pub fn run_info(cmd: &InfoCmd) -> Result<()> {
         "parameter_bytes": bytes(s.param_count()),
         "inference_ram_bytes_batch1": bytes(fwd + s.outputs),
         "streaming_state_bytes": bytes(state),
-        "training_ram_bytes_batch1_full_bptt": bytes(train + 2 * s.param_count()),
+        "training_ram_bytes_batch1_full_bptt": bytes(train.saturating_add(2 * s.param_count())),
         "classes": b.class_names(),
         "padding": b.meta.padding, "truncating": b.meta.truncating,
         "tokenizer": b.tokenizer.as_ref().map(|tok| serde_json::json!({

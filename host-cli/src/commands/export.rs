@@ -112,6 +112,8 @@ pub fn run_import(cmd: &ImportCmd) -> Result<()> {
     let classes =
         if cmd.head == Some(HeadKind::Linear) { None } else { Some(cmd.classes.unwrap_or(2)) };
     let spec = args.spec(input, classes)?;
+    let width = if let SpecInput::Channels(c) = input { c } else { 1 };
+    crate::limits::Machine::detect()?.check_inputs(1, cmd.maxlen, width)?;
     let params = ex::read_keras_npz(&cmd.npz, &spec)?;
     let padding = if cmd.padding.as_deref() == Some("post") { Side::Post } else { Side::Pre };
     let mut meta = ModelMeta::new(task, cmd.maxlen, padding, Side::Pre);

@@ -114,9 +114,7 @@ impl Trainer {
         if cfg.batch_size == 0 {
             bail!("--batch-size must be at least 1");
         }
-        if cfg.threads == 0 {
-            bail!("--threads must be at least 1");
-        }
+        crate::limits::Machine::detect()?.check_threads("--threads", cfg.threads)?;
         let pool = rayon::ThreadPoolBuilder::new().num_threads(cfg.threads).build()?;
         Ok(Trainer { cfg, pool })
     }
@@ -221,9 +219,22 @@ impl Trainer {
         }
         let bs = cfg.batch_size.min(train.len);
         let part_cap = bs.div_ceil(cfg.threads);
-        let work_len = spec.train_work_len(part_cap, train.steps, cfg.bptt).ok_or_else(|| {
-            anyhow!("batch {part_cap} of {} steps: training work buffer too large", train.steps)
-        })?;
+        let work_len = spec.train_work_len(part_cap, train.steps, cfg.bptt);
+        // Per thread: work buffer, gradients, outputs; plus the epoch's outputs.
+        let bytes = work_len
+            .and_then(|w| w.checked_add(p)?.checked_add(part_cap.checked_mul(k)?))
+            .and_then(|slot| slot.checked_mul(cfg.threads)?.checked_add(train.len.checked_mul(k)?))
+            .and_then(|floats| (floats as u64).checked_mul(4));
+        crate::limits::Machine::detect()?.check_memory(
+            "training (work buffers of every thread)",
+            &format!(
+                "--batch-size {} over --threads {} with {} steps per sequence (--maxlen, or the \
+                 data's longest sequence)",
+                cfg.batch_size, cfg.threads, train.steps
+            ),
+            bytes,
+        )?;
+        let work_len = work_len.ok_or_else(|| anyhow!("training work buffer too large"))?;
         let mut slots: Vec<Slot> = (0..cfg.threads)
             .map(|_| Slot {
                 work: vec![0.0; work_len],

@@ -82,6 +82,12 @@ fn load_all(args: &TrainArgs) -> Result<Loaded> {
             if cfg.samples < 4 * synthetic::CLASSES {
                 bail!("--synthetic-samples must be at least {}", 4 * synthetic::CLASSES);
             }
+            // Each sample: its values as loaded and as prepared (3 channels).
+            crate::limits::Machine::detect()?.check_memory(
+                "generating the synthetic samples",
+                &format!("--synthetic-samples {}", cfg.samples),
+                (cfg.samples as u64).checked_mul(cfg.steps as u64 * 3 * 4 * 2),
+            )?;
             (synthetic::generate(&cfg), None, "synthetic".to_string())
         }
         Some(path) => {

@@ -114,6 +114,18 @@ impl TrainSession {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let default_epochs = if args.data.is_none() { 25 } else { 10 };
         let epochs = args.epochs.unwrap_or(default_epochs);
+        crate::limits::check_count("--epochs", epochs)?;
+        crate::limits::check_count("--patience", args.patience.unwrap_or(0))?;
+        // Parameters, best parameters, gradients and up to two optimizer-state vectors, and
+        // one gradient per thread.
+        let p = spec.param_count() as u64;
+        crate::limits::Machine::detect()?.check_memory(
+            "the parameters, gradients and optimizer state",
+            &format!(
+                "the model's size ({p} parameters from --units, --embedding-dim, --num-words)"
+            ),
+            (threads as u64).checked_add(5).and_then(|n| n.checked_mul(p)?.checked_mul(4)),
+        )?;
         let monitor = args.monitor.unwrap_or(if data.valid.len > 0 {
             crate::settings::Monitor::ValLoss
         } else {

@@ -456,6 +456,7 @@ pub fn run_search(search: &Search, opts: &TuneOptions) -> Result<TuneSummary> {
     let trial_threads = search.base.threads.unwrap_or(1).max(1);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let jobs = opts.jobs.unwrap_or((cores / trial_threads).max(1)).max(1);
+    crate::limits::Machine::detect()?.check_threads("--jobs", jobs)?;
     if !opts.quiet {
         let s = &search.settings;
         crate::outln!(
