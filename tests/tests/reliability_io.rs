@@ -140,3 +140,110 @@ fn stdout_is_written_only_through_the_output_module() {
     }
     assert!(bad.is_empty(), "direct stdout writes (use crate::outln!): {bad:#?}");
 }
+
+/// Runs the binary; it must fail cleanly (exit 1 or 2, no panic); returns stderr.
+fn fails(args: &[&str]) -> String {
+    let out = Command::new(binary()).args(args).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(matches!(out.status.code(), Some(1 | 2)), "tinylstm {args:?}: {:?}: {err}", out.status);
+    assert!(!err.contains("panicked"), "tinylstm {args:?} panicked: {err}");
+    err
+}
+
+#[test]
+fn clobber_export_and_import_refuse_an_output_that_is_an_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.tlm");
+    text_model().save(&model).unwrap();
+    let before = std::fs::read(&model).unwrap();
+    // The same path, another spelling of it, and a hard link.
+    let other_spelling = dir.path().join("sub/../m.tlm");
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    let link = dir.path().join("link.tlm");
+    std::fs::hard_link(&model, &link).unwrap();
+    for out in [&model, &other_spelling, &link] {
+        let e = fails(&["export", "--model", s(&model), "--format", "json", "--out", s(out)]);
+        assert!(
+            e.contains(&format!("--out {}", out.display()))
+                && e.contains(&format!("--model {}", model.display()))
+                && e.contains("would overwrite"),
+            "{e}"
+        );
+    }
+    assert_eq!(std::fs::read(&model).unwrap(), before, "the model was changed");
+
+    let npz = dir.path().join("w.npz");
+    std::fs::write(&npz, b"not read: refused before").unwrap();
+    let e = fails(&[
+        "import",
+        "--npz",
+        s(&npz),
+        "--channels",
+        "3",
+        "--units",
+        "4",
+        "--classes",
+        "2",
+        "--maxlen",
+        "10",
+        "--out",
+        s(&npz),
+    ]);
+    assert!(e.contains("would overwrite the input --npz"), "{e}");
+    let e = fails(&[
+        "import",
+        "--npz",
+        s(&npz),
+        "--tokenizer-from",
+        s(&model),
+        "--units",
+        "4",
+        "--maxlen",
+        "10",
+        "--out",
+        s(&link),
+    ]);
+    assert!(e.contains("would overwrite the input --tokenizer-from"), "{e}");
+    assert_eq!(std::fs::read(&npz).unwrap(), b"not read: refused before");
+    assert_eq!(std::fs::read(&model).unwrap(), before);
+}
+
+#[test]
+fn clobber_train_refuses_inputs_among_its_outputs_and_eval_checks_plots() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    std::fs::create_dir(&out).unwrap();
+    let mut csv = String::from("label,text\n");
+    for i in 0..12 {
+        csv.push_str(if i % 2 == 0 { "0,the cat sat\n" } else { "1,free prize now\n" });
+    }
+    for (flag, name) in [("--data", "history.csv"), ("--test", "metrics.json")] {
+        let input = out.join(name);
+        std::fs::write(&input, &csv).unwrap();
+        let other = dir.path().join("d.csv");
+        std::fs::write(&other, &csv).unwrap();
+        let mut args = vec!["train", "--out", s(&out), "--epochs", "1", "--quiet"];
+        if flag == "--data" {
+            args.extend(["--data", s(&input)]);
+        } else {
+            args.extend(["--data", s(&other), "--test", s(&input)]);
+        }
+        let e = fails(&args);
+        assert!(
+            e.contains(&format!("--out {}", out.display()))
+                && e.contains(&format!("{flag} {}", input.display()))
+                && e.contains(name),
+            "{e}"
+        );
+        assert_eq!(std::fs::read_to_string(&input).unwrap(), csv);
+        std::fs::remove_file(&input).unwrap();
+    }
+    // eval --plots naming an existing file: the message names it, nothing is written.
+    let model = dir.path().join("m.tlm");
+    text_model().save(&model).unwrap();
+    let data = dir.path().join("d.csv");
+    let e = fails(&["eval", "--model", s(&model), "--data", s(&data), "--plots", s(&model)]);
+    assert!(e.contains(&format!("--plots {}: exists and is not a folder", model.display())), "{e}");
+    let e = fails(&["eval", "--model", s(&model), "--data", s(&data), "--plots", s(&data)]);
+    assert!(e.contains(&format!("--plots {}", data.display())), "{e}");
+}

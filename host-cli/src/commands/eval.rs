@@ -91,6 +91,9 @@ fn data_args(
 
 /// Runs `tinylstm eval`.
 pub fn run_eval(cmd: &EvalCmd) -> Result<()> {
+    if let Some(dir) = &cmd.plots {
+        check_plots_folder(dir, &[("--model", &cmd.model), ("--data", &cmd.data)])?;
+    }
     let bundle = ModelBundle::load(&cmd.model)?;
     let args = data_args(&bundle, &cmd.label_column, &cmd.text_column, cmd.header);
     let data = crate::training::load(&cmd.data, &args, bundle.spec.head == Head::Linear)?;
@@ -115,12 +118,25 @@ pub fn run_eval(cmd: &EvalCmd) -> Result<()> {
         print_report(&report);
     }
     if let Some(dir) = &cmd.plots {
-        std::fs::create_dir_all(dir)?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| anyhow!("cannot create the --plots folder {}: {e}", dir.display()))?;
         for p in report.write_plots(dir, &cmd.data.display().to_string())? {
             eprintln!("Wrote {}", p.display());
         }
     }
     Ok(())
+}
+
+/// Checks `--plots DIR` before any work: a folder (or nothing yet), holding none of `inputs`
+/// under a picture's name.
+fn check_plots_folder(dir: &std::path::Path, inputs: &[(&str, &std::path::Path)]) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        bail!(
+            "--plots {}: exists and is not a folder (the pictures are written into a folder)",
+            dir.display()
+        );
+    }
+    crate::files::refuse_inputs_in_folder("--plots", dir, &[], inputs)
 }
 
 /// `tinylstm predict` options.

@@ -32,6 +32,7 @@ pub struct ExportCmd {
 
 /// Runs `tinylstm export`.
 pub fn run_export(cmd: &ExportCmd) -> Result<()> {
+    crate::files::refuse_clobber(&[("--out", &cmd.out)], &[("--model", &cmd.model)])?;
     let bundle = ModelBundle::load(&cmd.model)?;
     ex::write_format(&bundle, cmd.format, &cmd.out, &cmd.name)?;
     crate::outln!("Wrote {}", cmd.out.display());
@@ -82,6 +83,9 @@ pub fn run_import(cmd: &ImportCmd) -> Result<()> {
     if cmd.maxlen == 0 {
         bail!("--maxlen must be at least 1");
     }
+    let mut inputs = vec![("--npz", cmd.npz.as_path())];
+    inputs.extend(cmd.tokenizer_from.as_deref().map(|p| ("--tokenizer-from", p)));
+    crate::files::refuse_clobber(&[("--out", &cmd.out)], &inputs)?;
     let tok_bundle = match &cmd.tokenizer_from {
         Some(p) => Some(ModelBundle::load(p)?),
         None => None,

@@ -46,6 +46,20 @@ pub fn run(cmd: &TrainCmd) -> Result<()> {
     let mut args = file_args.overlaid(&cmd.args);
     let out_dir = cmd.out.clone().unwrap_or_else(|| PathBuf::from("out").join(args.run_name()));
     let checkpoint_path = out_dir.join("checkpoint.tlm");
+    let inputs: Vec<(&str, &std::path::Path)> = [
+        ("--data", args.data.as_deref()),
+        ("--test", args.test.as_deref()),
+        ("--config", cmd.config.as_deref()),
+    ]
+    .into_iter()
+    .filter_map(|(f, p)| Some((f, p?)))
+    .collect();
+    crate::files::refuse_inputs_in_folder(
+        "--out",
+        &out_dir,
+        crate::training::run::RUN_FILES,
+        &inputs,
+    )?;
     let resume = if cmd.resume {
         let ck = ModelBundle::load(&checkpoint_path)
             .with_context(|| format!("--resume: no usable checkpoint in {}", out_dir.display()))?;

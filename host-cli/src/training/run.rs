@@ -7,6 +7,18 @@ use crate::model_file::{ModelBundle, ModelMeta};
 use crate::settings::TrainArgs;
 use anyhow::{Context, Result};
 
+/// Files a run writes into its output folder (besides pictures, `.svg` and `.png`).
+pub const RUN_FILES: &[&str] = &[
+    "model.tlm",
+    "checkpoint.tlm",
+    "history.json",
+    "history.csv",
+    "metrics.json",
+    "model.rs",
+    "model.h",
+    "model.json",
+];
+
 /// Runs a whole training as `tinylstm train` does, without its console report: prepares the
 /// data, trains (resuming from `opts.resume`), and evaluates on the validation and test splits.
 /// With `opts.out_dir`, writes what `train` writes there: `checkpoint.tlm` after every epoch,
