@@ -188,3 +188,100 @@ fn bounds_tune_counts() {
     );
     contains_all(&e, &["--jobs 100000", "at most"]);
 }
+
+/// Trains a tiny synthetic model for `epochs` epochs into `out` (must succeed).
+fn train_tiny(out: &Path, extra: &[&str]) {
+    let args = [
+        &["train", "--out", s(out), "--synthetic-samples", "64", "--units", "4", "--threads", "1"]
+            [..],
+        &["--seed", "1", "--quiet"],
+        extra,
+    ]
+    .concat();
+    common::ok(&args);
+}
+
+#[test]
+fn resume_refuses_what_would_silently_change_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    train_tiny(&out, &["--epochs", "1"]);
+    let model = std::fs::read(out.join("model.tlm")).unwrap();
+    let ck_path = out.join("checkpoint.tlm");
+    let ck_bytes = std::fs::read(&ck_path).unwrap();
+    let o = s(&out);
+
+    // --epochs 0 (fresh or resumed) would write an untrained model: refused, model untouched.
+    let e = fails_with(None, &["train", "--out", o, "--epochs", "0", "--quiet"]);
+    contains_all(&e, &["--epochs must be at least 1"]);
+    let e = fails_with(None, &["train", "--out", o, "--resume", "--epochs", "0", "--quiet"]);
+    contains_all(&e, &["--epochs must be at least 1"]);
+
+    // Another optimizer on resume: refused, naming both.
+    let e = fails_with(
+        None,
+        &["train", "--out", o, "--resume", "--epochs", "2", "--optimizer", "sgd", "--quiet"],
+    );
+    contains_all(&e, &["optimizer adam", "--optimizer sgd"]);
+
+    // An optimizer-state section of the wrong length: refused, naming the file (it used to be
+    // zeroed without a word).
+    let mut ck = ModelBundle::load(&ck_path).unwrap();
+    let state = ck.optimizer_state.as_mut().unwrap();
+    let n = state.len();
+    state.truncate(n - 1);
+    ck.save(&ck_path).unwrap();
+    let e = fails_with(None, &["train", "--out", o, "--resume", "--epochs", "2", "--quiet"]);
+    contains_all(&e, &[s(&ck_path), &format!("holds {} values", n - 1), &format!("needs {n}")]);
+    assert_eq!(std::fs::read(out.join("model.tlm")).unwrap(), model, "model.tlm was changed");
+
+    // The intact checkpoint resumes.
+    std::fs::write(&ck_path, &ck_bytes).unwrap();
+    common::ok(&["train", "--out", o, "--resume", "--epochs", "2", "--quiet"]);
+    let done = ModelBundle::load(&ck_path).unwrap().meta.train_state.unwrap();
+    assert_eq!(done.epochs_done, 2);
+}
+
+#[test]
+fn checkpoint_with_non_finite_metrics_stays_readable() {
+    use tinylstm_cli::history::TrainState;
+    // The reader accepts what older files hold (`null` for NaN/inf, also as the best value)…
+    let old = r#"{"epochs_done":1,"iteration":4,"best":[null,1],"wait":0,"history":[
+        {"epoch":1,"loss":null,"accuracy":null,"val_loss":null,"val_accuracy":0.5,
+         "lr":0.001,"seconds":0.1,"samples_per_sec":100.0}]}"#;
+    let st: TrainState = serde_json::from_str(old).unwrap();
+    assert_eq!(st.best, None, "a non-finite best reads as no best");
+    assert!(st.history[0].loss.is_nan());
+    assert_eq!(st.history[0].val_loss, None);
+    // …and writes non-finite values as strings that read back to the same values.
+    let mut st = st;
+    st.history[0].loss = f64::INFINITY;
+    st.history[0].val_loss = Some(f64::NEG_INFINITY);
+    st.history[0].accuracy = Some(f64::NAN);
+    let text = serde_json::to_string(&st).unwrap();
+    assert!(text.contains(r#""loss":"inf""#) && text.contains(r#""val_loss":"-inf""#), "{text}");
+    let back: TrainState = serde_json::from_str(&text).unwrap();
+    assert_eq!(back.history[0].loss, f64::INFINITY);
+    assert_eq!(back.history[0].val_loss, Some(f64::NEG_INFINITY));
+    assert!(back.history[0].accuracy.unwrap().is_nan());
+    let bad = text.replace(r#""inf""#, r#""lots""#);
+    assert!(serde_json::from_str::<TrainState>(&bad).is_err());
+
+    // Through the binary: a real checkpoint whose history holds an infinite validation loss
+    // loads in `info` and resumes.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    train_tiny(&out, &["--epochs", "1"]);
+    let ck_path = out.join("checkpoint.tlm");
+    let mut ck = ModelBundle::load(&ck_path).unwrap();
+    let ts = ck.meta.train_state.as_mut().unwrap();
+    ts.history[0].val_loss = Some(f64::INFINITY);
+    ts.history[0].loss = f64::NAN;
+    ck.save(&ck_path).unwrap();
+    common::ok(&["info", "--model", s(&ck_path)]);
+    common::ok(&["train", "--out", s(&out), "--resume", "--epochs", "2", "--quiet"]);
+    let ts = ModelBundle::load(&ck_path).unwrap().meta.train_state.unwrap();
+    assert_eq!(ts.epochs_done, 2);
+    assert_eq!(ts.history[0].val_loss, Some(f64::INFINITY));
+    assert!(ts.best.is_some_and(|b| b.0.is_finite()));
+}

@@ -66,6 +66,19 @@ pub fn run(cmd: &TrainCmd) -> Result<()> {
         let stored = ck.meta.config.clone().ok_or_else(|| {
             anyhow!("{}: checkpoint has no training settings", checkpoint_path.display())
         })?;
+        let was = stored.optimizer.unwrap_or(crate::settings::OptimizerKind::Adam);
+        if let Some(now) = cmd.args.optimizer.filter(|n| *n != was) {
+            let name = |k: crate::settings::OptimizerKind| {
+                clap::ValueEnum::to_possible_value(&k)
+                    .map_or(String::new(), |v| v.get_name().into())
+            };
+            anyhow::bail!(
+                "--resume continues the checkpoint's optimizer {}; --optimizer {} would start \
+                 another one without its state (train into a new --out instead)",
+                name(was),
+                name(now)
+            );
+        }
         args = stored.overlaid(&cmd.args);
         Some((checkpoint_path, ck))
     } else {

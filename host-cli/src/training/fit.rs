@@ -211,8 +211,14 @@ impl Trainer {
             bail!("the training split is empty");
         }
         let n_opt = cfg.optimizer.state_len(p);
-        if optimizer_state.len() != n_opt {
+        if optimizer_state.is_empty() {
             *optimizer_state = vec![0.0; n_opt];
+        } else if optimizer_state.len() != n_opt {
+            bail!(
+                "the optimizer state holds {} values, the optimizer needs {n_opt} for {p} \
+                 parameters",
+                optimizer_state.len()
+            );
         }
         if best_params.len() != p {
             *best_params = params.clone();
@@ -386,16 +392,18 @@ impl Trainer {
             .ok_or_else(|| {
                 anyhow!("--monitor {} needs a validation split with class labels", cfg.monitor)
             })?;
-            let improved = match state.best {
-                None => true,
-                Some((b, _)) => {
-                    if lower_is_better {
-                        monitored < b - cfg.min_delta
-                    } else {
-                        monitored > b + cfg.min_delta
+            // A value that is not a finite number is never the best (and never saved as such).
+            let improved = monitored.is_finite()
+                && match state.best {
+                    None => true,
+                    Some((b, _)) => {
+                        if lower_is_better {
+                            monitored < b - cfg.min_delta
+                        } else {
+                            monitored > b + cfg.min_delta
+                        }
                     }
-                }
-            };
+                };
             if improved {
                 state.best = Some((monitored, epoch));
                 state.wait = 0;

@@ -114,6 +114,9 @@ impl TrainSession {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let default_epochs = if args.data.is_none() { 25 } else { 10 };
         let epochs = args.epochs.unwrap_or(default_epochs);
+        if epochs == 0 {
+            bail!("--epochs must be at least 1 (0 would write an untrained model over --out)");
+        }
         crate::limits::check_count("--epochs", epochs)?;
         crate::limits::check_count("--patience", args.patience.unwrap_or(0))?;
         // Parameters, best parameters, gradients and up to two optimizer-state vectors, and
@@ -174,6 +177,17 @@ impl TrainSession {
     pub fn restore(&mut self, ck: &ModelBundle, origin: &Path) -> Result<()> {
         if ck.spec != self.spec {
             bail!("{}: the checkpoint's model does not match these settings", origin.display());
+        }
+        let want = self.trainer.config().optimizer.state_len(self.spec.param_count());
+        let have = ck.optimizer_state.as_ref().map_or(0, Vec::len);
+        if have != want {
+            bail!(
+                "{}: the optimizer-state section holds {have} values, but the optimizer of these \
+                 settings needs {want} ({} parameters); the checkpoint was written with another \
+                 optimizer or is damaged, and resuming would silently restart the optimizer",
+                origin.display(),
+                self.spec.param_count()
+            );
         }
         self.params = ck.params.clone();
         self.optimizer_state = ck.optimizer_state.clone().unwrap_or_default();
