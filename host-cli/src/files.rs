@@ -54,7 +54,15 @@ pub fn write_atomic_with<T>(
         use std::os::unix::fs::PermissionsExt;
         builder.permissions(std::fs::Permissions::from_mode(0o666));
     }
-    let mut tmp = builder.tempfile_in(dir)?;
+    // tempfile adds the temporary name to its errors; report the OS error alone (the caller
+    // names the destination).
+    let mut tmp = builder.tempfile_in(dir).map_err(|e| {
+        let text = e.to_string();
+        match text.find(" at path \"") {
+            Some(i) => io::Error::new(e.kind(), &text[..i]),
+            None => e,
+        }
+    })?;
     if let Ok(meta) = std::fs::metadata(path) {
         if meta.is_file() {
             // Best effort: failing to copy the mode must not fail the write.

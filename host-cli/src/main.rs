@@ -12,7 +12,7 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             tinylstm_cli::output::flush_stdout();
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", tinylstm_cli::output::error_text(&e));
             ExitCode::FAILURE
         }
     }

@@ -41,6 +41,23 @@ fn fail(e: &io::Error) -> ! {
     std::process::exit(1);
 }
 
+/// The text of an error and its causes, joined by `: `, each cause once: a cause whose text
+/// the message already holds (an OS error that a context repeats) is left out.
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let t = cause.to_string();
+        if t.is_empty() || text.contains(&t) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&t);
+    }
+    text
+}
+
 /// `println!` for the CLI: writes through [`write_stdout`](crate::output::write_stdout), so a
 /// closed or full standard output ends the process cleanly instead of panicking.
 #[macro_export]

@@ -5,6 +5,8 @@
 //!   memory (`TINYLSTM_MEMORY_LIMIT` here, so the results do not depend on the test machine)
 //!   and cores before anything is allocated or spawned; the error names the flag or field,
 //!   the value, the limit and the bytes needed.
+//! * `resume_*`, `checkpoint_*`: what `--resume` refuses; non-finite metrics in checkpoints.
+//! * `honest_errors_*`: OS errors once, NaN-weight models, flags that do nothing in the mode.
 
 mod common;
 
@@ -284,4 +286,106 @@ fn checkpoint_with_non_finite_metrics_stays_readable() {
     assert_eq!(ts.epochs_done, 2);
     assert_eq!(ts.history[0].val_loss, Some(f64::INFINITY));
     assert!(ts.best.is_some_and(|b| b.0.is_finite()));
+}
+
+#[test]
+fn honest_errors_os_errors_print_once_without_temporary_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.tlm");
+    text_model(6).save(&model).unwrap();
+    let missing_dir = dir.path().join("no/such/folder/x.json");
+    let e = fails_with(
+        None,
+        &["export", "--model", s(&model), "--format", "json", "--out", s(&missing_dir)],
+    );
+    contains_all(&e, &[s(&missing_dir), "No such file or directory"]);
+    assert_eq!(e.matches("No such file").count(), 1, "{e}");
+    assert!(!e.contains(".x.json."), "the temporary name leaked: {e}");
+    let npz = dir.path().join("missing.npz");
+    let e = fails_with(
+        None,
+        &[
+            "import",
+            "--npz",
+            s(&npz),
+            "--channels",
+            "3",
+            "--units",
+            "4",
+            "--maxlen",
+            "4",
+            "--out",
+            s(&model),
+        ],
+    );
+    contains_all(&e, &[s(&npz), "No such file or directory"]);
+    assert_eq!(e.matches("No such file").count(), 1, "{e}");
+}
+
+#[test]
+fn honest_errors_a_model_with_nan_weights_is_refused_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("nan.tlm");
+    let mut b = text_model(6);
+    b.params[3] = f32::NAN;
+    b.save(&model).unwrap();
+    let e = fails_with(None, &["predict", "--model", s(&model), "--text", "free prize"]);
+    contains_all(&e, &[s(&model), "parameter 3", "NaN", "not finite"]);
+    assert!(!e.contains("--lr"), "blames the learning rate: {e}");
+    let csv = dir.path().join("t.csv");
+    text_csv(&csv, 4);
+    let e = fails_with(None, &["eval", "--model", s(&model), "--data", s(&csv)]);
+    contains_all(&e, &[s(&model), "parameter 3", "not finite"]);
+}
+
+#[test]
+fn honest_errors_flags_that_do_nothing_in_the_mode_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let o = s(&out);
+    // The synthetic task and sequence CSVs have no text: tokenizer and column flags do nothing.
+    let e = fails_with(None, &["train", "--out", o, "--char-level", "true", "--quiet"]);
+    contains_all(&e, &["--char-level does nothing for the synthetic task"]);
+    let seq = dir.path().join("seq.csv");
+    let rows: String = (0..8).map(|i| format!("{},1,2,3,4,5,6\n", i % 2)).collect();
+    std::fs::write(&seq, rows).unwrap();
+    let e = fails_with(
+        None,
+        &[
+            "train",
+            "--out",
+            o,
+            "--data",
+            s(&seq),
+            "--channels",
+            "3",
+            "--label-column",
+            "1",
+            "--num-words",
+            "5",
+        ],
+    );
+    contains_all(&e, &["--label-column", "--num-words", "do nothing for sequence data"]);
+    // Text data: --standardize does nothing.
+    let txt = dir.path().join("t.csv");
+    text_csv(&txt, 8);
+    let e = fails_with(None, &["train", "--out", o, "--data", s(&txt), "--standardize", "false"]);
+    contains_all(&e, &["--standardize does nothing for text data"]);
+    assert!(!out.join("model.tlm").exists());
+    // eval on a sequence model with a text-only flag: refused, naming the data file.
+    let seq_model = dir.path().join("seqrun");
+    train_tiny(&seq_model, &["--epochs", "1"]);
+    let e = fails_with(
+        None,
+        &[
+            "eval",
+            "--model",
+            s(&seq_model.join("model.tlm")),
+            "--data",
+            s(&seq),
+            "--label-column",
+            "0",
+        ],
+    );
+    contains_all(&e, &[s(&seq), "--label-column does nothing for sequence data (--channels 3)"]);
 }

@@ -89,12 +89,27 @@ fn data_args(
     }
 }
 
+/// Refuses a model whose parameters hold NaN or ±∞: its outputs would be NaN, not predictions.
+fn refuse_non_finite(b: &ModelBundle, path: &std::path::Path) -> Result<()> {
+    if let Some(i) = b.params.iter().position(|x| !x.is_finite()) {
+        bail!(
+            "{}: parameter {i} (of {}) is {}: the model's weights are not finite numbers (a \
+             diverged or damaged model), so it cannot evaluate or predict",
+            path.display(),
+            b.params.len(),
+            b.params[i]
+        );
+    }
+    Ok(())
+}
+
 /// Runs `tinylstm eval`.
 pub fn run_eval(cmd: &EvalCmd) -> Result<()> {
     if let Some(dir) = &cmd.plots {
         check_plots_folder(dir, &[("--model", &cmd.model), ("--data", &cmd.data)])?;
     }
     let bundle = ModelBundle::load(&cmd.model)?;
+    refuse_non_finite(&bundle, &cmd.model)?;
     let args = data_args(&bundle, &cmd.label_column, &cmd.text_column, cmd.header);
     let data = crate::training::load(&cmd.data, &args, bundle.spec.head == Head::Linear)?;
     let names = bundle.class_names();
@@ -175,6 +190,7 @@ pub struct PredictCmd {
 /// Runs `tinylstm predict`.
 pub fn run_predict(cmd: &PredictCmd) -> Result<()> {
     let bundle = ModelBundle::load(&cmd.model)?;
+    refuse_non_finite(&bundle, &cmd.model)?;
     let samples: Vec<Sample> = if !cmd.text.is_empty() {
         if bundle.meta.task != Task::Text {
             bail!(

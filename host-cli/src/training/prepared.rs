@@ -27,6 +27,16 @@ fn column(s: &Option<String>, default: usize) -> Column {
 
 /// Loads a data file as the args say (text unless `--channels`).
 pub fn load(path: &Path, args: &TrainArgs, real_labels: bool) -> Result<Dataset> {
+    if let Some(c) = args.channels {
+        refuse_unused(
+            &format!("sequence data (--channels {c})"),
+            &[
+                ("--label-column", args.label_column.is_some()),
+                ("--text-column", args.text_column.is_some()),
+            ],
+        )
+        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    }
     let labels = if real_labels { LabelKind::Real } else { LabelKind::Class };
     let ds = match args.channels {
         Some(0) => bail!("--channels must be at least 1"),
@@ -67,7 +77,42 @@ struct Loaded {
     name: String,
 }
 
+/// Refuses flags that do nothing in the chosen mode: `given` lists (flag, set?).
+fn refuse_unused(mode: &str, given: &[(&str, bool)]) -> Result<()> {
+    let set: Vec<&str> = given.iter().filter(|(_, on)| *on).map(|(f, _)| *f).collect();
+    if !set.is_empty() {
+        let does = if set.len() == 1 { "does" } else { "do" };
+        bail!(
+            "{} {does} nothing for {mode}; remove {}",
+            set.join(", "),
+            if set.len() == 1 { "it" } else { "them" }
+        );
+    }
+    Ok(())
+}
+
 fn load_all(args: &TrainArgs) -> Result<Loaded> {
+    if args.channels.is_some() || args.data.is_none() {
+        let mode = if args.data.is_none() { "the synthetic task" } else { "sequence data" };
+        refuse_unused(
+            mode,
+            &[
+                ("--label-column", args.label_column.is_some()),
+                ("--text-column", args.text_column.is_some()),
+                ("--num-words", args.num_words.is_some()),
+                ("--oov-token", args.oov_token.is_some()),
+                ("--char-level", args.char_level.is_some()),
+                ("--lower", args.lower.is_some()),
+                ("--filters", args.filters.is_some()),
+                ("--embedding-dim", args.embedding_dim.is_some()),
+            ],
+        )?;
+    } else {
+        refuse_unused(
+            "text data (no --channels)",
+            &[("--standardize", args.standardize.is_some())],
+        )?;
+    }
     let real = args.head == Some(crate::settings::HeadKind::Linear);
     let seed = args.split_seed();
     let (data, test, name) = match &args.data {
