@@ -247,3 +247,53 @@ fn clobber_train_refuses_inputs_among_its_outputs_and_eval_checks_plots() {
     let e = fails(&["eval", "--model", s(&model), "--data", s(&data), "--plots", s(&data)]);
     assert!(e.contains(&format!("--plots {}", data.display())), "{e}");
 }
+
+/// Starts a long training into `out` (not quiet) and returns it once its first epoch is done
+/// (its stderr has printed `Epoch 1/`): synchronised on the child's output, not on time.
+fn start_long_training(out: &Path) -> (std::process::Child, BufReader<std::process::ChildStderr>) {
+    let mut child = Command::new(binary())
+        .args(["train", "--out", s(out), "--synthetic-samples", "64", "--units", "4"])
+        .args(["--threads", "1", "--epochs", "100000", "--seed", "3"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "training ended before its first epoch");
+        if line.starts_with("Epoch 1/") {
+            return (child, err);
+        }
+    }
+}
+
+#[test]
+fn lock_one_run_owns_its_output_folder_and_a_stale_lock_does_not_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let (mut first, _err) = start_long_training(&out);
+    let lock = out.join(".tinylstm.lock");
+    assert!(lock.exists(), "the running training holds no lock file");
+    let quick = ["--synthetic-samples", "64", "--units", "4", "--epochs", "1", "--quiet"];
+    let e = fails(&[&["train", "--out", s(&out)][..], &quick].concat());
+    assert!(
+        e.contains(&format!("--out {}", out.display()))
+            && e.contains(&format!("process {}", first.id()))
+            && e.contains("another run"),
+        "{e}"
+    );
+    let e = fails(&[&["train", "--out", s(&out), "--resume"][..], &quick[4..]].concat());
+    assert!(e.contains(&format!("process {}", first.id())), "{e}");
+    // Killed without a chance to clean up: its lock stays, but is stale and does not block.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(lock.exists());
+    let out2 = Command::new(binary())
+        .args([&["train", "--out", s(&out)][..], &quick].concat())
+        .output()
+        .unwrap();
+    assert!(out2.status.success(), "{}", String::from_utf8_lossy(&out2.stderr));
+    assert!(!lock.exists(), "a finished run leaves its lock behind");
+}

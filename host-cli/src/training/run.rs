@@ -50,7 +50,15 @@ pub fn train_model(args: &TrainArgs, opts: RunOptions<'_>) -> Result<TrainOutcom
         }
         None => None,
     };
-    let result = train_in(args, opts);
+    let lock = match &opts.out_dir {
+        Some(dir) => crate::lock::FolderLock::acquire(dir, "--out").map(Some),
+        None => Ok(None),
+    };
+    let result = lock.and_then(|lock| {
+        let r = train_in(args, opts);
+        drop(lock);
+        r
+    });
     if let (Err(_), Some(dir)) = (&result, created) {
         // Only an empty folder is removed: a failed run keeps its last good checkpoint.
         let _ = std::fs::remove_dir(&dir);

@@ -420,6 +420,7 @@ pub fn run_search(search: &Search, opts: &TuneOptions) -> Result<TuneSummary> {
 
     std::fs::create_dir_all(dir.join("trials"))
         .with_context(|| format!("cannot create output folder {}", dir.display()))?;
+    let _lock = crate::lock::FolderLock::acquire(dir, "--out")?;
     let search_path = dir.join("search.json");
     let this = SearchJson { format: SEARCH_FORMAT.into(), search: search.clone(), shard };
     if search_path.exists() {
