@@ -2,7 +2,8 @@
 //! only from the layers above it in this list (ARCHITECTURE.md draws it):
 //!
 //! 1. [`files`] (atomic writes), [`output`] (stdout that never panics),
-//!    [`limits`] (bounds on sizes from files and flags), [`lock`] (one run per output folder), [`keras_names`], [`settings`] (every training setting, as flags
+//!    [`limits`] (bounds on sizes from files and flags), [`lock`] (one run per output folder),
+//!    [`manifest`] (which files form a run's set), [`keras_names`], [`settings`] (every training setting, as flags
 //!    and TOML keys), [`metrics`], [`summary`] (per-layer summary).
 //! 2. [`data`]: load text and sequence CSVs into a [`data::Dataset`] (errors name file, line and
 //!    field), the built-in synthetic task, seeded stratified splits.
@@ -26,6 +27,7 @@ pub mod history;
 pub mod keras_names;
 pub mod limits;
 pub mod lock;
+pub mod manifest;
 pub mod metrics;
 pub mod model_file;
 pub mod output;

@@ -297,3 +297,41 @@ fn lock_one_run_owns_its_output_folder_and_a_stale_lock_does_not_block() {
     assert!(out2.status.success(), "{}", String::from_utf8_lossy(&out2.stderr));
     assert!(!lock.exists(), "a finished run leaves its lock behind");
 }
+
+#[test]
+fn set_a_failed_run_leaves_no_manifest_and_a_complete_run_publishes_its_files() {
+    use tinylstm_cli::manifest;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let quick = ["--synthetic-samples", "64", "--units", "4", "--epochs", "1", "--quiet"];
+    let train = |seed: &str| {
+        Command::new(binary())
+            .args([&["train", "--out", s(&out), "--seed", seed][..], &quick].concat())
+            .output()
+            .unwrap()
+    };
+    let first = train("1");
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let m = manifest::verify(&out).unwrap();
+    let names: Vec<&str> = m.files.iter().map(|e| e.file.as_str()).collect();
+    for f in ["model.tlm", "history.json", "model.h", "model.rs"] {
+        assert!(names.contains(&f), "{f} not in the manifest: {names:?}");
+    }
+    // A killed run's temporary file, and a fault midway through the next run: a folder where
+    // the C export goes makes the export stage fail after model.tlm was replaced.
+    let stale = out.join(".model.tlm.abc123.tmp");
+    std::fs::write(&stale, b"half").unwrap();
+    std::fs::remove_file(out.join("model.h")).unwrap();
+    std::fs::create_dir(out.join("model.h")).unwrap();
+    let second = train("2");
+    assert!(!second.status.success());
+    assert!(!stale.exists(), "the stale temporary file was not cleaned");
+    // model.tlm is the new run's, model.rs the old one's: no manifest claims them as a set.
+    let e = manifest::verify(&out).unwrap_err().to_string();
+    assert!(e.contains("no complete set"), "{e}");
+    std::fs::remove_dir(out.join("model.h")).unwrap();
+    let third = train("3");
+    assert!(third.status.success(), "{}", String::from_utf8_lossy(&third.stderr));
+    let m3 = manifest::verify(&out).unwrap();
+    assert_ne!(m3.run, m.run);
+}

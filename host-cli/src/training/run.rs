@@ -17,6 +17,7 @@ pub const RUN_FILES: &[&str] = &[
     "model.rs",
     "model.h",
     "model.json",
+    crate::manifest::MANIFEST,
 ];
 
 /// Runs a whole training as `tinylstm train` does, without its console report: prepares the
@@ -25,6 +26,9 @@ pub const RUN_FILES: &[&str] = &[
 /// `model.tlm` (whenever the monitored value improves, and at the end), `history.json`/`.csv`,
 /// loss/metric curves, `metrics.json` and the confusion matrix (test split), and firmware
 /// exports. Every file is written atomically.
+///
+/// The folder is locked for the run ([`crate::lock`]); its manifest `run.json` is removed at
+/// the start and written after the last file ([`crate::manifest`]), so it lists a complete set.
 ///
 /// A folder the run creates is removed again if the run fails before writing anything into it;
 /// an existing folder with files in it is reused (its files are replaced), and the run says so.
@@ -54,8 +58,15 @@ pub fn train_model(args: &TrainArgs, opts: RunOptions<'_>) -> Result<TrainOutcom
         Some(dir) => crate::lock::FolderLock::acquire(dir, "--out").map(Some),
         None => Ok(None),
     };
+    let dir = opts.out_dir.clone();
     let result = lock.and_then(|lock| {
+        if let Some(d) = &dir {
+            crate::manifest::begin(d)?;
+        }
         let r = train_in(args, opts);
+        if let (Ok(outcome), Some(d)) = (&r, &dir) {
+            crate::manifest::publish(d, &crate::manifest::run_id(), &outcome.written)?;
+        }
         drop(lock);
         r
     });
