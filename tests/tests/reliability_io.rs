@@ -250,6 +250,8 @@ fn clobber_train_refuses_inputs_among_its_outputs_and_eval_checks_plots() {
 
 /// Starts a long training into `out` (not quiet) and returns it once its first epoch is done
 /// (its stderr has printed `Epoch 1/`): synchronised on the child's output, not on time.
+// The child is returned to the caller, which kills and waits for it.
+#[allow(clippy::zombie_processes)]
 fn start_long_training(out: &Path) -> (std::process::Child, BufReader<std::process::ChildStderr>) {
     let mut child = Command::new(binary())
         .args(["train", "--out", s(out), "--synthetic-samples", "64", "--units", "4"])
@@ -262,7 +264,11 @@ fn start_long_training(out: &Path) -> (std::process::Child, BufReader<std::proce
     let mut line = String::new();
     loop {
         line.clear();
-        assert!(err.read_line(&mut line).unwrap() > 0, "training ended before its first epoch");
+        if !matches!(err.read_line(&mut line), Ok(n) if n > 0) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("training ended before its first epoch");
+        }
         if line.starts_with("Epoch 1/") {
             return (child, err);
         }

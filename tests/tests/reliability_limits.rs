@@ -389,3 +389,22 @@ fn honest_errors_flags_that_do_nothing_in_the_mode_are_refused() {
     );
     contains_all(&e, &[s(&seq), "--label-column does nothing for sequence data (--channels 3)"]);
 }
+
+#[test]
+fn honest_errors_labels_are_blamed_on_their_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = dir.path().join("train.csv");
+    text_csv(&train, 12);
+    let test = dir.path().join("test.csv");
+    std::fs::write(&test, "label,text\n0,the cat\n2,free prize\n1,now\n").unwrap();
+    let out = dir.path().join("run");
+    let e = fails_with(
+        None,
+        &["train", "--data", s(&train), "--test", s(&test), "--out", s(&out), "--quiet"],
+    );
+    contains_all(&e, &[&format!("{}: line 3: label 2", test.display()), s(&train)]);
+    let gappy = dir.path().join("gappy.csv");
+    std::fs::write(&gappy, "label,text\n0,a b\n1,c d\n3,e f\n0,g\n1,h\n").unwrap();
+    let e = fails_with(None, &["train", "--data", s(&gappy), "--out", s(&out), "--quiet"]);
+    contains_all(&e, &[&format!("{}: line 4: label 3", gappy.display()), "class 2 has no samples"]);
+}

@@ -151,13 +151,41 @@ fn load_all(args: &TrainArgs) -> Result<Loaded> {
         let k = match args.classes {
             Some(k) => k,
             None => {
-                let max = data
-                    .samples
-                    .iter()
-                    .chain(test.iter().flat_map(|t| t.samples.iter()))
-                    .filter_map(|s| s.label.class())
-                    .max()
-                    .unwrap_or(0);
+                // The classes are the training data's; a label beyond them is blamed on the
+                // file and line that hold it.
+                let top =
+                    data.samples.iter().filter_map(|s| s.label.class().map(|c| (c, s.line))).max();
+                let (max, max_line) = top.unwrap_or((0, 0));
+                if let Some(t) = &test {
+                    let beyond = t
+                        .samples
+                        .iter()
+                        .find_map(|s| s.label.class().filter(|&c| c > max).map(|c| (c, s.line)));
+                    if let Some((c, line)) = beyond {
+                        bail!(
+                            "{}: line {line}: label {c} is a class the training data {} does not \
+                             have (its labels go up to {max}); give --classes K if the training \
+                             data lacks classes on purpose",
+                            t.source.display(),
+                            data.source.display()
+                        );
+                    }
+                }
+                // The smallest class without samples (distinct labels only: no flag per class
+                // of a huge label).
+                let labels: std::collections::BTreeSet<u32> =
+                    data.samples.iter().filter_map(|s| s.label.class()).collect();
+                let gap =
+                    (0u32..).zip(labels.iter()).find(|(want, have)| want != *have).map(|(g, _)| g);
+                if let Some(gap) = gap {
+                    bail!(
+                        "{}: line {max_line}: label {max} makes {} classes, but class {gap} has no \
+                         samples; labels must be 0..K−1 with every class present (give --classes \
+                         K to declare them)",
+                        data.source.display(),
+                        max + 1
+                    );
+                }
                 max + 1
             }
         };
