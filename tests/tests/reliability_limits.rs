@@ -237,6 +237,14 @@ fn resume_refuses_what_would_silently_change_the_run() {
     contains_all(&e, &[s(&ck_path), &format!("holds {} values", n - 1), &format!("needs {n}")]);
     assert_eq!(std::fs::read(out.join("model.tlm")).unwrap(), model, "model.tlm was changed");
 
+    // Settings that change the model: both shapes are named.
+    std::fs::write(&ck_path, &ck_bytes).unwrap();
+    let e = fails_with(
+        None,
+        &["train", "--out", o, "--resume", "--epochs", "2", "--units", "8", "--quiet"],
+    );
+    contains_all(&e, &["does not match", "3 channels -> LSTM(4)", "3 channels -> LSTM(8)"]);
+
     // The intact checkpoint resumes.
     std::fs::write(&ck_path, &ck_bytes).unwrap();
     common::ok(&["train", "--out", o, "--resume", "--epochs", "2", "--quiet"]);

@@ -176,7 +176,14 @@ impl TrainSession {
     /// [`TrainSession::checkpoint`] (or `tinylstm train`); `origin` names it in errors.
     pub fn restore(&mut self, ck: &ModelBundle, origin: &Path) -> Result<()> {
         if ck.spec != self.spec {
-            bail!("{}: the checkpoint's model does not match these settings", origin.display());
+            bail!(
+                "{}: the checkpoint's model does not match these settings: the checkpoint reads \
+                 {}, these settings and data make {} (flags that change the model or the \
+                 data's shape cannot change on resume)",
+                origin.display(),
+                crate::export::describe(&ck.spec),
+                crate::export::describe(&self.spec)
+            );
         }
         let want = self.trainer.config().optimizer.state_len(self.spec.param_count());
         let have = ck.optimizer_state.as_ref().map_or(0, Vec::len);
