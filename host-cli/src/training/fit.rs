@@ -393,17 +393,7 @@ impl Trainer {
                 anyhow!("--monitor {} needs a validation split with class labels", cfg.monitor)
             })?;
             // A value that is not a finite number is never the best (and never saved as such).
-            let improved = monitored.is_finite()
-                && match state.best {
-                    None => true,
-                    Some((b, _)) => {
-                        if lower_is_better {
-                            monitored < b - cfg.min_delta
-                        } else {
-                            monitored > b + cfg.min_delta
-                        }
-                    }
-                };
+            let improved = improves(monitored, state.best, lower_is_better, cfg.min_delta);
             if improved {
                 state.best = Some((monitored, epoch));
                 state.wait = 0;
@@ -441,6 +431,28 @@ impl Trainer {
     }
 }
 
+/// Whether `monitored` is a new best over `best` (by more than `min_delta`). A value that is
+/// not a finite number never is: a NaN or infinite validation loss must not become the best
+/// (it would be checkpointed as such and its weights restored at the end).
+fn improves(
+    monitored: f64,
+    best: Option<(f64, usize)>,
+    lower_is_better: bool,
+    min_delta: f64,
+) -> bool {
+    monitored.is_finite()
+        && match best {
+            None => true,
+            Some((b, _)) => {
+                if lower_is_better {
+                    monitored < b - min_delta
+                } else {
+                    monitored > b + min_delta
+                }
+            }
+        }
+}
+
 fn epoch_line(s: &EpochStats, epochs: usize, improved: bool) -> String {
     let mut line = format!("Epoch {}/{epochs}  loss {}", s.epoch, format_loss(s.loss));
     if let Some(a) = s.accuracy {
@@ -457,4 +469,22 @@ fn epoch_line(s: &EpochStats, epochs: usize, improved: bool) -> String {
         line += "  *";
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::improves;
+
+    #[test]
+    fn non_finite_values_are_never_the_best() {
+        for v in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            assert!(!improves(v, None, true, 0.0), "{v} became the first best");
+            assert!(!improves(v, Some((0.5, 1)), true, 0.0), "{v} beat a finite loss");
+            assert!(!improves(v, Some((0.5, 1)), false, 0.0), "{v} beat a finite accuracy");
+        }
+        assert!(improves(0.4, None, true, 0.0));
+        assert!(improves(0.4, Some((0.5, 1)), true, 0.05));
+        assert!(!improves(0.46, Some((0.5, 1)), true, 0.05));
+        assert!(improves(0.6, Some((0.5, 1)), false, 0.0));
+    }
 }
