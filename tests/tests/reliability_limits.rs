@@ -416,3 +416,24 @@ fn honest_errors_labels_are_blamed_on_their_file_and_line() {
     let e = fails_with(None, &["train", "--data", s(&gappy), "--out", s(&out), "--quiet"]);
     contains_all(&e, &[&format!("{}: line 4: label 3", gappy.display()), "class 2 has no samples"]);
 }
+
+#[test]
+fn honest_errors_data_with_other_channels_than_the_model_is_refused_with_both_shapes() {
+    // The synthetic model reads 40 steps of 3 channels (120 values per row). A file of 40 steps
+    // of 6 channels (240 values, a whole number of 3-channel steps) used to pass as 80 steps.
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    train_tiny(&run, &["--epochs", "1"]);
+    let model = run.join("model.tlm");
+    let six = dir.path().join("six.csv");
+    let row = |label: usize| {
+        let v: Vec<String> = (0..240).map(|i| format!("{}", (i % 7) as f32 * 0.1)).collect();
+        format!("{label},{}\n", v.join(","))
+    };
+    std::fs::write(&six, (0..4).map(|i| row(i % 4)).collect::<String>()).unwrap();
+    let needles = [s(&six), "240 values, 40 steps × 6 channels", "reads 3 channels", "120 values"];
+    let e = fails_with(None, &["eval", "--model", s(&model), "--data", s(&six)]);
+    contains_all(&e, &needles);
+    let e = fails_with(None, &["predict", "--model", s(&model), "--data", s(&six)]);
+    contains_all(&e, &needles);
+}

@@ -103,6 +103,29 @@ fn refuse_non_finite(b: &ModelBundle, path: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
+/// Refuses sequence data whose rows have another number of channels than the model, where the
+/// value count hides it: every row of `path` holds the same `L` values, `L` is the model's
+/// `T` steps times some `C'` ≠ `C` channels. (Read with the model's `C`, such rows would pass
+/// as `L / C` steps, and predictions would be made on scrambled values.)
+fn check_shape(b: &ModelBundle, path: &std::path::Path, samples: &[Sample]) -> Result<()> {
+    let InputKind::Channels(c) = b.spec.input else { return Ok(()) };
+    let t = b.meta.steps;
+    let mut lens = samples.iter().filter_map(|s| s.values().map(<[f32]>::len));
+    let Some(l) = lens.next() else { return Ok(()) };
+    if t == 0 || l == t * c || l % t != 0 || lens.any(|x| x != l) {
+        return Ok(());
+    }
+    bail!(
+        "{}: every row holds {l} values, {t} steps × {} channels, but the model reads {c} channels \
+         per step ({t} × {c} = {} values per row); if the rows really are {} steps of \
+         {c} channels, pad or cut them to {t} steps",
+        path.display(),
+        l / t,
+        t * c,
+        l / c
+    );
+}
+
 /// Runs `tinylstm eval`.
 pub fn run_eval(cmd: &EvalCmd) -> Result<()> {
     if let Some(dir) = &cmd.plots {
@@ -112,6 +135,7 @@ pub fn run_eval(cmd: &EvalCmd) -> Result<()> {
     refuse_non_finite(&bundle, &cmd.model)?;
     let args = data_args(&bundle, &cmd.label_column, &cmd.text_column, cmd.header);
     let data = crate::training::load(&cmd.data, &args, bundle.spec.head == Head::Linear)?;
+    check_shape(&bundle, &cmd.data, &data.samples)?;
     let names = bundle.class_names();
     if bundle.spec.head != Head::Linear {
         data.check_classes(names.len() as u32, false)?;
@@ -209,7 +233,9 @@ pub fn run_predict(cmd: &PredictCmd) -> Result<()> {
             .collect()
     } else if let Some(path) = &cmd.data {
         let args = data_args(&bundle, &None, &cmd.text_column, cmd.header);
-        crate::training::load(path, &args, bundle.spec.head == Head::Linear)?.samples
+        let samples = crate::training::load(path, &args, bundle.spec.head == Head::Linear)?.samples;
+        check_shape(&bundle, path, &samples)?;
+        samples
     } else {
         bail!("give --data FILE or one or more --text");
     };
