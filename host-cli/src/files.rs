@@ -54,7 +54,15 @@ pub fn write_atomic_with<T>(
         use std::os::unix::fs::PermissionsExt;
         builder.permissions(std::fs::Permissions::from_mode(0o666));
     }
-    let mut tmp = builder.tempfile_in(dir)?;
+    // tempfile adds the temporary name to its errors; report the OS error alone (the caller
+    // names the destination).
+    let mut tmp = builder.tempfile_in(dir).map_err(|e| {
+        let text = e.to_string();
+        match text.find(" at path \"") {
+            Some(i) => io::Error::new(e.kind(), &text[..i]),
+            None => e,
+        }
+    })?;
     if let Ok(meta) = std::fs::metadata(path) {
         if meta.is_file() {
             // Best effort: failing to copy the mode must not fail the write.
@@ -70,4 +78,72 @@ pub fn write_atomic_with<T>(
         let _ = d.sync_all();
     }
     Ok(value)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outputs that would overwrite inputs
+// ---------------------------------------------------------------------------------------------
+
+/// Whether `a` and `b` name the same existing file (same device and inode on Unix, same
+/// canonical path elsewhere); `false` when either does not exist.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    let (Ok(ma), Ok(mb)) = (std::fs::metadata(a), std::fs::metadata(b)) else {
+        return false;
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let _ = (&ma, &mb);
+        ma.dev() == mb.dev() && ma.ino() == mb.ino()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (ma, mb);
+        matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
+    }
+}
+
+/// Refuses inputs that lie in the output folder `dir` (given by `flag`) under a name the run
+/// writes there (`names`, or a picture: `.svg`, `.png`); the error names flag, folder and input.
+pub fn refuse_inputs_in_folder(
+    flag: &str,
+    dir: &Path,
+    names: &[&str],
+    inputs: &[(&str, &Path)],
+) -> anyhow::Result<()> {
+    for (iflag, input) in inputs {
+        let (Some(name), Some(parent)) = (input.file_name(), input.parent()) else { continue };
+        let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+        let name = name.to_string_lossy();
+        let written =
+            names.contains(&name.as_ref()) || name.ends_with(".svg") || name.ends_with(".png");
+        if written && input.exists() && same_file(parent, dir) {
+            anyhow::bail!(
+                "{flag} {} would overwrite the input {iflag} {} (the run writes {name} there); \
+                 use another output folder",
+                dir.display(),
+                input.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Refuses to go on when an output would replace an input: each of `outputs` and `inputs` is
+/// `(flag, path)`; the error names both flags and paths
+/// (`--out m.tlm would overwrite the input --model m.tlm (the same file); write to another path`).
+pub fn refuse_clobber(outputs: &[(&str, &Path)], inputs: &[(&str, &Path)]) -> anyhow::Result<()> {
+    for (oflag, out) in outputs {
+        for (iflag, input) in inputs {
+            if same_file(out, input) {
+                anyhow::bail!(
+                    "{oflag} {} would overwrite the input {iflag} {} (the same file); write to \
+                     another path",
+                    out.display(),
+                    input.display()
+                );
+            }
+        }
+    }
+    Ok(())
 }

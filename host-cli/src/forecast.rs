@@ -159,13 +159,17 @@ pub fn report(
 
 /// Prints the report as a table.
 pub fn print_forecast_report(r: &ForecastReport) {
-    println!(
+    crate::outln!(
         "  {} windows, {} → {} steps ahead, predicting {} … {}",
-        r.windows, r.lookback, r.horizon, r.span.0, r.span.1
+        r.windows,
+        r.lookback,
+        r.horizon,
+        r.span.0,
+        r.span.1
     );
-    println!("  forecaster        RMSE        MAE         MAPE %");
+    crate::outln!("  forecaster        RMSE        MAE         MAPE %");
     let row = |name: &str, e: &Errors| {
-        println!("  {name:<16}  {:<10.4}  {:<10.4}  {:.2}", e.rmse, e.mae, e.mape);
+        crate::outln!("  {name:<16}  {:<10.4}  {:<10.4}  {:.2}", e.rmse, e.mae, e.mape);
     };
     row("model", &r.model);
     row("naive (last)", &r.naive);

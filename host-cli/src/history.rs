@@ -11,18 +11,25 @@ pub struct EpochStats {
     /// 1-based epoch.
     pub epoch: usize,
     /// Mean training loss over the epoch's batches (with penalties), as Keras reports it.
+    #[serde(with = "float_text")]
     pub loss: f64,
     /// Training accuracy over the epoch (classification).
+    #[serde(default, with = "float_text::option")]
     pub accuracy: Option<f64>,
     /// Validation loss (with penalties, as Keras reports `val_loss`).
+    #[serde(default, with = "float_text::option")]
     pub val_loss: Option<f64>,
     /// Validation accuracy.
+    #[serde(default, with = "float_text::option")]
     pub val_accuracy: Option<f64>,
     /// Learning rate at the epoch's last step.
+    #[serde(with = "float_text")]
     pub lr: f64,
     /// Wall time of the epoch's training steps, seconds.
+    #[serde(with = "float_text")]
     pub seconds: f64,
     /// Training throughput, samples per second.
+    #[serde(with = "float_text")]
     pub samples_per_sec: f64,
 }
 
@@ -33,12 +40,124 @@ pub struct TrainState {
     pub epochs_done: usize,
     /// Optimizer steps taken.
     pub iteration: u32,
-    /// Best monitored value so far and its epoch (1-based).
+    /// Best monitored value so far and its epoch (1-based); always finite (a file whose best
+    /// value is not a finite number reads as "no best yet").
+    #[serde(default, with = "float_text::best")]
     pub best: Option<(f64, usize)>,
     /// Epochs since the last improvement.
     pub wait: usize,
     /// Per-epoch records so far.
     pub history: Vec<EpochStats>,
+}
+
+/// Serialising floats so that every value reads back: a finite value is a JSON number,
+/// NaN and ±∞ (which JSON has no numbers for, and `serde_json` would write as `null`) are the
+/// strings `"NaN"`, `"inf"` and `"-inf"`. Reading accepts numbers, those strings and `null`
+/// (older files: NaN for a plain value, "absent" for an optional one).
+pub mod float_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Repr {
+        Num(f64),
+        Text(String),
+    }
+
+    fn parse<E: serde::de::Error>(r: Option<Repr>) -> Result<f64, E> {
+        match r {
+            None => Ok(f64::NAN),
+            Some(Repr::Num(x)) => Ok(x),
+            Some(Repr::Text(t)) => match t.as_str() {
+                "NaN" | "nan" => Ok(f64::NAN),
+                "inf" | "+inf" | "Infinity" => Ok(f64::INFINITY),
+                "-inf" | "-Infinity" => Ok(f64::NEG_INFINITY),
+                _ => Err(E::custom(format!("{t:?} is not a number (nor NaN, inf, -inf)"))),
+            },
+        }
+    }
+
+    fn text(v: f64) -> &'static str {
+        if v.is_nan() {
+            "NaN"
+        } else if v > 0.0 {
+            "inf"
+        } else {
+            "-inf"
+        }
+    }
+
+    /// Writes `v` (a number, or `"NaN"`/`"inf"`/`"-inf"`).
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() {
+            s.serialize_f64(*v)
+        } else {
+            s.serialize_str(text(*v))
+        }
+    }
+
+    /// Reads a number, `"NaN"`/`"inf"`/`"-inf"`, or `null` (NaN).
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        parse(Option::<Repr>::deserialize(d)?)
+    }
+
+    /// The same for `Option<f64>` (`null` is `None`).
+    pub mod option {
+        use super::*;
+
+        /// Writes `None` as `null`, a value as [`super::serialize`].
+        pub fn serialize<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+            match v {
+                Some(x) => super::serialize(x, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        /// Reads `null` as `None`, anything else as [`super::deserialize`].
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+            match Option::<Repr>::deserialize(d)? {
+                None => Ok(None),
+                r => parse(r).map(Some),
+            }
+        }
+    }
+
+    /// The best value and its epoch: `[value, epoch]` or `null`; a value that is not finite
+    /// (never written now; `null` in older files) reads as `None`.
+    pub mod best {
+        use super::*;
+        use serde::ser::SerializeTuple;
+
+        /// Writes `[value, epoch]` or `null`.
+        pub fn serialize<S: Serializer>(v: &Option<(f64, usize)>, s: S) -> Result<S::Ok, S::Error> {
+            match v {
+                None => s.serialize_none(),
+                Some((x, e)) => {
+                    struct F(f64);
+                    impl serde::Serialize for F {
+                        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                            super::serialize(&self.0, s)
+                        }
+                    }
+                    let mut t = s.serialize_tuple(2)?;
+                    t.serialize_element(&F(*x))?;
+                    t.serialize_element(e)?;
+                    t.end()
+                }
+            }
+        }
+
+        /// Reads `[value, epoch]` (value as [`super::deserialize`]) or `null`.
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<(f64, usize)>, D::Error> {
+            let Some((r, e)) = Option::<(Option<Repr>, usize)>::deserialize(d)? else {
+                return Ok(None);
+            };
+            let x: f64 = parse::<D::Error>(r)?;
+            Ok(x.is_finite().then_some((x, e)))
+        }
+    }
 }
 
 /// A loss or metric value for the console: four decimals, or scientific notation when it is

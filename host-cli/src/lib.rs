@@ -1,7 +1,9 @@
 //! Library side of the `tinylstm` command line: the host pipeline, in layers. A module imports
 //! only from the layers above it in this list (ARCHITECTURE.md draws it):
 //!
-//! 1. [`files`] (atomic writes), [`keras_names`], [`settings`] (every training setting, as flags
+//! 1. [`files`] (atomic writes), [`output`] (stdout that never panics),
+//!    [`limits`] (bounds on sizes from files and flags), [`lock`] (one run per output folder),
+//!    [`manifest`] (which files form a run's set), [`keras_names`], [`settings`] (every training setting, as flags
 //!    and TOML keys), [`metrics`], [`summary`] (per-layer summary).
 //! 2. [`data`]: load text and sequence CSVs into a [`data::Dataset`] (errors name file, line and
 //!    field), the built-in synthetic task, seeded stratified splits.
@@ -24,8 +26,12 @@ pub mod files;
 pub mod forecast;
 pub mod history;
 pub mod keras_names;
+pub mod limits;
+pub mod lock;
+pub mod manifest;
 pub mod metrics;
 pub mod model_file;
+pub mod output;
 pub mod plots;
 pub mod preprocess;
 pub mod report;

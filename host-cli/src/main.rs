@@ -6,9 +6,13 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cli = tinylstm_cli::commands::Cli::parse();
     match tinylstm_cli::commands::run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => {
+            tinylstm_cli::output::flush_stdout();
+            ExitCode::SUCCESS
+        }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            tinylstm_cli::output::flush_stdout();
+            eprintln!("error: {}", tinylstm_cli::output::error_text(&e));
             ExitCode::FAILURE
         }
     }

@@ -136,35 +136,40 @@ impl EvalReport {
 
 /// Prints the report as a human table.
 pub fn print_report(r: &EvalReport) {
-    println!("  loss       {}", crate::history::format_loss(r.loss));
+    crate::outln!("  loss       {}", crate::history::format_loss(r.loss));
     if let Some(c) = &r.classification {
-        println!("  accuracy   {:.4}", c.accuracy);
-        println!(
+        crate::outln!("  accuracy   {:.4}", c.accuracy);
+        crate::outln!(
             "  macro P/R/F1  {:.4} / {:.4} / {:.4}",
-            c.macro_precision, c.macro_recall, c.macro_f1
+            c.macro_precision,
+            c.macro_recall,
+            c.macro_f1
         );
         if let Some(auc) = r.roc_auc {
-            println!("  ROC AUC    {auc:.4}");
+            crate::outln!("  ROC AUC    {auc:.4}");
         }
         let width = r.class_names.iter().map(|n| n.len()).max().unwrap_or(5).max(5);
-        println!("  {:<width$}  precision  recall  f1      support", "class");
+        crate::outln!("  {:<width$}  precision  recall  f1      support", "class");
         for (i, m) in c.per_class.iter().enumerate() {
             let name = r.class_names.get(i).cloned().unwrap_or_else(|| i.to_string());
-            println!(
+            crate::outln!(
                 "  {name:<width$}  {:<9.4}  {:<6.4}  {:<6.4}  {}",
-                m.precision, m.recall, m.f1, m.support
+                m.precision,
+                m.recall,
+                m.f1,
+                m.support
             );
         }
-        println!("  confusion matrix (rows: true, columns: predicted)");
+        crate::outln!("  confusion matrix (rows: true, columns: predicted)");
         for (i, row) in c.confusion.rows().iter().enumerate() {
             let name = r.class_names.get(i).cloned().unwrap_or_else(|| i.to_string());
             let cells: Vec<String> = row.iter().map(|v| format!("{v:>6}")).collect();
-            println!("  {name:<width$} {}", cells.join(""));
+            crate::outln!("  {name:<width$} {}", cells.join(""));
         }
     }
     if let Some(f) = &r.forecast {
         crate::forecast::print_forecast_report(f);
     } else if let Some(m) = r.mae {
-        println!("  MAE        {m:.4}");
+        crate::outln!("  MAE        {m:.4}");
     }
 }

@@ -352,7 +352,19 @@ fn divergence_stops_with_a_clear_message_and_keeps_the_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     let o = s(&out);
-    ok(&["train", "--out", o, "--epochs", "2", "--synthetic-samples", "120", "--quiet"]);
+    // SGD from the start: resuming keeps the optimizer (another one is refused).
+    ok(&[
+        "train",
+        "--out",
+        o,
+        "--epochs",
+        "2",
+        "--synthetic-samples",
+        "120",
+        "--optimizer",
+        "sgd",
+        "--quiet",
+    ]);
     let checkpoint = std::fs::read(out.join("checkpoint.tlm")).unwrap();
     let model = std::fs::read(out.join("model.tlm")).unwrap();
     // Resume with an absurd learning rate: the weights overflow and the next loss is NaN/Inf.

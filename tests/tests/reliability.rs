@@ -1287,7 +1287,11 @@ fn check_after_kill(out: &Path) -> Option<usize> {
     for entry in std::fs::read_dir(out).unwrap() {
         let name = entry.unwrap().file_name().to_string_lossy().into_owned();
         if name.starts_with('.') {
-            assert!(name.ends_with(".tmp"), "unexpected hidden file {name}");
+            // Temporary files of the atomic writer, and the lock of the killed run (stale).
+            assert!(
+                name.ends_with(".tmp") || name == ".tinylstm.lock",
+                "unexpected hidden file {name}"
+            );
         }
     }
     if out.join("model.tlm").exists() {
@@ -1365,6 +1369,11 @@ fn sigkill_during_training_leaves_a_loadable_checkpoint_and_resume_finishes() {
     let resume = out.join("checkpoint.tlm").exists();
     ok(&train_args(&out, resume).iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(check_after_kill(&out), Some(EPOCHS));
+    // The finished run cleaned the stale temporary files, released its lock (taking over the
+    // killed runs' stale one) and published its set.
+    assert!(!out.join(".checkpoint.tlm.stale0.tmp").exists(), "stale temporary file kept");
+    assert!(!out.join(".tinylstm.lock").exists(), "lock left by a finished run");
+    tinylstm_cli::manifest::verify(&out).expect("the finished run publishes its set");
     let history: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("history.json")).unwrap()).unwrap();
     let epochs: Vec<u64> =

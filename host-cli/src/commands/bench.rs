@@ -70,9 +70,9 @@ pub fn run(cmd: &BenchCmd) -> Result<()> {
         workloads,
     };
     if cmd.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", table(&report));
+        crate::out!("{}", table(&report));
     }
     Ok(())
 }

@@ -112,9 +112,9 @@ fn forecast_eval(cmd: &EvalCmd, bundle: &ModelBundle, f: &ForecastMeta) -> Resul
     let pred = crate::training::forecast::unstandardize(&outputs, norm);
     let report = crate::forecast::report(&series, &starts, f, &pred);
     if cmd.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("{} on {}:", cmd.model.display(), cmd.data.display());
+        crate::outln!("{} on {}:", cmd.model.display(), cmd.data.display());
         crate::forecast::print_forecast_report(&report);
     }
     if let Some(dir) = &cmd.plots {
@@ -179,7 +179,7 @@ fn forecast_predict(cmd: &PredictCmd, bundle: &ModelBundle, f: &ForecastMeta) ->
     let pred = crate::training::forecast::unstandardize(&outputs, norm);
     let last = series.times.last().cloned().unwrap_or_default();
     if !cmd.json {
-        println!("step\t{}", f.names.join("\t"));
+        crate::outln!("step\t{}", f.names.join("\t"));
     }
     for (h, row) in pred.chunks_exact(f.names.len()).enumerate() {
         if cmd.json {
@@ -189,10 +189,13 @@ fn forecast_predict(cmd: &PredictCmd, bundle: &ModelBundle, f: &ForecastMeta) ->
                 .cloned()
                 .zip(row.iter().map(|&x| serde_json::Value::from(x)))
                 .collect();
-            println!("{}", serde_json::json!({"step": h + 1, "after": last, "values": values}));
+            crate::outln!(
+                "{}",
+                serde_json::json!({"step": h + 1, "after": last, "values": values})
+            );
         } else {
             let vals: Vec<String> = row.iter().map(|x| format!("{x:.4}")).collect();
-            println!("{last}+{}\t{}", h + 1, vals.join("\t"));
+            crate::outln!("{last}+{}\t{}", h + 1, vals.join("\t"));
         }
     }
     Ok(())
@@ -212,14 +215,56 @@ fn read_input(path: &PathBuf) -> Result<(PathBuf, Vec<u8>)> {
     Ok((path.clone(), b))
 }
 
+/// Refuses a model whose parameters hold NaN or ±∞: its outputs would be NaN, not predictions.
+fn refuse_non_finite(b: &ModelBundle, path: &std::path::Path) -> Result<()> {
+    if let Some(i) = b.params.iter().position(|x| !x.is_finite()) {
+        bail!(
+            "{}: parameter {i} (of {}) is {}: the model's weights are not finite numbers (a \
+             diverged or damaged model), so it cannot evaluate or predict",
+            path.display(),
+            b.params.len(),
+            b.params[i]
+        );
+    }
+    Ok(())
+}
+
+/// Refuses sequence data whose rows have another number of channels than the model, where the
+/// value count hides it: every row of `path` holds the same `L` values, `L` is the model's
+/// `T` steps times some `C'` ≠ `C` channels. (Read with the model's `C`, such rows would pass
+/// as `L / C` steps, and predictions would be made on scrambled values.)
+fn check_shape(b: &ModelBundle, path: &std::path::Path, samples: &[Sample]) -> Result<()> {
+    let InputKind::Channels(c) = b.spec.input else { return Ok(()) };
+    let t = b.meta.steps;
+    let mut lens = samples.iter().filter_map(|s| s.values().map(<[f32]>::len));
+    let Some(l) = lens.next() else { return Ok(()) };
+    if t == 0 || l == t * c || l % t != 0 || lens.any(|x| x != l) {
+        return Ok(());
+    }
+    bail!(
+        "{}: every row holds {l} values, {t} steps × {} channels, but the model reads {c} channels \
+         per step ({t} × {c} = {} values per row); if the rows really are {} steps of \
+         {c} channels, pad or cut them to {t} steps",
+        path.display(),
+        l / t,
+        t * c,
+        l / c
+    );
+}
+
 /// Runs `tinylstm eval`.
 pub fn run_eval(cmd: &EvalCmd) -> Result<()> {
+    if let Some(dir) = &cmd.plots {
+        check_plots_folder(dir, &[("--model", &cmd.model), ("--data", &cmd.data)])?;
+    }
     let bundle = ModelBundle::load(&cmd.model)?;
+    refuse_non_finite(&bundle, &cmd.model)?;
     if let Some(f) = &bundle.meta.forecast {
         return forecast_eval(cmd, &bundle, f);
     }
     let args = data_args(&bundle, &cmd.label_column, &cmd.text_column, cmd.header);
     let mut data = crate::training::load(&cmd.data, &args, bundle.spec.head == Head::Linear)?;
+    check_shape(&bundle, &cmd.data, &data.samples)?;
     let names = bundle.class_names();
     if bundle.spec.head != Head::Linear {
         data.map_to_classes(&names)?;
@@ -231,18 +276,36 @@ pub fn run_eval(cmd: &EvalCmd) -> Result<()> {
     let (loss, outputs) = trainer.evaluate(&bundle.params, &prepared)?;
     let report = EvalReport::new(&bundle.spec, &names, loss, &prepared, &outputs)?;
     if cmd.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("{} on {} ({} samples):", cmd.model.display(), cmd.data.display(), prepared.len);
+        crate::outln!(
+            "{} on {} ({} samples):",
+            cmd.model.display(),
+            cmd.data.display(),
+            prepared.len
+        );
         print_report(&report);
     }
     if let Some(dir) = &cmd.plots {
-        std::fs::create_dir_all(dir)?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| anyhow!("cannot create the --plots folder {}: {e}", dir.display()))?;
         for p in report.write_plots(dir, &cmd.data.display().to_string())? {
             eprintln!("Wrote {}", p.display());
         }
     }
     Ok(())
+}
+
+/// Checks `--plots DIR` before any work: a folder (or nothing yet), holding none of `inputs`
+/// under a picture's name.
+fn check_plots_folder(dir: &std::path::Path, inputs: &[(&str, &std::path::Path)]) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        bail!(
+            "--plots {}: exists and is not a folder (the pictures are written into a folder)",
+            dir.display()
+        );
+    }
+    crate::files::refuse_inputs_in_folder("--plots", dir, &[], inputs)
 }
 
 /// `tinylstm predict` options.
@@ -325,6 +388,7 @@ fn predict_samples(cmd: &PredictCmd, bundle: &ModelBundle, path: &PathBuf) -> Re
 /// Runs `tinylstm predict`.
 pub fn run_predict(cmd: &PredictCmd) -> Result<()> {
     let bundle = ModelBundle::load(&cmd.model)?;
+    refuse_non_finite(&bundle, &cmd.model)?;
     if let Some(f) = &bundle.meta.forecast {
         return forecast_predict(cmd, &bundle, f);
     }
@@ -345,7 +409,9 @@ pub fn run_predict(cmd: &PredictCmd) -> Result<()> {
             })
             .collect()
     } else if let Some(path) = &cmd.data {
-        predict_samples(cmd, &bundle, path)?
+        let samples = predict_samples(cmd, &bundle, path)?;
+        check_shape(&bundle, path, &samples)?;
+        samples
     } else {
         bail!("give --data FILE (or - for standard input) or one or more --text");
     };
@@ -382,7 +448,7 @@ pub fn run_predict(cmd: &PredictCmd) -> Result<()> {
         if bundle.meta.task == Task::Text {
             head.push("text".into());
         }
-        println!("{}", head.join("\t"));
+        crate::outln!("{}", head.join("\t"));
     }
     for (i, row) in outputs.chunks_exact(k).enumerate() {
         let class = classes.as_ref().map(|c| c[i]);
@@ -420,7 +486,7 @@ pub fn run_predict(cmd: &PredictCmd) -> Result<()> {
             if let Some(t) = text {
                 v["text"] = serde_json::Value::from(t);
             }
-            println!("{v}");
+            crate::outln!("{v}");
         } else {
             let mut cols = vec![i.to_string(), samples[i].line.to_string()];
             if let Some(n) = name {
@@ -431,7 +497,7 @@ pub fn run_predict(cmd: &PredictCmd) -> Result<()> {
             if let Some(t) = text {
                 cols.push(t.replace(['\t', '\n', '\r'], " "));
             }
-            println!("{}", cols.join("\t"));
+            crate::outln!("{}", cols.join("\t"));
         }
     }
     Ok(())
@@ -453,7 +519,7 @@ pub fn run_info(cmd: &InfoCmd) -> Result<()> {
     let b = ModelBundle::load(&cmd.model)?;
     let s = b.spec;
     let t = b.meta.steps;
-    let bytes = |floats: usize| floats * 4;
+    let bytes = |floats: usize| floats.saturating_mul(4);
     let too_large = || anyhow!("{}: {t} steps: work buffer sizes overflow", cmd.model.display());
     let fwd = s.forward_work_len(1, 1).ok_or_else(too_large)?;
     let state = s.state_len(1).ok_or_else(too_large)?;
@@ -472,7 +538,7 @@ pub fn run_info(cmd: &InfoCmd) -> Result<()> {
         "parameter_bytes": bytes(s.param_count()),
         "inference_ram_bytes_batch1": bytes(fwd + s.outputs),
         "streaming_state_bytes": bytes(state),
-        "training_ram_bytes_batch1_full_bptt": bytes(train + 2 * s.param_count()),
+        "training_ram_bytes_batch1_full_bptt": bytes(train.saturating_add(2 * s.param_count())),
         "classes": b.class_names(),
         "padding": b.meta.padding, "truncating": b.meta.truncating,
         "mask": match s.mask {
@@ -497,33 +563,41 @@ pub fn run_info(cmd: &InfoCmd) -> Result<()> {
         "trained_with": b.meta.config,
     });
     if cmd.json {
-        println!("{}", serde_json::to_string_pretty(&info)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&info)?);
         return Ok(());
     }
-    println!("{}", cmd.model.display());
+    crate::outln!("{}", cmd.model.display());
     match s.input {
         InputKind::Tokens { vocab, embed } => {
-            println!("  input       token ids, vocabulary {vocab}, embedding {embed}")
+            crate::outln!("  input       token ids, vocabulary {vocab}, embedding {embed}")
         }
-        InputKind::Channels(c) => println!("  input       {c} channels per step"),
+        InputKind::Channels(c) => crate::outln!("  input       {c} channels per step"),
     }
     let units: Vec<String> = s.units[..s.layers].iter().map(|u| u.to_string()).collect();
-    println!("  LSTM units  {}", units.join(", "));
-    println!("  head        Dense({}, {})", s.outputs, crate::summary::head_name(s.head));
-    println!("  steps       {t} ({} padding, {} truncation)", b.meta.padding, b.meta.truncating);
+    crate::outln!("  LSTM units  {}", units.join(", "));
+    crate::outln!("  head        Dense({}, {})", s.outputs, crate::summary::head_name(s.head));
+    crate::outln!(
+        "  steps       {t} ({} padding, {} truncation)",
+        b.meta.padding,
+        b.meta.truncating
+    );
     match s.mask {
         tinylstm::Mask::Off => {}
-        tinylstm::Mask::Zero => println!("  mask        token id 0 (Embedding mask_zero)"),
+        tinylstm::Mask::Zero => crate::outln!("  mask        token id 0 (Embedding mask_zero)"),
         tinylstm::Mask::Value(v) => {
-            println!("  mask        steps whose values all equal {v} (Masking)")
+            crate::outln!("  mask        steps whose values all equal {v} (Masking)")
         }
     }
-    println!("  parameters  {} ({} KiB as f32)", s.param_count(), bytes(s.param_count()) / 1024);
-    println!("  RAM         inference {} B work + streaming state {} B; training (batch 1, full BPTT over {t} steps) {} KiB incl. gradients and Adam state",
+    crate::outln!(
+        "  parameters  {} ({} KiB as f32)",
+        s.param_count(),
+        bytes(s.param_count()) / 1024
+    );
+    crate::outln!("  RAM         inference {} B work + streaming state {} B; training (batch 1, full BPTT over {t} steps) {} KiB incl. gradients and Adam state",
         bytes(fwd + s.outputs), bytes(state),
         bytes(train + 3 * s.param_count()) / 1024);
     match &b.meta.forecast {
-        Some(f) => println!(
+        Some(f) => crate::outln!(
             "  forecast    {} → {} steps ahead of {}{}",
             f.lookback,
             f.horizon,
@@ -531,7 +605,7 @@ pub fn run_info(cmd: &InfoCmd) -> Result<()> {
             f.season.map(|s| format!(", season {s}")).unwrap_or_default()
         ),
         None if s.head == Head::Linear => {}
-        None => println!("  classes     {}", b.class_names().join(", ")),
+        None => crate::outln!("  classes     {}", b.class_names().join(", ")),
     }
     if let Some(tok) = &b.tokenizer {
         // Ids below num_words are kept: num_words − 1 of them at most.
@@ -540,7 +614,7 @@ pub fn run_info(cmd: &InfoCmd) -> Result<()> {
             _ => tok.vocabulary_len(),
         };
         let of = b.meta.vocabulary.map(|v| format!(" of {v}")).unwrap_or_default();
-        println!(
+        crate::outln!(
             "  tokenizer   {kept} words kept{of}, ids < {}, {}{}",
             tok.vocab_size(),
             if tok.config().char_level { "character level" } else { "word level" },
@@ -552,9 +626,9 @@ pub fn run_info(cmd: &InfoCmd) -> Result<()> {
         );
     }
     if let Some(n) = &b.normalizer {
-        println!("  standardize means {:?}, stds {:?}", n.means(), n.stds());
+        crate::outln!("  standardize means {:?}, stds {:?}", n.means(), n.stds());
     }
-    println!();
-    print!("{}", crate::summary::summary(&s, Some(t)));
+    crate::outln!();
+    crate::out!("{}", crate::summary::summary(&s, Some(t)));
     Ok(())
 }

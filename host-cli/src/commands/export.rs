@@ -32,9 +32,10 @@ pub struct ExportCmd {
 
 /// Runs `tinylstm export`.
 pub fn run_export(cmd: &ExportCmd) -> Result<()> {
+    crate::files::refuse_clobber(&[("--out", &cmd.out)], &[("--model", &cmd.model)])?;
     let bundle = ModelBundle::load(&cmd.model)?;
     ex::write_format(&bundle, cmd.format, &cmd.out, &cmd.name)?;
-    println!("Wrote {}", cmd.out.display());
+    crate::outln!("Wrote {}", cmd.out.display());
     Ok(())
 }
 
@@ -82,6 +83,9 @@ pub fn run_import(cmd: &ImportCmd) -> Result<()> {
     if cmd.maxlen == 0 {
         bail!("--maxlen must be at least 1");
     }
+    let mut inputs = vec![("--npz", cmd.npz.as_path())];
+    inputs.extend(cmd.tokenizer_from.as_deref().map(|p| ("--tokenizer-from", p)));
+    crate::files::refuse_clobber(&[("--out", &cmd.out)], &inputs)?;
     let tok_bundle = match &cmd.tokenizer_from {
         Some(p) => Some(ModelBundle::load(p)?),
         None => None,
@@ -112,6 +116,8 @@ pub fn run_import(cmd: &ImportCmd) -> Result<()> {
     let classes =
         if cmd.head == Some(HeadKind::Linear) { None } else { Some(cmd.classes.unwrap_or(2)) };
     let spec = args.spec(input, classes)?;
+    let width = if let SpecInput::Channels(c) = input { c } else { 1 };
+    crate::limits::Machine::detect()?.check_inputs(1, cmd.maxlen, width)?;
     let params = ex::read_keras_npz(&cmd.npz, &spec)?;
     let padding = if cmd.padding.as_deref() == Some("post") { Side::Post } else { Side::Pre };
     let mut meta = ModelMeta::new(task, cmd.maxlen, padding, Side::Pre);
@@ -132,6 +138,6 @@ pub fn run_import(cmd: &ImportCmd) -> Result<()> {
         best_params: None,
     };
     bundle.save(&cmd.out)?;
-    println!("Wrote {} ({} parameters)", cmd.out.display(), spec.param_count());
+    crate::outln!("Wrote {} ({} parameters)", cmd.out.display(), spec.param_count());
     Ok(())
 }

@@ -68,7 +68,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::DeviceData(c) => device_data::run(&c),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut cmd, "tinylstm", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "tinylstm", &mut script);
+            crate::out!("{}", String::from_utf8_lossy(&script));
             Ok(())
         }
     }

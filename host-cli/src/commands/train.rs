@@ -46,12 +46,39 @@ pub fn run(cmd: &TrainCmd) -> Result<()> {
     let mut args = file_args.overlaid(&cmd.args);
     let out_dir = cmd.out.clone().unwrap_or_else(|| PathBuf::from("out").join(args.run_name()));
     let checkpoint_path = out_dir.join("checkpoint.tlm");
+    let inputs: Vec<(&str, &std::path::Path)> = [
+        ("--data", args.data.as_deref()),
+        ("--test", args.test.as_deref()),
+        ("--config", cmd.config.as_deref()),
+    ]
+    .into_iter()
+    .filter_map(|(f, p)| Some((f, p?)))
+    .collect();
+    crate::files::refuse_inputs_in_folder(
+        "--out",
+        &out_dir,
+        crate::training::run::RUN_FILES,
+        &inputs,
+    )?;
     let resume = if cmd.resume {
         let ck = ModelBundle::load(&checkpoint_path)
             .with_context(|| format!("--resume: no usable checkpoint in {}", out_dir.display()))?;
         let stored = ck.meta.config.clone().ok_or_else(|| {
             anyhow!("{}: checkpoint has no training settings", checkpoint_path.display())
         })?;
+        let was = stored.optimizer.unwrap_or(crate::settings::OptimizerKind::Adam);
+        if let Some(now) = cmd.args.optimizer.filter(|n| *n != was) {
+            let name = |k: crate::settings::OptimizerKind| {
+                clap::ValueEnum::to_possible_value(&k)
+                    .map_or(String::new(), |v| v.get_name().into())
+            };
+            anyhow::bail!(
+                "--resume continues the checkpoint's optimizer {}; --optimizer {} would start \
+                 another one without its state (train into a new --out instead)",
+                name(was),
+                name(now)
+            );
+        }
         args = stored.overlaid(&cmd.args);
         Some((checkpoint_path, ck))
     } else {
@@ -62,23 +89,23 @@ pub fn run(cmd: &TrainCmd) -> Result<()> {
         RunOptions { out_dir: Some(out_dir), quiet: cmd.quiet, resume, ..RunOptions::default() },
     )?;
     if let Some(r) = &outcome.test_report {
-        println!("Test metrics ({} samples):", outcome.sizes.2);
+        crate::outln!("Test metrics ({} samples):", outcome.sizes.2);
         print_report(r);
     }
     let history = &outcome.state.history;
     let total: f64 = history.iter().map(|h| h.seconds).sum();
     let samples: f64 = history.iter().map(|h| h.samples_per_sec * h.seconds).sum();
     if total > 0.0 {
-        println!(
+        crate::outln!(
             "Training throughput: {:.0} samples/s over {} epochs ({:.1} s)",
             samples / total,
             history.len(),
             total
         );
     }
-    println!("Wrote:");
+    crate::outln!("Wrote:");
     for p in &outcome.written {
-        println!("  {}", p.display());
+        crate::outln!("  {}", p.display());
     }
     Ok(())
 }

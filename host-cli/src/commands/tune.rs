@@ -180,12 +180,12 @@ impl TuneRunArgs {
 fn print_summary(results: &tune::Results) {
     let o = results.search.settings.objective;
     let counts: Vec<String> = results.counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
-    println!("Trials: {} ({})", results.trials.len(), counts.join(", "));
+    crate::outln!("Trials: {} ({})", results.trials.len(), counts.join(", "));
     let Some(b) = &results.best else {
-        println!("No trial finished: there is no best configuration.");
+        crate::outln!("No trial finished: there is no best configuration.");
         return;
     };
-    println!(
+    crate::outln!(
         "Best: trial {} with {} = {:.6}{}",
         b.trial,
         o.metric.name(),
@@ -196,7 +196,7 @@ fn print_summary(results: &tune::Results) {
         }
     );
     if let Some(r) = results.trials.iter().find(|r| r.trial == b.trial) {
-        println!("  {}", tune::results::describe(r));
+        crate::outln!("  {}", tune::results::describe(r));
     }
     if let Some(test) = &b.test {
         let f = |v: Option<&serde_json::Value>| v.and_then(serde_json::Value::as_f64);
@@ -219,7 +219,7 @@ fn print_summary(results: &tune::Results) {
             parts.push(format!("MAE {m:.4}"));
         }
         let n = test.get("samples").and_then(serde_json::Value::as_u64).unwrap_or(0);
-        println!("  test split ({n} samples): {}", parts.join(", "));
+        crate::outln!("  test split ({n} samples): {}", parts.join(", "));
     }
 }
 
@@ -229,7 +229,7 @@ pub fn run(cmd: &TuneCmd) -> Result<()> {
         let results = tune::merge(&m.dirs, &m.out, m.partial)?;
         print_summary(&results);
         if !m.quiet {
-            println!("Wrote the merged report to {}", m.out.display());
+            crate::outln!("Wrote the merged report to {}", m.out.display());
         }
         return Ok(());
     }
@@ -247,7 +247,7 @@ pub fn run(cmd: &TuneCmd) -> Result<()> {
         return Err(anyhow!("--jobs must be at least 1"));
     }
     let summary = tune::run_search(&search, &opts)?;
-    println!(
+    crate::outln!(
         "Finished {} trials in {:.1} s ({} were already done){}",
         summary.ran,
         summary.wall_seconds,
@@ -259,9 +259,9 @@ pub fn run(cmd: &TuneCmd) -> Result<()> {
     );
     if let Some(results) = &summary.results {
         print_summary(results);
-        println!("Wrote:");
+        crate::outln!("Wrote:");
         for p in &summary.written {
-            println!("  {}", p.display());
+            crate::outln!("  {}", p.display());
         }
     }
     Ok(())

@@ -164,6 +164,11 @@ impl Preprocessor<'_> {
             Labels::Real(samples.iter().map(|s| s.label.value()).collect())
         };
         let steps = self.steps;
+        crate::limits::Machine::detect()?.check_inputs(
+            samples.len(),
+            steps,
+            self.channels.max(1),
+        )?;
         let (inputs, width) = match self.task {
             Task::Text => {
                 let tok = self.tokenizer.ok_or_else(|| anyhow!("text model without tokenizer"))?;

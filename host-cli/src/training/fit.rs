@@ -114,9 +114,7 @@ impl Trainer {
         if cfg.batch_size == 0 {
             bail!("--batch-size must be at least 1");
         }
-        if cfg.threads == 0 {
-            bail!("--threads must be at least 1");
-        }
+        crate::limits::Machine::detect()?.check_threads("--threads", cfg.threads)?;
         let pool = rayon::ThreadPoolBuilder::new().num_threads(cfg.threads).build()?;
         Ok(Trainer { cfg, pool })
     }
@@ -206,17 +204,36 @@ impl Trainer {
             bail!("the training split is empty");
         }
         let n_opt = cfg.optimizer.state_len(p);
-        if optimizer_state.len() != n_opt {
+        if optimizer_state.is_empty() {
             *optimizer_state = vec![0.0; n_opt];
+        } else if optimizer_state.len() != n_opt {
+            bail!(
+                "the optimizer state holds {} values, the optimizer needs {n_opt} for {p} \
+                 parameters",
+                optimizer_state.len()
+            );
         }
         if best_params.len() != p {
             *best_params = params.clone();
         }
         let bs = cfg.batch_size.min(train.len);
         let part_cap = bs.div_ceil(cfg.threads);
-        let work_len = spec.train_work_len(part_cap, train.steps, cfg.bptt).ok_or_else(|| {
-            anyhow!("batch {part_cap} of {} steps: training work buffer too large", train.steps)
-        })?;
+        let work_len = spec.train_work_len(part_cap, train.steps, cfg.bptt);
+        // Per thread: work buffer, gradients, outputs; plus the epoch's outputs.
+        let bytes = work_len
+            .and_then(|w| w.checked_add(p)?.checked_add(part_cap.checked_mul(k)?))
+            .and_then(|slot| slot.checked_mul(cfg.threads)?.checked_add(train.len.checked_mul(k)?))
+            .and_then(|floats| (floats as u64).checked_mul(4));
+        crate::limits::Machine::detect()?.check_memory(
+            "training (work buffers of every thread)",
+            &format!(
+                "--batch-size {} over --threads {} with {} steps per sequence (--maxlen, or the \
+                 data's longest sequence)",
+                cfg.batch_size, cfg.threads, train.steps
+            ),
+            bytes,
+        )?;
+        let work_len = work_len.ok_or_else(|| anyhow!("training work buffer too large"))?;
         let mut slots: Vec<Slot> = (0..cfg.threads)
             .map(|_| Slot {
                 work: vec![0.0; work_len],
@@ -368,16 +385,8 @@ impl Trainer {
             .ok_or_else(|| {
                 anyhow!("--monitor {} needs a validation split with class labels", cfg.monitor)
             })?;
-            let improved = match state.best {
-                None => true,
-                Some((b, _)) => {
-                    if lower_is_better {
-                        monitored < b - cfg.min_delta
-                    } else {
-                        monitored > b + cfg.min_delta
-                    }
-                }
-            };
+            // A value that is not a finite number is never the best (and never saved as such).
+            let improved = improves(monitored, state.best, lower_is_better, cfg.min_delta);
             if improved {
                 state.best = Some((monitored, epoch));
                 state.wait = 0;
@@ -415,6 +424,28 @@ impl Trainer {
     }
 }
 
+/// Whether `monitored` is a new best over `best` (by more than `min_delta`). A value that is
+/// not a finite number never is: a NaN or infinite validation loss must not become the best
+/// (it would be checkpointed as such and its weights restored at the end).
+fn improves(
+    monitored: f64,
+    best: Option<(f64, usize)>,
+    lower_is_better: bool,
+    min_delta: f64,
+) -> bool {
+    monitored.is_finite()
+        && match best {
+            None => true,
+            Some((b, _)) => {
+                if lower_is_better {
+                    monitored < b - min_delta
+                } else {
+                    monitored > b + min_delta
+                }
+            }
+        }
+}
+
 fn epoch_line(s: &EpochStats, epochs: usize, improved: bool) -> String {
     let mut line = format!("Epoch {}/{epochs}  loss {}", s.epoch, format_loss(s.loss));
     if let Some(a) = s.accuracy {
@@ -431,4 +462,22 @@ fn epoch_line(s: &EpochStats, epochs: usize, improved: bool) -> String {
         line += "  *";
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::improves;
+
+    #[test]
+    fn non_finite_values_are_never_the_best() {
+        for v in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            assert!(!improves(v, None, true, 0.0), "{v} became the first best");
+            assert!(!improves(v, Some((0.5, 1)), true, 0.0), "{v} beat a finite loss");
+            assert!(!improves(v, Some((0.5, 1)), false, 0.0), "{v} beat a finite accuracy");
+        }
+        assert!(improves(0.4, None, true, 0.0));
+        assert!(improves(0.4, Some((0.5, 1)), true, 0.05));
+        assert!(!improves(0.46, Some((0.5, 1)), true, 0.05));
+        assert!(improves(0.6, Some((0.5, 1)), false, 0.0));
+    }
 }

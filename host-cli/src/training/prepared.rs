@@ -76,6 +76,16 @@ pub fn load_bytes(
     args: &TrainArgs,
     labels: LabelKind,
 ) -> Result<Dataset> {
+    if let Some(c) = args.channels {
+        refuse_unused(
+            &format!("sequence data (--channels {c})"),
+            &[
+                ("--label-column", args.label_column.is_some()),
+                ("--text-column", args.text_column.is_some()),
+            ],
+        )
+        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    }
     let ds = match args.channels {
         Some(0) => bail!("--channels must be at least 1"),
         Some(c) => parse_sequence_csv(
@@ -119,7 +129,42 @@ struct Loaded {
     name: String,
 }
 
+/// Refuses flags that do nothing in the chosen mode: `given` lists (flag, set?).
+fn refuse_unused(mode: &str, given: &[(&str, bool)]) -> Result<()> {
+    let set: Vec<&str> = given.iter().filter(|(_, on)| *on).map(|(f, _)| *f).collect();
+    if !set.is_empty() {
+        let does = if set.len() == 1 { "does" } else { "do" };
+        bail!(
+            "{} {does} nothing for {mode}; remove {}",
+            set.join(", "),
+            if set.len() == 1 { "it" } else { "them" }
+        );
+    }
+    Ok(())
+}
+
 fn load_all(args: &TrainArgs) -> Result<Loaded> {
+    if args.channels.is_some() || args.data.is_none() {
+        let mode = if args.data.is_none() { "the synthetic task" } else { "sequence data" };
+        refuse_unused(
+            mode,
+            &[
+                ("--label-column", args.label_column.is_some()),
+                ("--text-column", args.text_column.is_some()),
+                ("--num-words", args.num_words.is_some()),
+                ("--oov-token", args.oov_token.is_some()),
+                ("--char-level", args.char_level.is_some()),
+                ("--lower", args.lower.is_some()),
+                ("--filters", args.filters.is_some()),
+                ("--embedding-dim", args.embedding_dim.is_some()),
+            ],
+        )?;
+    } else {
+        refuse_unused(
+            "text data (no --channels)",
+            &[("--standardize", args.standardize.is_some())],
+        )?;
+    }
     let real = args.real_labels();
     let seed = args.split_seed();
     let (data, test, name) = match &args.data {
@@ -134,6 +179,12 @@ fn load_all(args: &TrainArgs) -> Result<Loaded> {
             if cfg.samples < 4 * synthetic::CLASSES {
                 bail!("--synthetic-samples must be at least {}", 4 * synthetic::CLASSES);
             }
+            // Each sample: its values as loaded and as prepared (3 channels).
+            crate::limits::Machine::detect()?.check_memory(
+                "generating the synthetic samples",
+                &format!("--synthetic-samples {}", cfg.samples),
+                (cfg.samples as u64).checked_mul(cfg.steps as u64 * 3 * 4 * 2),
+            )?;
             (synthetic::generate(&cfg), None, "synthetic".to_string())
         }
         Some(path) => {
@@ -162,13 +213,41 @@ fn load_all(args: &TrainArgs) -> Result<Loaded> {
         let k = match args.classes {
             Some(k) => k,
             None => {
-                let max = data
-                    .samples
-                    .iter()
-                    .chain(test.iter().flat_map(|t| t.samples.iter()))
-                    .filter_map(|s| s.label.class())
-                    .max()
-                    .unwrap_or(0);
+                // The classes are the training data's; a label beyond them is blamed on the
+                // file and line that hold it.
+                let top =
+                    data.samples.iter().filter_map(|s| s.label.class().map(|c| (c, s.line))).max();
+                let (max, max_line) = top.unwrap_or((0, 0));
+                if let Some(t) = &test {
+                    let beyond = t
+                        .samples
+                        .iter()
+                        .find_map(|s| s.label.class().filter(|&c| c > max).map(|c| (c, s.line)));
+                    if let Some((c, line)) = beyond {
+                        bail!(
+                            "{}: line {line}: label {c} is a class the training data {} does not \
+                             have (its labels go up to {max}); give --classes K if the training \
+                             data lacks classes on purpose",
+                            t.source.display(),
+                            data.source.display()
+                        );
+                    }
+                }
+                // The smallest class without samples (distinct labels only: no flag per class
+                // of a huge label).
+                let labels: std::collections::BTreeSet<u32> =
+                    data.samples.iter().filter_map(|s| s.label.class()).collect();
+                let gap =
+                    (0u32..).zip(labels.iter()).find(|(want, have)| want != *have).map(|(g, _)| g);
+                if let Some(gap) = gap {
+                    bail!(
+                        "{}: line {max_line}: label {max} makes {} classes, but class {gap} has no \
+                         samples; labels must be 0..K−1 with every class present (give --classes \
+                         K to declare them)",
+                        data.source.display(),
+                        max + 1
+                    );
+                }
                 max + 1
             }
         };

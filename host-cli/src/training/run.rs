@@ -7,12 +7,28 @@ use crate::model_file::{ModelBundle, ModelMeta};
 use crate::settings::TrainArgs;
 use anyhow::{Context, Result};
 
+/// Files a run writes into its output folder (besides pictures, `.svg` and `.png`).
+pub const RUN_FILES: &[&str] = &[
+    "model.tlm",
+    "checkpoint.tlm",
+    "history.json",
+    "history.csv",
+    "metrics.json",
+    "model.rs",
+    "model.h",
+    "model.json",
+    crate::manifest::MANIFEST,
+];
+
 /// Runs a whole training as `tinylstm train` does, without its console report: prepares the
 /// data, trains (resuming from `opts.resume`), and evaluates on the validation and test splits.
 /// With `opts.out_dir`, writes what `train` writes there: `checkpoint.tlm` after every epoch,
 /// `model.tlm` (whenever the monitored value improves, and at the end), `history.json`/`.csv`,
 /// loss/metric curves, `metrics.json` and the confusion matrix (test split), and firmware
 /// exports. Every file is written atomically.
+///
+/// The folder is locked for the run ([`crate::lock`]); its manifest `run.json` is removed at
+/// the start and written after the last file ([`crate::manifest`]), so it lists a complete set.
 ///
 /// A folder the run creates is removed again if the run fails before writing anything into it;
 /// an existing folder with files in it is reused (its files are replaced), and the run says so.
@@ -34,7 +50,22 @@ pub fn train_model(args: &TrainArgs, opts: RunOptions<'_>) -> Result<TrainOutcom
         }
         None => None,
     };
-    let result = train_in(args, opts, reused);
+    let lock = match &opts.out_dir {
+        Some(dir) => crate::lock::FolderLock::acquire(dir, "--out").map(Some),
+        None => Ok(None),
+    };
+    let dir = opts.out_dir.clone();
+    let result = lock.and_then(|lock| {
+        if let Some(d) = &dir {
+            crate::manifest::begin(d)?;
+        }
+        let r = train_in(args, opts, reused);
+        if let (Ok(outcome), Some(d)) = (&r, &dir) {
+            crate::manifest::publish(d, &crate::manifest::run_id(), &outcome.written)?;
+        }
+        drop(lock);
+        r
+    });
     if let (Err(_), Some(dir)) = (&result, created) {
         // Only an empty folder is removed: a failed run keeps its last good checkpoint.
         let _ = std::fs::remove_dir(&dir);

@@ -118,6 +118,21 @@ impl TrainSession {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let default_epochs = if args.data.is_none() { 25 } else { 10 };
         let epochs = args.epochs.unwrap_or(default_epochs);
+        if epochs == 0 {
+            bail!("--epochs must be at least 1 (0 would write an untrained model over --out)");
+        }
+        crate::limits::check_count("--epochs", epochs)?;
+        crate::limits::check_count("--patience", args.patience.unwrap_or(0))?;
+        // Parameters, best parameters, gradients and up to two optimizer-state vectors, and
+        // one gradient per thread.
+        let p = spec.param_count() as u64;
+        crate::limits::Machine::detect()?.check_memory(
+            "the parameters, gradients and optimizer state",
+            &format!(
+                "the model's size ({p} parameters from --units, --embedding-dim, --num-words)"
+            ),
+            (threads as u64).checked_add(5).and_then(|n| n.checked_mul(p)?.checked_mul(4)),
+        )?;
         let monitor = args.monitor.unwrap_or(if data.valid.len > 0 {
             crate::settings::Monitor::ValLoss
         } else {
@@ -165,7 +180,25 @@ impl TrainSession {
     /// [`TrainSession::checkpoint`] (or `tinylstm train`); `origin` names it in errors.
     pub fn restore(&mut self, ck: &ModelBundle, origin: &Path) -> Result<()> {
         if ck.spec != self.spec {
-            bail!("{}: the checkpoint's model does not match these settings", origin.display());
+            bail!(
+                "{}: the checkpoint's model does not match these settings: the checkpoint reads \
+                 {}, these settings and data make {} (flags that change the model or the \
+                 data's shape cannot change on resume)",
+                origin.display(),
+                crate::export::describe(&ck.spec),
+                crate::export::describe(&self.spec)
+            );
+        }
+        let want = self.trainer.config().optimizer.state_len(self.spec.param_count());
+        let have = ck.optimizer_state.as_ref().map_or(0, Vec::len);
+        if have != want {
+            bail!(
+                "{}: the optimizer-state section holds {have} values, but the optimizer of these \
+                 settings needs {want} ({} parameters); the checkpoint was written with another \
+                 optimizer or is damaged, and resuming would silently restart the optimizer",
+                origin.display(),
+                self.spec.param_count()
+            );
         }
         self.params = ck.params.clone();
         self.optimizer_state = ck.optimizer_state.clone().unwrap_or_default();

@@ -403,6 +403,17 @@ impl Search {
         if toml.trials == Some(0) {
             bail!("search setting `trials` must be at least 1");
         }
+        if let Some(t) = toml.trials {
+            // A planned trial holds its settings (well under 4 KiB).
+            crate::limits::Machine::detect()?.check_memory(
+                "planning the trials (4 KiB each)",
+                &format!("search setting `trials` = {t}"),
+                (t as u64).checked_mul(4096),
+            )?;
+        }
+        crate::limits::check_count("search setting `rounds`", rounds)?;
+        crate::limits::check_count("search setting `eta`", eta)?;
+        crate::limits::check_count("search setting `min_epochs`", min_epochs)?;
         if matches!(strategy, Strategy::Halving | Strategy::Hyperband)
             && space.get("epochs").is_some()
         {

@@ -207,7 +207,7 @@ impl Runner<'_> {
 
     fn print(&self, r: &TrialRecord) {
         if !self.quiet {
-            println!("{}", table_line(&self.search.settings.objective, r));
+            crate::outln!("{}", table_line(&self.search.settings.objective, r));
         }
     }
 
@@ -349,7 +349,7 @@ impl Runner<'_> {
                 }
             }
             if !self.quiet && !kept.is_empty() {
-                println!(
+                crate::outln!(
                     "        bracket {}: rung {} ({} epochs) done, {} of {} trials continue to {} epochs: {:?}",
                     b.id,
                     rung + 1,
@@ -423,6 +423,7 @@ pub fn run_search(search: &Search, opts: &TuneOptions) -> Result<TuneSummary> {
 
     std::fs::create_dir_all(dir.join("trials"))
         .with_context(|| format!("cannot create output folder {}", dir.display()))?;
+    let _lock = crate::lock::FolderLock::acquire(dir, "--out")?;
     let search_path = dir.join("search.json");
     let this = SearchJson { format: SEARCH_FORMAT.into(), search: search.clone(), shard };
     if search_path.exists() {
@@ -459,9 +460,10 @@ pub fn run_search(search: &Search, opts: &TuneOptions) -> Result<TuneSummary> {
     let trial_threads = search.base.threads.unwrap_or(1).max(1);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let jobs = opts.jobs.unwrap_or((cores / trial_threads).max(1)).max(1);
+    crate::limits::Machine::detect()?.check_threads("--jobs", jobs)?;
     if !opts.quiet {
         let s = &search.settings;
-        println!(
+        crate::outln!(
             "Tuning {}: {} search, {} trials{}, objective {} ({}), {} parallel trials × {} thread{}; output {}",
             probe_name(search),
             s.strategy,
@@ -478,7 +480,7 @@ pub fn run_search(search: &Search, opts: &TuneOptions) -> Result<TuneSummary> {
             dir.display()
         );
         if mine.is_empty() {
-            println!(
+            crate::outln!(
                 "Shard {} has no trials: the search has {} bracket(s) and a bracket is never split \
                  (successive halving is one bracket: shard random, grid or hyperband searches)",
                 shard.map(|s| s.to_string()).unwrap_or_default(),
@@ -486,9 +488,9 @@ pub fn run_search(search: &Search, opts: &TuneOptions) -> Result<TuneSummary> {
             );
         }
         if resumed > 0 {
-            println!("Resuming: {resumed} of {} trials already finished", mine.len());
+            crate::outln!("Resuming: {resumed} of {} trials already finished", mine.len());
         }
-        println!("{}", table_header(&objective));
+        crate::outln!("{}", table_header(&objective));
     }
 
     let mut runner = Runner {
