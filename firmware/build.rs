@@ -49,7 +49,7 @@ const BOARDS: &[(&str, &str, &str)] = &[
 /// The selected board.
 struct Board {
     name: &'static str,
-    /// `boards/<name>/memory.x`.
+    /// `boards/<name>/memory.x` (`memory-slots.x` with the `flash-slots` feature).
     memory: PathBuf,
     /// Length of the memory map's `RAM` region, in bytes.
     ram_bytes: u64,
@@ -90,7 +90,17 @@ fn select_board(manifest: &Path) -> Board {
              [target.{target}] (RUSTFLAGS replaces them)"
         );
     }
-    let memory = manifest.join("boards").join(name).join("memory.x");
+    // With the weight slots in the board's flash (`flash-slots`), its memory-slots.x leaves
+    // their sectors out of the program's flash.
+    let memory = if env::var_os("CARGO_FEATURE_FLASH_SLOTS").is_some() {
+        let slots = manifest.join("boards").join(name).join("memory-slots.x");
+        if !slots.exists() {
+            panic!("board-{name} has no weight slots in its flash (no boards/{name}/memory-slots.x): build without the `flash-slots` feature");
+        }
+        slots
+    } else {
+        manifest.join("boards").join(name).join("memory.x")
+    };
     let text =
         fs::read_to_string(&memory).unwrap_or_else(|e| panic!("reading {}: {e}", memory.display()));
     let length = |region: &str| {

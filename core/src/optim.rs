@@ -42,7 +42,7 @@
 //! const CFG: OptimizerConfig = OptimizerConfig::new(Optimizer::adam())
 //!     .with_schedule(Schedule::constant(1e-2))
 //!     .with_clip(Clip::global_norm(1.0));
-//! const HEAD: usize = SPEC.param_count() - SPEC.dense_kernel_offset();
+//! const HEAD: usize = SPEC.head_len();
 //! let mut params = [0.1f32; SPEC.param_count()];
 //! let mut grads = [0.5f32; SPEC.param_count()];
 //! let mut state = [0.0f32; CFG.optimizer.state_len(HEAD)];

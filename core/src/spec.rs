@@ -481,6 +481,11 @@ impl Spec {
         self.dense_bias_offset() + self.outputs
     }
 
+    /// Number of parameters of the Dense head, `H_last·K + K` (kernel and bias).
+    pub const fn head_len(&self) -> usize {
+        self.param_count() - self.dense_kernel_offset()
+    }
+
     /// The parameter range of the Dense head (kernel and bias), for head-only fine-tuning.
     pub const fn head_range(&self) -> core::ops::Range<usize> {
         self.dense_kernel_offset()..self.param_count()

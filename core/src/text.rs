@@ -290,8 +290,9 @@ pub fn python_lower_char(ch: char) -> impl Iterator<Item = char> {
     core::iter::from_fn(move || if keep { own.take() } else { lower.next() })
 }
 
-/// Letters that Unicode 16/17 gave a lowercase mapping, unknown to Python ≤ 3.13.
-fn newer_than_python(ch: char) -> bool {
+/// Letters that Unicode 16/17 gave a lowercase mapping, unknown to Python ≤ 3.13 (Unicode
+/// 15.1): Python's `str.lower` leaves them unchanged, and so do the tokenizers here.
+pub fn newer_than_python(ch: char) -> bool {
     matches!(
         ch as u32,
         0x1C89

@@ -73,7 +73,7 @@ pub const fn inference(spec: &Spec, steps: usize, sets: &Sets) -> usize {
 /// Head-only fine-tuning, on top of inference: the live head, the candidate head, its gradient,
 /// its optimizer state and the cached features of the training and validation sets.
 pub const fn head(spec: &Spec, cfg: &HeadConfig, sets: &Sets) -> usize {
-    let hl = spec.param_count() - spec.dense_kernel_offset();
+    let hl = spec.head_len();
     bytes(&[
         hl.saturating_mul(3),
         cfg.state_len(spec),

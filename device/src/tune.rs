@@ -134,7 +134,7 @@ impl HeadConfig {
 
     /// Optimizer state for a head of `spec`.
     pub const fn state_len(&self, spec: &Spec) -> usize {
-        self.optimizer.state_len(spec.param_count() - spec.dense_kernel_offset())
+        self.optimizer.state_len(spec.head_len())
     }
 }
 

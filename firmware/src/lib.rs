@@ -10,7 +10,7 @@
 
 pub mod board;
 pub mod embedded;
-#[cfg(feature = "board-stm32f407")]
+#[cfg(all(feature = "board-stm32f407", feature = "flash-slots"))]
 pub mod f407_flash;
 #[cfg(feature = "persist")]
 pub mod persist;

@@ -663,3 +663,41 @@ fn exports_carry_the_preprocessing_and_compile() {
         "exported C standardisation vs the host's"
     );
 }
+
+#[test]
+fn predict_reads_real_labels_of_a_regression_model() {
+    // A labelled CSV of a regression model: the label field is a real number (negative and
+    // fractional here), read and skipped; predict prints one value per row.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("drift.csv");
+    let mut text = String::new();
+    for i in 0..40 {
+        let slope = (i as f32 - 20.0) / 17.0;
+        let vals: Vec<String> =
+            (0..6).map(|t| format!("{:.4}", slope * t as f32 * 0.1 + (t % 2) as f32)).collect();
+        text += &format!("{:.7},{}\n", -slope * 0.9, vals.join(","));
+    }
+    std::fs::write(&data, text).unwrap();
+    let out = dir.path().join("m");
+    ok_err(&[
+        "train",
+        "--data",
+        s(&data),
+        "--channels",
+        "2",
+        "--head",
+        "linear",
+        "--units",
+        "4",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--out",
+        s(&out),
+    ]);
+    let model = out.join("model.tlm");
+    let json = ok(&["predict", "--model", s(&model), "--data", s(&data), "--json"]);
+    let rows: Vec<Value> = json.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 40, "{json}");
+    assert!(rows.iter().all(|r| r["outputs"].as_array().is_some_and(|o| o.len() == 1)), "{json}");
+}

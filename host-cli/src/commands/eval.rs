@@ -374,7 +374,13 @@ fn predict_samples(cmd: &PredictCmd, bundle: &ModelBundle, path: &PathBuf) -> Re
         let titled = first.as_ref().and_then(|r| r.get(0)).is_some_and(|f| f.trim() == "text");
         args.header = Some(cmd.header.unwrap_or(titled));
     }
-    let kind = if unlabelled { LabelKind::Unlabelled } else { LabelKind::Named };
+    let kind = if unlabelled {
+        LabelKind::Unlabelled
+    } else if bundle.spec.head == Head::Linear {
+        LabelKind::Real
+    } else {
+        LabelKind::Named
+    };
     let ambiguous = match bundle.spec.input {
         InputKind::Channels(c) => fields % c == 0,
         InputKind::Tokens { .. } => false,

@@ -220,13 +220,13 @@ pub struct Tokenizer {
 /// Python's `str.lower` (CPython 3.10–3.13 rules); see the module documentation for the few
 /// characters where Rust's [`str::to_lowercase`] would differ.
 pub fn python_lower(text: &str) -> String {
-    if !text.chars().any(newer_than_python) {
+    if !text.chars().any(tinylstm::text::newer_than_python) {
         return text.to_lowercase();
     }
     let mut out = String::with_capacity(text.len());
     let mut start = 0;
     for (i, ch) in text.char_indices() {
-        if newer_than_python(ch) {
+        if tinylstm::text::newer_than_python(ch) {
             out.push_str(&text[start..i].to_lowercase());
             out.push(ch);
             start = i + ch.len_utf8();
@@ -234,23 +234,6 @@ pub fn python_lower(text: &str) -> String {
     }
     out.push_str(&text[start..].to_lowercase());
     out
-}
-
-/// Letters that Unicode 16/17 gave a lowercase mapping, unknown to Python ≤ 3.13 (Unicode 15.1).
-fn newer_than_python(ch: char) -> bool {
-    matches!(
-        ch as u32,
-        0x1C89
-            | 0xA7CB
-            | 0xA7CC
-            | 0xA7CE
-            | 0xA7D2
-            | 0xA7D4
-            | 0xA7DA
-            | 0xA7DC
-            | 0x10D50..=0x10D65
-            | 0x16EA0..=0x16EB8
-    )
 }
 
 /// Keras `text_to_word_sequence`: lowercase (optional), replace every `filters` character by
