@@ -299,6 +299,7 @@ const MATRIX: &[Case] = &[
     Case { name: "words-text", csv: Some(words_csv), device_data: true, board: &M4F, train: &["--maxlen", "12", "--num-words", "40", "--embedding-dim", "4", "--units", "8", "--epochs", "6", "--lr", "1e-2", "--seed", "2"] },
     Case { name: "chars-zh-text", csv: Some(chars_zh_csv), device_data: true, board: &M4F, train: &["--char-level", "--oov-token", "<OOV>", "--maxlen", "16", "--padding", "post", "--truncating", "post", "--embedding-dim", "4", "--units", "8", "--epochs", "6", "--lr", "1e-2", "--seed", "8"] },
     Case { name: "f407-largest-text", csv: Some(big_vocab_csv), device_data: true, board: &M4F_HEAD, train: F407_LARGEST_TEXT },
+    Case { name: "ragged-masked", csv: Some(ragged_csv), device_data: true, board: &M4F, train: &["--channels", "1", "--head", "sigmoid", "--units", "8", "--epochs", "3", "--lr", "1e-2", "--seed", "12"] },
     Case { name: "burst-probe", csv: Some(burst_csv), device_data: false, board: &M4F, train: &["--channels", "1", "--head", "sigmoid", "--units", "8", "--epochs", "2", "--seed", "4"] },
     Case { name: "gestures-m55", csv: None, device_data: true, board: &M55, train: &["--synthetic-samples", "800", "--epochs", "8", "--lr", "3e-3", "--seed", "7"] },
     Case { name: "burst-m0plus", csv: Some(burst_csv), device_data: false, board: &M0PLUS, train: &["--channels", "1", "--head", "sigmoid", "--units", "8", "--epochs", "2", "--seed", "6"] },
@@ -374,6 +375,27 @@ fn burst_csv(path: &Path, field: bool) {
                 0.0
             };
             write!(csv, ",{}", gain * (burst + 0.3 * r.normal()) + off).unwrap();
+        }
+        csv.push('\n');
+    }
+    std::fs::write(path, csv).unwrap();
+}
+
+/// 1 channel, ragged: rows of 12 to 30 steps (the model pads them with 0 before and masks those
+/// steps, Keras `Masking(0.0)`); class 1 holds a burst. Values are never exactly 0, so only the
+/// padding is masked.
+fn ragged_csv(path: &Path, field: bool) {
+    let (mut r, n, gain) = if field { (Lcg(93), 48, 1.3) } else { (Lcg(19), 200, 1.0) };
+    let mut csv = String::new();
+    for i in 0..n {
+        let class = i % 2;
+        let len = 12 + (r.next() * 19.0) as usize;
+        let at = (r.next() * (len - 6) as f32) as usize;
+        write!(csv, "{class}").unwrap();
+        for t in 0..len {
+            let burst = if class == 1 && (at..at + 6).contains(&t) { 1.5 } else { 0.0 };
+            let v = gain * (burst + 0.3 * r.normal()) + 0.05;
+            write!(csv, ",{}", if v == 0.0 { 0.01 } else { v }).unwrap();
         }
         csv.push('\n');
     }
@@ -704,6 +726,10 @@ fn check_case(case: &Case, dir: &Path) -> (usize, usize) {
     let loaded = Loaded::load(&model);
     let m = loaded.model();
     let shape = m.shape();
+    if case.name == "ragged-masked" {
+        // Ragged rows train masked (Keras `Masking(0.0)`): the device runs the mask too.
+        assert_eq!(m.spec.mask, tinylstm::Mask::Value(0.0), "{}: the model's mask", case.name);
+    }
     let elf = build_for(case.board, &model, data.as_deref(), &[], dir)
         .unwrap_or_else(|e| panic!("{}: firmware build:\n{e}", case.name));
     let (code, log) = run_on(case.board, &elf);
