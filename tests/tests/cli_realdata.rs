@@ -587,6 +587,19 @@ fn exports_carry_the_preprocessing_and_compile() {
     let model_h = std::fs::read_to_string(out.join("model.h")).unwrap();
     assert!(model_h.contains("static const char *const model_words["), "{model_h}");
     assert!(model_h.contains("#define MODEL_OOV_INDEX 1u"));
+    let lits: Vec<String> = texts.iter().map(|t| format!("{t:?}")).collect();
+    let prog = format!(
+        "#include <stdio.h>\n#include \"model.h\"\nint main(void) {{\n    \
+         const char *texts[3] = {{ {} }};\n    for (int t = 0; t < 3; t++) {{\n        \
+         uint32_t ids[MODEL_STEPS];\n        model_text_to_ids(texts[t], ids);\n        \
+         printf(\"[\");\n        for (int i = 0; i < MODEL_STEPS; i++) \
+         printf(i ? \", %u\" : \"%u\", (unsigned)ids[i]);\n        printf(\"]\\n\");\n    }}\n    \
+         return 0;\n}}\n",
+        lits.join(", ")
+    );
+    if let Some(got) = run_c(test, &out, &prog) {
+        assert_eq!(got, want, "exported C tokenizer vs the host's");
+    }
 
     // A sequence model: standardisation in every format, bit for bit as the host applies it.
     let seq = dir.path().join("ragged.csv");
@@ -626,11 +639,6 @@ fn exports_carry_the_preprocessing_and_compile() {
         assert_eq!(got, want, "exported Rust standardisation vs the host's");
     }
     // C: the whole header compiles with a program feeding raw values.
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    if std::process::Command::new(&cc).arg("--version").output().is_err() {
-        common::missing(test, &format!("no C compiler ({cc})"));
-        return;
-    }
     let floats: Vec<String> = raw.iter().map(|x| format!("{x:?}f")).collect();
     let prog = format!(
         "#include <stdio.h>\n#include <string.h>\n#include \"model.h\"\nint main(void) {{\n    \
@@ -638,8 +646,22 @@ fn exports_carry_the_preprocessing_and_compile() {
          {{ uint32_t b; memcpy(&b, &v[i], 4); printf(\"%08x\\n\", (unsigned)b); }}\n    return 0;\n}}\n",
         floats.join(", ")
     );
-    std::fs::write(out2.join("main.c"), prog).unwrap();
-    let exe = out2.join("main.bin");
+    if let Some(got) = run_c(test, &out2, &prog) {
+        assert_eq!(got, want, "exported C standardisation vs the host's");
+    }
+}
+
+/// Compiles `prog` (C99, warnings as errors, no contraction of multiply-adds) beside the
+/// `model.h` in `dir` and returns its standard output; `None` (after `common::missing`) when
+/// there is no C compiler.
+fn run_c(test: &str, dir: &Path, prog: &str) -> Option<String> {
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    if std::process::Command::new(&cc).arg("--version").output().is_err() {
+        common::missing(test, &format!("no C compiler ({cc})"));
+        return None;
+    }
+    std::fs::write(dir.join("main.c"), prog).unwrap();
+    let exe = dir.join("main.bin");
     let built = std::process::Command::new(&cc)
         .args([
             "-std=c99",
@@ -652,16 +674,13 @@ fn exports_carry_the_preprocessing_and_compile() {
             "-o",
         ])
         .arg(&exe)
-        .arg(out2.join("main.c"))
+        .arg(dir.join("main.c"))
         .output()
         .unwrap();
     assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
     let run = std::process::Command::new(&exe).output().unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&run.stdout),
-        want,
-        "exported C standardisation vs the host's"
-    );
+    assert!(run.status.success(), "{run:?}");
+    Some(String::from_utf8_lossy(&run.stdout).into_owned())
 }
 
 #[test]

@@ -229,6 +229,7 @@ pub fn c_preprocessing(bundle: &ModelBundle, name: &str) -> String {
         "/* ---- Preprocessing: raw data to model input, as `tinylstm predict` does ---- */"
     );
     let _ = writeln!(s, "#include <stddef.h>");
+    let _ = writeln!(s, "#include <string.h>");
     let _ = writeln!(s, "#define {up}_STEPS {} /* time steps of the input */", meta.steps);
     let _ = writeln!(
         s,
@@ -325,9 +326,82 @@ pub fn c_preprocessing(bundle: &ModelBundle, name: &str) -> String {
         let _ = writeln!(s, "    }}");
         let _ = writeln!(s, "    return {up}_OOV_INDEX;");
         let _ = writeln!(s, "}}");
+        s += &C_TEXT_TO_IDS.replace("@UP@", &up).replace("@name@", name);
     }
     s
 }
+
+/// C: UTF-8 text to the model's padded ids, as the Rust export's `text_to_input`. `@name@` and
+/// `@UP@` stand for the export's name in lower and upper case.
+const C_TEXT_TO_IDS: &str = r#"/* Bytes of the UTF-8 sequence starting with lead byte b (an invalid byte counts as one). */
+static inline size_t @name@_utf8_len(unsigned char b) {
+    if (b < 0x80u) return 1;
+    if ((b & 0xE0u) == 0xC0u) return 2;
+    if ((b & 0xF0u) == 0xE0u) return 3;
+    if ((b & 0xF8u) == 0xF0u) return 4;
+    return 1;
+}
+/* 1 when the character c (n bytes) is one of the characters of set. */
+static inline int @name@_in_set(const char *set, const char *c, size_t n) {
+    size_t i = 0;
+    while (set[i] != '\0') {
+        size_t m = @name@_utf8_len((unsigned char)set[i]);
+        size_t k = 0;
+        while (k < m && set[i + k] != '\0') k++;
+        if (k == n && memcmp(set + i, c, n) == 0) return 1;
+        i += k;
+    }
+    return 0;
+}
+/* Appends one id as pad_sequences keeps it (ring: the last STEPS ids when cutting the first). */
+static inline void @name@_keep(uint32_t *ring, size_t *count, uint32_t id) {
+    if (id == 0) return;
+    if (@UP@_TRUNCATING_PRE) ring[*count % @UP@_STEPS] = id;
+    else if (*count < @UP@_STEPS) ring[*count] = id;
+    (*count)++;
+}
+/* Keras texts_to_sequences + pad_sequences: the model input of the NUL-terminated UTF-8 text,
+   ids[STEPS]. As the host: filters and the split character separate words, a word longer than
+   256 bytes is an unknown word. Lower-casing covers ASCII letters only (C has no Unicode case
+   table): lower-case other scripts' capitals before calling when the model lower-cases. */
+static inline void @name@_text_to_ids(const char *text, uint32_t ids[@UP@_STEPS]) {
+    uint32_t ring[@UP@_STEPS];
+    size_t count = 0, len = 0, i = 0;
+    char word[256];
+    int longer = 0;
+    size_t split_len = @name@_split[0] ? @name@_utf8_len((unsigned char)@name@_split[0]) : 0;
+    while (text[i] != '\0') {
+        char c[4];
+        size_t n = @name@_utf8_len((unsigned char)text[i]), k;
+        for (k = 0; k < n && text[i + k] != '\0'; k++) c[k] = text[i + k];
+        n = k;
+        i += n;
+        if (@UP@_LOWER && n == 1 && c[0] >= 'A' && c[0] <= 'Z') c[0] = (char)(c[0] - 'A' + 'a');
+        if (@UP@_CHAR_LEVEL) {
+            @name@_keep(ring, &count, @name@_token_id(c, n));
+        } else if ((n == split_len && memcmp(c, @name@_split, n) == 0) || @name@_in_set(@name@_filters, c, n)) {
+            if (len > 0 || longer) @name@_keep(ring, &count, longer ? @UP@_OOV_INDEX : @name@_token_id(word, len));
+            len = 0;
+            longer = 0;
+        } else if (len + n <= sizeof word) {
+            memcpy(word + len, c, n);
+            len += n;
+        } else {
+            longer = 1;
+        }
+    }
+    if (!@UP@_CHAR_LEVEL && (len > 0 || longer)) @name@_keep(ring, &count, longer ? @UP@_OOV_INDEX : @name@_token_id(word, len));
+    {
+        size_t kept = count < @UP@_STEPS ? count : @UP@_STEPS;
+        size_t start = @UP@_PADDING_PRE ? @UP@_STEPS - kept : 0, j;
+        for (j = 0; j < @UP@_STEPS; j++) ids[j] = 0;
+        for (j = 0; j < kept; j++) {
+            size_t from = (@UP@_TRUNCATING_PRE && count > @UP@_STEPS) ? (count + j) % @UP@_STEPS : j;
+            ids[start + j] = ring[from];
+        }
+    }
+}
+"#;
 
 /// The `preprocessing` member of `model.json`.
 pub fn json_preprocessing(bundle: &ModelBundle) -> serde_json::Value {
