@@ -297,6 +297,7 @@ const MATRIX: &[Case] = &[
     Case { name: "burst-binary", csv: Some(burst_csv), device_data: true, board: &M4F, train: &["--channels", "1", "--head", "sigmoid", "--units", "16", "--epochs", "6", "--lr", "1e-2", "--seed", "3"] },
     Case { name: "drift-regression", csv: Some(drift_csv), device_data: true, board: &M4F, train: &["--channels", "2", "--head", "linear", "--units", "12,8", "--epochs", "8", "--lr", "1e-2", "--seed", "5"] },
     Case { name: "words-text", csv: Some(words_csv), device_data: true, board: &M4F, train: &["--maxlen", "12", "--num-words", "40", "--embedding-dim", "4", "--units", "8", "--epochs", "6", "--lr", "1e-2", "--seed", "2"] },
+    Case { name: "words-mask-zero", csv: Some(words_csv), device_data: true, board: &M4F, train: &["--maxlen", "12", "--num-words", "40", "--embedding-dim", "4", "--units", "8", "--mask-zero", "--padding", "post", "--epochs", "6", "--lr", "1e-2", "--seed", "3"] },
     Case { name: "chars-zh-text", csv: Some(chars_zh_csv), device_data: true, board: &M4F, train: &["--char-level", "--oov-token", "<OOV>", "--maxlen", "16", "--padding", "post", "--truncating", "post", "--embedding-dim", "4", "--units", "8", "--epochs", "6", "--lr", "1e-2", "--seed", "8"] },
     Case { name: "f407-largest-text", csv: Some(big_vocab_csv), device_data: true, board: &M4F_HEAD, train: F407_LARGEST_TEXT },
     Case { name: "ragged-masked", csv: Some(ragged_csv), device_data: true, board: &M4F, train: &["--channels", "1", "--head", "sigmoid", "--units", "8", "--epochs", "3", "--lr", "1e-2", "--seed", "12"] },
@@ -729,6 +730,10 @@ fn check_case(case: &Case, dir: &Path) -> (usize, usize) {
     if case.name == "ragged-masked" {
         // Ragged rows train masked (Keras `Masking(0.0)`): the device runs the mask too.
         assert_eq!(m.spec.mask, tinylstm::Mask::Value(0.0), "{}: the model's mask", case.name);
+    }
+    if case.name == "words-mask-zero" {
+        // Keras `Embedding(mask_zero=True)`: id 0 (the padding) is masked on the device too.
+        assert_eq!(m.spec.mask, tinylstm::Mask::Zero, "{}: the model's mask", case.name);
     }
     let elf = build_for(case.board, &model, data.as_deref(), &[], dir)
         .unwrap_or_else(|e| panic!("{}: firmware build:\n{e}", case.name));
