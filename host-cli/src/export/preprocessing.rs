@@ -10,7 +10,7 @@
 //!   the sequence length and padding/truncation sides. The Rust export also has the whole text
 //!   → ids → padded input path, `no_std` and without allocation (lowercasing with
 //!   `char::to_lowercase`, which equals Python's `str.lower` except for the final-sigma rule);
-//!   the C export has the word table and a lookup.
+//!   the C export has the word table, a lookup and `<name>_text_to_ids` (ASCII lower-casing).
 
 use crate::model_file::ModelBundle;
 use crate::preprocess::pad::Side;
@@ -19,6 +19,20 @@ use std::fmt::Write as _;
 /// A Rust string literal of `s` (escaped with `{:?}`, which Rust source accepts).
 fn rust_str(s: &str) -> String {
     format!("{s:?}")
+}
+
+/// The words the model can emit, by id: `table[i]` has id `i + 1` (ids below `num_words`;
+/// a gap, never filled by the tokenizer, is an empty string).
+fn word_table(tok: &crate::preprocess::tokenizer::Tokenizer) -> Vec<String> {
+    let limit = tok.config().num_words.filter(|&n| n > 0).unwrap_or(usize::MAX);
+    let words: Vec<(&str, u32)> =
+        tok.word_index().into_iter().filter(|&(_, i)| (i as usize) < limit).collect();
+    let n = words.last().map_or(0, |&(_, i)| i as usize);
+    let mut table = vec![String::new(); n];
+    for (w, i) in words {
+        table[i as usize - 1] = w.to_owned();
+    }
+    table
 }
 
 /// A C string literal of `s`: printable ASCII as is, every other byte as an octal escape.
@@ -96,14 +110,8 @@ pub fn rust_preprocessing(bundle: &ModelBundle) -> String {
     }
     if let Some(tok) = &bundle.tokenizer {
         let cfg = tok.config();
-        let limit = cfg.num_words.filter(|&n| n > 0).unwrap_or(usize::MAX);
-        let words: Vec<(&str, u32)> =
-            tok.word_index().into_iter().filter(|&(_, i)| (i as usize) < limit).collect();
-        let n = words.last().map_or(0, |&(_, i)| i as usize);
-        let mut table = vec![String::new(); n];
-        for (w, i) in words {
-            table[i as usize - 1] = w.to_owned();
-        }
+        let table = word_table(tok);
+        let n = table.len();
         let _ = writeln!(s);
         let _ =
             writeln!(s, "/// Keras `Tokenizer(num_words)` (0: no limit): ids below it are kept.");
@@ -283,14 +291,8 @@ pub fn c_preprocessing(bundle: &ModelBundle, name: &str) -> String {
     }
     if let Some(tok) = &bundle.tokenizer {
         let cfg = tok.config();
-        let limit = cfg.num_words.filter(|&n| n > 0).unwrap_or(usize::MAX);
-        let words: Vec<(&str, u32)> =
-            tok.word_index().into_iter().filter(|&(_, i)| (i as usize) < limit).collect();
-        let n = words.last().map_or(0, |&(_, i)| i as usize);
-        let mut table = vec![String::new(); n];
-        for (w, i) in words {
-            table[i as usize - 1] = w.to_owned();
-        }
+        let table = word_table(tok);
+        let n = table.len();
         let _ = writeln!(
             s,
             "/* Keras Tokenizer settings: ids below NUM_WORDS are kept (0: no limit). */"
