@@ -14,6 +14,8 @@
 //! - [`text`]: labelled sentences tokenized on the device (the core's in-place Keras
 //!   tokenizer) into data sets, so the device classifies and fine-tunes on strings.
 //! - [`ram`]: the RAM each mode needs, from the spec.
+//! - [`runtime`]: a model loaded at run time into a block of memory the firmware allocates:
+//!   sizes from the header, every check before the switch, the reason of a refusal.
 //! - [`slots`]: fine-tuned weights persisted in two flash slots (A/B) that a power cut at any
 //!   byte cannot mix, behind the `embedded-storage` NOR-flash traits.
 //!
@@ -41,6 +43,7 @@ pub mod data;
 pub mod model;
 pub mod norm;
 pub mod ram;
+pub mod runtime;
 pub mod slots;
 pub mod text;
 pub mod tune;
