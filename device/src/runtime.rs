@@ -53,6 +53,10 @@
 //! assert!((out.iter().sum::<f32>() - 1.0).abs() < 1e-6);
 //! ```
 
+// A `Refusal` carries the core's `FormatError` (which holds two specs for a spec mismatch),
+// as the core's reader returns it.
+#![allow(clippy::result_large_err)]
+
 use core::ops::Range;
 
 use tinylstm::format::{peek_spec, FormatError, ModelFile, CRC_LEN, HEADER_LEN};

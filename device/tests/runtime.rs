@@ -3,6 +3,8 @@
 //! its reason, and every size read from a file is checked against the heap before a block is
 //! allocated.
 
+#![allow(clippy::result_large_err)] // Refusal carries the core's FormatError, as the core returns it.
+
 use tinylstm::format::{
     encoded_len, write_into, FormatError, Section, TAG_METADATA, TAG_NORMALIZATION,
 };
