@@ -133,7 +133,9 @@ fn probe_set(shape: &Shape, means: &[f32], stds: &[f32], n: usize) -> Vec<u8> {
 }
 
 /// Generates `OUT_DIR/model.rs` and the files it embeds. `memory_x` is the board's memory.x.
-pub fn generate(out: &Path, manifest: &Path, memory_x: &Path) {
+/// `heap`: bytes of the heap of a model loaded at run time (0 without `runtime-model`), counted
+/// in the RAM check.
+pub fn generate(out: &Path, manifest: &Path, memory_x: &Path, heap: usize) {
     println!("cargo:rerun-if-env-changed=TINYLSTM_MODEL");
     println!("cargo:rerun-if-env-changed=TINYLSTM_DATA");
     println!("cargo:rerun-if-changed=build_model.rs");
@@ -262,12 +264,12 @@ pub fn generate(out: &Path, manifest: &Path, memory_x: &Path) {
     let full =
         if feature("FULL_FINETUNE") { ram::full(&spec, steps, &FullConfig::DEFAULT) } else { 0 };
     let board = board_ram(memory_x);
-    let needed = inference + head + full + text_ram;
+    let needed = inference + head + full + text_ram + heap;
     let available = board.saturating_sub(STACK_RESERVE);
     if needed > available {
         fail(format!(
             "the model does not fit the board's RAM: it needs {needed} bytes (inference {inference}, \
-             head-only fine-tuning {head}, full fine-tuning {full}, sentences tokenized {text_ram}) and the board has {available} \
+             head-only fine-tuning {head}, full fine-tuning {full}, sentences tokenized {text_ram}, heap of the runtime model {heap}) and the board has {available} \
              bytes ({board} bytes of RAM less {STACK_RESERVE} kept for the stack); build without \
              `full-finetune` (or `head-finetune`), or train a smaller model ({})",
             model_path.display()

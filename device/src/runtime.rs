@@ -16,7 +16,7 @@
 //! 3. [`install`] parses the file with the core's reader ([`ModelFile::parse`]: magic, version,
 //!    CRC-32, spec, sections), checks its spec is the planned one, reads its sequence length
 //!    from the metadata, refuses a model whose input differs from the device's (channels or
-//!    vocabulary, time steps), decodes its standardisation into the block and moves the file so
+//!    vocabulary, time steps; for text, the tokenizer), decodes its standardisation into the block and moves the file so
 //!    that its parameters are 4-byte aligned (they are then read in place);
 //! 4. [`parts`] gives the model, its weights and its work buffers out of the block, for
 //!    [`predict`](crate::model::predict).
@@ -45,7 +45,7 @@
 //! let planned = plan(&file[..PREFIX_LEN], file.len(), 4096).unwrap();
 //! let mut block = vec![0u32; planned.layout.words()]; // the firmware's heap allocation
 //! bytemuck::cast_slice_mut::<u32, u8>(&mut block)[..file.len()].copy_from_slice(&file);
-//! let slot = install(&mut block, &planned, &device).unwrap();
+//! let slot = install(&mut block, &planned, &device, None).unwrap();
 //! let p = parts(&mut block, &slot);
 //! let x = [0.5f32.to_bits(); 10];
 //! let mut out = [0.0f32; 3];
@@ -200,6 +200,9 @@ pub enum Refusal {
     },
     /// The model's NORMALIZATION section cannot be used.
     Norm(NormError),
+    /// A token model whose tokenizer differs from the device's (the device turns its text into
+    /// ids with its own tokenizer, so another vocabulary would read other words).
+    Tokenizer,
 }
 
 impl Refusal {
@@ -215,6 +218,7 @@ impl Refusal {
             Refusal::NoSteps => "no-steps",
             Refusal::Shape { .. } => "shape",
             Refusal::Norm(_) => "normalization",
+            Refusal::Tokenizer => "tokenizer",
         }
     }
 }
@@ -241,6 +245,9 @@ impl core::fmt::Display for Refusal {
                 )
             }
             Refusal::Norm(e) => write!(f, "{e}"),
+            Refusal::Tokenizer => {
+                f.write_str("its tokenizer differs from the one the device tokenizes text with")
+            }
         }
     }
 }
@@ -288,13 +295,20 @@ pub struct Slot {
 /// Step 3: checks the file the firmware read into the start of `block` (its first
 /// `plan.layout.file_len` bytes; `block` is `plan.layout.words()` words) and makes it ready to
 /// run. `device` is the shape of the device's input: the model must read the same channels
-/// (or the same vocabulary) and the same number of steps. Never panics on any file.
+/// (or the same vocabulary) and the same number of steps. `tokenizer` is the TOKENIZER section
+/// the device tokenizes text with, if it does: a token model must hold the same one. Never
+/// panics on any file.
 ///
 /// # Errors
 /// [`Refusal::Format`] (the core's reader: magic, version, CRC, sections),
-/// [`Refusal::Changed`], [`Refusal::NoSteps`], [`Refusal::Shape`], [`Refusal::Norm`]; a block
-/// shorter than the layout gives [`Refusal::Alloc`].
-pub fn install(block: &mut [u32], plan: &Plan, device: &Shape) -> Result<Slot, Refusal> {
+/// [`Refusal::Changed`], [`Refusal::NoSteps`], [`Refusal::Shape`], [`Refusal::Tokenizer`],
+/// [`Refusal::Norm`]; a block shorter than the layout gives [`Refusal::Alloc`].
+pub fn install(
+    block: &mut [u32],
+    plan: &Plan,
+    device: &Shape,
+    tokenizer: Option<&[u8]>,
+) -> Result<Slot, Refusal> {
     let layout = plan.layout;
     if block.len() < layout.words() {
         return Err(Refusal::Alloc { needed: layout.bytes() });
@@ -318,6 +332,11 @@ pub fn install(block: &mut [u32], plan: &Plan, device: &Shape) -> Result<Slot, R
                 found_vocab: found.vocab,
                 found_steps: found.steps,
             });
+        }
+        if let (Some(own), true) = (tokenizer, found.tokens()) {
+            if file.tokenizer() != Some(own) {
+                return Err(Refusal::Tokenizer);
+            }
         }
         // The statistics go to their place in the block (after the file).
         let c = layout.channels;

@@ -48,7 +48,7 @@ fn load(file: &[u8], heap: usize) -> Result<(Vec<u32>, tinylstm_device::runtime:
     let p = plan(&file[..PREFIX_LEN.min(file.len())], file.len(), heap)?;
     let mut block = vec![0u32; p.layout.words()];
     bytemuck::cast_slice_mut::<u32, u8>(&mut block)[..file.len()].copy_from_slice(file);
-    let slot = install(&mut block, &p, &device())?;
+    let slot = install(&mut block, &p, &device(), None)?;
     Ok((block, slot))
 }
 
@@ -187,11 +187,35 @@ fn a_file_that_changed_after_its_header_is_refused() {
     let mut p2 = p;
     p2.layout.file_len = other.len();
     bytemuck::cast_slice_mut::<u32, u8>(&mut block)[..other.len()].copy_from_slice(&other);
-    assert_eq!(install(&mut block, &p2, &device()).unwrap_err(), Refusal::Changed);
+    assert_eq!(install(&mut block, &p2, &device(), None).unwrap_err(), Refusal::Changed);
     // A block shorter than the layout.
     let mut short = vec![0u32; p.layout.words() - 1];
     assert_eq!(
-        install(&mut short, &p, &device()).unwrap_err(),
+        install(&mut short, &p, &device(), None).unwrap_err(),
         Refusal::Alloc { needed: p.layout.bytes() }
     );
+}
+
+#[test]
+fn a_token_model_with_another_tokenizer_is_refused() {
+    let spec = Spec::tokens(10, 2).lstm(3).dense(1, Head::Sigmoid);
+    let params = vec![0.0f32; spec.param_count()];
+    let file = |tok: &[u8]| {
+        let sections = [
+            Section { tag: tinylstm::format::TAG_TOKENIZER, bytes: tok },
+            Section { tag: TAG_METADATA, bytes: br#"{"steps":4}"# },
+        ];
+        let mut buf = vec![0u8; encoded_len(&spec, &sections).unwrap()];
+        write_into(&spec, &params, &sections, &mut buf).unwrap();
+        buf
+    };
+    let device = Shape::of(&spec, 4);
+    let try_install = |f: &[u8], own: &[u8]| {
+        let p = plan(&f[..PREFIX_LEN], f.len(), 1 << 20).unwrap();
+        let mut block = vec![0u32; p.layout.words()];
+        bytemuck::cast_slice_mut::<u32, u8>(&mut block)[..f.len()].copy_from_slice(f);
+        install(&mut block, &p, &device, Some(own)).map(|s| s.steps)
+    };
+    assert_eq!(try_install(&file(b"vocabulary one"), b"vocabulary one"), Ok(4));
+    assert_eq!(try_install(&file(b"vocabulary two"), b"vocabulary one"), Err(Refusal::Tokenizer));
 }

@@ -15,3 +15,5 @@ pub mod f407_flash;
 #[cfg(feature = "persist")]
 pub mod persist;
 pub mod platform;
+#[cfg(feature = "runtime-model")]
+pub mod runtime;

@@ -690,6 +690,8 @@ fn side_name(s: tinylstm::text::Side) -> &'static str {
 fn main() -> ! {
     let cp = defmt::unwrap!(cortex_m::Peripherals::take());
     platform::init(cp.SYST);
+    #[cfg(feature = "runtime-model")]
+    tinylstm_firmware::runtime::init_heap();
     let head = match SPEC.head {
         Head::Softmax => "softmax",
         Head::Sigmoid => "sigmoid",
@@ -900,6 +902,10 @@ fn run() {
     }
     info!("params_crc final={=u32:08x}", live.crc());
 
+    // (g) A model loaded at run time replaces this one only when it passes every check.
+    #[cfg(feature = "runtime-model")]
+    runtime_model(&m, &live, b, &samples, file.tokenizer(), &mut summary);
+
     // (f) Measurements.
     for (what, n) in &summary {
         info!("count {=str}: {=u64} {=str}", what, n, TICK.1);
@@ -912,6 +918,110 @@ fn run() {
         TICK.1
     );
     info!("done");
+}
+
+/// (g) A model offered at run time (feature `runtime-model`; under QEMU the host file
+/// `tinylstm-model.tlm`): loaded into the heap and checked; then the samples are served with
+/// the model that is active — the new one when it was accepted, else the built-in one (its
+/// live weights) — each logged as `serve model=runtime|built-in sample=i outputs=… bits=…`.
+#[cfg(feature = "runtime-model")]
+fn runtime_model(
+    m: &Model<'_>,
+    live: &Live,
+    b: &mut Bufs,
+    samples: &View<'_>,
+    tokenizer: Option<&[u8]>,
+    summary: &mut Summary,
+) {
+    use tinylstm_device::data::values_mut;
+    use tinylstm_device::norm::standardize;
+    use tinylstm_firmware::runtime::{self, HostModelFile, ModelSource, RuntimeModel, HEAP_BYTES};
+    info!(
+        "runtime model: heap {=usize} bytes ({=usize} free); offered on {=str}",
+        HEAP_BYTES,
+        runtime::heap_free(),
+        "semihosting file tinylstm-model.tlm"
+    );
+    let mut active: Option<RuntimeModel> = None;
+    match HostModelFile::open() {
+        None => info!("runtime model: none offered; serving with the built-in model"),
+        Some(mut src) => {
+            let len = src.len();
+            info!("runtime model: {=usize} bytes offered", len);
+            let (r, n) = measure(|| runtime::load(&mut src, &SHAPE, tokenizer));
+            match r {
+                Ok(rm) => {
+                    let s = rm.slot();
+                    info!(
+                        "runtime model accepted: crc={=u32:08x} params={=usize} layers={=usize} top_units={=usize} outputs={=usize} steps={=usize} standardizes={=bool} needed={=usize} heap={=usize} used={=usize} ({=u64} {=str} to load and check)",
+                        s.crc,
+                        s.spec.param_count(),
+                        s.spec.layers,
+                        s.spec.top_units(),
+                        s.spec.outputs,
+                        s.steps,
+                        s.standardizes,
+                        s.layout.bytes(),
+                        HEAP_BYTES,
+                        runtime::heap_used(),
+                        n,
+                        TICK.1
+                    );
+                    note(summary, "runtime model load", n);
+                    active = Some(rm);
+                }
+                Err(e) => {
+                    let mut text: String<384> = String::new();
+                    if write!(text, "{e}").is_err() {
+                        text.clear();
+                        let _ = text.push_str("(message longer than 384 bytes)");
+                    }
+                    warn!(
+                        "runtime model refused reason={=str}: {=str}; serving with the built-in model (heap used {=usize})",
+                        e.reason(),
+                        text.as_str(),
+                        runtime::heap_used()
+                    );
+                }
+            }
+        }
+    }
+    let which = if active.is_some() { "runtime" } else { "built-in" };
+    for i in 0..samples.len() {
+        let (r, out) = match active.as_mut() {
+            Some(rm) => {
+                let p = rm.parts();
+                samples.data.read(i, &mut b.x[..]); // raw input, standardised by the new model
+                if !p.model.shape().tokens() {
+                    standardize(&p.model.norm, values_mut(&mut b.x[..p.model.seq_words()]));
+                }
+                let w = Weights::flat(p.params);
+                let r = predict(&p.model, w, &b.x[..], p.forward, p.hidden, p.out);
+                (r, &p.out[..])
+            }
+            None => {
+                samples.read(i, &mut b.x[..]);
+                let out = &mut b.logits[..OUTPUTS];
+                let r = predict(
+                    m,
+                    live.weights(),
+                    &b.x[..],
+                    &mut b.forward[..],
+                    &mut b.hidden[..],
+                    out,
+                );
+                (r, &b.logits[..OUTPUTS])
+            }
+        };
+        check("serving", r);
+        info!(
+            "serve model={=str} sample={=usize} outputs={} bits={=str}",
+            which,
+            i,
+            out,
+            bits_list(out).as_str()
+        );
+    }
 }
 
 fn finetune(

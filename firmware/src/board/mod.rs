@@ -78,6 +78,9 @@ const fn gcd(a: u64, b: u64) -> u64 {
 pub const RAM_BYTES: usize = parse_bytes(env!("TINYLSTM_BOARD_RAM_BYTES"));
 /// Bytes of flash on the board (the `FLASH` region of its memory.x): code and read-only data.
 pub const FLASH_BYTES: usize = parse_bytes(env!("TINYLSTM_BOARD_FLASH_BYTES"));
+/// Bytes of the heap of a model loaded at run time (build.rs's `HEAPS`; 0 without the
+/// `runtime-model` feature).
+pub const HEAP_BYTES: usize = parse_bytes(env!("TINYLSTM_BOARD_HEAP_BYTES"));
 
 /// A decimal number written by build.rs.
 const fn parse_bytes(s: &str) -> usize {
