@@ -1399,3 +1399,199 @@ fn a_failing_flash_keeps_the_device_running_on_the_last_good_weights() {
     let l = line(&log3, &["weights", "active=slot"]);
     assert_eq!(kv(l, "params_crc"), good, "{l}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// A model loaded at run time (feature `runtime-model`)
+// ---------------------------------------------------------------------------------------------
+
+/// The inference-only M4F build with the runtime model slot (an `embedded-alloc` heap of
+/// 256 KiB).
+const M4F_RUNTIME: Board = Board {
+    target: "thumbv7em-none-eabihf",
+    machine: "mps2-an386",
+    features: Some("board-mps2-an386,runtime-model"),
+};
+
+/// The heap of the QEMU boards' `runtime-model` build (firmware/build.rs, `HEAPS`).
+const RUNTIME_HEAP: usize = 256 * 1024;
+
+/// Builds the `runtime-model` firmware with the default model built in; returns the ELF, the
+/// built-in model and the samples as a CSV for `tinylstm predict`.
+fn runtime_firmware(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let model = default_model(dir);
+    let elf = build_for(&M4F_RUNTIME, &model, None, &[], dir)
+        .unwrap_or_else(|e| panic!("firmware build:\n{e}"));
+    let loaded = Loaded::load(&model);
+    let samples = set_bytes(&firmware_dir().join("data"), "samples");
+    let raw = Dataset::parse(&samples, loaded.model().shape()).unwrap();
+    let csv = dir.join("samples.csv");
+    write_csv(&csv, &raw);
+    (elf, model, csv)
+}
+
+/// The `serve model=<which>` lines' output bits, one entry per sample.
+fn served(log: &str, which: &str) -> Vec<Vec<u32>> {
+    let found = lines(log, &["serve", &format!("model={which}")]);
+    found.iter().map(|l| kv(l, "bits").split(',').map(hex_bits).collect()).collect()
+}
+
+/// Boots with `file` offered as the runtime model (none: no file) in a fresh folder.
+fn boot_offering(elf: &Path, file: Option<&[u8]>, name: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    if let Some(bytes) = file {
+        std::fs::write(dir.path().join("tinylstm-model.tlm"), bytes).unwrap();
+    }
+    let (code, log) = run_in(dir.path(), elf);
+    println!("--- {name}\n{log}");
+    assert_eq!(code, 0, "{name}: the device keeps running\n{log}");
+    (code, log)
+}
+
+#[test]
+fn a_model_loaded_at_run_time_replaces_the_built_in_one() {
+    if !prerequisites("a_model_loaded_at_run_time_replaces_the_built_in_one") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (elf, model, csv) = runtime_firmware(dir.path());
+    let built_in = cli_predict(&model, &csv);
+
+    // No model offered: the built-in one serves.
+    let (_, log) = boot_offering(&elf, None, "nothing offered");
+    assert_eq!(lines(&log, &["none", "offered;"]).len(), 1, "{log}");
+    assert_eq!(served(&log, "built-in"), built_in);
+
+    // Another model for the same input (3 channels, T = 40), trained by the CLI: 24 units.
+    common::binary();
+    let out = dir.path().join("runtime");
+    common::ok(&[
+        "train",
+        "--out",
+        out.to_str().unwrap(),
+        "--threads",
+        "2",
+        "--quiet",
+        "--synthetic-samples",
+        "200",
+        "--epochs",
+        "2",
+        "--units",
+        "24",
+        "--seed",
+        "13",
+    ]);
+    let new_model = out.join("model.tlm");
+    let bytes = std::fs::read(&new_model).unwrap();
+    let file = ModelFile::parse(&bytes).unwrap();
+    assert_eq!(file.spec().top_units(), 24);
+    let host = cli_predict(&new_model, &csv);
+    assert_ne!(host, built_in, "the two models give other outputs");
+
+    let (_, log) = boot_offering(&elf, Some(&bytes), "good model");
+    let l = line(&log, &["runtime", "model", "accepted:"]);
+    assert_eq!(hex_bits(kv(l, "crc")), file.crc(), "{l}");
+    assert_eq!(kv(l, "params"), file.param_count().to_string(), "{l}");
+    assert_eq!(kv(l, "steps"), "40", "{l}");
+    // The block it took from the heap: the file (rounded up to a word, one more word to align
+    // its parameters), the forward work, hidden state, outputs and 3 means and 3 deviations,
+    // each from the core's size functions.
+    let spec = file.spec();
+    let words = bytes.len().div_ceil(4)
+        + 1
+        + spec.forward_work_len(1, 1).unwrap()
+        + spec.top_units()
+        + spec.outputs
+        + 2 * 3;
+    assert_eq!(kv(l, "needed"), (4 * words).to_string(), "{l}");
+    assert!(served(&log, "built-in").is_empty(), "{log}");
+    assert_eq!(served(&log, "runtime"), host, "the new model's outputs equal tinylstm predict's");
+}
+
+#[test]
+fn a_corrupt_or_mismatched_model_is_refused_and_the_old_one_serves() {
+    if !prerequisites("a_corrupt_or_mismatched_model_is_refused_and_the_old_one_serves") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (elf, model, csv) = runtime_firmware(dir.path());
+    let built_in = cli_predict(&model, &csv);
+    let good = std::fs::read(&model).unwrap();
+
+    let mut crc = good.clone();
+    let at = crc.len() - 1000; // inside the parameters
+    crc[at] ^= 0x01;
+    let mut magic = good.clone();
+    magic[0] = b'X';
+    // A model for 2 channels (the device reads 3).
+    let loaded = Loaded::load(&model);
+    let other = tinylstm::Spec::channels(2).lstm(8).dense(4, Head::Softmax);
+    let two = Loaded { spec: other, params: vec![0.01; other.param_count()], ..loaded };
+    let shape_file = dir.path().join("two-channels.tlm");
+    write_model(&shape_file, &two, &[]);
+    let shape = std::fs::read(&shape_file).unwrap();
+
+    for (name, bytes, reason, says) in [
+        ("flipped bit", &crc, "format", "corrupted model file: stored CRC-32 is"),
+        ("bad magic", &magic, "format", "does not start with \"TINYLSTM\""),
+        (
+            "two channels",
+            &shape,
+            "shape",
+            "the device's input is 40 steps of 3 words (vocabulary 0), the model's 40 steps of 2 words",
+        ),
+    ] {
+        let (_, log) = boot_offering(&elf, Some(bytes), name);
+        let l = line(&log, &["runtime", "model", "refused"]);
+        assert_eq!(kv(l, "reason").trim_end_matches(':'), reason, "{name}: {l}");
+        assert!(l.contains(says), "{name}: the reason must say {says:?}\n{l}");
+        assert!(l.contains("serving with the built-in model (heap used 0)"), "{name}: {l}");
+        assert!(lines(&log, &["accepted:"]).is_empty(), "{name}");
+        assert_eq!(served(&log, "built-in"), built_in, "{name}: the old model serves");
+    }
+}
+
+#[test]
+fn a_model_too_big_for_the_heap_is_refused_with_the_bytes_needed() {
+    if !prerequisites("a_model_too_big_for_the_heap_is_refused_with_the_bytes_needed") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (elf, model, csv) = runtime_firmware(dir.path());
+    let built_in = cli_predict(&model, &csv);
+    // The built-in model's input (3 channels, T = 40) with 256 units: about 1 MiB of weights.
+    let loaded = Loaded::load(&model);
+    let spec = tinylstm::Spec::channels(3).lstm(256).dense(4, Head::Softmax);
+    let big = Loaded { spec, params: vec![0.01; spec.param_count()], ..loaded };
+    let path = dir.path().join("big.tlm");
+    let norm = {
+        let mut s = 3u32.to_le_bytes().to_vec();
+        for v in big.means.iter().chain(&big.stds) {
+            s.extend_from_slice(&v.to_le_bytes());
+        }
+        s
+    };
+    write_model(&path, &big, &[Section { tag: TAG_NORMALIZATION, bytes: &norm }]);
+    let bytes = std::fs::read(&path).unwrap();
+    // The block the device must ask for, from the core's size functions (as above).
+    let needed = 4
+        * (bytes.len().div_ceil(4)
+            + 1
+            + spec.forward_work_len(1, 1).unwrap()
+            + spec.top_units()
+            + spec.outputs
+            + 2 * 3);
+    assert!(needed > RUNTIME_HEAP);
+
+    let (_, log) = boot_offering(&elf, Some(&bytes), "too big");
+    let heap = line(&log, &["runtime", "model:", "heap"]);
+    assert!(heap.contains(&format!("heap {RUNTIME_HEAP} bytes")), "{heap}");
+    // The free heap: the heap less the bytes lost to aligning its start.
+    let free: usize =
+        heap.split('(').nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    assert!(free <= RUNTIME_HEAP && free + 8 > RUNTIME_HEAP, "{heap}");
+    let l = line(&log, &["runtime", "model", "refused"]);
+    assert_eq!(kv(l, "reason").trim_end_matches(':'), "too-big", "{l}");
+    let want = format!("the model needs {needed} bytes of heap and the heap has {free}");
+    assert!(l.contains(&want), "{want}\n{l}");
+    assert_eq!(served(&log, "built-in"), built_in, "the old model serves");
+}
