@@ -264,12 +264,16 @@ pub fn generate(out: &Path, manifest: &Path, memory_x: &Path, heap: usize) {
     let full =
         if feature("FULL_FINETUNE") { ram::full(&spec, steps, &FullConfig::DEFAULT) } else { 0 };
     let board = board_ram(memory_x);
-    let needed = inference + head + full + text_ram + heap;
+    // Persisting without full fine-tuning keeps a RAM copy of every parameter (full
+    // fine-tuning's own live copy serves otherwise).
+    let persist =
+        if feature("PERSIST") && !feature("FULL_FINETUNE") { 4 * spec.param_count() } else { 0 };
+    let needed = inference + head + full + text_ram + heap + persist;
     let available = board.saturating_sub(STACK_RESERVE);
     if needed > available {
         fail(format!(
             "the model does not fit the board's RAM: it needs {needed} bytes (inference {inference}, \
-             head-only fine-tuning {head}, full fine-tuning {full}, sentences tokenized {text_ram}, heap of the runtime model {heap}) and the board has {available} \
+             head-only fine-tuning {head}, full fine-tuning {full}, sentences tokenized {text_ram}, heap of the runtime model {heap}, parameters kept for the flash slots {persist}) and the board has {available} \
              bytes ({board} bytes of RAM less {STACK_RESERVE} kept for the stack); build without \
              `full-finetune` (or `head-finetune`), or train a smaller model ({})",
             model_path.display()

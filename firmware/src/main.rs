@@ -80,11 +80,15 @@ mod head_bufs {
     const _: () = assert!(4 * (FEATS_TRAIN + FEATS_VALID + 3 * HEAD_LEN + HEAD_STATE) == RAM_HEAD);
 }
 
+/// The live parameters once an update commits or a flash slot is loaded (until then the ones
+/// in flash). Counted in [`RAM_FULL`] with full fine-tuning; persisting head-only updates
+/// (`persist` without `full-finetune`) needs it alone (build.rs counts it).
+#[cfg(any(feature = "full-finetune", feature = "persist"))]
+static LIVE_BUF: ConstStaticCell<[f32; PARAMS]> = ConstStaticCell::new([0.0; PARAMS]);
+
 #[cfg(feature = "full-finetune")]
 mod full_bufs {
     use super::*;
-    /// The live parameters once an update commits (until then the ones in flash).
-    pub static LIVE_BUF: ConstStaticCell<[f32; PARAMS]> = ConstStaticCell::new([0.0; PARAMS]);
     /// The candidate parameters.
     pub static CANDIDATE_BUF: ConstStaticCell<[f32; PARAMS]> = ConstStaticCell::new([0.0; PARAMS]);
     pub static GRAD_BUF: ConstStaticCell<[f32; PARAMS]> = ConstStaticCell::new([0.0; PARAMS]);
@@ -115,7 +119,7 @@ struct Live {
     #[cfg(feature = "head-finetune")]
     head: &'static mut [f32; HEAD_LEN],
     head_in_ram: bool,
-    #[cfg(feature = "full-finetune")]
+    #[cfg(any(feature = "full-finetune", feature = "persist"))]
     all: &'static mut [f32; PARAMS],
     all_in_ram: bool,
     /// The flash slots committed updates go to (none when the flash cannot be opened).
@@ -125,9 +129,9 @@ struct Live {
 
 impl Live {
     fn weights(&self) -> Weights<'_> {
-        #[cfg(feature = "full-finetune")]
+        #[cfg(any(feature = "full-finetune", feature = "persist"))]
         let all: &[f32] = if self.all_in_ram { &self.all[..] } else { self.flash };
-        #[cfg(not(feature = "full-finetune"))]
+        #[cfg(not(any(feature = "full-finetune", feature = "persist")))]
         let all: &[f32] = self.flash;
         #[cfg(feature = "head-finetune")]
         let head = if self.head_in_ram { Some(&self.head[..]) } else { None };
@@ -273,8 +277,8 @@ fn log_result(mode: &str, data: &str, r: Result<(), Reject>, crc_before: u32, cr
 #[cfg(feature = "persist")]
 fn load_slot(live: &mut Live) {
     use tinylstm_device::slots::spec_hash;
-    use tinylstm_firmware::persist::{HostFlash, SECTOR, SLOT_BYTES};
-    let flash = match HostFlash::open() {
+    use tinylstm_firmware::persist::slot_flash::{self, SECTOR, SLOT_BYTES};
+    let flash = match slot_flash::open() {
         Ok(f) => f,
         Err(e) => {
             warn!("persist: no flash ({}): running on the flashed weights, updates stay in RAM", e);
@@ -315,7 +319,7 @@ fn load_slot(live: &mut Live) {
 
 /// The weight slots on the board's flash (feature `persist`).
 #[cfg(feature = "persist")]
-type Store = tinylstm_device::slots::SlotStore<tinylstm_firmware::persist::HostFlash>;
+type Store = tinylstm_device::slots::SlotStore<tinylstm_firmware::persist::slot_flash::Flash>;
 
 /// Writes the live weights to the next flash slot after a committed update; a failing flash is
 /// logged and the device keeps running on the weights in RAM.
@@ -763,8 +767,8 @@ fn run() {
         #[cfg(feature = "head-finetune")]
         head: head_bufs::LIVE_HEAD_BUF.take(),
         head_in_ram: false,
-        #[cfg(feature = "full-finetune")]
-        all: full_bufs::LIVE_BUF.take(),
+        #[cfg(any(feature = "full-finetune", feature = "persist"))]
+        all: LIVE_BUF.take(),
         all_in_ram: false,
         #[cfg(feature = "persist")]
         store: None,

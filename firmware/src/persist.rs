@@ -1,8 +1,10 @@
 //! Persisted fine-tuning (feature `persist`): the weight slots of `tinylstm_device::slots` on
-//! the board's flash. Under QEMU the "flash" is a file on the host reached through
-//! semihosting ([`HostFlash`]), so what a run commits is there at the next run: a NOR flash of
-//! [`SECTORS`] sectors of [`SECTOR`] bytes (erase sets a sector to `0xFF`, a write only clears
-//! bits), slot A in the first half, slot B in the second.
+//! the board's flash, chosen in [`slot_flash`]: the STM32F407's sectors 10–11
+//! ([`F407Flash`](crate::f407_flash::F407Flash), with `flash-slots`), or, under QEMU, a file on
+//! the host reached through semihosting ([`HostFlash`]), so what a run commits is there at the
+//! next run: a NOR flash of [`SECTORS`] sectors of [`SECTOR`] bytes (erase sets a sector to
+//! `0xFF`, a write only clears bits), slot A in the first half, slot B in the second. Both
+//! implement `embedded-storage`'s `NorFlash`, the trait the slot store is generic over.
 //!
 //! The file is `TINYLSTM_FLASH_FILE` at build time (default `tinylstm-flash.bin`, relative to
 //! the directory QEMU runs in); it is created erased when missing.
@@ -32,6 +34,43 @@ pub const SECTOR: usize = 16 * 1024;
 pub const SLOT_BYTES: usize = SlotStore::<HostFlash>::needed(PARAMS).div_ceil(SECTOR) * SECTOR;
 /// Sectors of the emulated flash: two slots.
 pub const SECTORS: usize = 2 * SLOT_BYTES / SECTOR;
+
+/// The board's flash for the weight slots: its driver, how to open it and the slot size.
+#[cfg(not(feature = "flash-slots"))]
+pub mod slot_flash {
+    use super::*;
+    /// The driver: a host file through semihosting (QEMU).
+    pub type Flash = HostFlash;
+    /// Bytes per slot: the model's bytes rounded up to whole 16 KiB sectors.
+    pub const SLOT_BYTES: usize = super::SLOT_BYTES;
+    /// Erase size.
+    pub const SECTOR: usize = super::SECTOR;
+    /// Opens the flash (creating the host file erased when missing).
+    pub fn open() -> Result<Flash, NorFlashErrorKind> {
+        HostFlash::open()
+    }
+}
+
+/// The board's flash for the weight slots: its driver, how to open it and the slot size.
+#[cfg(feature = "flash-slots")]
+pub mod slot_flash {
+    use super::*;
+    use crate::f407_flash::{F407Flash, SECTOR as F407_SECTOR};
+    /// The driver: the STM32F407's sectors 10 and 11.
+    pub type Flash = F407Flash;
+    /// Bytes per slot: one 128 KiB sector.
+    pub const SLOT_BYTES: usize = F407_SECTOR;
+    /// Erase size.
+    pub const SECTOR: usize = F407_SECTOR;
+    const _: () = assert!(
+        SlotStore::<F407Flash>::needed(PARAMS) <= SLOT_BYTES,
+        "the model's weights do not fit a 128 KiB flash sector: persist a smaller model"
+    );
+    /// Takes the flash driver (once).
+    pub fn open() -> Result<Flash, NorFlashErrorKind> {
+        F407Flash::take().ok_or(NorFlashErrorKind::Other)
+    }
+}
 
 /// A NOR flash in a host file, through semihosting.
 #[derive(Debug)]
