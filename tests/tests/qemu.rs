@@ -1595,3 +1595,45 @@ fn a_model_too_big_for_the_heap_is_refused_with_the_bytes_needed() {
     assert!(l.contains(&want), "{want}\n{l}");
     assert_eq!(served(&log, "built-in"), built_in, "the old model serves");
 }
+
+/// QEMU mps2-an386 with head-only fine-tuning persisted (no full fine-tuning): the build the
+/// STM32F407 uses with its own flash (`flash-slots`), here on the host-file flash.
+const M4F_HEAD_PERSIST: Board = Board {
+    target: "thumbv7em-none-eabihf",
+    machine: "mps2-an386",
+    features: Some("board-mps2-an386,head-finetune,persist"),
+};
+
+#[test]
+fn head_only_updates_persist_without_full_fine_tuning() {
+    if !prerequisites("head_only_updates_persist_without_full_fine_tuning") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = default_model(dir.path());
+    let loaded = Loaded::load(&model);
+    let elf = build_for(&M4F_HEAD_PERSIST, &model, None, &[], dir.path())
+        .unwrap_or_else(|e| panic!("firmware build:\n{e}"));
+    let (code, log1) = run_in(dir.path(), &elf);
+    println!("{log1}");
+    assert_eq!(code, 0, "boot 1\n{log1}");
+    assert!(lines(&log1, &["mode=full"]).is_empty(), "no full fine-tuning in this build");
+    let l = line(&log1, &["weights", "active=flashed"]);
+    assert_eq!(hex_bits(kv(l, "params_crc")), params_crc(&loaded.params));
+    // The committed head, merged into the parameters, goes to slot A.
+    let (_, after) = check_result(&log1, "head", "clean", "commit", "validation-improved");
+    let l = line(&log1, &["persist", "seq=1"]);
+    assert_eq!((kv(l, "slot"), hex_bits(kv(l, "params_crc"))), ("A", after), "{l}");
+    let (code, log2) = run_in(dir.path(), &elf);
+    println!("{log2}");
+    assert_eq!(code, 0, "boot 2\n{log2}");
+    let l = line(&log2, &["weights", "active=slot"]);
+    assert_eq!((kv(l, "slot"), hex_bits(kv(l, "params_crc"))), ("A", after), "{l}");
+    for set in ["train", "valid"] {
+        assert_eq!(
+            logged_score(&log2, "deployed", "clean", set, "initial"),
+            logged_score(&log1, "deployed", "clean", set, "final"),
+            "{set}"
+        );
+    }
+}
