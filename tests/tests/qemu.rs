@@ -26,6 +26,11 @@
 //!   with the weights read from the flash file by the slot layout, bit for bit; power cuts
 //!   during a commit (in the erase, the weights, the first and last header byte) leave the old
 //!   weights at the next boot, a completed commit the new ones;
+//! * a model loaded at run time (`runtime-model` build, `tinylstm-model.tlm` next to QEMU)
+//!   replaces the built-in one with outputs equal to `tinylstm predict` on it, bit for bit; a
+//!   corrupt one, one for another input and one too big for the heap are refused with their
+//!   reason while the built-in model keeps serving; head-only updates persist without full
+//!   fine-tuning (the STM32F407's persistence build, on the host-file flash);
 //! * (host only) the device library's standardisation agrees with the CLI's `Normalizer`.
 //!
 //! Adding a model to the matrix is one line of [`MATRIX`].
