@@ -1,7 +1,9 @@
 //! The STM32F407's flash as a NOR flash for the weight slots (`embedded-storage`'s
 //! [`NorFlash`] and [`ReadNorFlash`]): the last two 128 KiB sectors, 10 (slot A at
-//! 0x080C_0000) and 11 (slot B at 0x080E_0000). `boards/stm32f407/memory.x` ends the program's
-//! flash at 768 KiB (sectors 0–9), so the linker never puts code or constants there.
+//! 0x080C_0000) and 11 (slot B at 0x080E_0000). `boards/stm32f407/memory-slots.x` (what
+//! build.rs links with under `flash-slots`) ends the program's flash at 768 KiB (sectors 0–9),
+//! so the linker never puts code or constants there. With `persist` the firmware's slot store
+//! runs on it (`persist::slot_flash`).
 //!
 //! Offsets are relative to [`REGION_START`]; [`F407Flash::ERASE_SIZE`] is one 128 KiB sector,
 //! [`F407Flash::WRITE_SIZE`] one 32-bit word. Erase and program follow RM0090 §3.6: wait for
