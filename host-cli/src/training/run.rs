@@ -86,11 +86,16 @@ fn train_in(args: &TrainArgs, opts: RunOptions<'_>, reused: bool) -> Result<Trai
                 dir.display()
             );
         }
-        if resume.is_some() {
-            eprintln!(
+        match (&resume, &session.state.partial) {
+            (Some(_), Some(p)) => eprintln!(
+                "Resuming within epoch {}, after its batch {} (step {})",
+                p.epoch, p.batches, session.state.iteration
+            ),
+            (Some(_), None) => eprintln!(
                 "Resuming after epoch {} (step {})",
                 session.state.epochs_done, session.state.iteration
-            );
+            ),
+            (None, _) => {}
         }
         eprintln!(
             "Training {} on {} samples ({} validation, {} test), {} steps each, {} parameters, {} threads",
@@ -127,7 +132,7 @@ fn train_in(args: &TrainArgs, opts: RunOptions<'_>, reused: bool) -> Result<Trai
     };
     let meta = session.meta.clone();
     let planned = session.planned_epochs();
-    session.fit_to(planned, |ev| {
+    let fitted = session.fit_to(planned, |ev| {
         if let (Some(dir), Some(ck_path), Some(model_path)) =
             (&out_dir, &checkpoint_path, &model_path)
         {
@@ -146,7 +151,14 @@ fn train_in(args: &TrainArgs, opts: RunOptions<'_>, reused: bool) -> Result<Trai
             Some(f) => f(ev),
             None => Ok(()),
         }
-    })?;
+    });
+    if let (Err(e), Some(ck_path)) = (&fitted, &checkpoint_path) {
+        if crate::interrupt::is_interrupted(e) {
+            // Stopped between two batches (or epochs): the work done so far, resumable.
+            session.checkpoint().save(ck_path)?;
+        }
+    }
+    fitted?;
 
     if let (false, Some(epoch)) = (quiet, session.restored_epoch()) {
         let value = session.state.best.map_or(f64::NAN, |b| b.0);
