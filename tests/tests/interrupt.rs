@@ -74,8 +74,13 @@ fn same_run(reference: &Path, out: &Path) {
     tinylstm_cli::manifest::verify(out).expect("the continued run publishes its set");
 }
 
+/// The in-process tests share the process-wide stop request: one at a time.
+static IN_PROCESS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn stop_at_exact_batch_boundaries_then_resume_equals_an_uninterrupted_run() {
+    let _one = IN_PROCESS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    interrupt::clear();
     let dir = tempfile::tempdir().unwrap();
     let reference = dir.path().join("reference");
     train_in_process(&reference, RUN).unwrap();
@@ -128,6 +133,65 @@ fn stop_at_exact_batch_boundaries_then_resume_equals_an_uninterrupted_run() {
 
     train_in_process(&out, &["--resume", "--quiet"]).unwrap();
     same_run(&reference, &out);
+}
+
+/// A JSON file without its timing fields (wall times, throughput).
+fn untimed(path: &Path) -> serde_json::Value {
+    use serde_json::Value;
+    fn strip(v: Value) -> Value {
+        match v {
+            Value::Object(m) => Value::Object(
+                m.into_iter()
+                    .filter(|(k, _)| !matches!(k.as_str(), "seconds" | "samples_per_sec"))
+                    .map(|(k, v)| (k, strip(v)))
+                    .collect(),
+            ),
+            Value::Array(a) => Value::Array(a.into_iter().map(strip).collect()),
+            other => other,
+        }
+    }
+    strip(serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap())
+}
+
+#[test]
+fn stop_a_search_within_a_trial_then_the_same_command_finishes_it_as_if_never_stopped() {
+    let _one = IN_PROCESS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    interrupt::clear();
+    let dir = tempfile::tempdir().unwrap();
+    let space = dir.path().join("space.toml");
+    // 200 samples: 160 for training, in 5 batches of 32; two trials of 2 epochs.
+    std::fs::write(
+        &space,
+        "[base]\nsynthetic_samples = 200\nepochs = 2\nunits = [8]\n\n\
+         [search]\nstrategy = \"grid\"\n\n\
+         [space]\nlr = { low = 1e-3, high = 3e-2, scale = \"log\", points = 2 }\n",
+    )
+    .unwrap();
+    let command = |out: &Path| -> Vec<String> {
+        ["tinylstm", "tune", "--space", s(&space), "--jobs", "1", "--quiet", "--out", s(out)]
+            .map(String::from)
+            .to_vec()
+    };
+    let whole = dir.path().join("whole");
+    tinylstm_cli::commands::tune::run_command_line(command(&whole)).unwrap();
+
+    let out = dir.path().join("stopped");
+    // Trial 0: five batch boundaries in epoch 1, the epoch boundary, then batch 1 of epoch 2.
+    interrupt::request_after(8);
+    let e = tinylstm_cli::commands::tune::run_command_line(command(&out)).unwrap_err();
+    assert!(interrupt::is_interrupted(&e), "{e:#}");
+    assert!(format!("{e:#}").contains("continue with:"), "{e:#}");
+    let ck = ModelBundle::load(&out.join("trials/trial-00000.checkpoint.tlm")).unwrap();
+    let st = ck.meta.train_state.unwrap();
+    let p = st.partial.as_ref().expect("the trial stopped within epoch 2");
+    assert_eq!((st.epochs_done, st.iteration, p.epoch, p.batches), (1, 6, 2, 1));
+    assert!(!out.join("results.json").exists());
+
+    interrupt::clear();
+    tinylstm_cli::commands::tune::run_command_line(command(&out)).unwrap();
+    assert_eq!(untimed(&out.join("results.json")), untimed(&whole.join("results.json")));
+    let a = std::fs::read(whole.join("best_model.tlm")).unwrap();
+    assert!(std::fs::read(out.join("best_model.tlm")).unwrap() == a, "best model differs");
 }
 
 /// Reads the child's stderr line by line on a thread; `wait_for` blocks until a line starting
