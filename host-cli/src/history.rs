@@ -48,6 +48,31 @@ pub struct TrainState {
     pub wait: usize,
     /// Per-epoch records so far.
     pub history: Vec<EpochStats>,
+    /// An epoch stopped between two batches (an interrupted run), continued on resume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial: Option<PartialEpoch>,
+}
+
+/// Where an epoch stopped between two batches stands: enough to continue it exactly as if it
+/// had not stopped. The epoch's sample order is not stored: it follows from the seed and the
+/// epoch number. Floats are stored as their bit patterns, so they read back exactly.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PartialEpoch {
+    /// The 1-based epoch (`epochs_done + 1`).
+    pub epoch: usize,
+    /// Batches of it done.
+    pub batches: usize,
+    /// Batch size and training samples it was cut with; resuming with others is refused.
+    pub batch_size: usize,
+    /// Training samples.
+    pub samples: usize,
+    /// Sum of the done batches' losses, `f64::to_bits`.
+    pub loss_sum_bits: u64,
+    /// Wall time of the done batches, seconds.
+    pub seconds: f64,
+    /// The training outputs buffer `[samples][outputs]` (done batches' samples hold this
+    /// epoch's outputs), `f32::to_bits`; training accuracy is computed from it at the end.
+    pub outputs_bits: Vec<u32>,
 }
 
 /// Serialising floats so that every value reads back: a finite value is a JSON number,

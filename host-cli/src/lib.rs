@@ -3,8 +3,9 @@
 //!
 //! 1. [`files`] (atomic writes), [`output`] (stdout that never panics),
 //!    [`limits`] (bounds on sizes from files and flags), [`lock`] (one run per output folder),
-//!    [`manifest`] (which files form a run's set), [`keras_names`], [`settings`] (every training setting, as flags
-//!    and TOML keys), [`metrics`], [`summary`] (per-layer summary).
+//!    [`manifest`] (which files form a run's set), [`interrupt`] (Ctrl-C and SIGTERM),
+//!    [`keras_names`], [`settings`] (every training setting, as flags and TOML keys),
+//!    [`metrics`], [`summary`] (per-layer summary).
 //! 2. [`data`]: load text and sequence CSVs into a [`data::Dataset`] (errors name file, line and
 //!    field), the built-in synthetic task, seeded stratified splits.
 //! 3. [`preprocess`]: the Keras `Tokenizer`, `pad_sequences`, per-channel standardisation, and
@@ -25,6 +26,7 @@ pub mod export;
 pub mod files;
 pub mod forecast;
 pub mod history;
+pub mod interrupt;
 pub mod keras_names;
 pub mod limits;
 pub mod lock;

@@ -10,6 +10,11 @@ fn main() -> ExitCode {
             tinylstm_cli::output::flush_stdout();
             ExitCode::SUCCESS
         }
+        Err(e) if tinylstm_cli::interrupt::is_interrupted(&e) => {
+            tinylstm_cli::output::flush_stdout();
+            eprintln!("{e}");
+            ExitCode::from(tinylstm_cli::interrupt::EXIT_CODE)
+        }
         Err(e) => {
             tinylstm_cli::output::flush_stdout();
             eprintln!("error: {}", tinylstm_cli::output::error_text(&e));

@@ -100,6 +100,7 @@ fn sequence_checkpoint() -> ModelBundle {
         best: Some((0.5, 1)),
         wait: 0,
         history: Vec::new(),
+        partial: None,
     });
     ModelBundle {
         spec,

@@ -305,7 +305,7 @@ fn lock_one_run_owns_its_output_folder_and_a_stale_lock_does_not_block() {
 }
 
 #[test]
-fn set_a_failed_run_leaves_no_manifest_and_a_complete_run_publishes_its_files() {
+fn set_a_failed_run_leaves_the_previous_set_intact_and_a_complete_run_publishes_its_files() {
     use tinylstm_cli::manifest;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
@@ -323,21 +323,37 @@ fn set_a_failed_run_leaves_no_manifest_and_a_complete_run_publishes_its_files() 
     for f in ["model.tlm", "history.json", "model.h", "model.rs"] {
         assert!(names.contains(&f), "{f} not in the manifest: {names:?}");
     }
-    // A killed run's temporary file, and a fault midway through the next run: a folder where
-    // the C export goes makes the export stage fail after model.tlm was replaced.
+    let model = std::fs::read(out.join("model.tlm")).unwrap();
+    // A killed run's temporary file and staging folder, and a fault at the end of the next
+    // run: a folder where the C export goes makes publishing fail after model.tlm was written.
     let stale = out.join(".model.tlm.abc123.tmp");
     std::fs::write(&stale, b"half").unwrap();
+    let stale_staging = out.join(".run-999999.tmp");
+    std::fs::create_dir(&stale_staging).unwrap();
+    std::fs::write(stale_staging.join("model.tlm"), b"a killed run's").unwrap();
+    let h = std::fs::read(out.join("model.h")).unwrap();
     std::fs::remove_file(out.join("model.h")).unwrap();
     std::fs::create_dir(out.join("model.h")).unwrap();
     let second = train("2");
     assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("model.h") && err.contains("in the way"), "{err}");
     assert!(!stale.exists(), "the stale temporary file was not cleaned");
-    // model.tlm is the new run's, model.rs the old one's: no manifest claims them as a set.
-    let e = manifest::verify(&out).unwrap_err().to_string();
-    assert!(e.contains("no complete set"), "{e}");
+    assert!(!stale_staging.exists(), "the stale staging folder was not cleaned");
+    // The previous run's set is complete and untouched: model.tlm was not replaced.
     std::fs::remove_dir(out.join("model.h")).unwrap();
+    std::fs::write(out.join("model.h"), &h).unwrap();
+    assert_eq!(manifest::verify(&out).unwrap().run, m.run);
+    assert!(std::fs::read(out.join("model.tlm")).unwrap() == model, "model.tlm replaced");
+    let hidden: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(hidden.is_empty(), "left behind: {hidden:?}");
     let third = train("3");
     assert!(third.status.success(), "{}", String::from_utf8_lossy(&third.stderr));
     let m3 = manifest::verify(&out).unwrap();
     assert_ne!(m3.run, m.run);
+    assert!(std::fs::read(out.join("model.tlm")).unwrap() != model, "model.tlm not replaced");
 }

@@ -84,10 +84,17 @@ pub fn run(cmd: &TrainCmd) -> Result<()> {
     } else {
         None
     };
+    crate::interrupt::install()?;
     let outcome = train_model(
         &args,
-        RunOptions { out_dir: Some(out_dir), quiet: cmd.quiet, resume, ..RunOptions::default() },
-    )?;
+        RunOptions {
+            out_dir: Some(out_dir.clone()),
+            quiet: cmd.quiet,
+            resume,
+            ..RunOptions::default()
+        },
+    )
+    .map_err(|e| interrupted_with_resume(e, &out_dir))?;
     if let Some(r) = &outcome.test_report {
         crate::outln!("Test metrics ({} samples):", outcome.sizes.2);
         print_report(r);
@@ -108,4 +115,24 @@ pub fn run(cmd: &TrainCmd) -> Result<()> {
         crate::outln!("  {}", p.display());
     }
     Ok(())
+}
+
+/// A run stopped by Ctrl-C becomes an [`Interrupted`](crate::interrupt::Interrupted) that says
+/// where its checkpoint is and the exact command that continues it (the checkpoint holds the
+/// settings, so `--out` and `--resume` are all it needs); other errors pass unchanged.
+fn interrupted_with_resume(e: anyhow::Error, out_dir: &std::path::Path) -> anyhow::Error {
+    if !crate::interrupt::is_interrupted(&e) {
+        return e;
+    }
+    let program = std::env::args().next().unwrap_or_else(|| "tinylstm".into());
+    let out = out_dir.to_string_lossy();
+    let command =
+        crate::interrupt::shell_command(&[program.as_str(), "train", "--out", &out, "--resume"]);
+    crate::interrupt::Interrupted {
+        resume: format!(
+            "the work done so far is in {}; continue with:\n  {command}",
+            out_dir.join("checkpoint.tlm").display()
+        ),
+    }
+    .into()
 }

@@ -246,7 +246,24 @@ pub fn run(cmd: &TuneCmd) -> Result<()> {
     if opts.jobs == Some(0) {
         return Err(anyhow!("--jobs must be at least 1"));
     }
-    let summary = tune::run_search(&search, &opts)?;
+    crate::interrupt::install()?;
+    let summary = tune::run_search(&search, &opts).map_err(|e| {
+        match e.chain().find_map(|c| c.downcast_ref::<crate::interrupt::Interrupted>()) {
+            // The same command line resumes the search from its folder.
+            Some(i) => {
+                let argv: Vec<String> = std::env::args().collect();
+                crate::interrupt::Interrupted {
+                    resume: format!(
+                        "{}; continue with:\n  {}",
+                        i.resume,
+                        crate::interrupt::shell_command(&argv)
+                    ),
+                }
+                .into()
+            }
+            None => e,
+        }
+    })?;
     crate::outln!(
         "Finished {} trials in {:.1} s ({} were already done){}",
         summary.ran,

@@ -7,7 +7,8 @@
 //! finite (a NaN or infinity stops training with the step and tensor, before any weight
 //! changes), and the optimizer steps.
 
-use crate::history::{format_loss, EpochStats, TrainState};
+use crate::history::{format_loss, EpochStats, PartialEpoch, TrainState};
+use crate::interrupt::Interrupted;
 use crate::keras_names::tensor_name;
 use crate::metrics::predicted_classes;
 use crate::preprocess::{BatchBuf, Labels, Prepared};
@@ -269,8 +270,23 @@ impl Trainer {
                 bar
             };
             let start = Instant::now();
-            let mut loss_sum = 0.0f64;
-            for (bi, idx) in order.chunks(bs).enumerate() {
+            let (skip, mut loss_sum, earlier) =
+                continue_partial(state, epoch, bs, train.len, &mut outputs)?;
+            for (bi, idx) in order.chunks(bs).enumerate().skip(skip) {
+                if crate::interrupt::poll() {
+                    // A batch boundary: record where the epoch stands and stop.
+                    bar.finish_and_clear();
+                    state.partial = Some(PartialEpoch {
+                        epoch,
+                        batches: bi,
+                        batch_size: bs,
+                        samples: train.len,
+                        loss_sum_bits: loss_sum.to_bits(),
+                        seconds: earlier + start.elapsed().as_secs_f64(),
+                        outputs_bits: outputs.iter().map(|v| v.to_bits()).collect(),
+                    });
+                    return Err(Interrupted { resume: String::new() }.into());
+                }
                 let b = idx.len();
                 let part_len = b.div_ceil(cfg.threads);
                 let opts = TrainOptions { bptt: cfg.bptt, norm: b };
@@ -353,7 +369,7 @@ impl Trainer {
                 bar.set_position(bi as u64 + 1);
                 bar.set_message(format!("loss {}", format_loss(loss_sum / (bi + 1) as f64)));
             }
-            let seconds = start.elapsed().as_secs_f64();
+            let seconds = earlier + start.elapsed().as_secs_f64();
             // The rate of the epoch's last step, evaluated once per epoch (the optimizer
             // evaluates the schedule once per step); the initial rate for an empty epoch.
             let lr = cfg.optimizer.schedule.lr(state.iteration.saturating_sub(1)) as f64;
@@ -416,12 +432,51 @@ impl Trainer {
                 }
                 break;
             }
+            if epoch < cfg.epochs && crate::interrupt::poll() {
+                // An epoch boundary: `on_epoch` has seen (and checkpointed) the epoch.
+                return Err(Interrupted { resume: String::new() }.into());
+            }
         }
         if cfg.restore_best && state.best.is_some() {
             params.copy_from_slice(best_params);
         }
         Ok(())
     }
+}
+
+/// Continues an epoch a checkpoint stopped between two batches (`state.partial`, taken out of
+/// `state`): restores the outputs buffer and returns the batches done, their loss sum and their
+/// seconds; `(0, 0.0, 0.0)` for an epoch that starts afresh. Refuses a partial epoch of another
+/// epoch, batch size or training set (resuming it would not continue the same run).
+fn continue_partial(
+    state: &mut TrainState,
+    epoch: usize,
+    batch_size: usize,
+    samples: usize,
+    outputs: &mut [f32],
+) -> Result<(usize, f64, f64)> {
+    let Some(p) = state.partial.take() else { return Ok((0, 0.0, 0.0)) };
+    let batches = samples.div_ceil(batch_size.max(1));
+    if p.epoch != epoch
+        || p.batch_size != batch_size
+        || p.samples != samples
+        || p.batches > batches
+        || p.outputs_bits.len() != outputs.len()
+    {
+        bail!(
+            "the checkpoint stopped within epoch {} after {} batches of {} of {} training \
+             samples; these settings continue epoch {epoch} with batches of {batch_size} of \
+             {samples} samples (--batch-size and the data cannot change when resuming)",
+            p.epoch,
+            p.batches,
+            p.batch_size,
+            p.samples
+        );
+    }
+    for (o, &b) in outputs.iter_mut().zip(&p.outputs_bits) {
+        *o = f32::from_bits(b);
+    }
+    Ok((p.batches, f64::from_bits(p.loss_sum_bits), p.seconds))
 }
 
 /// Whether `monitored` is a new best over `best` (by more than `min_delta`). A value that is

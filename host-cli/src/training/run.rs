@@ -22,13 +22,16 @@ pub const RUN_FILES: &[&str] = &[
 
 /// Runs a whole training as `tinylstm train` does, without its console report: prepares the
 /// data, trains (resuming from `opts.resume`), and evaluates on the validation and test splits.
-/// With `opts.out_dir`, writes what `train` writes there: `checkpoint.tlm` after every epoch,
-/// `model.tlm` (whenever the monitored value improves, and at the end), `history.json`/`.csv`,
-/// loss/metric curves, `metrics.json` and the confusion matrix (test split), and firmware
-/// exports. Every file is written atomically.
+/// With `opts.out_dir`, writes what `train` writes there: `checkpoint.tlm` after every epoch
+/// (and at a Ctrl-C, see [`crate::interrupt`]), and the run's set: `model.tlm`,
+/// `history.json`/`.csv`, loss/metric curves, `metrics.json` and the confusion matrix (test
+/// split), and firmware exports. Every file is written atomically.
 ///
-/// The folder is locked for the run ([`crate::lock`]); its manifest `run.json` is removed at
-/// the start and written after the last file ([`crate::manifest`]), so it lists a complete set.
+/// The folder is locked for the run ([`crate::lock`]). The set is written into a staging
+/// folder inside it (`model.tlm` whenever the monitored value improves, history after every
+/// epoch, the rest at the end) and published together at the end, manifest `run.json` last
+/// ([`crate::manifest`]): until then the previous run's set stays complete and untouched, and a
+/// run that fails or is interrupted leaves it so (the checkpoint holds its own progress).
 ///
 /// A folder the run creates is removed again if the run fails before writing anything into it;
 /// an existing folder with files in it is reused (its files are replaced), and the run says so.
@@ -56,13 +59,26 @@ pub fn train_model(args: &TrainArgs, opts: RunOptions<'_>) -> Result<TrainOutcom
     };
     let dir = opts.out_dir.clone();
     let result = lock.and_then(|lock| {
-        if let Some(d) = &dir {
-            crate::manifest::begin(d)?;
-        }
-        let r = train_in(args, opts, reused);
-        if let (Ok(outcome), Some(d)) = (&r, &dir) {
-            crate::manifest::publish(d, &crate::manifest::run_id(), &outcome.written)?;
-        }
+        let staging = match &dir {
+            Some(d) => Some(crate::manifest::begin(d)?),
+            None => None,
+        };
+        let r = train_in(args, opts, reused, staging.as_deref());
+        let r = match (r, &dir, &staging) {
+            (Ok(mut outcome), Some(d), Some(st)) => {
+                let id = crate::manifest::run_id();
+                crate::manifest::publish(d, st, &id, &outcome.written).map(|written| {
+                    outcome.written = written;
+                    outcome
+                })
+            }
+            (r, _, st) => {
+                if let Some(st) = st {
+                    crate::manifest::abandon(st);
+                }
+                r
+            }
+        };
         drop(lock);
         r
     });
@@ -73,7 +89,14 @@ pub fn train_model(args: &TrainArgs, opts: RunOptions<'_>) -> Result<TrainOutcom
     result
 }
 
-fn train_in(args: &TrainArgs, opts: RunOptions<'_>, reused: bool) -> Result<TrainOutcome> {
+/// The run; the set goes into `staging` (a folder inside `opts.out_dir`), the checkpoint into
+/// `opts.out_dir` itself.
+fn train_in(
+    args: &TrainArgs,
+    opts: RunOptions<'_>,
+    reused: bool,
+    staging: Option<&std::path::Path>,
+) -> Result<TrainOutcome> {
     let mut session = TrainSession::new(args, &opts)?;
     let RunOptions { out_dir, quiet, resume, mut on_epoch, .. } = opts;
     let data = session.data.clone();
@@ -86,11 +109,16 @@ fn train_in(args: &TrainArgs, opts: RunOptions<'_>, reused: bool) -> Result<Trai
                 dir.display()
             );
         }
-        if resume.is_some() {
-            eprintln!(
+        match (&resume, &session.state.partial) {
+            (Some(_), Some(p)) => eprintln!(
+                "Resuming within epoch {}, after its batch {} (step {})",
+                p.epoch, p.batches, session.state.iteration
+            ),
+            (Some(_), None) => eprintln!(
                 "Resuming after epoch {} (step {})",
                 session.state.epochs_done, session.state.iteration
-            );
+            ),
+            (None, _) => {}
         }
         eprintln!(
             "Training {} on {} samples ({} validation, {} test), {} steps each, {} parameters, {} threads",
@@ -106,10 +134,10 @@ fn train_in(args: &TrainArgs, opts: RunOptions<'_>, reused: bool) -> Result<Trai
         eprintln!(
             "(* after an epoch: {} improved{})",
             session.monitor(),
-            if out_dir.is_some() { "; model.tlm was saved" } else { "" }
+            if out_dir.is_some() { "; the best model so far is kept" } else { "" }
         );
     }
-    let model_path = out_dir.as_ref().map(|d| d.join("model.tlm"));
+    let model_path = staging.map(|d| d.join("model.tlm"));
     let checkpoint_path = out_dir.as_ref().map(|d| d.join("checkpoint.tlm"));
     let bundle_for = {
         let spec = session.spec;
@@ -127,9 +155,9 @@ fn train_in(args: &TrainArgs, opts: RunOptions<'_>, reused: bool) -> Result<Trai
     };
     let meta = session.meta.clone();
     let planned = session.planned_epochs();
-    session.fit_to(planned, |ev| {
+    let fitted = session.fit_to(planned, |ev| {
         if let (Some(dir), Some(ck_path), Some(model_path)) =
-            (&out_dir, &checkpoint_path, &model_path)
+            (staging, &checkpoint_path, &model_path)
         {
             let mut ck_meta = meta.clone();
             ck_meta.train_state = Some(ev.state.clone());
@@ -146,7 +174,14 @@ fn train_in(args: &TrainArgs, opts: RunOptions<'_>, reused: bool) -> Result<Trai
             Some(f) => f(ev),
             None => Ok(()),
         }
-    })?;
+    });
+    if let (Err(e), Some(ck_path)) = (&fitted, &checkpoint_path) {
+        if crate::interrupt::is_interrupted(e) {
+            // Stopped between two batches (or epochs): the work done so far, resumable.
+            session.checkpoint().save(ck_path)?;
+        }
+    }
+    fitted?;
 
     if let (false, Some(epoch)) = (quiet, session.restored_epoch()) {
         let value = session.state.best.map_or(f64::NAN, |b| b.0);
@@ -167,7 +202,7 @@ fn train_in(args: &TrainArgs, opts: RunOptions<'_>, reused: bool) -> Result<Trai
         forecast_plot = Some(pred);
     }
     let mut written = Vec::new();
-    if let (Some(dir), Some(model_path)) = (&out_dir, &model_path) {
+    if let (Some(dir), Some(model_path)) = (staging, &model_path) {
         model.save(model_path)?;
         write_history(dir, &session.state.history)?;
         written.extend([model_path.clone(), dir.join("history.json"), dir.join("history.csv")]);

@@ -135,7 +135,16 @@ fn run_job(mut job: Job, cache: &DataCache, cancel: &AtomicBool) -> Done {
             Ok(())
         }
     });
-    let cancelled = cancel.load(Ordering::Relaxed);
+    let mut cancelled = cancel.load(Ordering::Relaxed);
+    if let Err(e) = &r {
+        if crate::interrupt::is_interrupted(e) {
+            // Ctrl-C: keep the work done so far (to a batch boundary) for the next run.
+            cancelled = true;
+            if let Err(e) = session.checkpoint().save(&job.checkpoint) {
+                eprintln!("trial {trial}: {e:#}");
+            }
+        }
+    }
     let result = match r {
         Err(e) => Err(format!("{e:#}")),
         Ok(()) => session
@@ -582,6 +591,10 @@ pub fn run_search(search: &Search, opts: &TuneOptions) -> Result<TuneSummary> {
                 let (_epochs, done) =
                     done_rx.recv().map_err(|_| anyhow!("internal: trial workers stopped"))?;
                 in_flight -= 1;
+                if crate::interrupt::requested() && !interrupted {
+                    interrupted = true;
+                    cancel.store(true, Ordering::Relaxed);
+                }
                 if interrupted || done.cancelled {
                     continue;
                 }
@@ -612,6 +625,15 @@ pub fn run_search(search: &Search, opts: &TuneOptions) -> Result<TuneSummary> {
 
     let ran = runner.finished_now;
     let complete = !interrupted && brackets.iter().all(|b| b.done);
+    if !complete && crate::interrupt::requested() {
+        return Err(crate::interrupt::Interrupted {
+            resume: format!(
+                "{ran} trials finished in this run; the trials in progress were checkpointed in {}",
+                dir.join("trials").display()
+            ),
+        }
+        .into());
+    }
     let mut summary = TuneSummary {
         out_dir: dir.to_path_buf(),
         results: None,
