@@ -121,7 +121,7 @@ impl ModelBundle {
             },
             // Rows longer than the model's are an error, unless training cut them itself
             // (an explicit --maxlen), in which case they are cut the same way.
-            strict: self.meta.config.as_ref().is_none_or(|c| c.maxlen.is_none()),
+            strict: self.meta.config.as_ref().is_none_or(|c| c.preprocessing.maxlen.is_none()),
         }
     }
 

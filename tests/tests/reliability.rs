@@ -944,6 +944,12 @@ fn config_cases(cat: &mut Catalogue, dir: &Path) {
         TrainArgs::from_toml_file(&p),
         &["enum.toml", "line 1", "adamm"],
     );
+    let p = write("padding.toml", "epochs = 3\npadding = \"psot\"\n");
+    cat.case_anyhow(
+        "config: unknown padding side",
+        TrainArgs::from_toml_file(&p),
+        &["padding.toml", "line 2", "`padding` = \"psot\"", "`pre`", "`post`"],
+    );
     let p = write("negative.toml", "epochs = -3\n");
     cat.case_anyhow(
         "config: negative count",
@@ -956,17 +962,21 @@ fn config_cases(cat: &mut Catalogue, dir: &Path) {
         &["nope.toml"],
     );
     // Values that parse but are out of their domain are rejected naming the setting.
-    let args = TrainArgs { lr: Some(-1.0), ..TrainArgs::default() };
+    let mut args = TrainArgs::default();
+    args.optimizer.lr = Some(-1.0);
     cat.case_anyhow(
         "config: negative learning rate",
         args.optimizer(),
         &["--lr must be a finite number > 0", "-1"],
     );
-    let args = TrainArgs { clipnorm: Some(1.0), clipvalue: Some(1.0), ..TrainArgs::default() };
+    let mut args = TrainArgs::default();
+    (args.optimizer.clipnorm, args.optimizer.clipvalue) = (Some(1.0), Some(1.0));
     cat.case_anyhow("config: two clipping modes", args.optimizer(), &["--clipnorm", "--clipvalue"]);
-    let args = TrainArgs { bptt_window: Some(0), ..TrainArgs::default() };
+    let mut args = TrainArgs::default();
+    args.run.bptt_window = Some(0);
     cat.case_anyhow("config: zero BPTT window", args.bptt(), &["--bptt-window"]);
-    let args = TrainArgs { l2: Some(f32::INFINITY), ..TrainArgs::default() };
+    let mut args = TrainArgs::default();
+    args.optimizer.l2 = Some(f32::INFINITY);
     let spec = Spec::channels(3).lstm(4).dense(2, Head::Softmax);
     cat.case_anyhow("config: infinite L2", args.penalties(&spec), &["--l2", "inf"]);
     // Non-finite and out-of-range floats in a config file: refused when the file is read,
@@ -1010,7 +1020,8 @@ fn config_cases(cat: &mut Catalogue, dir: &Path) {
         cat.case_exact(format!("config: {name}"), TrainArgs::from_toml_file(&p), &exact);
     }
     // The same checks on settings built in code (a search space's values), naming the flag.
-    let args = TrainArgs { min_delta: Some(f64::NAN), ..TrainArgs::default() };
+    let mut args = TrainArgs::default();
+    args.run.min_delta = Some(f64::NAN);
     cat.case_exact(
         "config: NaN min_delta in code",
         args.check_floats(),

@@ -16,12 +16,11 @@ use tinylstm_cli::tune::{
 
 /// The built-in task, small: 300 samples (about 240 train, 30 validation, 30 test), 3 epochs.
 fn base() -> TrainArgs {
-    TrainArgs {
-        synthetic_samples: Some(300),
-        epochs: Some(3),
-        units: Some(vec![16]),
-        ..TrainArgs::default()
-    }
+    let mut args = TrainArgs::default();
+    args.data.synthetic_samples = Some(300);
+    args.run.epochs = Some(3);
+    args.model.units = Some(vec![16]);
+    args
 }
 
 /// The search of `--param` flags `params`; errors as their full message.
@@ -167,7 +166,7 @@ fn an_interrupted_search_resumes_without_rerunning_finished_trials() {
         ),
     ] {
         let mut b = base();
-        b.epochs = Some(4);
+        b.run.epochs = Some(4);
         let s = search(b, &["lr=log:3e-3:5e-2", "units=8,16"], settings).unwrap();
         let out = dir.path().join(format!("{name}-interrupted"));
         let first = run_search(&s, &TuneOptions { stop_after: Some(3), ..opts(&out, 2) }).unwrap();

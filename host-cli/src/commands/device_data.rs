@@ -172,17 +172,15 @@ fn refs(s: &[Sample]) -> Vec<&Sample> {
 }
 
 fn rows(path: &Path, bundle: &ModelBundle, cmd: &DeviceDataCmd) -> Result<Vec<Sample>> {
-    let args = TrainArgs {
-        channels: match bundle.spec.input {
-            InputKind::Channels(c) => Some(c),
-            InputKind::Tokens { .. } => None,
-        },
-        label_column: cmd.label_column.clone(),
-        text_column: cmd.text_column.clone(),
-        header: cmd.header,
-        head: (bundle.spec.head == Head::Linear).then_some(HeadKind::Linear),
-        ..TrainArgs::default()
+    let mut args = TrainArgs::default();
+    args.data.channels = match bundle.spec.input {
+        InputKind::Channels(c) => Some(c),
+        InputKind::Tokens { .. } => None,
     };
+    args.data.label_column = cmd.label_column.clone();
+    args.data.text_column = cmd.text_column.clone();
+    args.data.header = cmd.header;
+    args.model.head = (bundle.spec.head == Head::Linear).then_some(HeadKind::Linear);
     let data = load(path, &args, bundle.spec.head == Head::Linear)?;
     if bundle.spec.head != Head::Linear {
         data.check_classes(bundle.class_names().len().max(2) as u32, false)?;

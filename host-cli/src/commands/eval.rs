@@ -79,17 +79,16 @@ fn data_args(
     text: &Option<String>,
     header: Option<bool>,
 ) -> TrainArgs {
-    TrainArgs {
-        channels: match bundle.spec.input {
-            InputKind::Channels(c) => Some(c),
-            InputKind::Tokens { .. } => None,
-        },
-        label_column: label.clone(),
-        text_column: text.clone(),
-        header,
-        head: (bundle.spec.head == Head::Linear).then_some(HeadKind::Linear),
-        ..TrainArgs::default()
-    }
+    let mut args = TrainArgs::default();
+    args.data.channels = match bundle.spec.input {
+        InputKind::Channels(c) => Some(c),
+        InputKind::Tokens { .. } => None,
+    };
+    args.data.label_column = label.clone();
+    args.data.text_column = text.clone();
+    args.data.header = header;
+    args.model.head = (bundle.spec.head == Head::Linear).then_some(HeadKind::Linear);
+    args
 }
 
 /// `eval` of a forecast model: every window of the series, beside the naive baselines.
@@ -369,10 +368,10 @@ fn predict_samples(cmd: &PredictCmd, bundle: &ModelBundle, path: &PathBuf) -> Re
             InputKind::Channels(c) => fields % c == 0 && (fields < 1 || (fields - 1) % c != 0),
         };
     if unlabelled && bundle.meta.task == Task::Text && cmd.text_column.is_none() {
-        args.text_column = Some("0".into());
+        args.data.text_column = Some("0".into());
         // One column of text: a header only when it says `text` (or --header says so).
         let titled = first.as_ref().and_then(|r| r.get(0)).is_some_and(|f| f.trim() == "text");
-        args.header = Some(cmd.header.unwrap_or(titled));
+        args.data.header = Some(cmd.header.unwrap_or(titled));
     }
     let kind = if unlabelled {
         LabelKind::Unlabelled

@@ -4,7 +4,7 @@
 use crate::export::{self as ex, Format};
 use crate::model_file::{ModelBundle, ModelMeta, Task};
 use crate::preprocess::pad::Side;
-use crate::settings::{HeadKind, SpecInput, TrainArgs};
+use crate::settings::{HeadKind, ModelArgs, SpecInput, TrainArgs};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::path::PathBuf;
@@ -74,8 +74,8 @@ pub struct ImportCmd {
     #[arg(long)]
     pub maxlen: usize,
     /// Padding side [default: pre].
-    #[arg(long, value_parser = ["pre", "post"])]
-    pub padding: Option<String>,
+    #[arg(long, value_enum)]
+    pub padding: Option<Side>,
 }
 
 /// Runs `tinylstm import`.
@@ -107,11 +107,11 @@ pub fn run_import(cmd: &ImportCmd) -> Result<()> {
         (None, Some(c)) => (SpecInput::Channels(c), Task::Sequence),
         _ => bail!("give exactly one of --channels (real-valued input) or --tokenizer-from (text)"),
     };
-    let args = TrainArgs {
+    let mut args = TrainArgs::default();
+    args.model = ModelArgs {
         units: Some(cmd.units.clone()),
         embedding_dim: cmd.embedding_dim,
         head: cmd.head,
-        ..TrainArgs::default()
     };
     let classes =
         if cmd.head == Some(HeadKind::Linear) { None } else { Some(cmd.classes.unwrap_or(2)) };
@@ -119,7 +119,7 @@ pub fn run_import(cmd: &ImportCmd) -> Result<()> {
     let width = if let SpecInput::Channels(c) = input { c } else { 1 };
     crate::limits::Machine::detect()?.check_inputs(1, cmd.maxlen, width)?;
     let params = ex::read_keras_npz(&cmd.npz, &spec)?;
-    let padding = if cmd.padding.as_deref() == Some("post") { Side::Post } else { Side::Pre };
+    let padding = cmd.padding.unwrap_or_default();
     let mut meta = ModelMeta::new(task, cmd.maxlen, padding, Side::Pre);
     if let Some(k) = classes {
         meta.class_names = tok_bundle

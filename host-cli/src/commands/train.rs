@@ -47,8 +47,8 @@ pub fn run(cmd: &TrainCmd) -> Result<()> {
     let out_dir = cmd.out.clone().unwrap_or_else(|| PathBuf::from("out").join(args.run_name()));
     let checkpoint_path = out_dir.join("checkpoint.tlm");
     let inputs: Vec<(&str, &std::path::Path)> = [
-        ("--data", args.data.as_deref()),
-        ("--test", args.test.as_deref()),
+        ("--data", args.data.file.as_deref()),
+        ("--test", args.data.test.as_deref()),
         ("--config", cmd.config.as_deref()),
     ]
     .into_iter()
@@ -66,8 +66,8 @@ pub fn run(cmd: &TrainCmd) -> Result<()> {
         let stored = ck.meta.config.clone().ok_or_else(|| {
             anyhow!("{}: checkpoint has no training settings", checkpoint_path.display())
         })?;
-        let was = stored.optimizer.unwrap_or(crate::settings::OptimizerKind::Adam);
-        if let Some(now) = cmd.args.optimizer.filter(|n| *n != was) {
+        let was = stored.optimizer.kind.unwrap_or(crate::settings::OptimizerKind::Adam);
+        if let Some(now) = cmd.args.optimizer.kind.filter(|n| *n != was) {
             let name = |k: crate::settings::OptimizerKind| {
                 clap::ValueEnum::to_possible_value(&k)
                     .map_or(String::new(), |v| v.get_name().into())

@@ -320,7 +320,7 @@ mod tests {
         .unwrap();
         let super::super::Command::Tune(t) = cli.command else { panic!("not tune") };
         assert_eq!(t.run.shard, Some(Shard { index: 1, count: 4 }));
-        assert_eq!(t.run.args.lr, Some(0.01));
+        assert_eq!(t.run.args.optimizer.lr, Some(0.01));
         let cli = <super::super::Cli as clap::Parser>::try_parse_from([
             "tinylstm", "tune", "merge", "a", "b", "--out", "c",
         ])

@@ -1,24 +1,36 @@
 //! Unit tests of the settings: flags, config files, merging and checks.
 
 use super::*;
+use std::path::PathBuf;
+
+/// `base` changed by `set`.
+fn with(base: TrainArgs, set: impl FnOnce(&mut TrainArgs)) -> TrainArgs {
+    let mut t = base;
+    set(&mut t);
+    t
+}
 
 #[test]
 fn flags_override_file_values() {
-    let file = TrainArgs { epochs: Some(3), lr: Some(0.01), ..TrainArgs::default() };
-    let flags = TrainArgs { lr: Some(0.5), ..TrainArgs::default() };
+    let file = with(TrainArgs::default(), |t| {
+        t.run.epochs = Some(3);
+        t.optimizer.lr = Some(0.01);
+    });
+    let flags = with(TrainArgs::default(), |t| {
+        t.optimizer.lr = Some(0.5);
+    });
     let m = file.overlaid(&flags);
-    assert_eq!(m.epochs, Some(3));
-    assert_eq!(m.lr, Some(0.5));
+    assert_eq!(m.run.epochs, Some(3));
+    assert_eq!(m.optimizer.lr, Some(0.5));
 }
 
 #[test]
 fn toml_round_trip_and_unknown_keys() {
-    let a = TrainArgs {
-        units: Some(vec![32, 16]),
-        optimizer: Some(OptimizerKind::Nesterov),
-        monitor: Some(Monitor::ValAccuracy),
-        ..TrainArgs::default()
-    };
+    let a = with(TrainArgs::default(), |t| {
+        t.model.units = Some(vec![32, 16]);
+        t.optimizer.kind = Some(OptimizerKind::Nesterov);
+        t.run.monitor = Some(Monitor::ValAccuracy);
+    });
     let text = a.to_toml();
     let b: TrainArgs = toml::from_str(&text).unwrap();
     assert_eq!(a, b);
@@ -74,7 +86,7 @@ fn float_flags_refuse_non_finite_and_out_of_range_values() {
     let e = parse_flags(&["--lr", "-1"]).unwrap_err();
     assert!(e.contains("'--lr <LR>': must be a finite number > 0"), "{e}");
     assert!(parse_flags(&["--lr", "0"]).is_err());
-    assert_eq!(parse_flags(&["--learning-rate", "2e-3"]).unwrap().lr, Some(2e-3));
+    assert_eq!(parse_flags(&["--learning-rate", "2e-3"]).unwrap().optimizer.lr, Some(2e-3));
 }
 
 /// Every flag that takes a number with a fraction (it accepts `0.5`, refuses `abc`) is one of
@@ -125,10 +137,14 @@ fn config_file_floats_are_checked_naming_file_line_and_key() {
 
 #[test]
 fn settings_built_in_code_are_checked_naming_the_flag() {
-    let a = TrainArgs { min_delta: Some(-0.5), ..TrainArgs::default() };
+    let a = with(TrainArgs::default(), |t| {
+        t.run.min_delta = Some(-0.5);
+    });
     let e = a.check_floats().unwrap_err().to_string();
     assert_eq!(e, "--min-delta must be a finite number ≥ 0, got -0.5");
-    let a = TrainArgs { clipnorm: Some(f32::INFINITY), ..TrainArgs::default() };
+    let a = with(TrainArgs::default(), |t| {
+        t.optimizer.clipnorm = Some(f32::INFINITY);
+    });
     assert!(a.check_floats().unwrap_err().to_string().starts_with("--clipnorm must be"));
     assert!(TrainArgs::default().check_floats().is_ok());
     assert_eq!(key_line("a = 1\n  lr=2\nlrx = 3", "lr"), Some(2));
@@ -138,7 +154,10 @@ fn settings_built_in_code_are_checked_naming_the_flag() {
 #[test]
 fn run_names_keep_data_sets_apart() {
     let name = |p: Option<&str>| {
-        TrainArgs { data: p.map(PathBuf::from), ..TrainArgs::default() }.run_name()
+        with(TrainArgs::default(), |t| {
+            t.data.file = p.map(PathBuf::from);
+        })
+        .run_name()
     };
     assert_eq!(name(None), "synthetic");
     assert_eq!(name(Some("sms.csv")), "sms");
@@ -153,16 +172,19 @@ fn closed_sets_are_enums_in_files_and_flags() {
     assert!(e.contains("psot") && e.contains("pre") && e.contains("post"), "{e}");
     assert!(parse_flags(&["--padding", "psot"]).is_err());
     let a = parse_flags(&["--padding", "post", "--monitor", "val_loss"]).unwrap();
-    assert_eq!((a.padding, a.monitor), (Some(Side::Post), Some(Monitor::ValLoss)));
+    assert_eq!(
+        (a.preprocessing.padding, a.run.monitor),
+        (Some(Side::Post), Some(Monitor::ValLoss))
+    );
     let file: TrainArgs = toml::from_str("monitor = \"val_loss\"").unwrap();
-    assert_eq!(file.monitor, Some(Monitor::ValLoss));
+    assert_eq!(file.run.monitor, Some(Monitor::ValLoss));
     // sgd+momentum is one name in flags, files and tuning results (`momentum` also read).
     let a = parse_flags(&["--optimizer", "sgd+momentum"]).unwrap();
-    assert_eq!(a.optimizer, Some(OptimizerKind::Momentum));
-    assert_eq!(parse_flags(&["--optimizer", "momentum"]).unwrap().optimizer, a.optimizer);
+    assert_eq!(a.optimizer.kind, Some(OptimizerKind::Momentum));
+    assert_eq!(parse_flags(&["--optimizer", "momentum"]).unwrap().optimizer.kind, a.optimizer.kind);
     assert!(a.to_toml().contains("optimizer = \"sgd+momentum\""), "{}", a.to_toml());
     let old: TrainArgs = toml::from_str("optimizer = \"momentum\"").unwrap();
-    assert_eq!(old.optimizer, Some(OptimizerKind::Momentum));
+    assert_eq!(old.optimizer.kind, Some(OptimizerKind::Momentum));
     // Messages use these names, not the Rust ones.
     assert_eq!(Monitor::ValLoss.to_string(), "val_loss");
     assert_eq!(OptimizerKind::Momentum.to_string(), "sgd+momentum");
@@ -171,22 +193,108 @@ fn closed_sets_are_enums_in_files_and_flags() {
 
 #[test]
 fn data_settings_key_the_cache() {
-    let a = TrainArgs { lr: Some(0.1), maxlen: Some(5), ..TrainArgs::default() };
-    let b = TrainArgs { lr: Some(0.2), maxlen: Some(5), ..TrainArgs::default() };
-    assert_eq!(a.data_settings(), b.data_settings());
-    assert_eq!(a.preprocessing_settings(), b.preprocessing_settings());
-    let c = TrainArgs { maxlen: Some(6), ..a.clone() };
-    assert_ne!(a.preprocessing_settings(), c.preprocessing_settings());
-    let d = TrainArgs { split_seed: Some(1), ..a.clone() };
-    assert_ne!(a.data_settings(), d.data_settings());
+    let a = with(TrainArgs::default(), |t| {
+        t.optimizer.lr = Some(0.1);
+        t.preprocessing.maxlen = Some(5);
+    });
+    let b = with(TrainArgs::default(), |t| {
+        t.optimizer.lr = Some(0.2);
+        t.preprocessing.maxlen = Some(5);
+    });
+    assert_eq!(a.data_key(), b.data_key());
+    assert_eq!(a.preprocessing_key(), b.preprocessing_key());
+    let c = with(a.clone(), |t| {
+        t.preprocessing.maxlen = Some(6);
+    });
+    assert_ne!(a.preprocessing_key(), c.preprocessing_key());
+    let d = with(a.clone(), |t| {
+        t.data.split_seed = Some(1);
+    });
+    assert_ne!(a.data_key(), d.data_key());
+    // Every data setting keys the loaded data, and the seed too when it seeds the split.
+    let e = with(a.clone(), |t| t.data.season = Some(12));
+    assert_ne!(a.data_key(), e.data_key());
+    let f = with(a.clone(), |t| t.run.seed = Some(7));
+    assert_ne!(a.data_key(), f.data_key());
+    let g = with(f.clone(), |t| t.data.split_seed = Some(42));
+    assert_eq!(a.data_key(), g.data_key(), "an explicit split seed equal to the default");
+    let h = with(a.clone(), |t| t.model.head = Some(HeadKind::Linear));
+    assert_ne!(a.data_key(), h.data_key(), "real-valued labels load differently");
+    // Model, optimizer and run settings share the prepared data.
+    let i = with(a.clone(), |t| {
+        t.model.units = Some(vec![3]);
+        t.optimizer.kind = Some(OptimizerKind::Sgd);
+        t.run.epochs = Some(1);
+    });
+    assert_eq!(a.preprocessing_key(), i.preprocessing_key());
+    let j = with(a.clone(), |t| t.preprocessing.padding = Some(Side::Post));
+    assert_ne!(a.preprocessing_key(), j.preprocessing_key());
 }
 
 #[test]
 fn invalid_values_name_the_flag() {
-    let bad = TrainArgs { lr: Some(-1.0), ..TrainArgs::default() };
+    let bad = with(TrainArgs::default(), |t| {
+        t.optimizer.lr = Some(-1.0);
+    });
     assert!(bad.optimizer().unwrap_err().to_string().contains("--lr"));
-    let two = TrainArgs { clipnorm: Some(1.0), clipvalue: Some(1.0), ..TrainArgs::default() };
+    let two = with(TrainArgs::default(), |t| {
+        t.optimizer.clipnorm = Some(1.0);
+        t.optimizer.clipvalue = Some(1.0);
+    });
     assert!(two.optimizer().unwrap_err().to_string().contains("at most one"));
-    let units = TrainArgs { units: Some(vec![]), ..TrainArgs::default() };
+    let units = with(TrainArgs::default(), |t| {
+        t.model.units = Some(vec![]);
+    });
     assert!(units.spec(SpecInput::Channels(3), Some(4)).is_err());
+}
+
+/// The groups are flattened: the config keys and flags are one flat set, each owned by one
+/// group, and a value outside a closed set names the key and the accepted values.
+#[test]
+fn groups_flatten_into_one_set_of_keys() {
+    let text = "data = \"d.csv\"\nmaxlen = 5\nunits = [4]\nlr = 0.5\nepochs = 2\n";
+    let a: TrainArgs = toml::from_str(text).unwrap();
+    assert_eq!(a.data.file, Some(PathBuf::from("d.csv")));
+    assert_eq!(a.preprocessing.maxlen, Some(5));
+    assert_eq!(a.model.units, Some(vec![4]));
+    assert_eq!(a.optimizer.lr, Some(0.5));
+    assert_eq!(a.run.epochs, Some(2));
+    let back = a.to_toml();
+    assert!(!back.lines().any(|l| l.starts_with('[')), "flat keys, no tables: {back}");
+    assert_eq!(toml::from_str::<TrainArgs>(&back).unwrap(), a);
+    let json = serde_json::to_value(&a).unwrap();
+    assert_eq!(json["optimizer"], serde_json::Value::Null, "the group is not a key");
+    assert_eq!(json["lr"], serde_json::json!(0.5));
+    let flags = parse_flags(&["--data", "d.csv", "--maxlen", "5", "--units", "4"]).unwrap();
+    let flags = with(flags, |t| {
+        t.optimizer.lr = Some(0.5);
+        t.run.epochs = Some(2);
+    });
+    assert_eq!(flags, a);
+    // One key in two groups would be read by the first only: every key is owned once.
+    use clap::CommandFactory;
+    let longs: Vec<String> =
+        Flags::command().get_arguments().filter_map(|a| a.get_long().map(String::from)).collect();
+    let mut sorted = longs.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), longs.len());
+    // Every flag is a config key (the file accepts what the flags accept).
+    for long in &longs {
+        let key = long.replace('-', "_");
+        let probe: toml::Table = toml::from_str(&format!("{key} = 1")).unwrap();
+        if let Err(e) = TrainArgs::from_table(probe) {
+            assert!(!e.to_string().contains("unknown field"), "--{long}: {e}");
+        }
+    }
+    let table: toml::Table = toml::from_str("padding = \"psot\"").unwrap();
+    let e = TrainArgs::from_table(table).unwrap_err().to_string();
+    assert!(e.starts_with("`padding` = \"psot\": unknown variant `psot`"), "{e}");
+    assert!(e.contains("`pre`") && e.contains("`post`"), "{e}");
+    let table: toml::Table = toml::from_str("optimizer = \"adamm\"").unwrap();
+    let e = TrainArgs::from_table(table).unwrap_err().to_string();
+    assert!(e.contains("`optimizer`") && e.contains("sgd+momentum"), "{e}");
+    let table: toml::Table = toml::from_str("epochz = 1").unwrap();
+    let e = TrainArgs::from_table(table).unwrap_err().to_string();
+    assert!(e.contains("unknown field `epochz`"), "{e}");
 }

@@ -60,22 +60,24 @@ pub fn unstandardize(outputs: &[f32], norm: &Normalizer) -> Vec<f32> {
 /// Loads the series of `--data`, cuts and splits its windows in time order and standardises
 /// them.
 pub fn prepare_forecast(args: &TrainArgs) -> Result<PreparedData> {
-    let Some(path) = &args.data else { bail!("--task forecast needs --data (a time,value CSV)") };
-    if args.test.is_some() {
+    let Some(path) = &args.data.file else {
+        bail!("--task forecast needs --data (a time,value CSV)")
+    };
+    if args.data.test.is_some() {
         bail!("--task forecast tests on the end of the series; --test is not used");
     }
-    if args.channels.is_some() {
+    if args.data.channels.is_some() {
         bail!("--task forecast reads every column after the time as a value; drop --channels");
     }
     let series = load_series(path)?;
-    let lookback = args.lookback.unwrap_or(DEFAULT_LOOKBACK);
-    let horizon = args.horizon.unwrap_or(1);
+    let lookback = args.data.lookback.unwrap_or(DEFAULT_LOOKBACK);
+    let horizon = args.data.horizon.unwrap_or(1);
     if lookback == 0 || horizon == 0 {
         bail!("--lookback and --horizon must be at least 1");
     }
     let n = series.windows(lookback, horizon);
     let frac = |f: Option<f64>| (f.unwrap_or(0.1) * n as f64).round() as usize;
-    let (n_test, n_valid) = (frac(args.test_split), frac(args.valid_split));
+    let (n_test, n_valid) = (frac(args.data.test_split), frac(args.data.valid_split));
     // A gap of horizon − 1 windows keeps every training target before the first validation
     // target (and validation before test).
     let gap = horizon - 1;
@@ -91,7 +93,7 @@ pub fn prepare_forecast(args: &TrainArgs) -> Result<PreparedData> {
             series.len()
         );
     }
-    let season = args.season.filter(|&s| s > 0);
+    let season = args.data.season.filter(|&s| s > 0);
     let meta_f = ForecastMeta { lookback, horizon, names: series.names.clone(), season };
     let train: Vec<usize> = (0..train_end).collect();
     let valid: Vec<usize> = (valid_start..valid_end).collect();

@@ -12,7 +12,7 @@ use crate::model_file::{ModelMeta, Task};
 use crate::preprocess::normalize::Normalizer;
 use crate::preprocess::tokenizer::{Tokenizer, TokenizerConfig};
 use crate::preprocess::{Prepared, Preprocessor};
-use crate::settings::{DataSettings, PreprocessingSettings, SpecInput, TrainArgs};
+use crate::settings::{SettingsKey, SpecInput, TrainArgs};
 use anyhow::{anyhow, bail, Result};
 use std::collections::HashMap;
 use std::path::Path;
@@ -76,36 +76,36 @@ pub fn load_bytes(
     args: &TrainArgs,
     labels: LabelKind,
 ) -> Result<Dataset> {
-    if let Some(c) = args.channels {
+    if let Some(c) = args.data.channels {
         refuse_unused(
             &format!("sequence data (--channels {c})"),
             &[
-                ("--label-column", args.label_column.is_some()),
-                ("--text-column", args.text_column.is_some()),
+                ("--label-column", args.data.label_column.is_some()),
+                ("--text-column", args.data.text_column.is_some()),
             ],
         )
         .map_err(|e| anyhow!("{}: {e}", path.display()))?;
     }
-    let ds = match args.channels {
+    let ds = match args.data.channels {
         Some(0) => bail!("--channels must be at least 1"),
         Some(c) => parse_sequence_csv(
             path,
             bytes,
             &SequenceCsvOptions {
                 channels: c,
-                has_header: args.header.or(Some(false)),
+                has_header: args.data.header.or(Some(false)),
                 labels,
-                num_classes: args.classes,
+                num_classes: args.data.classes,
             },
         )?,
         None => {
             refuse_numbers_as_text(path, bytes, None)?;
             let options = TextCsvOptions {
-                label_column: column(&args.label_column, 0),
-                text_column: column(&args.text_column, 1),
-                has_header: args.header,
+                label_column: column(&args.data.label_column, 0),
+                text_column: column(&args.data.text_column, 1),
+                has_header: args.data.header,
                 labels,
-                num_classes: args.classes,
+                num_classes: args.data.classes,
             };
             let ds = parse_text_csv(path, bytes, &options)?;
             refuse_numbers_as_text(path, bytes, Some(&ds))?;
@@ -144,36 +144,36 @@ fn refuse_unused(mode: &str, given: &[(&str, bool)]) -> Result<()> {
 }
 
 fn load_all(args: &TrainArgs) -> Result<Loaded> {
-    if args.channels.is_some() || args.data.is_none() {
-        let mode = if args.data.is_none() { "the synthetic task" } else { "sequence data" };
+    if args.data.channels.is_some() || args.data.file.is_none() {
+        let mode = if args.data.file.is_none() { "the synthetic task" } else { "sequence data" };
         refuse_unused(
             mode,
             &[
-                ("--label-column", args.label_column.is_some()),
-                ("--text-column", args.text_column.is_some()),
-                ("--num-words", args.num_words.is_some()),
-                ("--oov-token", args.oov_token.is_some()),
-                ("--char-level", args.char_level.is_some()),
-                ("--lower", args.lower.is_some()),
-                ("--filters", args.filters.is_some()),
-                ("--embedding-dim", args.embedding_dim.is_some()),
+                ("--label-column", args.data.label_column.is_some()),
+                ("--text-column", args.data.text_column.is_some()),
+                ("--num-words", args.preprocessing.num_words.is_some()),
+                ("--oov-token", args.preprocessing.oov_token.is_some()),
+                ("--char-level", args.preprocessing.char_level.is_some()),
+                ("--lower", args.preprocessing.lower.is_some()),
+                ("--filters", args.preprocessing.filters.is_some()),
+                ("--embedding-dim", args.model.embedding_dim.is_some()),
             ],
         )?;
     } else {
         refuse_unused(
             "text data (no --channels)",
-            &[("--standardize", args.standardize.is_some())],
+            &[("--standardize", args.preprocessing.standardize.is_some())],
         )?;
     }
     let real = args.real_labels();
     let seed = args.split_seed();
-    let (data, test, name) = match &args.data {
+    let (data, test, name) = match &args.data.file {
         None => {
-            if args.test.is_some() {
+            if args.data.test.is_some() {
                 bail!("--test needs --data");
             }
             let cfg = SyntheticConfig {
-                samples: args.synthetic_samples.unwrap_or(2000),
+                samples: args.data.synthetic_samples.unwrap_or(2000),
                 ..SyntheticConfig::default()
             };
             if cfg.samples < 4 * synthetic::CLASSES {
@@ -189,7 +189,7 @@ fn load_all(args: &TrainArgs) -> Result<Loaded> {
         }
         Some(path) => {
             let data = load(path, args, real)?;
-            let test = match &args.test {
+            let test = match &args.data.test {
                 Some(t) => {
                     let mut test = load(t, args, real)?;
                     let names = data.class_names.clone().unwrap_or_else(|| {
@@ -210,7 +210,7 @@ fn load_all(args: &TrainArgs) -> Result<Loaded> {
     let classes = if real {
         None
     } else {
-        let k = match args.classes {
+        let k = match args.data.classes {
             Some(k) => k,
             None => {
                 // The classes are the training data's; a label beyond them is blamed on the
@@ -264,7 +264,7 @@ fn load_all(args: &TrainArgs) -> Result<Loaded> {
         Some(k)
     };
     // The seed protocol ignores the classes: one permutation of all samples.
-    let by_class = args.split.unwrap_or_default() == crate::settings::SplitKind::Stratified;
+    let by_class = args.data.split.unwrap_or_default() == crate::settings::SplitKind::Stratified;
     let labels: Vec<u32> = data
         .samples
         .iter()
@@ -273,18 +273,18 @@ fn load_all(args: &TrainArgs) -> Result<Loaded> {
     let split = if test.is_some() {
         stratified_holdout(
             &labels,
-            args.valid_split.unwrap_or(crate::data::split::DEFAULT_HOLDOUT),
+            args.data.valid_split.unwrap_or(crate::data::split::DEFAULT_HOLDOUT),
             seed,
         )?
     } else {
-        let valid = args.valid_split.unwrap_or(0.1);
-        let test_frac = args.test_split.unwrap_or(0.1);
+        let valid = args.data.valid_split.unwrap_or(0.1);
+        let test_frac = args.data.test_split.unwrap_or(0.1);
         stratified_split(&labels, SplitFractions { train: 1.0 - valid - test_frac, valid }, seed)?
     };
     if split.train.is_empty() {
         bail!("the training split is empty ({} samples)", data.len());
     }
-    let class_names = match (&args.data, classes) {
+    let class_names = match (&args.data.file, classes) {
         (None, _) => synthetic::CLASS_NAMES.iter().map(|s| s.to_string()).collect(),
         (_, Some(k)) => match &data.class_names {
             Some(names) => names.clone(),
@@ -310,16 +310,17 @@ pub fn with_mask(spec: tinylstm::Spec, mask: Mask) -> Result<tinylstm::Spec> {
 type Preprocessing = (ModelMeta, Option<Tokenizer>, Option<Normalizer>, SpecInput, Mask);
 
 fn preprocessing(args: &TrainArgs, l: &Loaded) -> Result<Preprocessing> {
-    let padding = args.padding.unwrap_or_default();
-    let truncating = args.truncating.unwrap_or_default();
+    let padding = args.preprocessing.padding.unwrap_or_default();
+    let truncating = args.preprocessing.truncating.unwrap_or_default();
     match l.data.kind {
         DatasetKind::Text => {
             let cfg = TokenizerConfig {
-                num_words: Some(args.num_words.unwrap_or(10000)),
-                oov_token: args.oov_token.clone(),
-                char_level: args.char_level.unwrap_or(false),
-                lower: args.lower.unwrap_or(true),
+                num_words: Some(args.preprocessing.num_words.unwrap_or(10000)),
+                oov_token: args.preprocessing.oov_token.clone(),
+                char_level: args.preprocessing.char_level.unwrap_or(false),
+                lower: args.preprocessing.lower.unwrap_or(true),
                 filters: args
+                    .preprocessing
                     .filters
                     .clone()
                     .unwrap_or_else(|| crate::preprocess::tokenizer::DEFAULT_FILTERS.into()),
@@ -329,7 +330,7 @@ fn preprocessing(args: &TrainArgs, l: &Loaded) -> Result<Preprocessing> {
             tok.fit_on_texts(
                 l.split.train.iter().map(|&i| l.data.samples[i].text().unwrap_or("")),
             )?;
-            let maxlen = args.maxlen.unwrap_or(60);
+            let maxlen = args.preprocessing.maxlen.unwrap_or(60);
             if maxlen == 0 {
                 bail!("--maxlen must be at least 1");
             }
@@ -338,14 +339,15 @@ fn preprocessing(args: &TrainArgs, l: &Loaded) -> Result<Preprocessing> {
             let mut meta = ModelMeta::new(Task::Text, maxlen, padding, truncating);
             meta.class_names = l.class_names.clone();
             meta.vocabulary = Some(tok.vocabulary_len());
-            if args.mask_value.is_some() {
+            if args.preprocessing.mask_value.is_some() {
                 bail!("--mask-value is for sequences; text masks padding with --mask-zero");
             }
-            let mask = if args.mask_zero == Some(true) { Mask::Zero } else { Mask::Off };
+            let mask =
+                if args.preprocessing.mask_zero == Some(true) { Mask::Zero } else { Mask::Off };
             Ok((meta, Some(tok), None, SpecInput::Tokens { vocab }, mask))
         }
         DatasetKind::Sequence { channels } => {
-            if args.mask_zero == Some(true) {
+            if args.preprocessing.mask_zero == Some(true) {
                 bail!("--mask-zero is for text; sequences mask with --mask-value");
             }
             // The longest row of every file (lengths are not labels): a test row is then never
@@ -354,10 +356,10 @@ fn preprocessing(args: &TrainArgs, l: &Loaded) -> Result<Preprocessing> {
             let (lo, longest) = all
                 .filter_map(|s| s.steps())
                 .fold((usize::MAX, 1), |(lo, hi), t| (lo.min(t), hi.max(t)));
-            let steps = args.maxlen.unwrap_or(longest);
+            let steps = args.preprocessing.maxlen.unwrap_or(longest);
             // Rows of different lengths are masked as Keras's Masking layer does (value 0 by
             // default, as Keras); --mask-value masks equal-length rows too.
-            let mask = match args.mask_value {
+            let mask = match args.preprocessing.mask_value {
                 Some(v) => Mask::Value(v),
                 None if lo < longest => Mask::Value(0.0),
                 None => Mask::Off,
@@ -365,7 +367,7 @@ fn preprocessing(args: &TrainArgs, l: &Loaded) -> Result<Preprocessing> {
             if steps == 0 {
                 bail!("--maxlen must be at least 1");
             }
-            let norm = if args.standardize.unwrap_or(true) {
+            let norm = if args.preprocessing.standardize.unwrap_or(true) {
                 Some(Normalizer::fit_dataset(&l.data, &l.split.train)?)
             } else {
                 None
@@ -459,8 +461,8 @@ type CacheSlot<T> = Arc<OnceLock<std::result::Result<Arc<T>, String>>>;
 /// threads; concurrent requests for the same key compute it once.
 #[derive(Debug, Default)]
 pub struct DataCache {
-    loaded: Mutex<HashMap<DataSettings, CacheSlot<Loaded>>>,
-    prepared: Mutex<HashMap<(DataSettings, PreprocessingSettings), CacheSlot<PreparedData>>>,
+    loaded: Mutex<HashMap<SettingsKey, CacheSlot<Loaded>>>,
+    prepared: Mutex<HashMap<SettingsKey, CacheSlot<PreparedData>>>,
 }
 
 impl DataCache {
@@ -508,7 +510,7 @@ pub fn prepare_data(args: &TrainArgs, cache: Option<&DataCache>) -> Result<Arc<P
                 _ => 0.0,
             },
             // A --maxlen shorter than the longest row cuts rows, as asked.
-            strict: args.maxlen.is_none(),
+            strict: args.preprocessing.maxlen.is_none(),
         };
         let description = describe(loaded, &meta, tokenizer.as_ref(), mask);
         let train = pre.prepare_indices(&loaded.data, &loaded.split.train)?;
@@ -535,8 +537,8 @@ pub fn prepare_data(args: &TrainArgs, cache: Option<&DataCache>) -> Result<Arc<P
     match cache {
         None => Ok(Arc::new(prepare(&load_all(args)?)?)),
         Some(c) => {
-            let load_key = args.data_settings();
-            let prep_key = (load_key.clone(), args.preprocessing_settings());
+            let load_key = args.data_key();
+            let prep_key = args.preprocessing_key();
             DataCache::get(&c.prepared, prep_key, || {
                 let loaded = DataCache::get(&c.loaded, load_key, || load_all(args))?;
                 prepare(&loaded)
@@ -562,8 +564,9 @@ mod tests {
     #[test]
     fn split_protocols_by_name() {
         let dir = tempfile::tempdir().unwrap();
-        let args =
-            TrainArgs { data: Some(file(dir.path())), channels: Some(2), ..TrainArgs::default() };
+        let mut args = TrainArgs::default();
+        args.data.file = Some(file(dir.path()));
+        args.data.channels = Some(2);
         // Stratified (default): every split keeps the 3:1 class balance exactly.
         let l = load_all(&args).unwrap();
         let stratified = l.split.clone();
@@ -572,7 +575,8 @@ mod tests {
         assert_eq!((l.split.valid.len(), ones(&l.split.valid)), (4, 1));
         // Seed: one permutation of all 40 samples, whatever their class (the permutation of
         // `random_split`, pinned in the split module's tests).
-        let seed = TrainArgs { split: Some(SplitKind::Seed), ..args };
+        let mut seed = args;
+        seed.data.split = Some(SplitKind::Seed);
         let l = load_all(&seed).unwrap();
         let want = random_split(40, SplitFractions::default(), 42).unwrap();
         assert_eq!(l.split, want);

@@ -25,7 +25,7 @@ pub struct RunOptions<'a> {
     pub out_dir: Option<PathBuf>,
     /// No progress bars, per-epoch lines or set-up messages.
     pub quiet: bool,
-    /// Worker threads, overriding `args.threads` [default: all cores].
+    /// Worker threads, overriding `args.run.threads` [default: all cores].
     pub threads: Option<usize>,
     /// Share loaded and prepared data with other runs.
     pub cache: Option<&'a DataCache>,
@@ -101,7 +101,7 @@ impl TrainSession {
     /// restores them from `opts.resume`. `opts.out_dir` and `opts.on_epoch` are not used here.
     pub fn new(args: &TrainArgs, opts: &RunOptions<'_>) -> Result<TrainSession> {
         args.check_floats()?;
-        let data = if args.task == Some(crate::settings::TaskKind::Forecast) {
+        let data = if args.data.task == Some(crate::settings::TaskKind::Forecast) {
             Arc::new(super::forecast::prepare_forecast(args)?)
         } else {
             prepare_data(args, opts.cache)?
@@ -114,15 +114,15 @@ impl TrainSession {
         meta.config = Some(args.clone());
         let threads = opts
             .threads
-            .or(args.threads)
+            .or(args.run.threads)
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        let default_epochs = if args.data.is_none() { 25 } else { 10 };
-        let epochs = args.epochs.unwrap_or(default_epochs);
+        let default_epochs = if args.data.file.is_none() { 25 } else { 10 };
+        let epochs = args.run.epochs.unwrap_or(default_epochs);
         if epochs == 0 {
             bail!("--epochs must be at least 1 (0 would write an untrained model over --out)");
         }
         crate::limits::check_count("--epochs", epochs)?;
-        crate::limits::check_count("--patience", args.patience.unwrap_or(0))?;
+        crate::limits::check_count("--patience", args.run.patience.unwrap_or(0))?;
         // Parameters, best parameters, gradients and up to two optimizer-state vectors, and
         // one gradient per thread.
         let p = spec.param_count() as u64;
@@ -133,7 +133,7 @@ impl TrainSession {
             ),
             (threads as u64).checked_add(5).and_then(|n| n.checked_mul(p)?.checked_mul(4)),
         )?;
-        let monitor = args.monitor.unwrap_or(if data.valid.len > 0 {
+        let monitor = args.run.monitor.unwrap_or(if data.valid.len > 0 {
             crate::settings::Monitor::ValLoss
         } else {
             crate::settings::Monitor::Loss
@@ -148,8 +148,8 @@ impl TrainSession {
             seed: args.seed(),
             threads,
             monitor,
-            patience: args.patience.unwrap_or(0),
-            min_delta: args.min_delta.unwrap_or(0.0),
+            patience: args.run.patience.unwrap_or(0),
+            min_delta: args.run.min_delta.unwrap_or(0.0),
             // Restored by `final_params`, so a session can be continued after any epoch.
             restore_best: false,
             quiet: opts.quiet,
@@ -166,7 +166,7 @@ impl TrainSession {
             best_params: Vec::new(),
             state: TrainState::default(),
             trainer,
-            restore_best: args.restore_best.unwrap_or(true),
+            restore_best: args.run.restore_best.unwrap_or(true),
         };
         match &opts.resume {
             Some((path, ck)) => session.restore(ck, path)?,

@@ -269,11 +269,14 @@ pub fn parse_search_file(text: &str, dir: &Path) -> Result<SearchFile> {
     let mut table: toml::Table = toml::from_str(text)?;
     let mut out = SearchFile::default();
     if let Some(b) = table.remove("base") {
-        let mut base: TrainArgs = b.try_into().context("[base]")?;
+        let mut base = match b {
+            toml::Value::Table(t) => TrainArgs::from_table(t).map_err(|e| anyhow!("[base] {e}"))?,
+            _ => bail!("[base] must be a table"),
+        };
         if let Some(bad) = base.invalid_float() {
             bail!("[base] {bad}");
         }
-        for p in [&mut base.data, &mut base.test].into_iter().flatten() {
+        for p in [&mut base.data.file, &mut base.data.test].into_iter().flatten() {
             if p.is_relative() {
                 *p = dir.join(&*p);
             }
@@ -442,7 +445,7 @@ impl Search {
 
     /// Epochs of a full trial (`--epochs`, or its default).
     pub fn max_epochs(&self) -> usize {
-        self.base.epochs.unwrap_or(if self.base.data.is_none() { 25 } else { 10 })
+        self.base.run.epochs.unwrap_or(if self.base.data.file.is_none() { 25 } else { 10 })
     }
 
     fn trial(
@@ -456,12 +459,12 @@ impl Search {
         let mut args = with_values(&self.base, params.iter().map(|(k, v)| (k.as_str(), v)))
             .map_err(|e| anyhow!("trial {id}: {e:#}"))?;
         let seed = if baseline { self.base.seed() } else { trial_seed(self.settings.seed, id) };
-        args.seed = Some(seed);
-        args.split_seed = Some(self.base.split_seed());
-        args.threads = Some(self.base.threads.unwrap_or(1));
-        args.epochs = Some(match self.settings.strategy {
+        args.run.seed = Some(seed);
+        args.data.split_seed = Some(self.base.split_seed());
+        args.run.threads = Some(self.base.run.threads.unwrap_or(1));
+        args.run.epochs = Some(match self.settings.strategy {
             Strategy::Halving | Strategy::Hyperband => self.max_epochs(),
-            _ => args.epochs.unwrap_or_else(|| self.max_epochs()),
+            _ => args.run.epochs.unwrap_or_else(|| self.max_epochs()),
         });
         // Recorded values are the ones the settings hold (f32 learning rates, …).
         let params = params
@@ -523,7 +526,7 @@ impl Search {
                     brackets.push(Bracket {
                         id,
                         trials: vec![id],
-                        rungs: vec![t.args.epochs.unwrap_or(max)],
+                        rungs: vec![t.args.run.epochs.unwrap_or(max)],
                     });
                     trials.push(t);
                 }

@@ -387,7 +387,7 @@ pub fn table_line(objective: &Objective, r: &TrialRecord) -> String {
 /// The best trial's settings as a `tinylstm train` config file (data paths made absolute).
 pub fn best_toml(best: &TrialRecord, objective: &Objective) -> String {
     let mut args = best.config.clone();
-    for p in [&mut args.data, &mut args.test].into_iter().flatten() {
+    for p in [&mut args.data.file, &mut args.data.test].into_iter().flatten() {
         if let Ok(abs) = std::path::absolute(&*p) {
             *p = abs;
         }

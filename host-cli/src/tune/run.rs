@@ -383,11 +383,11 @@ fn check_objective(search: &Search, classes: Option<u32>) -> Result<()> {
     let ok = match m {
         Metric::Loss => true,
         Metric::Accuracy | Metric::MacroF1 | Metric::MacroPrecision | Metric::MacroRecall => {
-            classes.is_some() && search.base.head != Some(crate::settings::HeadKind::Linear)
+            classes.is_some() && search.base.model.head != Some(crate::settings::HeadKind::Linear)
         }
         Metric::RocAuc => classes == Some(2),
         Metric::Mae => {
-            classes.is_none() || search.base.head == Some(crate::settings::HeadKind::Linear)
+            classes.is_none() || search.base.model.head == Some(crate::settings::HeadKind::Linear)
         }
     };
     if !ok {
@@ -420,7 +420,7 @@ pub fn run_search(search: &Search, opts: &TuneOptions) -> Result<TuneSummary> {
     // Data first: a missing file or an impossible objective fails before any trial.
     let cache = DataCache::new();
     let probe = plan.trials.first().map_or_else(|| search.base.clone(), |t| t.args.clone());
-    if probe.task == Some(crate::settings::TaskKind::Forecast) {
+    if probe.data.task == Some(crate::settings::TaskKind::Forecast) {
         bail!("tune searches classification and regression settings; --task forecast is not searched yet");
     }
     let data = prepare_data(&probe, Some(&cache))?;
@@ -466,7 +466,7 @@ pub fn run_search(search: &Search, opts: &TuneOptions) -> Result<TuneSummary> {
     let best =
         best_record(&objective, records.values()).and_then(|r| r.objective.map(|v| (v, r.trial)));
 
-    let trial_threads = search.base.threads.unwrap_or(1).max(1);
+    let trial_threads = search.base.run.threads.unwrap_or(1).max(1);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let jobs = opts.jobs.unwrap_or((cores / trial_threads).max(1)).max(1);
     crate::limits::Machine::detect()?.check_threads("--jobs", jobs)?;
@@ -661,6 +661,7 @@ fn probe_name(search: &Search) -> String {
     search
         .base
         .data
+        .file
         .as_ref()
         .and_then(|p| p.file_stem())
         .map_or_else(|| "synthetic".to_string(), |s| s.to_string_lossy().into_owned())

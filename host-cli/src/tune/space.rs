@@ -196,21 +196,21 @@ pub fn check_args(args: &TrainArgs) -> Result<()> {
     args.optimizer()?;
     args.bptt()?;
     for (flag, v) in [
-        ("--batch-size", args.batch_size),
-        ("--epochs", args.epochs),
-        ("--maxlen", args.maxlen),
-        ("--num-words", args.num_words),
-        ("--embedding-dim", args.embedding_dim),
-        ("--threads", args.threads),
+        ("--batch-size", args.run.batch_size),
+        ("--epochs", args.run.epochs),
+        ("--maxlen", args.preprocessing.maxlen),
+        ("--num-words", args.preprocessing.num_words),
+        ("--embedding-dim", args.model.embedding_dim),
+        ("--threads", args.run.threads),
     ] {
         if v == Some(0) {
             bail!("{flag} must be at least 1");
         }
     }
-    let classes = if args.head == Some(HeadKind::Linear) { None } else { Some(2) };
-    let input = match args.channels {
+    let classes = if args.model.head == Some(HeadKind::Linear) { None } else { Some(2) };
+    let input = match args.data.channels {
         Some(c) => SpecInput::Channels(c.max(1)),
-        None if args.data.is_none() => SpecInput::Channels(crate::data::synthetic::CHANNELS),
+        None if args.data.file.is_none() => SpecInput::Channels(crate::data::synthetic::CHANNELS),
         None => SpecInput::Tokens { vocab: 2 },
     };
     let spec = args.spec(input, classes)?;
