@@ -296,6 +296,7 @@ fn outer_gemm<const REV: bool>(
 ///
 /// # Panics
 /// When a slice is shorter than its dimensions need ([`assert_gemm_nn`]; see the module docs).
+#[cfg_attr(not(target_arch = "arm"), inline)]
 pub fn gemm_nn(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
     assert_gemm_nn(m, n, k, a, b, c);
     if m == 0 || n == 0 || k == 0 {
@@ -318,6 +319,7 @@ const GEMV_COLS: usize = 64;
 const GEMV_COLS: usize = 16;
 
 /// `c[n] += a[k] · B[k][n]` (one row: a streaming step, a batch-1 forward).
+#[cfg_attr(not(target_arch = "arm"), inline)]
 fn gemv(n: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
     gemv_terms(n, None, &[(a, b)], c);
 }
@@ -334,6 +336,7 @@ fn gemv(n: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
 /// # Panics
 /// When `out` or `start` is shorter than `n`, or a term's `B` shorter than `k_t · n`
 /// ([`assert_gemv_terms`]; see the module docs).
+#[cfg_attr(not(target_arch = "arm"), inline)]
 pub fn gemv_terms(n: usize, start: Option<&[f32]>, terms: &[(&[f32], &[f32])], out: &mut [f32]) {
     assert_gemv_terms(n, start, terms, out);
     let out = &mut out[..n];
@@ -441,6 +444,7 @@ fn lanes(x: &[f32], at: usize) -> &[f32; LANES] {
 ///
 /// # Panics
 /// When a slice is shorter than its dimensions need ([`assert_gemm_nt`]; see the module docs).
+#[cfg_attr(not(target_arch = "arm"), inline)]
 pub fn gemm_nt(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
     assert_gemm_nt(m, n, k, a, b, c);
     if m == 0 || n == 0 {
@@ -472,6 +476,7 @@ pub fn gemm_nt(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]
 ///
 /// # Panics
 /// When a slice is shorter than its dimensions need ([`assert_gemm_tn`]; see the module docs).
+#[cfg_attr(not(target_arch = "arm"), inline)]
 pub fn gemm_tn(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
     assert_gemm_tn(m, n, k, a, b, c);
     if m == 0 || n == 0 || k == 0 {
@@ -485,6 +490,7 @@ pub fn gemm_tn(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]
 ///
 /// # Panics
 /// When `x` is shorter than `rows·cols` or `out` than `cols` ([`assert_column_sums`]).
+#[cfg_attr(not(target_arch = "arm"), inline)]
 pub fn add_column_sums(rows: usize, cols: usize, x: &[f32], out: &mut [f32]) {
     assert_column_sums(rows, cols, x, out);
     if cols == 0 {
