@@ -425,7 +425,7 @@ pub fn projection_rows_with<K: Kernels>(
     let g4 = 4 * spec.units[0];
     let n = out.len() / g4;
     check_len("projection table rows", n * g4, out.len())?;
-    let end = first.checked_add(n).unwrap_or(usize::MAX);
+    let end = first.saturating_add(n);
     if end > vocab {
         let token = u32::try_from(end - 1).unwrap_or(u32::MAX);
         return Err(Error::TokenOutOfRange { index: n.saturating_sub(1), token, vocab });
