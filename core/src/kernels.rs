@@ -197,10 +197,24 @@ fn outer_tile<const R: usize, const W: usize, const REV: bool>(
             }
         }
     };
+    #[cfg(target_arch = "arm")]
     if REV {
         ks.rev().for_each(&mut step);
     } else {
         ks.for_each(&mut step);
+    }
+    // Plain loops on hosts: the closure then inlines into the `#[target_feature]` copies of
+    // these kernels that `tinylstm-fast` dispatches to at run time (through `for_each` it
+    // stays a separate function, compiled for the baseline's vectors).
+    #[cfg(not(target_arch = "arm"))]
+    if REV {
+        for p in ks.rev() {
+            step(p);
+        }
+    } else {
+        for p in ks {
+            step(p);
+        }
     }
     for (r, row) in acc.iter().enumerate() {
         c[r * ldc..r * ldc + W].copy_from_slice(row);
@@ -244,6 +258,7 @@ const BLOCK_STEPS: usize = 128;
 /// `C[m][n] += Σ_p a(i, p) · B[p][j]` by register tiles: reduction blocks of [`BLOCK_STEPS`];
 /// in each, row blocks of [`BLOCK_ROWS`]; in each, column panels of [`TILE_COLS`] (then
 /// 4-wide and 1-wide edges); in each panel, the row tiles.
+#[cfg_attr(not(target_arch = "arm"), inline(always))]
 fn outer_gemm<const REV: bool>(
     m: usize,
     n: usize,
@@ -296,6 +311,7 @@ fn outer_gemm<const REV: bool>(
 ///
 /// # Panics
 /// When a slice is shorter than its dimensions need ([`assert_gemm_nn`]; see the module docs).
+#[cfg_attr(not(target_arch = "arm"), inline)]
 pub fn gemm_nn(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
     assert_gemm_nn(m, n, k, a, b, c);
     if m == 0 || n == 0 || k == 0 {
@@ -318,6 +334,7 @@ const GEMV_COLS: usize = 64;
 const GEMV_COLS: usize = 16;
 
 /// `c[n] += a[k] · B[k][n]` (one row: a streaming step, a batch-1 forward).
+#[cfg_attr(not(target_arch = "arm"), inline(always))]
 fn gemv(n: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
     gemv_terms(n, None, &[(a, b)], c);
 }
@@ -334,6 +351,7 @@ fn gemv(n: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
 /// # Panics
 /// When `out` or `start` is shorter than `n`, or a term's `B` shorter than `k_t · n`
 /// ([`assert_gemv_terms`]; see the module docs).
+#[cfg_attr(not(target_arch = "arm"), inline(always))]
 pub fn gemv_terms(n: usize, start: Option<&[f32]>, terms: &[(&[f32], &[f32])], out: &mut [f32]) {
     assert_gemv_terms(n, start, terms, out);
     let out = &mut out[..n];
@@ -441,6 +459,7 @@ fn lanes(x: &[f32], at: usize) -> &[f32; LANES] {
 ///
 /// # Panics
 /// When a slice is shorter than its dimensions need ([`assert_gemm_nt`]; see the module docs).
+#[cfg_attr(not(target_arch = "arm"), inline)]
 pub fn gemm_nt(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
     assert_gemm_nt(m, n, k, a, b, c);
     if m == 0 || n == 0 {
@@ -472,6 +491,7 @@ pub fn gemm_nt(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]
 ///
 /// # Panics
 /// When a slice is shorter than its dimensions need ([`assert_gemm_tn`]; see the module docs).
+#[cfg_attr(not(target_arch = "arm"), inline)]
 pub fn gemm_tn(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
     assert_gemm_tn(m, n, k, a, b, c);
     if m == 0 || n == 0 || k == 0 {
@@ -485,6 +505,7 @@ pub fn gemm_tn(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]
 ///
 /// # Panics
 /// When `x` is shorter than `rows·cols` or `out` than `cols` ([`assert_column_sums`]).
+#[cfg_attr(not(target_arch = "arm"), inline)]
 pub fn add_column_sums(rows: usize, cols: usize, x: &[f32], out: &mut [f32]) {
     assert_column_sums(rows, cols, x, out);
     if cols == 0 {

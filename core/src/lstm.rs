@@ -182,7 +182,7 @@ pub(crate) fn forward_unchecked<K: Kernels>(
     x: &[f32],
     tape: &mut Tape<'_>,
 ) {
-    forward_impl::<K, false>(kern, d, w, x, &[], tape);
+    forward_impl::<K, false>(kern, d, w, x, &[], false, tape);
 }
 
 /// [`forward_masked`] without the length checks; `keep` is `[S][B]`.
@@ -194,16 +194,32 @@ pub(crate) fn forward_unchecked_masked<K: Kernels>(
     keep: &[f32],
     tape: &mut Tape<'_>,
 ) {
-    forward_impl::<K, true>(kern, d, w, x, keep, tape);
+    forward_impl::<K, true>(kern, d, w, x, keep, false, tape);
+}
+
+/// [`forward_unchecked`] (`MASKED = false`) or [`forward_unchecked_masked`] for a layer whose
+/// input projections `b + x·W` are already in `tape.gates` (a token model's rows of its
+/// projection table, [`model::projection_rows_with`](crate::model::projection_rows_with)):
+/// every later operation is the same, so the same bits as when this pass's GEMM computes them.
+pub(crate) fn forward_unchecked_projected<K: Kernels, const MASKED: bool>(
+    kern: K,
+    d: &Dims,
+    w: &Weights<'_>,
+    keep: &[f32],
+    tape: &mut Tape<'_>,
+) {
+    forward_impl::<K, MASKED>(kern, d, w, &[], keep, true, tape);
 }
 
 /// The forward pass; `MASKED = false` ignores `keep` (and compiles without any mask test).
+/// `projected`: `tape.gates` already holds `b + x·W` (and `x` is not read).
 fn forward_impl<K: Kernels, const MASKED: bool>(
     kern: K,
     d: &Dims,
     w: &Weights<'_>,
     x: &[f32],
     keep: &[f32],
+    projected: bool,
     tape: &mut Tape<'_>,
 ) {
     let (h, b) = (d.units, d.batch);
@@ -212,8 +228,8 @@ fn forward_impl<K: Kernels, const MASKED: bool>(
     // One sequence on a scalar FPU: each step's `b + x·W + h·U` in one pass (gates stay in
     // registers). Otherwise the input projections of the whole segment at once (one GEMM),
     // then each step's recurrent product. Same operations per element, so the same bits.
-    let fused = b == 1 && cfg!(target_arch = "arm");
-    if !fused {
+    let fused = !projected && b == 1 && cfg!(target_arch = "arm");
+    if !fused && !projected {
         for row in tape.gates.chunks_exact_mut(g4) {
             row.copy_from_slice(w.bias);
         }

@@ -337,6 +337,157 @@ pub(crate) fn run_chunk_masked<K: Kernels>(
     }
 }
 
+/// [`run_chunk`] / [`run_chunk_masked`] for a token model with its projection table
+/// `table [vocab][4H₀]` (checked by the caller): layer 0's gates are the table's rows of the
+/// chunk's tokens instead of an embedding gather and a GEMM; every later operation is the same.
+#[allow(clippy::too_many_arguments)]
+fn run_chunk_projected<K: Kernels>(
+    kern: K,
+    spec: &Spec,
+    params: &[f32],
+    table: &[f32],
+    ids: &[u32],
+    steps: usize,
+    layout: &TapeLayout,
+    t0: usize,
+    s: usize,
+    tape: &mut [f32],
+) {
+    let b = layout.batch;
+    let g4 = 4 * spec.units[0];
+    let masked = spec.mask.is_on();
+    let split = if masked { layout.keep_start(spec) } else { tape.len() };
+    let (tape, keep) = tape.split_at_mut(split);
+    let keep = &mut keep[..if masked { s * b } else { 0 }];
+    if masked {
+        gather_keep(spec, &Sequences::Tokens(ids), b, steps, t0, s, keep);
+    }
+    for l in 0..spec.layers {
+        let d = Dims { input: spec.layer_input(l), units: spec.units[l], batch: b, steps: s };
+        let w = layer_weights(spec, params, l);
+        let (x, mut t) = layout.split(spec, l, s, tape);
+        if l == 0 {
+            // Gates `[s][B][4H]`: row `t·B + r` is token `ids[r·T + t0 + t]`'s table row.
+            for (row, z) in t.gates.chunks_exact_mut(g4).enumerate() {
+                let id = ids[(row % b) * steps + t0 + row / b] as usize;
+                z.copy_from_slice(&table[id * g4..(id + 1) * g4]);
+            }
+            if masked {
+                lstm::forward_unchecked_projected::<K, true>(kern, &d, &w, keep, &mut t);
+            } else {
+                lstm::forward_unchecked_projected::<K, false>(kern, &d, &w, &[], &mut t);
+            }
+        } else if masked {
+            lstm::forward_unchecked_masked(kern, &d, &w, x, keep, &mut t);
+        } else {
+            lstm::forward_unchecked(kern, &d, &w, x, &mut t);
+        }
+    }
+}
+
+/// Length of a token model's input-projection table `[vocab][4·H₀]` ([`projection_rows_with`]);
+/// `None` for a model with channel input, or when the length overflows a `usize`.
+pub fn projection_table_len(spec: &Spec) -> Option<usize> {
+    match spec.input {
+        InputKind::Tokens { vocab, .. } => vocab.checked_mul(spec.units[0].checked_mul(4)?),
+        InputKind::Channels(_) => None,
+    }
+}
+
+/// Rows `first..first + n` of a token model's input-projection table: `out [n][4H₀]` gets
+/// `b₀ + E[v]·W₀` for each token `v` of the range — layer 0's pre-activations before the
+/// recurrent term, computed once per model instead of at every time step of every sequence
+/// (`E` the embedding, `W₀`, `b₀` layer 0's kernel and bias). The whole table is
+/// [`projection_table_len`] floats; build it in one call, or in row ranges on several threads
+/// (each row is independent). It costs `vocab·E·4H₀` multiply-adds and saves `E·4H₀` per token
+/// and time step, so it pays from `vocab` token-steps of inference on.
+///
+/// Each element is the start value `b₀[j]` followed by the products in increasing input
+/// index, which is what layer 0's input GEMM computes for that token on the same kernel path
+/// whatever the row it is in ([the order contract](crate::kernels)): so on [`Exact`] a pass
+/// from the table ([`forward_projected_with`]) gives the bits of [`forward`].
+///
+/// # Errors
+/// A spec with channel input ([`Error::InputKind`]), rows past the vocabulary
+/// ([`Error::TokenOutOfRange`]), `out` not a whole number of rows or wrong parameter length.
+pub fn projection_rows_with<K: Kernels>(
+    kern: K,
+    spec: &Spec,
+    params: &[f32],
+    first: usize,
+    out: &mut [f32],
+) -> Result<(), Error> {
+    spec.validate()?;
+    check_params(spec, params)?;
+    let InputKind::Tokens { vocab, embed } = spec.input else {
+        return Err(Error::InputKind);
+    };
+    let g4 = 4 * spec.units[0];
+    let n = out.len() / g4;
+    check_len("projection table rows", n * g4, out.len())?;
+    let end = first.saturating_add(n);
+    if end > vocab {
+        let token = u32::try_from(end - 1).unwrap_or(u32::MAX);
+        return Err(Error::TokenOutOfRange { index: n.saturating_sub(1), token, vocab });
+    }
+    let w = layer_weights(spec, params, 0);
+    for row in out.chunks_exact_mut(g4) {
+        row.copy_from_slice(w.bias);
+    }
+    let emb = &params[first * embed..end * embed];
+    kern.gemm_nn(n, g4, embed, emb, w.kernel, out);
+    Ok(())
+}
+
+/// [`forward_with`] for a token model from its input-projection table `table [vocab][4H₀]`
+/// ([`projection_rows_with`], on the same kernel path): layer 0 gathers the tokens' rows
+/// instead of computing `b₀ + x·W₀`. On [`Exact`] the outputs are those of [`forward`], bit
+/// for bit.
+///
+/// # Errors
+/// As [`forward`]; a table of another length than [`projection_table_len`], or a spec with
+/// channel input ([`Error::InputKind`]).
+#[allow(clippy::too_many_arguments)]
+pub fn forward_projected_with<K: Kernels>(
+    kern: K,
+    spec: &Spec,
+    params: &[f32],
+    table: &[f32],
+    input: Sequences<'_>,
+    batch: usize,
+    work: &mut [f32],
+    out: &mut [f32],
+) -> Result<(), Error> {
+    forward_logits_projected_with(kern, spec, params, table, input, batch, work, out)?;
+    activate(spec.head, spec.outputs, out);
+    Ok(())
+}
+
+/// [`forward_projected_with`] returning the head's logits (pre-activation).
+///
+/// # Errors
+/// As [`forward_projected_with`].
+#[allow(clippy::too_many_arguments)]
+pub fn forward_logits_projected_with<K: Kernels>(
+    kern: K,
+    spec: &Spec,
+    params: &[f32],
+    table: &[f32],
+    input: Sequences<'_>,
+    batch: usize,
+    work: &mut [f32],
+    out: &mut [f32],
+) -> Result<(), Error> {
+    let steps = check_input(spec, &input, batch)?;
+    check_params(spec, params)?;
+    let table_len = projection_table_len(spec).ok_or(Error::InputKind)?;
+    check_len("projection table", table_len, table.len())?;
+    check_len("output", sized("output", batch.checked_mul(spec.outputs))?, out.len())?;
+    let h = run_layers(kern, spec, params, Some(table), input, batch, steps, work)?;
+    head_logits(kern, spec, &params[spec.head_range()], h, batch, out);
+    Ok(())
+}
+
 /// Dense head: `logits [B][K] = bias + h [B][H] · W [H][K]`, with `head` the head's own
 /// parameters (kernel `[H][K]` then bias `[K]`, [`Spec::head_range`] of the flat buffer).
 pub(crate) fn head_logits<K: Kernels>(
@@ -492,7 +643,7 @@ pub fn forward_logits_with<K: Kernels>(
     let steps = check_input(spec, &input, batch)?;
     check_params(spec, params)?;
     check_len("output", sized("output", batch.checked_mul(spec.outputs))?, out.len())?;
-    let h = run_layers(kern, spec, params, input, batch, steps, work)?;
+    let h = run_layers(kern, spec, params, None, input, batch, steps, work)?;
     head_logits(kern, spec, &params[spec.head_range()], h, batch, out);
     Ok(())
 }
@@ -516,17 +667,20 @@ pub fn forward_hidden(
     check_params(spec, params)?;
     let hidden_len = sized("hidden state", batch.checked_mul(spec.top_units()))?;
     check_len("hidden state", hidden_len, hidden.len())?;
-    let h = run_layers(Exact, spec, params, input, batch, steps, work)?;
+    let h = run_layers(Exact, spec, params, None, input, batch, steps, work)?;
     hidden.copy_from_slice(h);
     Ok(())
 }
 
 /// Runs every LSTM layer over `steps` time steps of checked input; returns the top layer's
-/// last `h [B][H]` (inside `work`).
+/// last `h [B][H]` (inside `work`). With `table` (a token model's checked projection table)
+/// layer 0 gathers its rows.
+#[allow(clippy::too_many_arguments)]
 fn run_layers<'w, K: Kernels>(
     kern: K,
     spec: &Spec,
     params: &[f32],
+    table: Option<&[f32]>,
     input: Sequences<'_>,
     batch: usize,
     steps: usize,
@@ -543,10 +697,14 @@ fn run_layers<'w, K: Kernels>(
     while t0 < steps {
         let s = cap.min(steps - t0);
         layout.transfer_state(spec, tape, state, 0, true);
-        if masked {
-            run_chunk_masked(kern, spec, params, &input, steps, &layout, t0, s, tape);
-        } else {
-            run_chunk(kern, spec, params, &input, steps, &layout, t0, s, tape);
+        match (table, input) {
+            (Some(table), Sequences::Tokens(ids)) => {
+                run_chunk_projected(kern, spec, params, table, ids, steps, &layout, t0, s, tape)
+            }
+            _ if masked => {
+                run_chunk_masked(kern, spec, params, &input, steps, &layout, t0, s, tape)
+            }
+            _ => run_chunk(kern, spec, params, &input, steps, &layout, t0, s, tape),
         }
         layout.transfer_state(spec, tape, state, s, false);
         t0 += s;

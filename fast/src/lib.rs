@@ -319,13 +319,126 @@ impl Kernels for Fast {
     }
 }
 
+/// The exact kernels ([`tinylstm::kernels`]) compiled once more for the vector instructions of
+/// the CPU the program runs on, chosen at run time like the fast ones: the same Rust functions
+/// (the core marks them `#[inline]` on hosts, so they are generated here inside each
+/// `#[target_feature]` function), hence the same operations in the same order — Rust never
+/// fuses a multiply and an add, and the kernels fix every order of additions — so the same bits
+/// as the baseline build, on wider vectors. [`KernelPath::Exact`] runs through it.
+mod exact {
+    use super::Isa;
+    use std::sync::OnceLock;
+
+    /// The widest set for the exact kernels on this CPU (detected once).
+    pub(super) fn isa() -> Isa {
+        static ISA: OnceLock<Isa> = OnceLock::new();
+        *ISA.get_or_init(|| {
+            [Isa::Avx512, Isa::Avx2Fma]
+                .into_iter()
+                .find(|i| i.is_supported())
+                .unwrap_or(Isa::Portable)
+        })
+    }
+
+    macro_rules! exact_entry_points {
+        ($mod:ident, $feat:literal) => {
+            pub(super) mod $mod {
+                use tinylstm::kernels as k;
+
+                #[target_feature(enable = $feat)]
+                pub(crate) unsafe fn gemm_nn(
+                    m: usize,
+                    n: usize,
+                    kk: usize,
+                    a: &[f32],
+                    b: &[f32],
+                    c: &mut [f32],
+                ) {
+                    k::gemm_nn(m, n, kk, a, b, c)
+                }
+
+                #[target_feature(enable = $feat)]
+                pub(crate) unsafe fn gemm_nt(
+                    m: usize,
+                    n: usize,
+                    kk: usize,
+                    a: &[f32],
+                    b: &[f32],
+                    c: &mut [f32],
+                ) {
+                    k::gemm_nt(m, n, kk, a, b, c)
+                }
+
+                #[target_feature(enable = $feat)]
+                pub(crate) unsafe fn gemm_tn(
+                    m: usize,
+                    n: usize,
+                    kk: usize,
+                    a: &[f32],
+                    b: &[f32],
+                    c: &mut [f32],
+                ) {
+                    k::gemm_tn(m, n, kk, a, b, c)
+                }
+
+                #[target_feature(enable = $feat)]
+                pub(crate) unsafe fn gemv_terms(
+                    n: usize,
+                    start: Option<&[f32]>,
+                    terms: &[(&[f32], &[f32])],
+                    out: &mut [f32],
+                ) {
+                    k::gemv_terms(n, start, terms, out)
+                }
+
+                #[target_feature(enable = $feat)]
+                pub(crate) unsafe fn add_column_sums(
+                    rows: usize,
+                    cols: usize,
+                    x: &[f32],
+                    out: &mut [f32],
+                ) {
+                    k::add_column_sums(rows, cols, x, out)
+                }
+
+                #[target_feature(enable = $feat)]
+                pub(crate) unsafe fn activate_gates(z: &mut [f32], h: usize) {
+                    k::activate_gates(z, h)
+                }
+            }
+        };
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    exact_entry_points!(avx512, "avx512f");
+    #[cfg(target_arch = "x86_64")]
+    exact_entry_points!(avx2, "avx2,fma");
+}
+
+/// Calls the exact kernel `f` compiled for [`exact::isa`] (the baseline build elsewhere).
+macro_rules! exact_dispatch {
+    ($f:ident ( $($arg:expr),* )) => {
+        match exact::isa() {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `exact::isa` only returns a set that `is_supported` on this CPU; the
+            // kernel checks its slice lengths itself (safe code).
+            Isa::Avx512 => unsafe { exact::avx512::$f($($arg),*) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            Isa::Avx2Fma => unsafe { exact::avx2::$f($($arg),*) },
+            _ => tinylstm::kernels::$f($($arg),*),
+        }
+    };
+}
+
 /// The kernel path a host program chose at run time: the exact one (the device's bits) or the
 /// fast one. Implements [`Kernels`] by forwarding to the chosen path (one predictable branch
 /// per kernel call), so a program holds one value and passes it to the core's `*_with`
 /// functions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KernelPath {
-    /// [`tinylstm::kernels::Exact`]: the order contract, bit-identical with the device.
+    /// [`tinylstm::kernels::Exact`]: the order contract, bit-identical with the device (its
+    /// kernels compiled for this CPU's widest vectors, chosen at run time: same bits).
     Exact,
     /// [`Fast`] on the instruction set it holds.
     Fast(Fast),
@@ -359,7 +472,7 @@ impl Kernels for KernelPath {
     #[inline]
     fn gemm_nn(&self, m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
         match self {
-            KernelPath::Exact => tinylstm::kernels::gemm_nn(m, n, k, a, b, c),
+            KernelPath::Exact => exact_dispatch!(gemm_nn(m, n, k, a, b, c)),
             KernelPath::Fast(f) => f.gemm_nn(m, n, k, a, b, c),
         }
     }
@@ -367,7 +480,7 @@ impl Kernels for KernelPath {
     #[inline]
     fn gemm_nt(&self, m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
         match self {
-            KernelPath::Exact => tinylstm::kernels::gemm_nt(m, n, k, a, b, c),
+            KernelPath::Exact => exact_dispatch!(gemm_nt(m, n, k, a, b, c)),
             KernelPath::Fast(f) => f.gemm_nt(m, n, k, a, b, c),
         }
     }
@@ -375,7 +488,7 @@ impl Kernels for KernelPath {
     #[inline]
     fn gemm_tn(&self, m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
         match self {
-            KernelPath::Exact => tinylstm::kernels::gemm_tn(m, n, k, a, b, c),
+            KernelPath::Exact => exact_dispatch!(gemm_tn(m, n, k, a, b, c)),
             KernelPath::Fast(f) => f.gemm_tn(m, n, k, a, b, c),
         }
     }
@@ -389,7 +502,7 @@ impl Kernels for KernelPath {
         out: &mut [f32],
     ) {
         match self {
-            KernelPath::Exact => tinylstm::kernels::gemv_terms(n, start, terms, out),
+            KernelPath::Exact => exact_dispatch!(gemv_terms(n, start, terms, out)),
             KernelPath::Fast(f) => f.gemv_terms(n, start, terms, out),
         }
     }
@@ -397,7 +510,7 @@ impl Kernels for KernelPath {
     #[inline]
     fn add_column_sums(&self, rows: usize, cols: usize, x: &[f32], out: &mut [f32]) {
         match self {
-            KernelPath::Exact => tinylstm::kernels::add_column_sums(rows, cols, x, out),
+            KernelPath::Exact => exact_dispatch!(add_column_sums(rows, cols, x, out)),
             KernelPath::Fast(f) => f.add_column_sums(rows, cols, x, out),
         }
     }
@@ -405,7 +518,7 @@ impl Kernels for KernelPath {
     #[inline]
     fn activate_gates(&self, z: &mut [f32], h: usize) {
         match self {
-            KernelPath::Exact => tinylstm::kernels::activate_gates(z, h),
+            KernelPath::Exact => exact_dispatch!(activate_gates(z, h)),
             KernelPath::Fast(f) => f.activate_gates(z, h),
         }
     }

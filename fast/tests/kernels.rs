@@ -182,3 +182,65 @@ proptest! {
         run_gemv_terms(n, k1, k2, s, seed);
     }
 }
+
+/// `KernelPath::Exact` (the exact kernels compiled for this CPU's widest vectors, chosen at run
+/// time) against the scalar reference (`gemm_nn`, `gemm_tn`: one product at a time in the
+/// contract's order) and the baseline build of the exact kernels (`gemm_nt`'s 8-lane dot,
+/// `gemv_terms`, column sums, activations): equal bit for bit, whatever the shape.
+fn run_exact_dispatch(m: usize, n: usize, k: usize, seed: u64) {
+    use tinylstm_fast::KernelPath;
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let (a, b, c0) = (data(m * k, seed), data(k * n, seed + 1), data(m * n, seed + 2));
+    let (mut want, mut got) = (c0.clone(), c0.clone());
+    reference::gemm_nn(m, n, k, &a, &b, &mut want);
+    KernelPath::Exact.gemm_nn(m, n, k, &a, &b, &mut got);
+    assert_eq!(bits(&got), bits(&want), "gemm_nn {m}x{n}x{k}");
+    let (mut want, mut got) = (c0.clone(), c0.clone());
+    reference::gemm_tn(m, n, k, &a, &b, &mut want);
+    KernelPath::Exact.gemm_tn(m, n, k, &a, &b, &mut got);
+    assert_eq!(bits(&got), bits(&want), "gemm_tn {m}x{n}x{k}");
+    let bt = data(n * k, seed + 3);
+    let (mut want, mut got) = (c0.clone(), c0.clone());
+    std::hint::black_box(tinylstm::kernels::gemm_nt)(m, n, k, &a, &bt, &mut want);
+    KernelPath::Exact.gemm_nt(m, n, k, &a, &bt, &mut got);
+    assert_eq!(bits(&got), bits(&want), "gemm_nt {m}x{n}x{k}");
+    let (x, h) = (&a[..k], data(m, seed + 4));
+    let u = data(m * n, seed + 5);
+    let start = &c0[..n];
+    let (mut want, mut got) = (vec![0.0; n], vec![0.0; n]);
+    std::hint::black_box(tinylstm::kernels::gemv_terms)(
+        n,
+        Some(start),
+        &[(x, &b), (&h, &u)],
+        &mut want,
+    );
+    KernelPath::Exact.gemv_terms(n, Some(start), &[(x, &b), (&h, &u)], &mut got);
+    assert_eq!(bits(&got), bits(&want), "gemv_terms {n} {k} {m}");
+    let (mut want, mut got) = (c0[..n].to_vec(), c0[..n].to_vec());
+    std::hint::black_box(tinylstm::kernels::add_column_sums)(m, n, &u, &mut want);
+    KernelPath::Exact.add_column_sums(m, n, &u, &mut got);
+    assert_eq!(bits(&got), bits(&want), "add_column_sums {m}x{n}");
+}
+
+#[test]
+fn exact_path_on_this_cpu_equals_the_baseline_exact_kernels_bit_for_bit() {
+    run_exact_dispatch(320, 512, 64, 21); // seed l1 x·W
+    run_exact_dispatch(16, 512, 128, 22);
+    run_exact_dispatch(1, 512, 128, 23);
+    run_exact_dispatch(64, 256, 300, 24); // past the reduction block
+    run_exact_dispatch(7, 13, 5, 25);
+    let z0: Vec<f32> = data(4 * 45, 26).iter().map(|v| v * 12.0).collect();
+    let (mut z1, mut z2) = (z0.clone(), z0);
+    tinylstm_fast::KernelPath::Exact.activate_gates(&mut z1, 45);
+    std::hint::black_box(tinylstm::kernels::activate_gates)(&mut z2, 45);
+    assert_eq!(z1, z2);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, .. ProptestConfig::default() })]
+
+    #[test]
+    fn exact_path_on_this_cpu_any_shape(m in 1usize..40, n in 1usize..150, k in 1usize..300, seed in 0u64..1000) {
+        run_exact_dispatch(m, n, k, seed);
+    }
+}

@@ -444,3 +444,43 @@ fn console_summary_restore_note_reuse_version_and_completions() {
     let bash = ok(&["completions", "bash"]);
     assert!(bash.contains("_tinylstm") && bash.contains("--monitor"), "{}", &bash[..200]);
 }
+
+/// Both kernel paths, the fast one (the default) and the exact one (`--exact`): a run repeats
+/// bit for bit for a seed and thread count, and a run stopped after 2 epochs and resumed to 3
+/// ends with the weights and optimizer state of the 3-epoch run, bit for bit. The resumed run
+/// is given no path flag: it keeps the path it started with.
+#[test]
+fn both_kernel_paths_repeat_and_resume_bit_for_bit() {
+    use tinylstm_cli::model_file::ModelBundle;
+    let dir = tempfile::tempdir().unwrap();
+    let common = ["--synthetic-samples", "160", "--threads", "2", "--quiet", "--seed", "5"];
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+    let load = |run: &Path, file: &str| ModelBundle::load(&run.join(file)).unwrap();
+    let mut finals = Vec::new();
+    for (name, flags) in [("fast", &[][..]), ("exact", &["--exact"][..])] {
+        let run_dir = |tag: &str| dir.path().join(format!("{name}-{tag}"));
+        let (a, b, c) = (run_dir("a"), run_dir("b"), run_dir("c"));
+        for (out, epochs) in [(&a, "3"), (&b, "3"), (&c, "2")] {
+            ok(&[&["train", "--out", s(out), "--epochs", epochs][..], &common, flags].concat());
+        }
+        assert_eq!(
+            std::fs::read(a.join("model.tlm")).unwrap(),
+            std::fs::read(b.join("model.tlm")).unwrap(),
+            "{name}: two runs with one seed and thread count differ"
+        );
+        ok(&["train", "--out", s(&c), "--resume", "--epochs", "3", "--quiet"]);
+        let (ma, mc) = (load(&a, "model.tlm"), load(&c, "model.tlm"));
+        assert!(bits(&ma.params) == bits(&mc.params), "{name}: the resumed run's weights differ");
+        let (ka, kc) = (load(&a, "checkpoint.tlm"), load(&c, "checkpoint.tlm"));
+        assert!(
+            bits(ka.optimizer_state.as_deref().unwrap())
+                == bits(kc.optimizer_state.as_deref().unwrap()),
+            "{name}: the resumed run's optimizer state differs"
+        );
+        finals.push(bits(&ma.params));
+    }
+    // With FMA the paths round differently: this tells that --exact did switch the path.
+    if tinylstm_fast::Isa::detect() != tinylstm_fast::Isa::Portable {
+        assert!(finals[0] != finals[1], "the fast and the exact run trained the same bits");
+    }
+}

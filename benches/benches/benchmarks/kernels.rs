@@ -1,8 +1,11 @@
-//! `dot` and the three GEMM shapes at the sizes the two workloads run them.
+//! `dot` and the three GEMM shapes at the sizes the two workloads run them: the exact kernels
+//! (baseline build), the exact path as `KernelPath::Exact` runs it (compiled for this CPU's
+//! widest vectors, chosen at run time: `exact_isa_*`), and the fast path (`fast_*`).
 
 use super::{config, values};
 use criterion::{black_box, criterion_group, BenchmarkId, Criterion, Throughput};
-use tinylstm::kernels;
+use tinylstm::kernels::{self, Kernels};
+use tinylstm_fast::{Fast, KernelPath};
 
 /// `(label, m, n, k)`: the seed model (Embedding 64 → LSTM 128 → LSTM 64) and the MCU model
 /// (6 → LSTM 32) at T = 100, B = 32, plus the batch-1 shapes a device runs.
@@ -37,9 +40,9 @@ const TN: &[(&str, usize, usize, usize)] = &[
     ("firmware dU (window 20, batch 1)", 64, 256, 20),
 ];
 
-type Gemm = fn(usize, usize, usize, &[f32], &[f32], &mut [f32]);
+type Gemm<'a> = &'a dyn Fn(usize, usize, usize, &[f32], &[f32], &mut [f32]);
 
-fn gemm_group(c: &mut Criterion, name: &str, f: Gemm, shapes: &[(&str, usize, usize, usize)]) {
+fn gemm_group(c: &mut Criterion, name: &str, f: Gemm<'_>, shapes: &[(&str, usize, usize, usize)]) {
     let mut g = c.benchmark_group(format!("{name} (elements = FLOP)"));
     for &(label, m, n, k) in shapes {
         let a = values(m * k, 1);
@@ -67,19 +70,33 @@ fn dot(c: &mut Criterion) {
 }
 
 fn gemm_nn(c: &mut Criterion) {
-    gemm_group(c, "gemm_nn", kernels::gemm_nn, NN);
+    gemm_group(c, "gemm_nn", &kernels::gemm_nn, NN);
 }
 
 fn gemm_nt(c: &mut Criterion) {
-    gemm_group(c, "gemm_nt", kernels::gemm_nt, NT);
+    gemm_group(c, "gemm_nt", &kernels::gemm_nt, NT);
 }
 
 fn gemm_tn(c: &mut Criterion) {
-    gemm_group(c, "gemm_tn", kernels::gemm_tn, TN);
+    gemm_group(c, "gemm_tn", &kernels::gemm_tn, TN);
+}
+
+fn exact_isa(c: &mut Criterion) {
+    let e = KernelPath::Exact;
+    gemm_group(c, "exact_isa_gemm_nn", &|m, n, k, a, b, o| e.gemm_nn(m, n, k, a, b, o), NN);
+    gemm_group(c, "exact_isa_gemm_nt", &|m, n, k, a, b, o| e.gemm_nt(m, n, k, a, b, o), NT);
+    gemm_group(c, "exact_isa_gemm_tn", &|m, n, k, a, b, o| e.gemm_tn(m, n, k, a, b, o), TN);
+}
+
+fn fast(c: &mut Criterion) {
+    let f = Fast::new();
+    gemm_group(c, "fast_gemm_nn", &|m, n, k, a, b, o| f.gemm_nn(m, n, k, a, b, o), NN);
+    gemm_group(c, "fast_gemm_nt", &|m, n, k, a, b, o| f.gemm_nt(m, n, k, a, b, o), NT);
+    gemm_group(c, "fast_gemm_tn", &|m, n, k, a, b, o| f.gemm_tn(m, n, k, a, b, o), TN);
 }
 
 criterion_group! {
     name = benches;
     config = config();
-    targets = dot, gemm_nn, gemm_nt, gemm_tn
+    targets = dot, gemm_nn, gemm_nt, gemm_tn, exact_isa, fast
 }

@@ -137,6 +137,13 @@ impl Trainer {
             .ok_or_else(|| anyhow!("{} steps per sequence: work buffer too large", data.steps))?;
         let idx: Vec<usize> = (0..n).collect();
         let parts: Vec<&[usize]> = idx.chunks(chunk).collect();
+        // A token model's input projections from a per-token table when it pays (same bits on
+        // the exact path).
+        let table = if super::projection::table_pays(&spec, n.saturating_mul(data.steps)) {
+            Some(self.pool.install(|| super::projection::build_table(kernels, &spec, params))?)
+        } else {
+            None
+        };
         let results: Vec<Result<(f64, Vec<f32>)>> = self.pool.install(|| {
             parts
                 .par_iter()
@@ -153,9 +160,25 @@ impl Trainer {
                         data.gather(part, k, buf);
                         let b = part.len();
                         let mut logits = vec![0.0f32; b * k];
-                        Model::new(&spec, params)
-                            .forward_logits_with(kernels, buf.sequences(), work, &mut logits)
-                            .map_err(|e| anyhow!("forward pass: {e}"))?;
+                        match &table {
+                            Some(t) => model::forward_logits_projected_with(
+                                kernels,
+                                &spec,
+                                params,
+                                t,
+                                buf.sequences(),
+                                b,
+                                work,
+                                &mut logits,
+                            ),
+                            None => Model::new(&spec, params).forward_logits_with(
+                                kernels,
+                                buf.sequences(),
+                                work,
+                                &mut logits,
+                            ),
+                        }
+                        .map_err(|e| anyhow!("forward pass: {e}"))?;
                         let mut d = vec![0.0f32; b * k];
                         let loss = tinylstm::loss::loss_and_grad(
                             spec.head,

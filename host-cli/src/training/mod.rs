@@ -17,6 +17,7 @@
 pub mod fit;
 pub mod forecast;
 pub mod prepared;
+pub mod projection;
 pub mod run;
 pub mod session;
 
