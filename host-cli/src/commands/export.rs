@@ -107,11 +107,13 @@ pub fn run_import(cmd: &ImportCmd) -> Result<()> {
         (None, Some(c)) => (SpecInput::Channels(c), Task::Sequence),
         _ => bail!("give exactly one of --channels (real-valued input) or --tokenizer-from (text)"),
     };
-    let mut args = TrainArgs::default();
-    args.model = ModelArgs {
-        units: Some(cmd.units.clone()),
-        embedding_dim: cmd.embedding_dim,
-        head: cmd.head,
+    let args = TrainArgs {
+        model: ModelArgs {
+            units: Some(cmd.units.clone()),
+            embedding_dim: cmd.embedding_dim,
+            head: cmd.head,
+        },
+        ..TrainArgs::default()
     };
     let classes =
         if cmd.head == Some(HeadKind::Linear) { None } else { Some(cmd.classes.unwrap_or(2)) };

@@ -552,11 +552,11 @@ impl KeyError {
         // TOML errors come with a snippet of the probe document: keep the message line.
         let problem = problem
             .lines()
+            .rev()
             .map(str::trim)
             .filter(|l| !l.is_empty() && !l.starts_with('|') && !l.contains("-->"))
             .filter(|l| !l.starts_with("TOML parse error"))
-            .filter(|l| !l.chars().next().is_some_and(|c| c.is_ascii_digit()))
-            .last()
+            .find(|l| !l.chars().next().is_some_and(|c| c.is_ascii_digit()))
             .unwrap_or(problem)
             .to_string();
         KeyError { key: key.into(), value: value.into(), problem }
