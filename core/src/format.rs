@@ -350,7 +350,7 @@ pub enum FormatError {
         /// Bytes the section declares.
         found: usize,
     },
-    /// A row scale of the int8 Embedding is not a finite number `>= 0`.
+    /// A row scale of the int8 Embedding is not a number `>= 0` whose 128-fold is finite.
     EmbeddingScale {
         /// The row (token id).
         row: usize,
@@ -473,7 +473,7 @@ impl fmt::Display for FormatError {
             ),
             FormatError::EmbeddingScale { row } => write!(
                 f,
-                "int8 embedding row {row} has a scale that is not a finite number >= 0"
+                "int8 embedding row {row} has a scale that is not a finite number >= 0 (with 128 x scale finite)"
             ),
             FormatError::NoEmbedding => f.write_str(
                 "int8 embedding storage needs a token model: this model has no Embedding",

@@ -154,12 +154,12 @@ impl<'a> Int8Embedding<'a> {
         }
     }
 
-    /// Index of the first row whose scale is not a finite number `>= 0`, if any (a file with
-    /// one is refused by the reader).
+    /// Index of the first row whose scale is not a number `>= 0` with `128 · scale` finite, if
+    /// any (a file with one is refused by the reader, so every dequantised value is finite).
     pub fn first_bad_scale(&self) -> Option<usize> {
         (0..self.vocab).find(|&i| {
             let s = self.scale(i);
-            !(s.is_finite() && s >= 0.0)
+            !((s * 128.0).is_finite() && s >= 0.0)
         })
     }
 }
@@ -257,5 +257,9 @@ mod tests {
         assert_eq!(Int8Embedding::new(&bytes, 2, 3).unwrap().first_bad_scale(), Some(1));
         bytes[4..8].copy_from_slice(&(-1.0f32).to_le_bytes());
         assert_eq!(Int8Embedding::new(&bytes, 2, 3).unwrap().first_bad_scale(), Some(1));
+        bytes[4..8].copy_from_slice(&(f32::MAX / 64.0).to_le_bytes()); // 128·scale overflows
+        assert_eq!(Int8Embedding::new(&bytes, 2, 3).unwrap().first_bad_scale(), Some(1));
+        bytes[4..8].copy_from_slice(&(f32::MAX / 256.0).to_le_bytes());
+        assert_eq!(Int8Embedding::new(&bytes, 2, 3).unwrap().first_bad_scale(), None);
     }
 }
