@@ -367,7 +367,7 @@ fn int8_embedding_forward_equals_the_dequantised_flat_model_bit_for_bit() {
         Spec::tokens(9, 4).mask_zero().lstm(7).dense(1, Head::Sigmoid),
     ] {
         let mut params = vec![0.0f32; spec.param_count()];
-        tinylstm::init::init_params(&spec, 5, &mut params).unwrap();
+        init_params(&spec, 5, &mut params).unwrap();
         let mut bytes = vec![0u8; 1 << 16];
         let n = write_into_with(&spec, &params, &[], EmbeddingStorage::Int8, &mut bytes).unwrap();
         let file = ModelFile::parse(&bytes[..n]).unwrap();
