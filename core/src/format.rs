@@ -1252,7 +1252,9 @@ pub fn write_into(
 
 /// [`write_into`] with the Embedding stored as `storage` (int8: version 3, quantised as
 /// [`quant`](crate::quant) says; also fails with [`FormatError::NoEmbedding`] for a channel
-/// model and [`FormatError::NonFinite`] for a NaN or infinite Embedding value).
+/// model, [`FormatError::NonFinite`] for a NaN or infinite Embedding value and
+/// [`FormatError::EmbeddingScale`] for a row whose scale the reader would refuse, one with a
+/// value beyond about `1.3e36`).
 pub fn write_into_with(
     spec: &Spec,
     params: &[f32],
@@ -1304,6 +1306,12 @@ pub fn write_to_with<S: ByteSink + ?Sized>(
     let table = &params[..vocab * embed];
     if let Some(index) = table.iter().position(|x| !x.is_finite()) {
         return Err(FormatError::NonFinite { index });
+    }
+    // The reader's bound on a scale (so that every dequantised value is finite).
+    if let Some(row) =
+        table.chunks_exact(embed.max(1)).position(|r| !(quant::row_scale(r) * 128.0).is_finite())
+    {
+        return Err(FormatError::EmbeddingScale { row });
     }
 
     let mut w = CrcWriter { sink, digest: CRC.digest(), written: 0 };

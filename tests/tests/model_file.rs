@@ -1366,6 +1366,13 @@ fn int8_embedding_writer_errors() {
         write_into_with(&Q_SPEC, &params, &[], EmbeddingStorage::Int8, &mut buf).unwrap_err(),
         FormatError::NonFinite { index: 7 }
     );
+    // A row whose scale (max/127) times 128 overflows: the reader would refuse it.
+    let mut params = q_params();
+    params[5] = f32::MAX;
+    assert_eq!(
+        write_into_with(&Q_SPEC, &params, &[], EmbeddingStorage::Int8, &mut buf).unwrap_err(),
+        FormatError::EmbeddingScale { row: 1 }
+    );
     let sec = [Section { tag: TAG_EMBEDDING_I8, bytes: &[0u8; 4] }];
     assert_eq!(
         write_into_with(&Q_SPEC, &q_params(), &sec, EmbeddingStorage::F32, &mut buf).unwrap_err(),
