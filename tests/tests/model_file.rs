@@ -1440,3 +1440,20 @@ fn int8_embedding_corrupt_sections_are_refused() {
     assert!(FormatError::EmbeddingScale { row: 3 }.to_string().contains("row 3"));
     assert!(FormatError::UnsupportedVersion { found: 3 }.to_string().contains("version 3"));
 }
+
+/// The fuzz seed of a version-3 file (written by hand, byte by byte, outside the writer) parses
+/// to the values its bytes spell: scales 0.01, 0, 0.5 and rows [127, −127], [0, 0], [3, −3].
+#[test]
+fn int8_fuzz_seed_reads_as_written() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/fuzz-regressions/tlm/seed-int8-embedding-v3"
+    );
+    let bytes = std::fs::read(path).unwrap();
+    let file = ModelFile::parse(&bytes).unwrap();
+    assert_eq!(file.spec(), Spec::tokens(3, 2).lstm(1).dense(1, Head::Sigmoid));
+    let t = file.embedding_int8().unwrap();
+    assert_eq!((t.scale(0), t.scale(1), t.scale(2)), (0.01, 0.0, 0.5));
+    let got: Vec<f32> = file.params().take(6).collect();
+    assert_eq!(got, [127.0 * 0.01, -127.0 * 0.01, 0.0, 0.0, 1.5, -1.5]);
+}
