@@ -151,6 +151,13 @@ pub fn generate(out: &Path, manifest: &Path, memory_x: &Path, heap: usize) {
         fail(format!("TINYLSTM_MODEL {}: not a usable model file: {e}", model_path.display()))
     });
     let spec = file.spec();
+    let embedding_int8 = file.embedding_int8().is_some();
+    if embedding_int8 && env::var_os("CARGO_FEATURE_FULL_FINETUNE").is_some() {
+        fail(format!(
+            "TINYLSTM_MODEL {}: the Embedding is stored as int8 (frozen on the device): build              without `full-finetune` (`--no-default-features --features <board>,head-finetune`)",
+            model_path.display()
+        ));
+    }
     let meta = file.metadata().map(|m| String::from_utf8_lossy(m).into_owned());
     let meta_json: Option<serde_json::Value> =
         meta.as_deref().and_then(|m| serde_json::from_str(m).ok());
@@ -293,6 +300,9 @@ pub fn generate(out: &Path, manifest: &Path, memory_x: &Path, heap: usize) {
     writeln!(w, "pub const SPEC: Spec = {};", spec_expr(&spec)).unwrap();
     writeln!(w, "/// Time steps per sequence (the model's METADATA `steps`).").unwrap();
     writeln!(w, "pub const STEPS: usize = {steps};").unwrap();
+    writeln!(w, "/// True when the model file stores the Embedding as int8 (format version 3).")
+        .unwrap();
+    writeln!(w, "pub const EMBEDDING_INT8: bool = {embedding_int8};").unwrap();
     writeln!(
         w,
         "/// Class names by label (empty for a linear head; `0`, `1` for one sigmoid output)."

@@ -7,19 +7,19 @@
 //! [`write_into`] and [`write_to`] produce a file into a caller buffer or a streaming
 //! [`ByteSink`]. Nothing here allocates, uses `unsafe`, or panics on any input.
 //!
-//! # Layout (format versions 1 and 2)
+//! # Layout (format versions 1 to 3)
 //!
 //! All integers are little-endian. Offsets are in bytes from the start of the file.
 //!
 //! | offset | size | field |
 //! |---:|---:|---|
 //! | 0 | 8 | magic: the ASCII bytes `TINYLSTM` ([`MAGIC`]) |
-//! | 8 | 2 | `u16` format version, `1` or `2` ([`VERSION`] is the newest) |
+//! | 8 | 2 | `u16` format version, `1` to `3` ([`VERSION`] is the newest) |
 //! | 10 | 2 | `u16` flags, must be `0` |
 //! | 12 | 1 | `u8` input kind: `0` = token ids, `1` = real-valued channels |
 //! | 13 | 1 | `u8` head: `0` = sigmoid, `1` = softmax, `2` = linear |
 //! | 14 | 1 | `u8` LSTM layer count `L` (`1..=`[`MAX_LAYERS`]) |
-//! | 15 | 1 | `u8` mask (version 2): `1` = mask value (channels), `2` = mask_zero (tokens); reserved, must be `0`, in version 1 |
+//! | 15 | 1 | `u8` mask (versions 2, 3): `0` = none (version 3 only), `1` = mask value (channels), `2` = mask_zero (tokens); reserved, must be `0`, in version 1 |
 //! | 16 | 4 | `u32` vocabulary size `V` (tokens); for channels `0`, or with mask `1` the `f32` mask value |
 //! | 20 | 4 | `u32` width: embedding size `E` (tokens) or channel count `C` |
 //! | 24 | 16 | `u32 units[4]`: hidden units of each LSTM layer; entries past `L` are `0` |
@@ -38,7 +38,8 @@
 //! | `2` | [`TAG_NORMALIZATION`] | per-channel input mean/std (opaque to the core; written by the CLI) |
 //! | `3` | [`TAG_METADATA`] | free-form UTF-8 text (opaque to the core) |
 //! | `4` | [`TAG_TOKEN_INDEX`] | lookup table of the tokenizer's words (read by [`text`](crate::text)) |
-//! | `0x4152_4150` | [`TAG_PARAMS`] | the parameters: `4 · param_count` bytes, each an `f32` in little-endian, in the flat Keras order; the tag's bytes in the file spell `PARA` |
+//! | `5` | [`TAG_EMBEDDING_I8`] | version 3 only, exactly once, before PARAMS: the Embedding `[V][E]` as int8, [`quant::table_len`](crate::quant::table_len)`(V, E)` bytes — `[V]` `f32` row scales, then `[V][E]` `i8` values (see [`quant`](crate::quant)) |
+//! | `0x4152_4150` | [`TAG_PARAMS`] | the parameters: `4 · param_count` bytes, each an `f32` in little-endian, in the flat Keras order (version 3: without the Embedding, `4 · (param_count − V·E)` bytes); the tag's bytes in the file spell `PARA` |
 //!
 //! Rules: the PARAMS section is present exactly once and is the last section, so the CRC
 //! directly follows it and nothing follows the CRC. Each of tags 1–3 appears at most once.
@@ -55,6 +56,17 @@
 //! instead of running it without its mask. The reader reads both, and refuses a version-2 file
 //! without a mask, which no writer produces: every file the reader accepts is written back
 //! byte for byte.
+//!
+//! Version 3 stores the Embedding as int8 with per-row scales ([`EmbeddingStorage::Int8`],
+//! section [`TAG_EMBEDDING_I8`]); the mask byte is as in version 2, with `0` for no mask. The
+//! writer writes version 3 only when asked for int8 storage, so builds that know versions 1–2
+//! refuse such a file with [`FormatError::UnsupportedVersion`] rather than reading a PARAMS
+//! section without its Embedding. [`ModelFile::params`] and [`ModelFile::read_params`] give
+//! the dequantised Embedding ([`quant::dequantize`](crate::quant::dequantize)) followed by the
+//! stored parameters, so a host reads every version into the same flat buffer; a device reads
+//! the table in place ([`ModelFile::embedding_int8`]). The section is refused in versions 1–2
+//! ([`FormatError::EmbeddingUnexpected`]), and in version 3 a missing one, a wrong length or a
+//! row scale that is not a finite number `>= 0` is an error (steps 7–8 below).
 //!
 //! # Order of the checks
 //!
@@ -78,7 +90,11 @@
 //!    [`FormatError::ParamsLength`]; a section header or body running past the CRC →
 //!    [`FormatError::Truncated`]; a repeated known tag → [`FormatError::DuplicateSection`]; a
 //!    whole section after PARAMS → [`FormatError::ParamsNotLast`], other bytes after PARAMS →
-//!    [`FormatError::TrailingBytes`]; no PARAMS section → [`FormatError::ParamsMissing`].
+//!    [`FormatError::TrailingBytes`]; no PARAMS section → [`FormatError::ParamsMissing`];
+//!    an int8 Embedding section in a version-1/2 file → [`FormatError::EmbeddingUnexpected`],
+//!    of the wrong length → [`FormatError::EmbeddingLength`];
+//! 8. version 3: no int8 Embedding section → [`FormatError::EmbeddingMissing`], a bad row scale
+//!    → [`FormatError::EmbeddingScale`].
 //!
 //! Consequences: a single flipped bit in the magic gives `BadMagic`, in the version
 //! `UnsupportedVersion`, in a section's tag or length field `CrcMismatch` or `Truncated`, and
@@ -148,13 +164,14 @@
 use core::fmt;
 
 use crate::error::SpecError;
+use crate::quant::{self, Int8Embedding};
 use crate::spec::{Head, InputKind, Mask, Spec, MAX_LAYERS};
 
 /// The 8 magic bytes every `.tlm` file starts with.
 pub const MAGIC: [u8; 8] = *b"TINYLSTM";
 
-/// The newest format version this module reads and writes (version 2: masking).
-pub const VERSION: u16 = 2;
+/// The newest format version this module reads and writes (version 3: int8 Embedding).
+pub const VERSION: u16 = 3;
 
 /// The oldest format version this module reads (version 1: no masking).
 pub const MIN_VERSION: u16 = 1;
@@ -181,6 +198,22 @@ pub const TAG_METADATA: u32 = 3;
 /// [`text`](crate::text)). Read in place by [`text::Tokenizer`](crate::text::Tokenizer); a
 /// file without it still tokenizes, by a scan of the word list.
 pub const TAG_TOKEN_INDEX: u32 = 4;
+
+/// Section tag of the int8 Embedding table (version 3; see [`quant`](crate::quant)). The
+/// writer adds it itself for [`EmbeddingStorage::Int8`]; passing it in `sections` is an error.
+pub const TAG_EMBEDDING_I8: u32 = 5;
+
+/// How the writer stores the Embedding table of a token model.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum EmbeddingStorage {
+    /// `f32`s in the PARAMS section, like every other parameter (versions 1–2).
+    #[default]
+    F32,
+    /// int8 with an `f32` scale per row in section [`TAG_EMBEDDING_I8`] (version 3): a quarter
+    /// of the bytes, quantised as [`quant`](crate::quant) says.
+    Int8,
+}
 
 /// Section tag of the parameters, `0x4152_4150`: its little-endian bytes spell `PARA`.
 ///
@@ -303,6 +336,32 @@ pub enum FormatError {
     },
     /// The [`ByteSink`] failed.
     Sink,
+    /// A version-3 file has no int8 Embedding section ([`TAG_EMBEDDING_I8`]).
+    EmbeddingMissing,
+    /// An int8 Embedding section in a version-1 or 2 file (only version 3 has one).
+    EmbeddingUnexpected {
+        /// The file's version.
+        version: u16,
+    },
+    /// The int8 Embedding section's length is not `4·V + V·E` bytes.
+    EmbeddingLength {
+        /// Bytes the spec needs.
+        expected: usize,
+        /// Bytes the section declares.
+        found: usize,
+    },
+    /// A row scale of the int8 Embedding is not a number `>= 0` whose 128-fold is finite.
+    EmbeddingScale {
+        /// The row (token id).
+        row: usize,
+    },
+    /// int8 Embedding storage was asked for a model without an Embedding (channel input).
+    NoEmbedding,
+    /// A parameter to be quantised is NaN or infinite.
+    NonFinite {
+        /// Its index in the flat buffer.
+        index: usize,
+    },
 }
 
 /// Human name of a section tag, for messages.
@@ -311,6 +370,7 @@ const fn tag_name(tag: u32) -> &'static str {
         TAG_TOKENIZER => "tokenizer",
         TAG_NORMALIZATION => "normalization",
         TAG_METADATA => "metadata",
+        TAG_EMBEDDING_I8 => "int8 embedding",
         TAG_PARAMS => "PARAMS",
         _ => "unknown",
     }
@@ -322,6 +382,7 @@ const fn body_what(tag: u32) -> &'static str {
         TAG_TOKENIZER => "tokenizer section body",
         TAG_NORMALIZATION => "normalization section body",
         TAG_METADATA => "metadata section body",
+        TAG_EMBEDDING_I8 => "int8 embedding section body",
         TAG_PARAMS => "PARAMS section body",
         _ => "section body",
     }
@@ -399,6 +460,28 @@ impl fmt::Display for FormatError {
                 "output buffer too small for the model file: needs {needed} bytes, got {available}"
             ),
             FormatError::Sink => f.write_str("writing the model file failed: the byte sink returned an error"),
+            FormatError::EmbeddingMissing => f.write_str(
+                "model file version 3 has no int8 embedding section (tag 5): the file is damaged",
+            ),
+            FormatError::EmbeddingUnexpected { version } => write!(
+                f,
+                "model file version {version} has an int8 embedding section (tag 5), which only version 3 may have"
+            ),
+            FormatError::EmbeddingLength { expected, found } => write!(
+                f,
+                "int8 embedding section has {found} bytes; the spec needs {expected} (4 per row scale + 1 per value)"
+            ),
+            FormatError::EmbeddingScale { row } => write!(
+                f,
+                "int8 embedding row {row} has a scale that is not a finite number >= 0 (with 128 x scale finite)"
+            ),
+            FormatError::NoEmbedding => f.write_str(
+                "int8 embedding storage needs a token model: this model has no Embedding",
+            ),
+            FormatError::NonFinite { index } => write!(
+                f,
+                "parameter {index} is NaN or infinite and cannot be stored as int8"
+            ),
         }
     }
 }
@@ -561,6 +644,7 @@ const fn decode_spec(h: &[u8; HEADER_LEN]) -> Result<Spec, FormatError> {
     let mask = match (version, h[15]) {
         (1, 0) => Mask::Off,
         (1, v) => return Err(FormatError::InvalidField { field: "reserved", value: v as u32 }),
+        (3, 0) => Mask::Off,
         (_, 1) => Mask::Value(f32::from_bits(vocab)),
         (_, 2) => Mask::Zero,
         (_, v) => return Err(FormatError::InvalidField { field: "mask", value: v as u32 }),
@@ -596,7 +680,7 @@ const fn decode_spec(h: &[u8; HEADER_LEN]) -> Result<Spec, FormatError> {
 }
 
 /// Encodes the fixed header of a valid spec.
-fn encode_header(spec: &Spec) -> Result<[u8; HEADER_LEN], FormatError> {
+fn encode_header(spec: &Spec, storage: EmbeddingStorage) -> Result<[u8; HEADER_LEN], FormatError> {
     spec.validate()?;
     fn field(v: usize) -> Result<[u8; 4], FormatError> {
         // Unreachable for a validated spec (every dimension is far below u32::MAX).
@@ -612,6 +696,8 @@ fn encode_header(spec: &Spec) -> Result<[u8; HEADER_LEN], FormatError> {
         Mask::Value(v) => (2, 1, v.to_bits().to_le_bytes()),
         Mask::Zero => (2, 2, vocab),
     };
+    // Version 3 for an int8 Embedding (any mask).
+    let version = if storage == EmbeddingStorage::Int8 { 3 } else { version };
     let head = match spec.head {
         Head::Sigmoid => 0u8,
         Head::Softmax => 1,
@@ -726,6 +812,7 @@ pub struct ModelFile<'a> {
     spec: Spec,
     param_count: usize,
     params: &'a [u8],
+    embedding: Option<Int8Embedding<'a>>,
     tokenizer: Option<&'a [u8]>,
     normalization: Option<&'a [u8]>,
     metadata: Option<&'a [u8]>,
@@ -738,6 +825,7 @@ impl fmt::Debug for ModelFile<'_> {
             .field("version", &self.version)
             .field("spec", &self.spec)
             .field("param_count", &self.param_count)
+            .field("embedding_int8", &self.embedding.is_some())
             .field("tokenizer_len", &self.tokenizer.map(<[u8]>::len))
             .field("normalization_len", &self.normalization.map(<[u8]>::len))
             .field("metadata_len", &self.metadata.map(<[u8]>::len))
@@ -771,8 +859,18 @@ impl<'a> ModelFile<'a> {
 
         let spec = decode_spec(header)?;
         let version = u16::from_le_bytes([header[8], header[9]]);
-        let (param_count, params_len) = param_sizes(&spec)?;
+        let (param_count, mut params_len) = param_sizes(&spec)?;
+        // Version 3: the Embedding is stored apart, as int8 (its size fits: V·E ≤ param_count).
+        let int8_table = match (version, spec.input) {
+            (3, InputKind::Tokens { vocab, embed }) => {
+                params_len -= 4 * vocab * embed;
+                quant::table_len(vocab, embed)
+            }
+            (3, InputKind::Channels(_)) => return Err(FormatError::EmbeddingMissing),
+            _ => None,
+        };
 
+        let mut embedding = None;
         let mut tokenizer = None;
         let mut normalization = None;
         let mut metadata = None;
@@ -815,9 +913,29 @@ impl<'a> ModelFile<'a> {
                 TAG_TOKENIZER => set_once(&mut tokenizer, tag, data)?,
                 TAG_NORMALIZATION => set_once(&mut normalization, tag, data)?,
                 TAG_METADATA => set_once(&mut metadata, tag, data)?,
+                TAG_EMBEDDING_I8 => match int8_table {
+                    None => return Err(FormatError::EmbeddingUnexpected { version }),
+                    Some(expected) if expected != len => {
+                        return Err(FormatError::EmbeddingLength { expected, found: len })
+                    }
+                    Some(_) => set_once(&mut embedding, tag, data)?,
+                },
                 _ => {} // Unknown section: skipped (forward compatibility).
             }
             rest = after;
+        };
+
+        let embedding = match (spec.input, int8_table, embedding) {
+            (_, None, _) => None,
+            (InputKind::Tokens { vocab, embed }, Some(_), Some(bytes)) => {
+                let table =
+                    Int8Embedding::new(bytes, vocab, embed).ok_or(FormatError::EmbeddingMissing)?; // unreachable: length checked
+                if let Some(row) = table.first_bad_scale() {
+                    return Err(FormatError::EmbeddingScale { row });
+                }
+                Some(table)
+            }
+            _ => return Err(FormatError::EmbeddingMissing),
         };
 
         Ok(ModelFile {
@@ -826,6 +944,7 @@ impl<'a> ModelFile<'a> {
             spec,
             param_count,
             params,
+            embedding,
             tokenizer,
             normalization,
             metadata,
@@ -897,11 +1016,25 @@ impl<'a> ModelFile<'a> {
         self.param_count
     }
 
-    /// The parameters in flat Keras order, decoded from little-endian bytes on the fly.
+    /// The int8 Embedding table of a version-3 file, read in place; `None` for versions 1–2
+    /// (whose Embedding, if any, is in the PARAMS section).
+    pub fn embedding_int8(&self) -> Option<Int8Embedding<'a>> {
+        self.embedding
+    }
+
+    /// The parameters in flat Keras order, decoded from little-endian bytes on the fly; for a
+    /// version-3 file the Embedding rows dequantised first ([`quant::dequantize`]), then the
+    /// stored `f32`s.
     ///
     /// Bit-exact: NaN payloads and signed zeros come back as written.
     pub fn params(&self) -> impl Iterator<Item = f32> + 'a {
-        self.params.chunks_exact(4).map(|c| f32::from_le_bytes(array4(c)))
+        let embedding = self.embedding.into_iter().flat_map(|t| {
+            (0..t.vocab()).flat_map(move |id| {
+                let scale = t.scale(id);
+                t.row(id).map(move |q| quant::dequantize(q, scale))
+            })
+        });
+        embedding.chain(self.params.chunks_exact(4).map(|c| f32::from_le_bytes(array4(c))))
     }
 
     /// Decodes the parameters into `out`, whose length must be [`param_count`](ModelFile::param_count)
@@ -1047,13 +1180,27 @@ impl<W: std::io::Write> ByteSink for IoSink<W> {
 }
 
 /// Checks the writer's inputs; returns `(file length, parameter count)`.
-fn plan(spec: &Spec, sections: &[Section<'_>]) -> Result<(usize, usize), FormatError> {
+fn plan(
+    spec: &Spec,
+    sections: &[Section<'_>],
+    storage: EmbeddingStorage,
+) -> Result<(usize, usize), FormatError> {
     spec.validate()?;
     let (count, params_len) = param_sizes(spec)?;
     let mut total = HEADER_LEN + SECTION_HEADER_LEN + CRC_LEN;
     total = total.checked_add(params_len).ok_or(FormatError::ModelTooLarge)?;
+    if storage == EmbeddingStorage::Int8 {
+        let InputKind::Tokens { vocab, embed } = spec.input else {
+            return Err(FormatError::NoEmbedding);
+        };
+        // The f32 table leaves PARAMS; the int8 one comes in its own section.
+        let table = quant::table_len(vocab, embed).ok_or(FormatError::ModelTooLarge)?;
+        total = (total - 4 * vocab * embed)
+            .checked_add(SECTION_HEADER_LEN + table)
+            .ok_or(FormatError::ModelTooLarge)?;
+    }
     for (i, s) in sections.iter().enumerate() {
-        if s.tag == TAG_PARAMS {
+        if s.tag == TAG_PARAMS || s.tag == TAG_EMBEDDING_I8 {
             return Err(FormatError::ReservedTag { tag: s.tag });
         }
         if s.bytes.len() > u32::MAX as usize {
@@ -1075,7 +1222,16 @@ fn plan(spec: &Spec, sections: &[Section<'_>]) -> Result<(usize, usize), FormatE
 ///
 /// Fails on the same inputs as the writers, except for the parameter buffer it is not given.
 pub fn encoded_len(spec: &Spec, sections: &[Section<'_>]) -> Result<usize, FormatError> {
-    plan(spec, sections).map(|(total, _)| total)
+    encoded_len_with(spec, sections, EmbeddingStorage::F32)
+}
+
+/// [`encoded_len`] with the Embedding stored as `storage`.
+pub fn encoded_len_with(
+    spec: &Spec,
+    sections: &[Section<'_>],
+    storage: EmbeddingStorage,
+) -> Result<usize, FormatError> {
+    plan(spec, sections, storage).map(|(total, _)| total)
 }
 
 /// Writes the model file into the start of `out`; returns the number of bytes written.
@@ -1091,14 +1247,29 @@ pub fn write_into(
     sections: &[Section<'_>],
     out: &mut [u8],
 ) -> Result<usize, FormatError> {
-    let (total, count) = plan(spec, sections)?;
+    write_into_with(spec, params, sections, EmbeddingStorage::F32, out)
+}
+
+/// [`write_into`] with the Embedding stored as `storage` (int8: version 3, quantised as
+/// [`quant`](crate::quant) says; also fails with [`FormatError::NoEmbedding`] for a channel
+/// model, [`FormatError::NonFinite`] for a NaN or infinite Embedding value and
+/// [`FormatError::EmbeddingScale`] for a row whose scale the reader would refuse, one with a
+/// value beyond about `1.3e36`).
+pub fn write_into_with(
+    spec: &Spec,
+    params: &[f32],
+    sections: &[Section<'_>],
+    storage: EmbeddingStorage,
+    out: &mut [u8],
+) -> Result<usize, FormatError> {
+    let (total, count) = plan(spec, sections, storage)?;
     if params.len() != count {
         return Err(FormatError::ParamCount { expected: count, found: params.len() });
     }
     let available = out.len();
     let dst =
         out.get_mut(..total).ok_or(FormatError::BufferTooSmall { needed: total, available })?;
-    write_to(spec, params, sections, &mut SliceSink::new(dst))
+    write_to_with(spec, params, sections, storage, &mut SliceSink::new(dst))
 }
 
 /// Streams the model file into `sink`, computing the CRC on the way; returns the bytes written.
@@ -1112,11 +1283,36 @@ pub fn write_to<S: ByteSink + ?Sized>(
     sections: &[Section<'_>],
     sink: &mut S,
 ) -> Result<usize, FormatError> {
-    let (total, count) = plan(spec, sections)?;
+    write_to_with(spec, params, sections, EmbeddingStorage::F32, sink)
+}
+
+/// [`write_to`] with the Embedding stored as `storage` (see [`write_into_with`]).
+pub fn write_to_with<S: ByteSink + ?Sized>(
+    spec: &Spec,
+    params: &[f32],
+    sections: &[Section<'_>],
+    storage: EmbeddingStorage,
+    sink: &mut S,
+) -> Result<usize, FormatError> {
+    let (total, count) = plan(spec, sections, storage)?;
     if params.len() != count {
         return Err(FormatError::ParamCount { expected: count, found: params.len() });
     }
-    let header = encode_header(spec)?;
+    let header = encode_header(spec, storage)?;
+    let (vocab, embed) = match (storage, spec.input) {
+        (EmbeddingStorage::Int8, InputKind::Tokens { vocab, embed }) => (vocab, embed),
+        _ => (0, 0),
+    };
+    let table = &params[..vocab * embed];
+    if let Some(index) = table.iter().position(|x| !x.is_finite()) {
+        return Err(FormatError::NonFinite { index });
+    }
+    // The reader's bound on a scale (so that every dequantised value is finite).
+    if let Some(row) =
+        table.chunks_exact(embed.max(1)).position(|r| !(quant::row_scale(r) * 128.0).is_finite())
+    {
+        return Err(FormatError::EmbeddingScale { row });
+    }
 
     let mut w = CrcWriter { sink, digest: CRC.digest(), written: 0 };
     w.put(&header)?;
@@ -1127,10 +1323,30 @@ pub fn write_to<S: ByteSink + ?Sized>(
         w.section_header(s.tag, len)?;
         w.put(s.bytes)?;
     }
-    let params_len = u32::try_from(count * 4).map_err(|_| FormatError::ModelTooLarge)?;
+    if vocab > 0 {
+        // Lengths were checked by plan().
+        let len = quant::table_len(vocab, embed).ok_or(FormatError::ModelTooLarge)?;
+        let len = u32::try_from(len).map_err(|_| FormatError::ModelTooLarge)?;
+        w.section_header(TAG_EMBEDDING_I8, len)?;
+        for row in table.chunks_exact(embed) {
+            w.put(&quant::row_scale(row).to_le_bytes())?;
+        }
+        let mut buf = [0u8; PARAM_CHUNK * 4];
+        for row in table.chunks_exact(embed) {
+            let scale = quant::row_scale(row);
+            for part in row.chunks(buf.len()) {
+                for (d, &x) in buf.iter_mut().zip(part) {
+                    *d = quant::quantize(x, scale) as u8;
+                }
+                w.put(buf.get(..part.len()).unwrap_or(&[]))?;
+            }
+        }
+    }
+    let rest = &params[vocab * embed..];
+    let params_len = u32::try_from(rest.len() * 4).map_err(|_| FormatError::ModelTooLarge)?;
     w.section_header(TAG_PARAMS, params_len)?;
     let mut buf = [0u8; PARAM_CHUNK * 4];
-    for chunk in params.chunks(PARAM_CHUNK) {
+    for chunk in rest.chunks(PARAM_CHUNK) {
         let mut n = 0;
         for (dst, v) in buf.chunks_exact_mut(4).zip(chunk) {
             dst.copy_from_slice(&v.to_le_bytes());
@@ -1200,7 +1416,8 @@ mod tests {
     fn header_round_trip() {
         for spec in SPECS {
             let mut bytes = [0u8; HEADER_LEN + CRC_LEN];
-            bytes[..HEADER_LEN].copy_from_slice(&encode_header(&spec).unwrap());
+            bytes[..HEADER_LEN]
+                .copy_from_slice(&encode_header(&spec, EmbeddingStorage::F32).unwrap());
             assert_eq!(peek_spec(&bytes), Ok(spec));
             assert_eq!(peek_check_spec(&bytes, &spec), Ok(()));
         }
@@ -1209,14 +1426,15 @@ mod tests {
     #[test]
     fn version_is_the_oldest_that_holds_the_model() {
         for spec in SPECS {
-            let h = encode_header(&spec).unwrap();
+            let h = encode_header(&spec, EmbeddingStorage::F32).unwrap();
             let version = u16::from_le_bytes([h[8], h[9]]);
             assert_eq!(version, if spec.mask.is_on() { 2 } else { 1 }, "{spec:?}");
         }
         let masked = Spec::channels(3).masking(0.0).lstm(4).dense(2, Head::Softmax);
         let plain = Spec::channels(3).lstm(4).dense(2, Head::Softmax);
         let mut bytes = [0u8; HEADER_LEN + CRC_LEN];
-        bytes[..HEADER_LEN].copy_from_slice(&encode_header(&masked).unwrap());
+        bytes[..HEADER_LEN]
+            .copy_from_slice(&encode_header(&masked, EmbeddingStorage::F32).unwrap());
         assert!(matches!(peek_check_spec(&bytes, &plain), Err(FormatError::SpecMismatch { .. })));
         assert!(matches!(
             peek_check_spec(&bytes, &Spec { mask: Mask::Value(1.0), ..masked }),

@@ -86,6 +86,7 @@ pub mod math;
 pub mod model;
 pub mod optim;
 pub mod penalty;
+pub mod quant;
 pub mod schedule;
 pub mod spec;
 pub mod text;

@@ -48,7 +48,48 @@ use crate::error::{check_len, check_min_len, sized, Error};
 use crate::kernels::{Exact, Kernels};
 use crate::lstm::{self, Dims, Tape, Weights};
 use crate::math::{exp, sigmoid};
+use crate::quant::Int8Embedding;
 use crate::spec::{Head, InputKind, Mask, Spec, MAX_LAYERS};
+
+/// Where a forward pass reads its weights: the flat buffer, or an int8 Embedding table apart
+/// from the other parameters (`rest` = the flat buffer without its first `V·E` floats).
+#[derive(Clone, Copy)]
+pub(crate) struct Params<'a> {
+    table: Option<Int8Embedding<'a>>,
+    /// Parameter `i` of the flat order is `body[i - base]` (for `i >= base`).
+    body: &'a [f32],
+    base: usize,
+}
+
+impl<'a> Params<'a> {
+    /// The flat buffer `[spec.param_count()]`.
+    pub(crate) fn flat(params: &'a [f32]) -> Self {
+        Params { table: None, body: params, base: 0 }
+    }
+
+    /// Checks the buffer lengths against the spec.
+    fn check(&self, spec: &Spec) -> Result<(), Error> {
+        match self.table {
+            None => check_params(spec, self.body),
+            Some(t) => {
+                if spec.input != (InputKind::Tokens { vocab: t.vocab(), embed: t.embed() }) {
+                    return Err(Error::InputKind);
+                }
+                check_len(
+                    "parameters without the Embedding",
+                    spec.param_count() - self.base,
+                    self.body.len(),
+                )
+            }
+        }
+    }
+
+    /// The head's parameters (kernel `[H][K]` then bias `[K]`).
+    fn head(&self, spec: &Spec) -> &'a [f32] {
+        let r = spec.head_range();
+        &self.body[r.start - self.base..r.end - self.base]
+    }
+}
 
 /// A batch of input sequences, batch-major.
 #[derive(Clone, Copy, Debug)]
@@ -221,10 +262,15 @@ impl TapeLayout {
 
 /// Layer `l`'s weights inside the flat parameter buffer.
 pub(crate) fn layer_weights<'a>(spec: &Spec, params: &'a [f32], l: usize) -> Weights<'a> {
+    layer_weights_at(spec, params, 0, l)
+}
+
+/// [`layer_weights`] in a buffer whose first float is parameter `base` of the flat order.
+fn layer_weights_at<'a>(spec: &Spec, params: &'a [f32], base: usize, l: usize) -> Weights<'a> {
     let h = spec.units[l];
-    let k = spec.kernel_offset(l);
-    let r = spec.recurrent_offset(l);
-    let b = spec.bias_offset(l);
+    let k = spec.kernel_offset(l) - base;
+    let r = spec.recurrent_offset(l) - base;
+    let b = spec.bias_offset(l) - base;
     Weights { kernel: &params[k..r], recurrent: &params[r..b], bias: &params[b..b + 4 * h] }
 }
 
@@ -232,7 +278,7 @@ pub(crate) fn layer_weights<'a>(spec: &Spec, params: &'a [f32], l: usize) -> Wei
 #[inline(always)]
 pub(crate) fn gather_input(
     spec: &Spec,
-    params: &[f32],
+    params: Params<'_>,
     input: &Sequences<'_>,
     batch: usize,
     steps: usize,
@@ -247,7 +293,10 @@ pub(crate) fn gather_input(
             match input {
                 Sequences::Tokens(ids) => {
                     let id = ids[b * steps + t0 + t] as usize;
-                    dst.copy_from_slice(&params[id * w..(id + 1) * w]);
+                    match params.table {
+                        None => dst.copy_from_slice(&params.body[id * w..(id + 1) * w]),
+                        Some(table) => table.dequantize_row(id, dst),
+                    }
                 }
                 Sequences::Values(v) => {
                     let at = (b * steps + t0 + t) * w;
@@ -292,7 +341,7 @@ pub(crate) fn gather_keep(
 pub(crate) fn run_chunk<K: Kernels>(
     kern: K,
     spec: &Spec,
-    params: &[f32],
+    params: Params<'_>,
     input: &Sequences<'_>,
     steps: usize,
     layout: &TapeLayout,
@@ -304,7 +353,7 @@ pub(crate) fn run_chunk<K: Kernels>(
     gather_input(spec, params, input, b, steps, t0, s, &mut tape[..s * b * spec.input_width()]);
     for l in 0..spec.layers {
         let d = Dims { input: spec.layer_input(l), units: spec.units[l], batch: b, steps: s };
-        let w = layer_weights(spec, params, l);
+        let w = layer_weights_at(spec, params.body, params.base, l);
         let (x, mut t) = layout.split(spec, l, s, tape);
         lstm::forward_unchecked(kern, &d, &w, x, &mut t);
     }
@@ -316,7 +365,7 @@ pub(crate) fn run_chunk<K: Kernels>(
 pub(crate) fn run_chunk_masked<K: Kernels>(
     kern: K,
     spec: &Spec,
-    params: &[f32],
+    params: Params<'_>,
     input: &Sequences<'_>,
     steps: usize,
     layout: &TapeLayout,
@@ -331,7 +380,7 @@ pub(crate) fn run_chunk_masked<K: Kernels>(
     gather_keep(spec, input, b, steps, t0, s, keep);
     for l in 0..spec.layers {
         let d = Dims { input: spec.layer_input(l), units: spec.units[l], batch: b, steps: s };
-        let w = layer_weights(spec, params, l);
+        let w = layer_weights_at(spec, params.body, params.base, l);
         let (x, mut t) = layout.split(spec, l, s, tape);
         lstm::forward_unchecked_masked(kern, &d, &w, x, keep, &mut t);
     }
@@ -344,7 +393,7 @@ pub(crate) fn run_chunk_masked<K: Kernels>(
 fn run_chunk_projected<K: Kernels>(
     kern: K,
     spec: &Spec,
-    params: &[f32],
+    params: Params<'_>,
     table: &[f32],
     ids: &[u32],
     steps: usize,
@@ -364,7 +413,7 @@ fn run_chunk_projected<K: Kernels>(
     }
     for l in 0..spec.layers {
         let d = Dims { input: spec.layer_input(l), units: spec.units[l], batch: b, steps: s };
-        let w = layer_weights(spec, params, l);
+        let w = layer_weights_at(spec, params.body, params.base, l);
         let (x, mut t) = layout.split(spec, l, s, tape);
         if l == 0 {
             // Gates `[s][B][4H]`: row `t·B + r` is token `ids[r·T + t0 + t]`'s table row.
@@ -483,7 +532,7 @@ pub fn forward_logits_projected_with<K: Kernels>(
     let table_len = projection_table_len(spec).ok_or(Error::InputKind)?;
     check_len("projection table", table_len, table.len())?;
     check_len("output", sized("output", batch.checked_mul(spec.outputs))?, out.len())?;
-    let h = run_layers(kern, spec, params, Some(table), input, batch, steps, work)?;
+    let h = run_layers(kern, spec, Params::flat(params), Some(table), input, batch, steps, work)?;
     head_logits(kern, spec, &params[spec.head_range()], h, batch, out);
     Ok(())
 }
@@ -640,12 +689,69 @@ pub fn forward_logits_with<K: Kernels>(
     work: &mut [f32],
     out: &mut [f32],
 ) -> Result<(), Error> {
+    logits_of(kern, spec, Params::flat(params), input, batch, work, out)
+}
+
+/// [`forward_logits_with`] over any [`Params`].
+fn logits_of<K: Kernels>(
+    kern: K,
+    spec: &Spec,
+    params: Params<'_>,
+    input: Sequences<'_>,
+    batch: usize,
+    work: &mut [f32],
+    out: &mut [f32],
+) -> Result<(), Error> {
     let steps = check_input(spec, &input, batch)?;
-    check_params(spec, params)?;
+    params.check(spec)?;
     check_len("output", sized("output", batch.checked_mul(spec.outputs))?, out.len())?;
     let h = run_layers(kern, spec, params, None, input, batch, steps, work)?;
-    head_logits(kern, spec, &params[spec.head_range()], h, batch, out);
+    head_logits(kern, spec, params.head(spec), h, batch, out);
     Ok(())
+}
+
+/// [`forward_logits`] of a model whose Embedding is stored as int8 (see
+/// [`quant`](crate::quant)): each looked-up row is dequantised (`q as f32 * scale`) into the
+/// work buffer, everything else is the `f32` computation of [`forward_logits`]. Equal, bit for
+/// bit, to [`forward_logits`] on the flat buffer whose Embedding holds the dequantised table
+/// (what [`ModelFile::read_params`](crate::format::ModelFile::read_params) gives).
+///
+/// * `embedding` — the table `[V][E]`, `V` and `E` those of the spec's token input.
+/// * `rest` — the other parameters, `[spec.param_count() − V·E]`, in the flat order (the
+///   flat buffer without its first `V·E` floats: a version-3 file's PARAMS section).
+/// * `input`, `work`, `out` — as [`forward_logits`].
+///
+/// # Errors
+/// As [`forward`]; [`Error::InputKind`] when the spec has no token input of the table's size.
+pub fn forward_logits_int8(
+    spec: &Spec,
+    embedding: Int8Embedding<'_>,
+    rest: &[f32],
+    input: Sequences<'_>,
+    batch: usize,
+    work: &mut [f32],
+    out: &mut [f32],
+) -> Result<(), Error> {
+    let params = Params { table: Some(embedding), body: rest, base: spec.embedding_len() };
+    logits_of(Exact, spec, params, input, batch, work, out)
+}
+
+/// [`forward_hidden`] of a model with an int8 Embedding (see [`forward_logits_int8`]): the top
+/// layer's last hidden state `[B][H]`; `rest`'s head part is not read.
+///
+/// # Errors
+/// As [`forward_logits_int8`].
+pub fn forward_hidden_int8(
+    spec: &Spec,
+    embedding: Int8Embedding<'_>,
+    rest: &[f32],
+    input: Sequences<'_>,
+    batch: usize,
+    work: &mut [f32],
+    hidden: &mut [f32],
+) -> Result<(), Error> {
+    let params = Params { table: Some(embedding), body: rest, base: spec.embedding_len() };
+    hidden_of(spec, params, input, batch, work, hidden)
 }
 
 /// [`forward_logits`] without the head: the top LSTM layer's last hidden state `[B][H]` of
@@ -663,8 +769,20 @@ pub fn forward_hidden(
     work: &mut [f32],
     hidden: &mut [f32],
 ) -> Result<(), Error> {
+    hidden_of(spec, Params::flat(params), input, batch, work, hidden)
+}
+
+/// [`forward_hidden`] over any [`Params`].
+fn hidden_of(
+    spec: &Spec,
+    params: Params<'_>,
+    input: Sequences<'_>,
+    batch: usize,
+    work: &mut [f32],
+    hidden: &mut [f32],
+) -> Result<(), Error> {
     let steps = check_input(spec, &input, batch)?;
-    check_params(spec, params)?;
+    params.check(spec)?;
     let hidden_len = sized("hidden state", batch.checked_mul(spec.top_units()))?;
     check_len("hidden state", hidden_len, hidden.len())?;
     let h = run_layers(Exact, spec, params, None, input, batch, steps, work)?;
@@ -679,7 +797,7 @@ pub fn forward_hidden(
 fn run_layers<'w, K: Kernels>(
     kern: K,
     spec: &Spec,
-    params: &[f32],
+    params: Params<'_>,
     table: Option<&[f32]>,
     input: Sequences<'_>,
     batch: usize,
@@ -751,6 +869,41 @@ pub fn step_with<K: Kernels>(
     work: &mut [f32],
     out: Option<&mut [f32]>,
 ) -> Result<(), Error> {
+    step_of(kern, spec, Params::flat(params), input, batch, state, work, out)
+}
+
+/// [`step`] of a model with an int8 Embedding (see [`forward_logits_int8`]); after `T` steps
+/// the outputs equal [`forward_logits_int8`]'s, activated, bit for bit.
+///
+/// # Errors
+/// As [`step`]; [`Error::InputKind`] as [`forward_logits_int8`].
+#[allow(clippy::too_many_arguments)]
+pub fn step_int8(
+    spec: &Spec,
+    embedding: Int8Embedding<'_>,
+    rest: &[f32],
+    input: Sequences<'_>,
+    batch: usize,
+    state: &mut [f32],
+    work: &mut [f32],
+    out: Option<&mut [f32]>,
+) -> Result<(), Error> {
+    let params = Params { table: Some(embedding), body: rest, base: spec.embedding_len() };
+    step_of(Exact, spec, params, input, batch, state, work, out)
+}
+
+/// [`step_with`] over any [`Params`].
+#[allow(clippy::too_many_arguments)]
+fn step_of<K: Kernels>(
+    kern: K,
+    spec: &Spec,
+    params: Params<'_>,
+    input: Sequences<'_>,
+    batch: usize,
+    state: &mut [f32],
+    work: &mut [f32],
+    out: Option<&mut [f32]>,
+) -> Result<(), Error> {
     let steps = check_input(spec, &input, batch)?;
     if steps != 1 {
         return Err(Error::BufferLength {
@@ -759,7 +912,7 @@ pub fn step_with<K: Kernels>(
             actual: input.len(),
         });
     }
-    check_params(spec, params)?;
+    params.check(spec)?;
     check_len("state", sized("state", spec.state_len(batch))?, state.len())?;
     check_min_len("work", sized("work", spec.step_work_len(batch))?, work.len())?;
     if let Some(o) = out.as_deref() {
@@ -778,7 +931,7 @@ pub fn step_with<K: Kernels>(
         head_logits(
             kern,
             spec,
-            &params[spec.head_range()],
+            params.head(spec),
             &state[ho..ho + batch * spec.top_units()],
             batch,
             o,

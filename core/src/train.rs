@@ -47,7 +47,8 @@ use crate::loss::{self, Targets};
 use crate::lstm::{self, Dims, Grads};
 use crate::model::Sequences;
 use crate::model::{
-    activate, check_input, head_logits, layer_weights, run_chunk, run_chunk_masked, TapeLayout,
+    activate, check_input, head_logits, layer_weights, run_chunk, run_chunk_masked, Params,
+    TapeLayout,
 };
 use crate::optim::OptimizerConfig;
 use crate::penalty::Penalties;
@@ -255,7 +256,7 @@ pub fn loss_and_grad_with<K: Kernels>(
     let mut t0 = 0;
     while t0 < start {
         let n = s.min(start - t0);
-        run_chunk(kern, spec, params, &input, steps, &layout, t0, n, tape);
+        run_chunk(kern, spec, Params::flat(params), &input, steps, &layout, t0, n, tape);
         layout.copy_slot(spec, tape, n, 0);
         t0 += n;
     }
@@ -266,7 +267,7 @@ pub fn loss_and_grad_with<K: Kernels>(
     for j in 0..nseg {
         let (t0, n) = seg(j);
         layout.transfer_state(spec, tape, &mut ckpt[j * state_len..(j + 1) * state_len], 0, false);
-        run_chunk(kern, spec, params, &input, steps, &layout, t0, n, tape);
+        run_chunk(kern, spec, Params::flat(params), &input, steps, &layout, t0, n, tape);
         if j + 1 < nseg {
             layout.copy_slot(spec, tape, n, 0);
         }
@@ -304,7 +305,7 @@ pub fn loss_and_grad_with<K: Kernels>(
                 0,
                 true,
             );
-            run_chunk(kern, spec, params, &input, steps, &layout, t0, n, tape);
+            run_chunk(kern, spec, Params::flat(params), &input, steps, &layout, t0, n, tape);
         }
         for l in (0..spec.layers).rev() {
             let h = spec.units[l];

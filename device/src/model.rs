@@ -2,6 +2,7 @@
 
 use tinylstm::format::{ModelFile, TAG_PARAMS};
 use tinylstm::model::{self, Sequences};
+use tinylstm::quant::Int8Embedding;
 use tinylstm::{Error, InputKind, Spec};
 
 use crate::data::{values, values_mut, Shape};
@@ -46,23 +47,82 @@ impl Model<'_> {
 
 /// The weights a model runs with: the flat parameter buffer (in flash until a full update
 /// commits) and, when head-only fine-tuning has committed a new head, that head (in RAM).
+///
+/// A model whose Embedding is stored as int8 (format version 3, `tinylstm export --embedding
+/// int8`) keeps the table in flash (`embedding`, read in place and dequantised row by row in
+/// the lookup) and `all` holds the other parameters; its Embedding is frozen (head-only
+/// fine-tuning only).
 #[derive(Clone, Copy, Debug)]
 pub struct Weights<'a> {
-    /// Every parameter, `[spec.param_count()]`, in the core's flat order.
+    /// Every parameter, `[spec.param_count()]`, in the core's flat order — or, with an int8
+    /// `embedding`, every parameter after the Embedding, `[spec.param_count() − V·E]`.
     pub all: &'a [f32],
-    /// The Dense head `[H·K + K]` replacing `all[spec.head_range()]`, if any.
+    /// The Dense head `[H·K + K]` replacing the head in `all`, if any.
     pub head: Option<&'a [f32]>,
+    /// The int8 Embedding table `[V][E]`, when the file stores it so.
+    pub embedding: Option<Int8Embedding<'a>>,
 }
 
 impl<'a> Weights<'a> {
     /// The flat buffer with its own head.
     pub fn flat(all: &'a [f32]) -> Self {
-        Weights { all, head: None }
+        Weights { all, head: None, embedding: None }
+    }
+
+    /// The weights of a parsed model file read in place: the int8 Embedding (if the file has
+    /// one) and the PARAMS section ([`params_in_place`]).
+    ///
+    /// # Errors
+    /// As [`params_in_place`].
+    pub fn in_place(file: &ModelFile<'a>) -> Result<Self, InPlaceError> {
+        let all = params_in_place(file)?;
+        Ok(Weights { all, head: None, embedding: file.embedding_int8() })
+    }
+
+    /// Index in `all` of parameter `i` of the flat order.
+    fn at(&self, spec: &Spec, i: usize) -> usize {
+        if self.embedding.is_some() {
+            i - spec.embedding_len()
+        } else {
+            i
+        }
     }
 
     /// The head in use, `[H·K + K]`.
     pub fn head(&self, spec: &Spec) -> &'a [f32] {
-        self.head.unwrap_or_else(|| &self.all[spec.head_range()])
+        let r = spec.head_range();
+        self.head.unwrap_or_else(|| &self.all[self.at(spec, r.start)..self.at(spec, r.end)])
+    }
+
+    /// The top layer's last hidden state `[B][H]` of `x` (`model::forward_hidden`, or its
+    /// int8 form).
+    ///
+    /// # Errors
+    /// As `model::forward_hidden`.
+    pub fn hidden(
+        &self,
+        spec: &Spec,
+        x: Sequences<'_>,
+        work: &mut [f32],
+        hidden: &mut [f32],
+    ) -> Result<(), Error> {
+        match self.embedding {
+            None => model::forward_hidden(spec, self.all, x, 1, work, hidden),
+            Some(t) => model::forward_hidden_int8(spec, t, self.all, x, 1, work, hidden),
+        }
+    }
+
+    /// Every parameter in the flat order: the Embedding dequantised when it is int8, the head
+    /// in use in place of `all`'s — what the host reads from the same file.
+    pub fn values(&self, spec: &Spec) -> impl Iterator<Item = f32> + 'a {
+        let table = self.embedding.into_iter().flat_map(|t| {
+            (0..t.vocab()).flat_map(move |id| {
+                let s = t.scale(id);
+                t.row(id).map(move |q| tinylstm::quant::dequantize(q, s))
+            })
+        });
+        let body = &self.all[..self.at(spec, spec.dense_kernel_offset())];
+        table.chain(body.iter().copied()).chain(self.head(spec).iter().copied())
     }
 }
 
@@ -138,11 +198,12 @@ pub fn logits(
     out: &mut [f32],
 ) -> Result<(), Error> {
     let x = m.inputs(&x[..m.seq_words()]);
-    match w.head {
-        None => model::forward_logits(&m.spec, w.all, x, 1, work, out),
-        Some(head) => {
+    match (w.head, w.embedding) {
+        (None, None) => model::forward_logits(&m.spec, w.all, x, 1, work, out),
+        (None, Some(t)) => model::forward_logits_int8(&m.spec, t, w.all, x, 1, work, out),
+        (Some(head), _) => {
             let hidden = &mut hidden[..m.spec.top_units()];
-            model::forward_hidden(&m.spec, w.all, x, 1, work, hidden)?;
+            w.hidden(&m.spec, x, work, hidden)?;
             model::dense_logits(&m.spec, head, hidden, 1, out)
         }
     }
@@ -191,10 +252,14 @@ pub fn stream_step(
             Sequences::Values(values(xt))
         }
     };
+    let step = |state: &mut [f32], work: &mut [f32], out: Option<&mut [f32]>| match w.embedding {
+        None => model::step(spec, w.all, input, 1, state, work, out),
+        Some(t) => model::step_int8(spec, t, w.all, input, 1, state, work, out),
+    };
     match (w.head, out) {
-        (None, out) => model::step(spec, w.all, input, 1, state, work, out),
+        (None, out) => step(state, work, out),
         (Some(head), out) => {
-            model::step(spec, w.all, input, 1, state, work, None)?;
+            step(state, work, None)?;
             if let Some(o) = out {
                 let at = spec.state_offset(spec.layers - 1, 1);
                 model::dense_logits(spec, head, &state[at..at + spec.top_units()], 1, o)?;

@@ -9,7 +9,7 @@ use core::ops::Range;
 
 use tinylstm::optim::{all_finite, Clip, Optimizer, OptimizerConfig};
 use tinylstm::train::{dense_loss_and_grad, loss_and_grad, Batch, Bptt, TrainOptions};
-use tinylstm::{loss, model, Error, Head, Spec, Targets};
+use tinylstm::{loss, Error, Head, Spec, Targets};
 
 use crate::data::{values, View};
 use crate::model::{logits, Model, Weights};
@@ -93,7 +93,7 @@ pub fn logits_set(
 
 /// The top layer's last hidden state `h_T [H]` of every sequence of `view` into
 /// `feats [n][H]` (`model::forward_hidden`): the input of the Dense head, which is all head-only
-/// training needs (the LSTM is frozen; `all` is the flat buffer, its head is not read). A
+/// training needs (the LSTM and Embedding are frozen; the head of `w` is not read). A
 /// sequence with a NaN or infinite value is refused ([`Error::NonFiniteInput`]): an
 /// infinite reading saturates the gates and would give finite features.
 ///
@@ -101,7 +101,7 @@ pub fn logits_set(
 /// That refusal, or wrong buffer lengths.
 pub fn features(
     m: &Model<'_>,
-    all: &[f32],
+    w: Weights<'_>,
     view: &View<'_>,
     x: &mut [u32],
     work: &mut [f32],
@@ -111,7 +111,7 @@ pub fn features(
     for i in 0..view.len() {
         view.read_finite(i, x)?;
         let x = m.inputs(&x[..m.seq_words()]);
-        model::forward_hidden(&m.spec, all, x, 1, work, &mut feats[i * h..(i + 1) * h])?;
+        w.hidden(&m.spec, x, work, &mut feats[i * h..(i + 1) * h])?;
     }
     Ok(())
 }

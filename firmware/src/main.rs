@@ -116,6 +116,8 @@ struct Bufs {
 /// The live weights: in flash until an update commits, then (the head, or everything) in RAM.
 struct Live {
     flash: &'static [f32],
+    /// The int8 Embedding table in flash (a version-3 model file), read in place.
+    embedding: Option<tinylstm::quant::Int8Embedding<'static>>,
     #[cfg(feature = "head-finetune")]
     head: &'static mut [f32; HEAD_LEN],
     head_in_ram: bool,
@@ -138,7 +140,7 @@ impl Live {
         #[cfg(not(feature = "head-finetune"))]
         let head = None;
         let _ = (self.head_in_ram, self.all_in_ram);
-        Weights { all, head }
+        Weights { all, head, embedding: self.embedding }
     }
 
     /// Every parameter in use (a committed head merged in) in the RAM copy, which becomes live.
@@ -160,7 +162,7 @@ impl Live {
         let w = self.weights();
         let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
         let mut d = crc.digest();
-        for v in w.all[..SPEC.dense_kernel_offset()].iter().chain(w.head(&SPEC)) {
+        for v in w.values(&SPEC) {
             d.update(&v.to_le_bytes());
         }
         d.finalize()
@@ -428,9 +430,9 @@ fn head_transaction(
         return false;
     }
     let w = live.weights();
-    let (r, n) = measure(|| features(m, w.all, train, b.x, b.forward, h.feats_train));
+    let (r, n) = measure(|| features(m, w, train, b.x, b.forward, h.feats_train));
     check("feature extraction", r);
-    check("feature extraction", features(m, w.all, valid, b.x, b.forward, h.feats_valid));
+    check("feature extraction", features(m, w, valid, b.x, b.forward, h.feats_valid));
     if clean {
         note(summary, "features per sequence", n / nt as u64);
     }
@@ -764,6 +766,7 @@ fn run() {
     }
     let mut live = Live {
         flash,
+        embedding: file.embedding_int8(),
         #[cfg(feature = "head-finetune")]
         head: head_bufs::LIVE_HEAD_BUF.take(),
         head_in_ram: false,
@@ -781,6 +784,14 @@ fn run() {
         n,
         TICK.1
     );
+    if let Some(t) = live.embedding {
+        info!(
+            "embedding int8: {=usize} x {=usize} ({=usize} bytes in flash; frozen)",
+            t.vocab(),
+            t.embed(),
+            t.vocab() * (t.embed() + 4)
+        );
+    }
     #[cfg(feature = "persist")]
     load_slot(&mut live);
     if let Some(meta) = file.metadata() {

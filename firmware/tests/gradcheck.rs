@@ -447,7 +447,14 @@ mod tests {
         // core's head-only loss and gradient.
         let mut all = [0.0f32; SAMPLES_N * TOP_UNITS];
         let (mut x, mut fw) = ([0u32; SEQ_WORDS], [0.0f32; FORWARD_WORK]);
-        defmt::unwrap!(features(&m, params, &view, &mut x, &mut fw, &mut all));
+        defmt::unwrap!(features(
+            &m,
+            tinylstm_device::model::Weights::flat(params),
+            &view,
+            &mut x,
+            &mut fw,
+            &mut all
+        ));
         let feats = &all[..N * TOP_UNITS];
         let (mut lg, mut dl, mut hg) =
             ([0.0f32; N * OUTPUTS], [0.0f32; N * OUTPUTS], [0.0f32; HEAD_LEN]);

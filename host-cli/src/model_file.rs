@@ -127,6 +127,12 @@ impl ModelBundle {
 
     /// Encodes the bundle as `.tlm` bytes.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        self.to_bytes_with(format::EmbeddingStorage::F32)
+    }
+
+    /// Encodes the bundle as `.tlm` bytes with the Embedding stored as `storage` (int8: format
+    /// version 3, see `tinylstm::quant`; reading it back gives the dequantised table).
+    pub fn to_bytes_with(&self, storage: format::EmbeddingStorage) -> Result<Vec<u8>> {
         let tok = self.tokenizer.as_ref().map(Tokenizer::to_bytes);
         let tok_index = self.tokenizer.as_ref().map(Tokenizer::index_bytes);
         let norm = self.normalizer.as_ref().map(Normalizer::to_bytes);
@@ -150,9 +156,10 @@ impl ModelBundle {
         if let Some(b) = &best {
             sections.push(Section { tag: TAG_BEST_PARAMS, bytes: b });
         }
-        let len = format::encoded_len(&self.spec, &sections).map_err(|e| anyhow!("{e}"))?;
+        let len =
+            format::encoded_len_with(&self.spec, &sections, storage).map_err(|e| anyhow!("{e}"))?;
         let mut out = vec![0u8; len];
-        format::write_into(&self.spec, &self.params, &sections, &mut out)
+        format::write_into_with(&self.spec, &self.params, &sections, storage, &mut out)
             .map_err(|e| anyhow!("encoding the model: {e}"))?;
         Ok(out)
     }

@@ -355,3 +355,104 @@ fn size_overflow_and_spec_errors() {
     assert_eq!(Error::NonFiniteInput.to_string(), "invalid argument: non-finite input");
     assert_eq!(Error::NonFiniteGradient.to_string(), "invalid argument: non-finite gradient");
 }
+
+/// A model with an int8 Embedding runs on the table in place (`*_int8`) with exactly the bits
+/// of the flat buffer holding the dequantised table (what the host reads from the file), for
+/// the batched forward, the hidden state and streaming, masked or not.
+#[test]
+fn int8_embedding_forward_equals_the_dequantised_flat_model_bit_for_bit() {
+    use tinylstm::format::{write_into_with, EmbeddingStorage, ModelFile};
+    for spec in [
+        Spec::tokens(11, 6).lstm(5).lstm(3).dense(2, Head::Softmax),
+        Spec::tokens(9, 4).mask_zero().lstm(7).dense(1, Head::Sigmoid),
+    ] {
+        let mut params = vec![0.0f32; spec.param_count()];
+        init_params(&spec, 5, &mut params).unwrap();
+        let mut bytes = vec![0u8; 1 << 16];
+        let n = write_into_with(&spec, &params, &[], EmbeddingStorage::Int8, &mut bytes).unwrap();
+        let file = ModelFile::parse(&bytes[..n]).unwrap();
+        let table = file.embedding_int8().unwrap();
+        let rest: Vec<f32> = file.params().skip(spec.embedding_len()).collect();
+        let mut flat = vec![0.0f32; spec.param_count()];
+        file.read_params(&mut flat).unwrap();
+        assert_ne!(flat[..spec.embedding_len()], params[..spec.embedding_len()], "quantised");
+        let (b, t, k) = (3usize, 7usize, spec.outputs);
+        let ids: Vec<u32> = (0..b * t).map(|i| ((i * 5 + 1) % 9) as u32).collect();
+        let mut work = vec![0.0f32; spec.forward_work_len(b, 2).unwrap()];
+        let (mut want, mut got) = (vec![0.0f32; b * k], vec![0.0f32; b * k]);
+        model::forward_logits(&spec, &flat, Sequences::Tokens(&ids), b, &mut work, &mut want)
+            .unwrap();
+        model::forward_logits_int8(
+            &spec,
+            table,
+            &rest,
+            Sequences::Tokens(&ids),
+            b,
+            &mut work,
+            &mut got,
+        )
+        .unwrap();
+        assert_eq!(bits(&got), bits(&want), "{spec:?}");
+        let h = spec.top_units();
+        let (mut hw, mut hg) = (vec![0.0f32; b * h], vec![0.0f32; b * h]);
+        model::forward_hidden(&spec, &flat, Sequences::Tokens(&ids), b, &mut work, &mut hw)
+            .unwrap();
+        model::forward_hidden_int8(
+            &spec,
+            table,
+            &rest,
+            Sequences::Tokens(&ids),
+            b,
+            &mut work,
+            &mut hg,
+        )
+        .unwrap();
+        assert_eq!(bits(&hg), bits(&hw));
+        // Streaming one sequence step by step ends on the batched outputs of that sequence.
+        let mut state = vec![0.0f32; spec.state_len(1).unwrap()];
+        let mut sw = vec![0.0f32; spec.step_work_len(1).unwrap()];
+        let mut o = vec![0.0f32; k];
+        for &id in &ids[..t] {
+            model::step_int8(
+                &spec,
+                table,
+                &rest,
+                Sequences::Tokens(&[id]),
+                1,
+                &mut state,
+                &mut sw,
+                Some(&mut o),
+            )
+            .unwrap();
+        }
+        let mut probs = want[..k].to_vec();
+        model::activate(spec.head, k, &mut probs);
+        assert_eq!(bits(&o), bits(&probs));
+        // Wrong sizes are errors, not panics.
+        assert!(model::forward_logits_int8(
+            &spec,
+            table,
+            &rest[1..],
+            Sequences::Tokens(&ids),
+            b,
+            &mut work,
+            &mut got
+        )
+        .is_err());
+        let other = Spec::tokens(12, 6).lstm(5).lstm(3).dense(2, Head::Softmax);
+        assert!(model::forward_logits_int8(
+            &other,
+            table,
+            &rest,
+            Sequences::Tokens(&ids),
+            b,
+            &mut work,
+            &mut got
+        )
+        .is_err());
+    }
+}
+
+fn bits(xs: &[f32]) -> Vec<u32> {
+    xs.iter().map(|x| x.to_bits()).collect()
+}

@@ -1424,3 +1424,80 @@ fn write_atomic_replaces_whole_files_and_cleans_up() {
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o640);
     }
 }
+
+/// `export --format tlm --embedding int8`: a version-3 file whose Embedding reads back as the
+/// scalar reference's quantisation (per row `scale = max|x|/127`, `q = round_half_even(x /
+/// scale)`, value `q·scale` — computed here in f64 from the rule, not by the core), every other
+/// parameter bit for bit, the tokenizer kept; refused for another format and for a model
+/// without an Embedding.
+#[test]
+fn export_int8_embedding_stores_the_reference_quantisation() {
+    use tinylstm_cli::model_file::{ModelBundle, ModelMeta, Task};
+    use tinylstm_cli::preprocess::pad::Side;
+    use tinylstm_cli::preprocess::tokenizer::{Tokenizer, TokenizerConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let mut tok = Tokenizer::new(TokenizerConfig::default()).unwrap();
+    tok.fit_on_texts(["the cat sat on the mat", "free prize now"]).unwrap();
+    let spec = Spec::tokens(tok.vocab_size(), 5).lstm(4).dense(1, Head::Sigmoid);
+    // Trained-like values (finite_params' extremes would exceed the int8 scale's bound).
+    let params: Vec<f32> =
+        (0..spec.param_count()).map(|i| ((i * 7919 % 1000) as f32 - 500.0) * 1.3e-4).collect();
+    let mut meta = ModelMeta::new(Task::Text, 6, Side::Pre, Side::Pre);
+    meta.class_names = vec!["0".into(), "1".into()];
+    let bundle = ModelBundle {
+        spec,
+        params: params.clone(),
+        tokenizer: Some(tok),
+        normalizer: None,
+        meta,
+        optimizer_state: None,
+        best_params: None,
+    };
+    let f32_path = dir.path().join("m.tlm");
+    bundle.save(&f32_path).unwrap();
+    let int8_path = dir.path().join("m8.tlm");
+    let (m, o) = (f32_path.to_str().unwrap(), int8_path.to_str().unwrap());
+    common::ok(&["export", "--model", m, "--format", "tlm", "--embedding", "int8", "--out", o]);
+    let bytes = std::fs::read(&int8_path).unwrap();
+    assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), 3);
+    assert!(bytes.len() < std::fs::read(&f32_path).unwrap().len());
+    let back = ModelBundle::load(&int8_path).unwrap();
+    assert_eq!(back.spec, spec);
+    assert_eq!(
+        back.tokenizer.as_ref().unwrap().vocab_size(),
+        bundle.tokenizer.as_ref().unwrap().vocab_size()
+    );
+    let (e, n) = (5, spec.embedding_len());
+    let mut want = Vec::new();
+    for row in params[..n].chunks(e) {
+        let max = row.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        let scale = max / 127.0;
+        for &x in row {
+            let q = if scale == 0.0 {
+                0.0
+            } else {
+                ((x / scale) as f64).round_ties_even().clamp(-127.0, 127.0)
+            };
+            want.push((q * scale as f64) as f32);
+        }
+    }
+    assert_bits_eq("embedding", &back.params[..n], &want);
+    assert_bits_eq("the rest", &back.params[n..], &params[n..]);
+    // Refusals name the reason and write nothing.
+    let bad = dir.path().join("m8.rs");
+    let out = common::run(&[
+        "export",
+        "--model",
+        m,
+        "--format",
+        "rust",
+        "--embedding",
+        "int8",
+        "--out",
+        bad.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--embedding int8 applies to --format tlm"), "{err}");
+    assert!(!bad.exists());
+}

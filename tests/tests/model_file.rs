@@ -457,8 +457,8 @@ fn unknown_version() {
     }
     // Checked before the length: a short file of another version says so.
     assert_eq!(
-        ModelFile::parse(b"TINYLSTM\x03\x00").unwrap_err(),
-        FormatError::UnsupportedVersion { found: 3 }
+        ModelFile::parse(b"TINYLSTM\x04\x00").unwrap_err(),
+        FormatError::UnsupportedVersion { found: 4 }
     );
 }
 
@@ -972,7 +972,16 @@ fn flipped_bit_at_every_position() {
                 assert_eq!(err, FormatError::BadMagic, "byte {i} bit {bit}");
             } else if i < 10 {
                 let found = u16::from_le_bytes([b[8], b[9]]);
-                assert_eq!(err, FormatError::UnsupportedVersion { found }, "byte {i} bit {bit}");
+                if (MIN_VERSION..=VERSION).contains(&found) {
+                    // Another version this build reads (1 → 3): the CRC catches the flip.
+                    assert!(matches!(err, FormatError::CrcMismatch { .. }), "byte {i} bit {bit}");
+                } else {
+                    assert_eq!(
+                        err,
+                        FormatError::UnsupportedVersion { found },
+                        "byte {i} bit {bit}"
+                    );
+                }
             } else if in_section_header(i) {
                 assert!(
                     matches!(err, FormatError::CrcMismatch { .. } | FormatError::Truncated { .. }),
@@ -1002,7 +1011,7 @@ fn error_messages_are_clear() {
     );
     assert_eq!(
         msg(FormatError::UnsupportedVersion { found: 7 }),
-        "unsupported model file format version 7 (this build reads versions 1 to 2)"
+        "unsupported model file format version 7 (this build reads versions 1 to 3)"
     );
     assert!(msg(FormatError::ParamsLength { expected: 552, found: 548 }).contains("548 bytes"));
     assert!(msg(FormatError::BufferTooSmall { needed: 700, available: 699 }).contains("700"));
@@ -1112,8 +1121,10 @@ fn arb_sections() -> impl Strategy<Value = Vec<(u32, Vec<u8>)>> {
         0..4,
     )
     .prop_map(|mut v| {
-        // Keep the first of each known tag (duplicates of known tags are an error).
+        // Keep the first of each known tag (duplicates of known tags are an error); the int8
+        // Embedding tag is the writer's own.
         let mut seen = Vec::new();
+        v.retain(|(t, _)| *t != TAG_EMBEDDING_I8);
         v.retain(|(t, _)| {
             *t > 3
                 || (!seen.contains(t) && {
@@ -1250,4 +1261,199 @@ proptest! {
         let read: Vec<Section<'_>> = file.sections().collect();
         prop_assert_eq!(&read[..sections.len()], &sections[..]);
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// int8 Embedding storage (version 3)
+// ---------------------------------------------------------------------------------------------
+
+const Q_SPEC: Spec = Spec::tokens(6, 5).lstm(3).dense(1, Head::Sigmoid);
+
+/// A token model whose Embedding rows exercise the rounding: row 0 all zeros, row 1 with ties.
+fn q_params() -> Vec<f32> {
+    let mut p: Vec<f32> =
+        (0..Q_SPEC.param_count()).map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.013).collect();
+    p[..5].fill(0.0);
+    p[5..10].copy_from_slice(&[1.27, -0.635, 0.005, 0.015, -1.0]);
+    p
+}
+
+fn write_int8(spec: &Spec, params: &[f32], sections: &[Section<'_>]) -> Vec<u8> {
+    let mut buf = vec![0u8; encoded_len_with(spec, sections, EmbeddingStorage::Int8).unwrap()];
+    let n = write_into_with(spec, params, sections, EmbeddingStorage::Int8, &mut buf).unwrap();
+    assert_eq!(n, buf.len());
+    buf
+}
+
+/// Scalar reference of the stored int8 row: scale = max|x|/127 (f32), q = round-half-even of
+/// x/scale (f64 of the f32 quotient, `round_ties_even`), clamped.
+fn reference_row(row: &[f32]) -> (f32, Vec<i8>) {
+    let scale = row.iter().fold(0.0f32, |m, x| m.max(x.abs())) / 127.0;
+    let q = row
+        .iter()
+        .map(|&x| {
+            if scale == 0.0 {
+                0
+            } else {
+                ((x / scale) as f64).round_ties_even().clamp(-127.0, 127.0) as i8
+            }
+        })
+        .collect();
+    (scale, q)
+}
+
+#[test]
+fn int8_embedding_layout_and_round_trip() {
+    let params = q_params();
+    let meta = [Section { tag: TAG_METADATA, bytes: b"m" }];
+    let bytes = write_int8(&Q_SPEC, &params, &meta);
+    let (v, e) = (6usize, 5usize);
+    let rest = Q_SPEC.param_count() - v * e;
+    // header 44, metadata 8+1, int8 section 8 + 4·V + V·E, PARAMS 8 + 4·rest, CRC 4.
+    assert_eq!(bytes.len(), 44 + 9 + 8 + 4 * v + v * e + 8 + 4 * rest + 4);
+    assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), 3, "version 3");
+    let at = 44 + 9;
+    assert_eq!(&bytes[at..at + 4], &TAG_EMBEDDING_I8.to_le_bytes());
+    assert_eq!(&bytes[at + 4..at + 8], &((4 * v + v * e) as u32).to_le_bytes());
+    let file = ModelFile::parse(&bytes).unwrap();
+    assert_eq!(file.version(), 3);
+    assert_eq!(file.spec(), Q_SPEC);
+    assert_eq!(file.param_count(), Q_SPEC.param_count());
+    assert_eq!(file.section(TAG_PARAMS).unwrap().len(), 4 * rest);
+    let table = file.embedding_int8().unwrap();
+    let mut want = Vec::new();
+    for (id, row) in params[..v * e].chunks(e).enumerate() {
+        let (scale, q) = reference_row(row);
+        assert_eq!(table.scale(id).to_bits(), scale.to_bits(), "row {id}");
+        assert_eq!(table.row(id).collect::<Vec<_>>(), q, "row {id}");
+        want.extend(q.iter().map(|&q| (q as f64 * scale as f64) as f32));
+    }
+    assert_eq!(table.scale(0), 0.0); // the all-zero row
+    assert_eq!(table.row(1).next(), Some(127)); // the largest magnitude maps to ±127
+    want.extend_from_slice(&params[v * e..]);
+    let mut read = vec![0.0f32; Q_SPEC.param_count()];
+    file.read_params(&mut read).unwrap();
+    assert_eq!(
+        read.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+        want.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+    );
+    assert!(file.params().map(f32::to_bits).eq(want.iter().map(|x| x.to_bits())));
+    // Writing the read-back parameters as int8 again gives the same file (idempotent).
+    assert_eq!(write_int8(&Q_SPEC, &read, &meta), bytes);
+    // The f32 writer still writes version 1 with the full table.
+    let flat = write(&Q_SPEC, &params, &[]);
+    assert_eq!(ModelFile::parse(&flat).unwrap().version(), 1);
+    assert!(ModelFile::parse(&flat).unwrap().embedding_int8().is_none());
+    // A masked token model: version 3 with mask byte 2.
+    let masked = Spec::tokens(6, 5).mask_zero().lstm(3).dense(1, Head::Sigmoid);
+    let m = write_int8(&masked, &params, &[]);
+    assert_eq!((m[8], m[15]), (3, 2));
+    assert_eq!(ModelFile::parse(&m).unwrap().spec(), masked);
+}
+
+#[test]
+fn int8_embedding_writer_errors() {
+    let chan = Spec::channels(2).lstm(3).dense(1, Head::Sigmoid);
+    let p = vec![0.1f32; chan.param_count()];
+    let mut buf = vec![0u8; 4096];
+    assert_eq!(
+        write_into_with(&chan, &p, &[], EmbeddingStorage::Int8, &mut buf).unwrap_err(),
+        FormatError::NoEmbedding
+    );
+    let mut params = q_params();
+    params[7] = f32::NAN;
+    assert_eq!(
+        write_into_with(&Q_SPEC, &params, &[], EmbeddingStorage::Int8, &mut buf).unwrap_err(),
+        FormatError::NonFinite { index: 7 }
+    );
+    // A row whose scale (max/127) times 128 overflows: the reader would refuse it.
+    let mut params = q_params();
+    params[5] = f32::MAX;
+    assert_eq!(
+        write_into_with(&Q_SPEC, &params, &[], EmbeddingStorage::Int8, &mut buf).unwrap_err(),
+        FormatError::EmbeddingScale { row: 1 }
+    );
+    let sec = [Section { tag: TAG_EMBEDDING_I8, bytes: &[0u8; 4] }];
+    assert_eq!(
+        write_into_with(&Q_SPEC, &q_params(), &sec, EmbeddingStorage::F32, &mut buf).unwrap_err(),
+        FormatError::ReservedTag { tag: TAG_EMBEDDING_I8 }
+    );
+}
+
+#[test]
+fn int8_embedding_corrupt_sections_are_refused() {
+    let bytes = write_int8(&Q_SPEC, &q_params(), &[]);
+    let (v, e) = (6usize, 5usize);
+    let at = 44; // the int8 section header
+                 // A bad row scale (NaN, negative, infinite) with a correct CRC.
+    for bad in [f32::NAN, -1.0, f32::INFINITY] {
+        let mut b = bytes.clone();
+        b[at + 8 + 12..at + 8 + 16].copy_from_slice(&bad.to_le_bytes());
+        fix_crc(&mut b);
+        assert_eq!(ModelFile::parse(&b).unwrap_err(), FormatError::EmbeddingScale { row: 3 });
+    }
+    // Version 3 without the section: its tag renamed to an unknown one.
+    let mut b = bytes.clone();
+    put_u32(&mut b, at, 77);
+    fix_crc(&mut b);
+    assert_eq!(ModelFile::parse(&b).unwrap_err(), FormatError::EmbeddingMissing);
+    // The section in a version-2 file (PARAMS then has the wrong length for v2 too, but the
+    // section comes first).
+    let mut b = bytes.clone();
+    b[8] = 2;
+    b[15] = 2; // a mask, so the v2 header is valid
+    fix_crc(&mut b);
+    assert_eq!(ModelFile::parse(&b).unwrap_err(), FormatError::EmbeddingUnexpected { version: 2 });
+    // Wrong length: one value fewer, the file rebuilt around it.
+    let sec = &bytes[at + 8..at + 8 + 4 * v + v * e - 1];
+    let mut body = bytes[..44].to_vec();
+    body.extend(section_bytes(TAG_EMBEDDING_I8, sec));
+    body.extend_from_slice(&bytes[at + 8 + 4 * v + v * e..bytes.len() - 4]);
+    assert_eq!(
+        ModelFile::parse(&with_crc(body)).unwrap_err(),
+        FormatError::EmbeddingLength { expected: 4 * v + v * e, found: 4 * v + v * e - 1 }
+    );
+    // Twice.
+    let mut body = bytes[..44].to_vec();
+    body.extend_from_slice(&bytes[at..at + 8 + 4 * v + v * e]);
+    body.extend_from_slice(&bytes[at..bytes.len() - 4]);
+    assert_eq!(
+        ModelFile::parse(&with_crc(body)).unwrap_err(),
+        FormatError::DuplicateSection { tag: TAG_EMBEDDING_I8 }
+    );
+    // A channel model claiming version 3.
+    let chan = Spec::channels(2).lstm(3).dense(1, Head::Sigmoid);
+    let mut b = write(&chan, &vec![0.5f32; chan.param_count()], &[]);
+    b[8] = 3;
+    fix_crc(&mut b);
+    assert_eq!(ModelFile::parse(&b).unwrap_err(), FormatError::EmbeddingMissing);
+    // Every truncation and every flipped bit is an error, never a panic.
+    for cut in 0..bytes.len() {
+        assert!(ModelFile::parse(&bytes[..cut]).is_err(), "cut {cut}");
+    }
+    for i in 0..bytes.len() * 8 {
+        let mut b = bytes.clone();
+        b[i / 8] ^= 1 << (i % 8);
+        assert!(ModelFile::parse(&b).is_err(), "bit {i}");
+    }
+    // Messages name the problem.
+    assert!(FormatError::EmbeddingScale { row: 3 }.to_string().contains("row 3"));
+    assert!(FormatError::UnsupportedVersion { found: 3 }.to_string().contains("version 3"));
+}
+
+/// The fuzz seed of a version-3 file (written by hand, byte by byte, outside the writer) parses
+/// to the values its bytes spell: scales 0.01, 0, 0.5 and rows [127, −127], [0, 0], [3, −3].
+#[test]
+fn int8_fuzz_seed_reads_as_written() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/fuzz-regressions/tlm/seed-int8-embedding-v3"
+    );
+    let bytes = std::fs::read(path).unwrap();
+    let file = ModelFile::parse(&bytes).unwrap();
+    assert_eq!(file.spec(), Spec::tokens(3, 2).lstm(1).dense(1, Head::Sigmoid));
+    let t = file.embedding_int8().unwrap();
+    assert_eq!((t.scale(0), t.scale(1), t.scale(2)), (0.01, 0.0, 0.5));
+    let got: Vec<f32> = file.params().take(6).collect();
+    assert_eq!(got, [127.0 * 0.01, -127.0 * 0.01, 0.0, 0.0, 1.5, -1.5]);
 }

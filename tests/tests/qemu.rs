@@ -292,7 +292,10 @@ struct Case {
 /// binary model with T = 160 (sigmoid head); a two-layer regression model (linear head); two
 /// text models whose sentences the firmware tokenizes itself (English words; Chinese
 /// characters with an OOV token and post padding and truncation); the largest text model whose
-/// firmware fits the STM32F407 (3000 × 64 embedding, LSTM 64; head-only fine-tuning); and
+/// firmware fits the STM32F407 (3000 × 64 embedding, LSTM 64; head-only fine-tuning); the
+/// English model again with its Embedding stored as int8 (a name ending in `-int8`: the trained
+/// model goes through `tinylstm export --embedding int8`; head-only fine-tuning, the Embedding
+/// frozen); and
 /// the binary model again with only `TINYLSTM_MODEL` (the firmware's generated probe input, no
 /// fine-tuning); the default on the Cortex-M55; a binary model on the soft-float Cortex-M0+
 /// build (inference only). Adding a model is one line.
@@ -305,6 +308,7 @@ const MATRIX: &[Case] = &[
     Case { name: "words-mask-zero", csv: Some(words_csv), device_data: true, board: &M4F, train: &["--maxlen", "12", "--num-words", "40", "--embedding-dim", "4", "--units", "8", "--mask-zero", "--padding", "post", "--epochs", "6", "--lr", "1e-2", "--seed", "3"] },
     Case { name: "chars-zh-text", csv: Some(chars_zh_csv), device_data: true, board: &M4F, train: &["--char-level", "--oov-token", "<OOV>", "--maxlen", "16", "--padding", "post", "--truncating", "post", "--embedding-dim", "4", "--units", "8", "--epochs", "6", "--lr", "1e-2", "--seed", "8"] },
     Case { name: "f407-largest-text", csv: Some(big_vocab_csv), device_data: true, board: &M4F_HEAD, train: F407_LARGEST_TEXT },
+    Case { name: "words-text-int8", csv: Some(words_csv), device_data: true, board: &M4F_HEAD, train: &["--maxlen", "12", "--num-words", "40", "--embedding-dim", "4", "--units", "8", "--epochs", "6", "--lr", "1e-2", "--seed", "2"] },
     Case { name: "ragged-masked", csv: Some(ragged_csv), device_data: true, board: &M4F, train: &["--channels", "1", "--head", "sigmoid", "--units", "8", "--epochs", "3", "--lr", "1e-2", "--seed", "12"] },
     Case { name: "burst-probe", csv: Some(burst_csv), device_data: false, board: &M4F, train: &["--channels", "1", "--head", "sigmoid", "--units", "8", "--epochs", "2", "--seed", "4"] },
     Case { name: "gestures-m55", csv: None, device_data: true, board: &M55, train: &["--synthetic-samples", "800", "--epochs", "8", "--lr", "3e-3", "--seed", "7"] },
@@ -331,6 +335,18 @@ const F407_LARGEST_TEXT: &[&str] = &[
     "--seed",
     "11",
 ];
+
+/// [`F407_LARGEST_TEXT`] with the Embedding stored as int8 (`export --embedding int8`): the
+/// largest vocabulary whose F407 firmware still links, at the same embedding size and LSTM.
+/// [`largest_int8_text_model_links_for_the_f407`] links it and shows that
+/// [`F407_INT8_OVER`] rows overflow the flash (firmware/README.md).
+#[rustfmt::skip]
+const F407_INT8_ROWS: &[&str] = &["--num-words", "10000", "--embedding-dim", "64", "--units", "64", "--maxlen", "40", "--epochs", "1", "--lr", "1e-2", "--seed", "11"];
+/// The next size tried (200 more rows), which overflows the F407's flash: once the TOKENIZER
+/// section passes 64 KiB (about 10 150 such words) the lookup table's offsets and ids grow
+/// from 2 to 4 bytes, which costs 4 bytes more per word.
+#[rustfmt::skip]
+const F407_INT8_OVER: &[&str] = &["--num-words", "10200", "--embedding-dim", "64", "--units", "64", "--maxlen", "40", "--epochs", "1", "--lr", "1e-2", "--seed", "11"];
 
 /// QEMU mps2-an386 without full fine-tuning: for a model whose full fine-tuning (about 5 × its
 /// parameters' bytes) does not fit the machine's 4 MiB of RAM.
@@ -509,6 +525,26 @@ fn big_vocab_csv(path: &Path, field: bool) {
     std::fs::write(path, csv).unwrap();
 }
 
+/// [`big_vocab_csv`] with a vocabulary large enough for the int8 frontier: 3000 sentences
+/// over 20 000 words (about 17 000 of them seen).
+fn huge_vocab_csv(path: &Path, field: bool) {
+    const PRIZE: [&str; 4] = ["win", "prize", "claim", "free"];
+    let (mut r, n) = if field { (Lcg(45), 48) } else { (Lcg(5), 3000) };
+    let mut csv = String::from("label,text\n");
+    for i in 0..n {
+        let class = i % 2;
+        let len = 6 + (r.next() * 15.0) as usize;
+        let mut words: Vec<String> =
+            (0..len).map(|_| format!("w{}", (r.next() * 20000.0) as usize)).collect();
+        if class == 1 {
+            let k = (r.next() * 4.0) as usize % 4;
+            words[(r.next() * len as f32) as usize % len] = PRIZE[k].to_string();
+        }
+        writeln!(csv, "{class},{}", words.join(" ")).unwrap();
+    }
+    std::fs::write(path, csv).unwrap();
+}
+
 /// The first `n` records of a CSV (and its header line, if `header`).
 fn head_of(src: &Path, dst: &Path, n: usize, header: bool) {
     let text = std::fs::read_to_string(src).unwrap();
@@ -531,7 +567,25 @@ fn prepare_case(case: &Case, dir: &Path) -> (PathBuf, Option<PathBuf>) {
     args.extend(case.train);
     common::ok(&args);
     eprintln!("{}: tinylstm {}: {:.1?}", case.name, args.join(" "), start.elapsed());
-    let model = out.join("model.tlm");
+    let mut model = out.join("model.tlm");
+    if case.name.ends_with("-int8") {
+        let int8 = out.join("model-int8.tlm");
+        let (from, to) = (model.to_str().unwrap(), int8.to_str().unwrap());
+        common::ok(&[
+            "export",
+            "--model",
+            from,
+            "--format",
+            "tlm",
+            "--embedding",
+            "int8",
+            "--out",
+            to,
+        ]);
+        let file = std::fs::read(&int8).unwrap();
+        assert!(ModelFile::parse(&file).unwrap().embedding_int8().is_some(), "{}", case.name);
+        model = int8;
+    }
     let data = case.csv.filter(|_| case.device_data).map(|make| {
         let field = dir.join(format!("{}-field.csv", case.name));
         make(&field, true);
@@ -1364,6 +1418,32 @@ fn largest_text_model_links_for_the_f407() {
     let elf = build_for(&F407, &model, data.as_deref(), &[], dir.path())
         .unwrap_or_else(|e| panic!("the F407 firmware with a 3000 x 64 text model:\n{e}"));
     println!("linked for the STM32F407: {}", elf.display());
+}
+
+#[test]
+fn largest_int8_text_model_links_for_the_f407() {
+    if !prerequisites_for("largest_int8_text_model_links_for_the_f407", &[&F407], false) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for (train, name) in [(F407_INT8_ROWS, "f407-fits-int8"), (F407_INT8_OVER, "f407-over-int8")] {
+        let rows: usize = train[1].parse().unwrap();
+        let case = Case { name, csv: Some(huge_vocab_csv), train, device_data: true, board: &F407 };
+        let (model, data) = prepare_case(&case, dir.path());
+        let file = std::fs::read(&model).unwrap();
+        let file = ModelFile::parse(&file).unwrap();
+        assert_eq!(file.spec().input, tinylstm::InputKind::Tokens { vocab: rows, embed: 64 });
+        assert!(file.embedding_int8().is_some());
+        let built = build_for(&F407, &model, data.as_deref(), &[], dir.path());
+        if train == F407_INT8_ROWS {
+            let elf = built.unwrap_or_else(|e| panic!("the F407 firmware, {rows} x 64 int8:\n{e}"));
+            println!("linked for the STM32F407 ({rows} x 64 int8): {}", elf.display());
+        } else {
+            // The linker refuses an image larger than the board's flash (memory.x: 1024K).
+            let e = built.expect_err("the next size must overflow the F407's flash");
+            assert!(e.contains("FLASH") && e.contains("overflow"), "{e}");
+        }
+    }
 }
 
 #[test]

@@ -176,7 +176,7 @@ fn cmd_report(model: &Path) {
     let mut x = vec![0u32; m.seq_words()];
     let mut work = vec![0.0; SPEC.forward_work_len(1, 1).unwrap()];
     let mut ftf = vec![0.0; ft.len() * h];
-    features(&m, &params, &ft, &mut x, &mut work, &mut ftf).unwrap();
+    features(&m, Weights::flat(&params), &ft, &mut x, &mut work, &mut ftf).unwrap();
     let mut head = params[SPEC.head_range()].to_vec();
     let cfg = HeadConfig::DEFAULT;
     let (mut g, mut s) = (vec![0.0; head.len()], vec![0.0; cfg.state_len(&SPEC)]);

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 #[derive(Args, Debug, Clone)]
 #[command(after_help = "Examples:
   tinylstm export --model out/synthetic/model.tlm --format rust --out firmware/src/model.rs
+  tinylstm export --model out/sms/model.tlm --format tlm --embedding int8 --out sms-int8.tlm
   tinylstm export --model model.tlm --format keras-npz --out weights.npz
     # in Python: model.set_weights(list(np.load('weights.npz').values()))")]
 pub struct ExportCmd {
@@ -28,12 +29,46 @@ pub struct ExportCmd {
     /// Identifier used in generated sources [default: model].
     #[arg(long, default_value = "model")]
     pub name: String,
+    /// How a `.tlm` stores the Embedding of a text model: f32, or int8 with an f32 scale per
+    /// row (a quarter of the flash; `predict`/`eval` and a device dequantise it identically).
+    /// int8 applies to `--format tlm` only.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub embedding: EmbeddingKind,
+}
+
+/// The Embedding storage of `tinylstm export --embedding`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EmbeddingKind {
+    /// 4 bytes per value (the trained table as it is).
+    F32,
+    /// 1 byte per value and 4 per row: symmetric, scale = max|row|/127, round half to even.
+    Int8,
 }
 
 /// Runs `tinylstm export`.
 pub fn run_export(cmd: &ExportCmd) -> Result<()> {
     crate::files::refuse_clobber(&[("--out", &cmd.out)], &[("--model", &cmd.model)])?;
     let bundle = ModelBundle::load(&cmd.model)?;
+    if cmd.embedding == EmbeddingKind::Int8 {
+        if cmd.format != Format::Tlm {
+            bail!("--embedding int8 applies to --format tlm; the other formats hold f32 values");
+        }
+        if !matches!(bundle.spec.input, tinylstm::InputKind::Tokens { .. }) {
+            bail!("--embedding int8: {} has no Embedding (not a text model)", cmd.model.display());
+        }
+        let storage = tinylstm::format::EmbeddingStorage::Int8;
+        let bytes = bundle.to_bytes_with(storage)?;
+        let f32_len = bundle.to_bytes()?.len();
+        crate::files::write_atomic(&cmd.out, &bytes)
+            .with_context(|| format!("cannot write model file {}", cmd.out.display()))?;
+        crate::outln!(
+            "Wrote {} ({} bytes with an int8 Embedding; {} with f32)",
+            cmd.out.display(),
+            bytes.len(),
+            f32_len
+        );
+        return Ok(());
+    }
     ex::write_format(&bundle, cmd.format, &cmd.out, &cmd.name)?;
     crate::outln!("Wrote {}", cmd.out.display());
     Ok(())

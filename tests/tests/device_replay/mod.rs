@@ -93,7 +93,7 @@ pub fn try_feats(m: &Model<'_>, all: &[f32], view: &View<'_>) -> Result<Vec<f32>
     let mut x = vec![0u32; m.seq_words()];
     let mut work = vec![0.0; m.spec.forward_work_len(1, 1).unwrap()];
     let mut f = vec![0.0; view.len() * m.spec.top_units()];
-    features(m, all, view, &mut x, &mut work, &mut f)?;
+    features(m, Weights::flat(all), view, &mut x, &mut work, &mut f)?;
     Ok(f)
 }
 
