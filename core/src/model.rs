@@ -67,6 +67,11 @@ impl<'a> Params<'a> {
         Params { table: None, body: params, base: 0 }
     }
 
+    /// An int8 Embedding `[V][E]` and the other parameters `rest` in the flat order.
+    pub(crate) fn int8(spec: &Spec, embedding: Int8Embedding<'a>, rest: &'a [f32]) -> Self {
+        Params { table: Some(embedding), body: rest, base: spec.embedding_len() }
+    }
+
     /// Checks the buffer lengths against the spec.
     fn check(&self, spec: &Spec) -> Result<(), Error> {
         match self.table {
@@ -732,7 +737,7 @@ pub fn forward_logits_int8(
     work: &mut [f32],
     out: &mut [f32],
 ) -> Result<(), Error> {
-    let params = Params { table: Some(embedding), body: rest, base: spec.embedding_len() };
+    let params = Params::int8(spec, embedding, rest);
     logits_of(Exact, spec, params, input, batch, work, out)
 }
 
@@ -750,7 +755,7 @@ pub fn forward_hidden_int8(
     work: &mut [f32],
     hidden: &mut [f32],
 ) -> Result<(), Error> {
-    let params = Params { table: Some(embedding), body: rest, base: spec.embedding_len() };
+    let params = Params::int8(spec, embedding, rest);
     hidden_of(spec, params, input, batch, work, hidden)
 }
 
@@ -888,7 +893,7 @@ pub fn step_int8(
     work: &mut [f32],
     out: Option<&mut [f32]>,
 ) -> Result<(), Error> {
-    let params = Params { table: Some(embedding), body: rest, base: spec.embedding_len() };
+    let params = Params::int8(spec, embedding, rest);
     step_of(Exact, spec, params, input, batch, state, work, out)
 }
 
