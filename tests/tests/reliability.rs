@@ -961,24 +961,36 @@ fn config_cases(cat: &mut Catalogue, dir: &Path) {
         TrainArgs::from_toml_file(&dir.join("nope.toml")),
         &["nope.toml"],
     );
-    // Values that parse but are out of their domain are rejected naming the setting.
+    // Values that parse but are out of their domain are refused by the one check of a set of
+    // settings, naming the setting.
+    let flag_error = |a: &TrainArgs| a.validate().map_err(|e| e.as_flag_error());
     let mut args = TrainArgs::default();
     args.optimizer.lr = Some(-1.0);
-    cat.case_anyhow(
+    cat.case_exact(
         "config: negative learning rate",
-        args.optimizer(),
-        &["--lr must be a finite number > 0", "-1"],
+        flag_error(&args),
+        "--lr must be a finite number > 0 (an f32: at most 3.4e38), got -1",
     );
     let mut args = TrainArgs::default();
     (args.optimizer.clipnorm, args.optimizer.clipvalue) = (Some(1.0), Some(1.0));
-    cat.case_anyhow("config: two clipping modes", args.optimizer(), &["--clipnorm", "--clipvalue"]);
+    cat.case_anyhow("config: two clipping modes", flag_error(&args), &["--clipnorm", "clipvalue"]);
     let mut args = TrainArgs::default();
     args.run.bptt_window = Some(0);
-    cat.case_anyhow("config: zero BPTT window", args.bptt(), &["--bptt-window"]);
+    cat.case_exact(
+        "config: zero BPTT window",
+        flag_error(&args),
+        "--bptt-window must be at least 1, got 0",
+    );
     let mut args = TrainArgs::default();
     args.optimizer.l2 = Some(f32::INFINITY);
-    let spec = Spec::channels(3).lstm(4).dense(2, Head::Softmax);
-    cat.case_anyhow("config: infinite L2", args.penalties(&spec), &["--l2", "inf"]);
+    cat.case_anyhow("config: infinite L2", flag_error(&args), &["--l2", "inf"]);
+    let mut args = TrainArgs::default();
+    args.optimizer.beta_1 = Some(1.0);
+    cat.case_anyhow(
+        "config: beta_1 out of range",
+        flag_error(&args),
+        &["--beta-1", "beta_1 must be in [0, 1)", "got 1"],
+    );
     // Non-finite and out-of-range floats in a config file: refused when the file is read,
     // naming file, line and key (merging the file with the flags goes through JSON, where NaN
     // and infinity would silently become "not given", that is the default).
@@ -996,7 +1008,7 @@ fn config_cases(cat: &mut Catalogue, dir: &Path) {
         (
             "l2-minus-inf",
             "l2 = -inf\n",
-            "line 1: `l2` = -inf: must be a finite number (an f32: at most ±3.4e38)",
+            "line 1: `l2` = -inf: must be a finite number ≥ 0 (an f32: at most 3.4e38)",
         ),
         (
             "clipnorm-beyond-f32",
@@ -1024,7 +1036,7 @@ fn config_cases(cat: &mut Catalogue, dir: &Path) {
     args.run.min_delta = Some(f64::NAN);
     cat.case_exact(
         "config: NaN min_delta in code",
-        args.check_floats(),
+        args.validate().map_err(|e| e.as_flag_error()),
         "--min-delta must be a finite number ≥ 0, got NaN",
     );
 }

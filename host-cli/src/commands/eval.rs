@@ -51,12 +51,15 @@ pub struct EvalCmd {
 
 fn trainer_for(bundle: &ModelBundle, threads: Option<usize>, fast: bool) -> Result<Trainer> {
     let penalties = match &bundle.meta.config {
-        Some(c) => c.penalties(&bundle.spec)?,
+        Some(c) => {
+            c.validate().map_err(|e| anyhow::anyhow!("the model's training settings: {e}"))?;
+            c.penalties(&bundle.spec)
+        }
         None => tinylstm::penalty::Penalties::NONE,
     };
     Trainer::new(FitConfig {
         spec: bundle.spec,
-        optimizer: TrainArgs::default().optimizer()?,
+        optimizer: TrainArgs::default().optimizer(),
         penalties,
         bptt: Bptt::FULL,
         batch_size: 1,

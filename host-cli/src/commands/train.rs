@@ -84,6 +84,10 @@ pub fn run(cmd: &TrainCmd) -> Result<()> {
     } else {
         None
     };
+    // The settings as assembled (defaults < config file < flags, or the checkpoint's <
+    // flags), checked once; the config file's own values were checked, naming file and line,
+    // when it was read.
+    args.validate().map_err(|e| e.as_flag_error())?;
     crate::interrupt::install()?;
     let outcome = train_model(
         &args,

@@ -3,9 +3,11 @@
 
 /// What a floating-point setting accepts when flags and config files are read. NaN and ±Inf
 /// are never accepted: merging flags over a config file goes through JSON, which has no such
-/// numbers and would silently turn them into "not given" (the default). Range checks that the
-/// core already does with the setting's name (learning rate, momentum, β, ε, clipping, decay,
-/// penalties) stay there; the rules here add the ranges nothing else checks.
+/// numbers and would silently turn them into "not given" (the default). Ranges the core
+/// checks (momentum, β, ε, clipping, decay) are checked by [`TrainArgs::validate`] through the
+/// core's own `validate`, naming the setting; the rules here are the rest.
+///
+/// [`TrainArgs::validate`]: super::TrainArgs::validate
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum FloatRule {
     /// Any finite number.
@@ -34,7 +36,10 @@ impl FloatRule {
                 Some("must be a finite number (an f32: at most ±3.4e38)")
             }
             (false, FloatRule::Finite, false) => Some("must be a finite number"),
-            (false, FloatRule::NonNegative, _) => Some("must be a finite number ≥ 0"),
+            (false, FloatRule::NonNegative, true) => {
+                Some("must be a finite number ≥ 0 (an f32: at most 3.4e38)")
+            }
+            (false, FloatRule::NonNegative, false) => Some("must be a finite number ≥ 0"),
             (false, FloatRule::Fraction, _) => Some("must be a fraction from 0 to 1"),
             (false, FloatRule::Positive, true) => {
                 Some("must be a finite number > 0 (an f32: at most 3.4e38)")
@@ -68,6 +73,10 @@ pub(super) fn finite_f64(s: &str) -> Result<f64, String> {
     float_flag(s, FloatRule::Finite, false)
 }
 
+pub(super) fn non_negative_f32(s: &str) -> Result<f32, String> {
+    float_flag(s, FloatRule::NonNegative, true)
+}
+
 pub(super) fn non_negative_f64(s: &str) -> Result<f64, String> {
     float_flag(s, FloatRule::NonNegative, false)
 }
@@ -76,7 +85,8 @@ pub(super) fn fraction_f64(s: &str) -> Result<f64, String> {
     float_flag(s, FloatRule::Fraction, false)
 }
 
-/// A floating-point setting whose value is not allowed (see [`TrainArgs::invalid_float`]).
+/// A floating-point setting whose value is not allowed (see
+/// [`TrainArgs::validate`](super::TrainArgs::validate)).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct InvalidFloat {
     /// The setting's key as a config file spells it (`lr`, `min_delta`).

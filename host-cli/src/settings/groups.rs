@@ -6,7 +6,9 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-use super::floats::{finite_f32, finite_f64, fraction_f64, non_negative_f64, positive_f32};
+use super::floats::{
+    finite_f32, finite_f64, fraction_f64, non_negative_f32, non_negative_f64, positive_f32,
+};
 use super::{HeadKind, Monitor, OptimizerKind, ScheduleKind, Side, SplitKind, TaskKind};
 
 /// Which samples are loaded and how they are split: the data file and its columns, the task, the split.
@@ -240,11 +242,11 @@ pub struct OptimizerArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clipvalue: Option<f32>,
     /// L1 penalty on the LSTM and Dense kernels (Keras kernel_regularizer) [default: 0].
-    #[arg(long, value_parser = finite_f32, allow_hyphen_values = true)]
+    #[arg(long, value_parser = non_negative_f32, allow_hyphen_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub l1: Option<f32>,
     /// L2 penalty on the LSTM and Dense kernels (Keras kernel_regularizer) [default: 0].
-    #[arg(long, value_parser = finite_f32, allow_hyphen_values = true)]
+    #[arg(long, value_parser = non_negative_f32, allow_hyphen_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub l2: Option<f32>,
 }

@@ -34,12 +34,14 @@ pub use crate::preprocess::pad::Side;
 mod floats;
 mod groups;
 mod kinds;
+mod validate;
 
 pub use groups::{DataArgs, ModelArgs, OptimizerArgs, PreprocessingArgs, RunArgs};
 
 pub use kinds::{SplitKind, TaskKind};
 
 pub use floats::InvalidFloat;
+pub use validate::SettingError;
 use floats::{key_line, FloatRule};
 
 /// Optimizer choices (`--optimizer`).
@@ -191,9 +193,9 @@ fn default_text_units() -> Vec<usize> {
 }
 
 impl TrainArgs {
-    /// Reads a TOML config file into a `TrainArgs` (unknown keys are errors naming the key; a
-    /// value a setting refuses — `padding = "psot"`, a NaN, an out-of-range float — is an error
-    /// naming the file, line and key).
+    /// Reads a TOML config file into validated settings ([`TrainArgs::validate`]): an unknown
+    /// key, a value outside a closed set (`padding = "psot"`) or a value a setting refuses (a
+    /// NaN, `lr = 0`, `batch_size = 0`) is an error naming the file, line and key.
     pub fn from_toml_file(path: &Path) -> Result<TrainArgs> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config file {}", path.display()))?;
@@ -205,7 +207,7 @@ impl TrainArgs {
             Ok(a) => a,
             Err(e) => bail!("config file {}{}: {e}", path.display(), line(&e.key)),
         };
-        if let Some(bad) = args.invalid_float() {
+        if let Err(bad) = args.validate() {
             bail!("config file {}{}: {bad}", path.display(), line(bad.key));
         }
         // Relative data paths in a config file are relative to the file.
@@ -250,8 +252,8 @@ impl TrainArgs {
             ("clipnorm", w(self.optimizer.clipnorm), Finite, true),
             ("global_clipnorm", w(self.optimizer.global_clipnorm), Finite, true),
             ("clipvalue", w(self.optimizer.clipvalue), Finite, true),
-            ("l1", w(self.optimizer.l1), Finite, true),
-            ("l2", w(self.optimizer.l2), Finite, true),
+            ("l1", w(self.optimizer.l1), NonNegative, true),
+            ("l2", w(self.optimizer.l2), NonNegative, true),
             ("valid_split", self.data.valid_split, Fraction, false),
             ("test_split", self.data.test_split, Fraction, false),
             ("min_delta", self.run.min_delta, NonNegative, false),
@@ -260,29 +262,19 @@ impl TrainArgs {
     }
 
     /// The first floating-point setting holding a value no setting accepts: NaN or ±Inf (any
-    /// float), a negative `min_delta`, a `valid_split`/`test_split` outside [0, 1]. Flags are
-    /// checked when they are parsed and config files when they are read; this is the check for
-    /// settings built another way.
-    pub fn invalid_float(&self) -> Option<InvalidFloat> {
+    /// float), `lr` ≤ 0, a negative `min_delta`, `l1` or `l2`, a `valid_split`/`test_split`
+    /// outside [0, 1]. Part of [`TrainArgs::validate`].
+    fn invalid_float(&self) -> Option<InvalidFloat> {
         self.floats().into_iter().find_map(|(key, value, rule, f32_setting)| {
             let value = value?;
             rule.problem(value, f32_setting).map(|problem| InvalidFloat { key, value, problem })
         })
     }
 
-    /// [`TrainArgs::invalid_float`] as an error naming the flag
-    /// (`--min-delta must be a finite number ≥ 0, got -1`).
-    pub fn check_floats(&self) -> Result<()> {
-        match self.invalid_float() {
-            Some(bad) => bail!("{} {}, got {}", bad.flag(), bad.problem, bad.value),
-            None => Ok(()),
-        }
-    }
-
     /// `self` with every field that `over` sets replaced by `over`'s value.
     ///
     /// Goes through JSON, where a NaN or infinite float would become "not given": both sides
-    /// must pass [`TrainArgs::invalid_float`] (flags and config files do).
+    /// must pass [`TrainArgs::validate`] (flags and config files do).
     pub fn overlaid(&self, over: &TrainArgs) -> TrainArgs {
         let top = match serde_json::to_value(over).expect("TrainArgs serialises") {
             serde_json::Value::Object(m) => m,
@@ -438,10 +430,9 @@ impl TrainArgs {
         Ok(spec)
     }
 
-    /// The optimizer, schedule and clipping; rejects invalid values naming the flag.
-    pub fn optimizer(&self) -> Result<OptimizerConfig> {
-        // The one check of every float setting (`--lr` > 0 among them), as for flags and files.
-        self.check_floats()?;
+    /// The optimizer, its learning-rate schedule and the clipping these settings name, as
+    /// built, unchecked ([`TrainArgs::validate`] checks them).
+    fn optimizer_parts(&self) -> (Optimizer, Schedule, Clip) {
         let lr = self.optimizer.lr.unwrap_or(1e-3);
         let kind = self.optimizer.kind.unwrap_or(OptimizerKind::Adam);
         let momentum = self.optimizer.momentum.unwrap_or(0.9);
@@ -465,7 +456,6 @@ impl TrainArgs {
         if let Some(w) = self.optimizer.weight_decay {
             opt = opt.with_weight_decay(w);
         }
-        opt.validate().map_err(|e| anyhow::anyhow!("optimizer settings: {e}"))?;
         let decay_steps = self.optimizer.decay_steps.unwrap_or(1000);
         let mut schedule = match self.optimizer.schedule.unwrap_or(ScheduleKind::Constant) {
             ScheduleKind::Constant => Schedule::constant(lr),
@@ -487,39 +477,38 @@ impl TrainArgs {
         if let Some(w) = self.optimizer.warmup_steps {
             schedule = schedule.with_warmup(w, 0.0);
         }
-        schedule.validate().map_err(|e| anyhow::anyhow!("schedule settings: {e}"))?;
+        // `validate` refuses more than one clipping bound; the first given is used.
         let clip = match (
             self.optimizer.clipnorm,
             self.optimizer.global_clipnorm,
             self.optimizer.clipvalue,
         ) {
-            (None, None, None) => Clip::none(),
-            (Some(c), None, None) => Clip::norm(c),
-            (None, Some(c), None) => Clip::global_norm(c),
+            (Some(c), ..) => Clip::norm(c),
+            (None, Some(c), _) => Clip::global_norm(c),
             (None, None, Some(c)) => Clip::value(c),
-            _ => bail!("give at most one of --clipnorm, --global-clipnorm, --clipvalue (as Keras)"),
+            (None, None, None) => Clip::none(),
         };
-        clip.validate().map_err(|e| anyhow::anyhow!("clipping settings: {e}"))?;
-        Ok(OptimizerConfig::new(opt).with_schedule(schedule).with_clip(clip))
+        (opt, schedule, clip)
     }
 
-    /// L1/L2 on the LSTM and Dense kernels.
-    pub fn penalties(&self, spec: &Spec) -> Result<Penalties> {
+    /// The optimizer, schedule and clipping of settings that passed [`TrainArgs::validate`]
+    /// (the core also refuses an invalid one at its first step, naming the hyperparameter).
+    pub fn optimizer(&self) -> OptimizerConfig {
+        let (opt, schedule, clip) = self.optimizer_parts();
+        OptimizerConfig::new(opt).with_schedule(schedule).with_clip(clip)
+    }
+
+    /// L1/L2 on the LSTM and Dense kernels (`l1`, `l2` ≥ 0: see [`TrainArgs::validate`]).
+    pub fn penalties(&self, spec: &Spec) -> Penalties {
         let (l1, l2) = (self.optimizer.l1.unwrap_or(0.0), self.optimizer.l2.unwrap_or(0.0));
-        for (name, v) in [("--l1", l1), ("--l2", l2)] {
-            if !(v.is_finite() && v >= 0.0) {
-                bail!("{name} must be a non-negative number, got {v}");
-            }
-        }
-        Ok(Penalties::kernels(spec, Penalty::l1_l2(l1, l2)))
+        Penalties::kernels(spec, Penalty::l1_l2(l1, l2))
     }
 
-    /// The BPTT mode.
-    pub fn bptt(&self) -> Result<Bptt> {
+    /// The BPTT mode (`bptt_window` ≥ 1: see [`TrainArgs::validate`]).
+    pub fn bptt(&self) -> Bptt {
         match self.run.bptt_window {
-            Some(0) => bail!("--bptt-window must be at least 1"),
-            Some(k) => Ok(Bptt::truncated(k)),
-            None => Ok(Bptt::FULL),
+            Some(k) => Bptt::truncated(k),
+            None => Bptt::FULL,
         }
     }
 }

@@ -135,20 +135,106 @@ fn config_file_floats_are_checked_naming_file_line_and_key() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// One check of a set of settings, `validate`, names the setting: as a config key
+/// (`` `min_delta` = -0.5: … ``) or as a flag (`--min-delta must be …, got -0.5`).
 #[test]
 fn settings_built_in_code_are_checked_naming_the_flag() {
     let a = with(TrainArgs::default(), |t| {
         t.run.min_delta = Some(-0.5);
     });
-    let e = a.check_floats().unwrap_err().to_string();
-    assert_eq!(e, "--min-delta must be a finite number ≥ 0, got -0.5");
+    let e = a.validate().unwrap_err();
+    assert_eq!(e.to_string(), "`min_delta` = -0.5: must be a finite number ≥ 0");
+    assert_eq!(e.as_flag_error().to_string(), "--min-delta must be a finite number ≥ 0, got -0.5");
     let a = with(TrainArgs::default(), |t| {
         t.optimizer.clipnorm = Some(f32::INFINITY);
     });
-    assert!(a.check_floats().unwrap_err().to_string().starts_with("--clipnorm must be"));
-    assert!(TrainArgs::default().check_floats().is_ok());
+    assert!(a.validate().unwrap_err().as_flag_error().to_string().starts_with("--clipnorm must be"));
+    assert!(TrainArgs::default().validate().is_ok());
     assert_eq!(key_line("a = 1\n  lr=2\nlrx = 3", "lr"), Some(2));
     assert_eq!(key_line("lrx = 3", "lr"), None);
+}
+
+/// Every rule `validate` adds to the float rules, each naming its key: counts of at least 1,
+/// the layer list, one clipping bound, and the core's ranges for the optimizer and schedule.
+#[test]
+fn validate_names_the_key_of_every_rule() {
+    let cases: Vec<(fn(&mut TrainArgs), &str, &str)> = vec![
+        (|t| t.optimizer.lr = Some(0.0), "lr", "0"),
+        (|t| t.optimizer.l1 = Some(-0.1), "l1", "-0.10000000149011612"),
+        (|t| t.run.batch_size = Some(0), "batch_size", "0"),
+        (|t| t.run.epochs = Some(0), "epochs", "0"),
+        (|t| t.preprocessing.maxlen = Some(0), "maxlen", "0"),
+        (|t| t.preprocessing.num_words = Some(0), "num_words", "0"),
+        (|t| t.model.embedding_dim = Some(0), "embedding_dim", "0"),
+        (|t| t.run.threads = Some(0), "threads", "0"),
+        (|t| t.data.horizon = Some(0), "horizon", "0"),
+        (|t| t.data.lookback = Some(0), "lookback", "0"),
+        (|t| t.run.bptt_window = Some(0), "bptt_window", "0"),
+        (|t| t.data.channels = Some(0), "channels", "0"),
+        (|t| t.model.units = Some(vec![]), "units", "[]"),
+        (|t| t.model.units = Some(vec![4, 0]), "units", "[4, 0]"),
+        (|t| t.model.units = Some(vec![4; tinylstm::MAX_LAYERS + 1]), "units", "[4"),
+        (
+            |t| (t.optimizer.global_clipnorm, t.optimizer.clipvalue) = (Some(1.0), Some(0.5)),
+            "global_clipnorm",
+            "1",
+        ),
+        (|t| t.optimizer.clipvalue = Some(0.0), "clipvalue", "0"),
+        (|t| t.optimizer.beta_1 = Some(1.0), "beta_1", "1"),
+        (|t| t.optimizer.beta_2 = Some(-0.1), "beta_2", "-0.1"),
+        (|t| t.optimizer.epsilon = Some(0.0), "epsilon", "0"),
+        (|t| t.optimizer.weight_decay = Some(-1.0), "weight_decay", "-1"),
+        (
+            |t| (t.optimizer.kind, t.optimizer.momentum) = (Some(OptimizerKind::Momentum), Some(2.0)),
+            "momentum",
+            "2",
+        ),
+        (
+            |t| (t.optimizer.schedule, t.optimizer.decay_rate) =
+                (Some(ScheduleKind::Exponential), Some(0.0)),
+            "decay_rate",
+            "0",
+        ),
+        (
+            |t| (t.optimizer.schedule, t.optimizer.decay_steps) =
+                (Some(ScheduleKind::Cosine), Some(0)),
+            "decay_steps",
+            "0",
+        ),
+        (
+            |t| (t.optimizer.schedule, t.optimizer.alpha) = (Some(ScheduleKind::Cosine), Some(1.5)),
+            "alpha",
+            "1.5",
+        ),
+        (
+            |t| (t.optimizer.schedule, t.optimizer.step_size) = (Some(ScheduleKind::Step), Some(0)),
+            "step_size",
+            "0",
+        ),
+        (
+            |t| (t.optimizer.schedule, t.optimizer.gamma) = (Some(ScheduleKind::Step), Some(0.0)),
+            "gamma",
+            "0",
+        ),
+    ];
+    for (set, key, value) in cases {
+        let mut a = TrainArgs::default();
+        set(&mut a);
+        let e = a.validate().expect_err(key);
+        assert_eq!(e.key, key, "{e}");
+        assert!(e.value.starts_with(value), "{key}: {e}");
+        assert!(!e.problem.is_empty());
+        assert!(e.as_flag_error().to_string().starts_with(&format!("--{} ", key.replace('_', "-"))));
+    }
+    // Values at the edge of each rule pass.
+    let edge = with(TrainArgs::default(), |t| {
+        t.optimizer.l1 = Some(0.0);
+        t.optimizer.beta_1 = Some(0.0);
+        t.optimizer.clipnorm = Some(1.0);
+        t.run.bptt_window = Some(1);
+        t.model.units = Some(vec![1; tinylstm::MAX_LAYERS]);
+    });
+    assert_eq!(edge.validate(), Ok(()));
 }
 
 #[test]
@@ -236,12 +322,12 @@ fn invalid_values_name_the_flag() {
     let bad = with(TrainArgs::default(), |t| {
         t.optimizer.lr = Some(-1.0);
     });
-    assert!(bad.optimizer().unwrap_err().to_string().contains("--lr"));
+    assert!(bad.validate().unwrap_err().as_flag_error().to_string().contains("--lr"));
     let two = with(TrainArgs::default(), |t| {
         t.optimizer.clipnorm = Some(1.0);
         t.optimizer.clipvalue = Some(1.0);
     });
-    assert!(two.optimizer().unwrap_err().to_string().contains("at most one"));
+    assert!(two.validate().unwrap_err().to_string().contains("at most one"));
     let units = with(TrainArgs::default(), |t| {
         t.model.units = Some(vec![]);
     });

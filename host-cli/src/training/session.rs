@@ -98,18 +98,19 @@ pub struct TrainSession {
 
 impl TrainSession {
     /// Prepares data (through `opts.cache`), builds the model and initialises its weights, or
-    /// restores them from `opts.resume`. `opts.out_dir` and `opts.on_epoch` are not used here.
+    /// restores them from `opts.resume`. `args` are settings that passed
+    /// [`TrainArgs::validate`] (flags, config files and tune trials are validated where they
+    /// are assembled). `opts.out_dir` and `opts.on_epoch` are not used here.
     pub fn new(args: &TrainArgs, opts: &RunOptions<'_>) -> Result<TrainSession> {
-        args.check_floats()?;
         let data = if args.data.task == Some(crate::settings::TaskKind::Forecast) {
             Arc::new(super::forecast::prepare_forecast(args)?)
         } else {
             prepare_data(args, opts.cache)?
         };
         let spec = super::prepared::with_mask(args.spec(data.input, data.classes)?, data.mask)?;
-        let optimizer = args.optimizer()?;
-        let penalties = args.penalties(&spec)?;
-        let bptt = args.bptt()?;
+        let optimizer = args.optimizer();
+        let penalties = args.penalties(&spec);
+        let bptt = args.bptt();
         let mut meta = data.meta.clone();
         meta.config = Some(args.clone());
         let threads = opts

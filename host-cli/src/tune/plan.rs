@@ -273,7 +273,7 @@ pub fn parse_search_file(text: &str, dir: &Path) -> Result<SearchFile> {
             toml::Value::Table(t) => TrainArgs::from_table(t).map_err(|e| anyhow!("[base] {e}"))?,
             _ => bail!("[base] must be a table"),
         };
-        if let Some(bad) = base.invalid_float() {
+        if let Err(bad) = base.validate() {
             bail!("[base] {bad}");
         }
         for p in [&mut base.data.file, &mut base.data.test].into_iter().flatten() {

@@ -188,33 +188,18 @@ fn kind_of(key: &str) -> Kind {
     }
 }
 
-/// Checks the training settings that can be checked without data: floats (finite, in range),
-/// optimizer, schedule, clipping, penalties, layer sizes, batch size, epochs, maxlen, BPTT window. Errors name the
-/// flag.
+/// Checks settings assembled for a search (the merged base, each value of the space on the
+/// base, each trial): [`TrainArgs::validate`], then the model's shape as far as it is known
+/// without data. Errors name the flag.
 pub fn check_args(args: &TrainArgs) -> Result<()> {
-    args.check_floats()?;
-    args.optimizer()?;
-    args.bptt()?;
-    for (flag, v) in [
-        ("--batch-size", args.run.batch_size),
-        ("--epochs", args.run.epochs),
-        ("--maxlen", args.preprocessing.maxlen),
-        ("--num-words", args.preprocessing.num_words),
-        ("--embedding-dim", args.model.embedding_dim),
-        ("--threads", args.run.threads),
-    ] {
-        if v == Some(0) {
-            bail!("{flag} must be at least 1");
-        }
-    }
+    args.validate().map_err(|e| e.as_flag_error())?;
     let classes = if args.model.head == Some(HeadKind::Linear) { None } else { Some(2) };
     let input = match args.data.channels {
         Some(c) => SpecInput::Channels(c.max(1)),
         None if args.data.file.is_none() => SpecInput::Channels(crate::data::synthetic::CHANNELS),
         None => SpecInput::Tokens { vocab: 2 },
     };
-    let spec = args.spec(input, classes)?;
-    args.penalties(&spec)?;
+    args.spec(input, classes)?;
     Ok(())
 }
 
