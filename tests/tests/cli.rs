@@ -484,3 +484,87 @@ fn both_kernel_paths_repeat_and_resume_bit_for_bit() {
         assert!(finals[0] != finals[1], "the fast and the exact run trained the same bits");
     }
 }
+
+/// UEA-style data sets all call their file `train.csv`: the default output folder is named
+/// after the data set's folder (`out/BasicMotions-train`), so runs on two data sets never share
+/// one; a second run into a folder with files says it reuses it; a failed run whose default
+/// folder (and `out/` itself) did not exist leaves neither behind.
+#[test]
+fn default_output_folders_are_named_after_the_data_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let in_work = |args: &[&str]| {
+        let out = std::process::Command::new(common::binary())
+            .args(args)
+            .current_dir(&work)
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    std::fs::create_dir(dir.path().join("Broken")).unwrap();
+    std::fs::write(dir.path().join("Broken/train.csv"), "0,1,2\n1,x,3\n").unwrap();
+    let (ok_run, err) = in_work(&["train", "--data", "../Broken/train.csv", "--channels", "1"]);
+    assert!(!ok_run && err.contains("train.csv") && err.contains("line 2"), "{err}");
+    assert!(!work.join("out").exists(), "the failed run left out/ behind");
+
+    let channels = tinylstm_cli::data::synthetic::CHANNELS.to_string();
+    for (i, set) in ["BasicMotions", "Epilepsy"].into_iter().enumerate() {
+        std::fs::create_dir(dir.path().join(set)).unwrap();
+        synthetic_csv(&dir.path().join(set).join("train.csv"), 60, i as u64);
+        let data = format!("../{set}/train.csv");
+        let args = ["train", "--data", &data, "--channels", &channels, "--epochs", "1"];
+        let (ok_run, err) = in_work(&[&args[..], &["--threads", "1", "--units", "8"]].concat());
+        assert!(ok_run, "{err}");
+        assert!(work.join(format!("out/{set}-train/model.tlm")).exists(), "{set}: {err}");
+        assert!(!err.contains("Reusing"), "{err}");
+    }
+    let mut folders: Vec<String> = std::fs::read_dir(work.join("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    folders.sort();
+    assert_eq!(folders, ["BasicMotions-train", "Epilepsy-train"]);
+    let again = ["--data", "../Epilepsy/train.csv", "--epochs", "1", "--units", "8"];
+    let (ok_run, err) = in_work(&[&["train", "--channels", &channels][..], &again].concat());
+    assert!(ok_run, "{err}");
+    let reused = Path::new("out").join("Epilepsy-train");
+    assert!(err.contains(&format!("Reusing output folder {}", reused.display())), "{err}");
+}
+
+/// A binary classification run writes the ROC and precision–recall pictures beside the
+/// confusion matrix, from `train` (test split) and from `eval --plots`; a run with more
+/// classes writes the confusion matrix only.
+#[test]
+fn binary_runs_write_roc_and_precision_recall_beside_the_confusion_matrix() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("words.csv");
+    let mut text = String::new();
+    for i in 0..120 {
+        let (label, words) =
+            if i % 2 == 0 { (1, "good great fine nice") } else { (0, "bad awful poor sad") };
+        let w: Vec<&str> = words.split(' ').collect();
+        text += &format!("{label},{} {} {}\n", w[i % 4], w[(i / 2) % 4], w[(i / 3) % 4]);
+    }
+    std::fs::write(&csv, text).unwrap();
+    let out = dir.path().join("run");
+    let small = ["--epochs", "2", "--units", "8", "--embedding-dim", "4", "--maxlen", "4"];
+    let args = [&["train", "--data", s(&csv), "--out", s(&out), "--quiet"][..], &small].concat();
+    ok(&args);
+    for f in ["confusion", "roc", "precision_recall"] {
+        for ext in ["svg", "png"] {
+            assert!(out.join(format!("{f}.{ext}")).exists(), "train: {f}.{ext} missing");
+        }
+    }
+    let plots = dir.path().join("eval-plots");
+    let model = out.join("model.tlm");
+    ok(&["eval", "--model", s(&model), "--data", s(&csv), "--plots", s(&plots)]);
+    for f in ["confusion.svg", "roc.svg", "precision_recall.svg"] {
+        assert!(plots.join(f).exists(), "eval --plots: {f} missing");
+    }
+    // The built-in task has four classes: no ROC.
+    let four = dir.path().join("four");
+    ok(&["train", "--out", s(&four), "--epochs", "1", "--synthetic-samples", "60", "--quiet"]);
+    assert!(four.join("confusion.svg").exists());
+    assert!(!four.join("roc.svg").exists() && !four.join("precision_recall.svg").exists());
+}

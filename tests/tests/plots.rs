@@ -430,3 +430,41 @@ fn roc_and_precision_recall_pictures() {
     assert!(has_text(&svg, "recall") && has_text(&svg, "precision"));
     no_temp_files(dir.path());
 }
+
+/// A training history whose loss spans two decades or more gets a log-scale loss picture
+/// (`loss_log`, axis `log10(loss)`) beside the linear one; one within a decade does not.
+#[test]
+fn a_loss_spanning_decades_gets_a_log_scale_picture() {
+    use tinylstm_cli::history::{write_history_plots, EpochStats};
+    let epoch = |epoch: usize, loss: f64| EpochStats {
+        epoch,
+        loss,
+        accuracy: Some(0.5),
+        val_loss: Some(loss * 1.1),
+        val_accuracy: Some(0.5),
+        lr: 1e-3,
+        seconds: 1.0,
+        samples_per_sec: 100.0,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let wide: Vec<EpochStats> =
+        [5000.0, 40.0, 0.9, 0.02].iter().enumerate().map(|(i, &l)| epoch(i + 1, l)).collect();
+    let written = write_history_plots(dir.path(), &wide, Some(4)).unwrap();
+    assert_pair(
+        &written
+            .iter()
+            .filter(|p| p.to_string_lossy().contains("loss_log"))
+            .cloned()
+            .collect::<Vec<_>>(),
+        &dir.path().join("loss_log"),
+    );
+    let svg = read_svg(&dir.path().join("loss_log.svg"));
+    assert!(has_text(&svg, "log10(loss)"), "{:?}", texts(&svg));
+    assert!(has_text(&svg, "Training and validation loss (log scale)"));
+    let narrow_dir = tempfile::tempdir().unwrap();
+    let narrow: Vec<EpochStats> =
+        [0.9, 0.5, 0.2, 0.1].iter().enumerate().map(|(i, &l)| epoch(i + 1, l)).collect();
+    let written = write_history_plots(narrow_dir.path(), &narrow, Some(4)).unwrap();
+    assert!(written.iter().all(|p| !p.to_string_lossy().contains("loss_log")), "{written:?}");
+    assert!(narrow_dir.path().join("loss.svg").exists());
+}

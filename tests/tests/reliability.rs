@@ -1208,7 +1208,7 @@ fn bad_input_catalogue_through_the_binary() {
     );
     expect(
         &["train", "--units", "8,8,8,8,8", "--synthetic-samples", "40", "--out", o],
-        &["--units", "got 5"],
+        &["--units must list 1 to 4 layer sizes (5 given)"],
     );
     expect(
         &["train", "--clipnorm", "1", "--clipvalue", "1", "--synthetic-samples", "40", "--out", o],
@@ -1222,7 +1222,7 @@ fn bad_input_catalogue_through_the_binary() {
     for (flag, v, problem) in [
         ("--lr", "inf", "must be a finite number > 0 (an f32: at most 3.4e38)"),
         ("--lr", "nan", "must be a finite number > 0 (an f32: at most 3.4e38)"),
-        ("--l2", "-inf", "must be a finite number (an f32: at most ±3.4e38)"),
+        ("--l2", "-inf", "must be a finite number ≥ 0 (an f32: at most 3.4e38)"),
         ("--momentum", "1e39", "must be a finite number (an f32: at most ±3.4e38)"),
         ("--beta-1", "NaN", "must be a finite number"),
         ("--min-delta", "-1", "must be a finite number ≥ 0"),

@@ -141,6 +141,31 @@ mod tests {
         assert_eq!(words("tinylstm a \"b c\" d # e"), ["tinylstm", "a", "b c", "d"]);
     }
 
+    /// The help of every command and subcommand speaks of the tool, not of the project's issue
+    /// tracker, and names closed sets by their flag values (`val_loss`, `sgd+momentum`), never
+    /// by their Rust names.
+    #[test]
+    fn help_texts_use_flag_values_and_no_tracker_words() {
+        let mut stack = vec![Cli::command()];
+        let mut seen = 0;
+        while let Some(mut c) = stack.pop() {
+            stack.extend(c.get_subcommands().cloned());
+            let help = c.render_long_help().to_string().to_lowercase();
+            for word in ["issue", "ticket", "valloss", "valaccuracy"] {
+                assert!(!help.contains(word), "{}: help says {word:?}:\n{help}", c.get_name());
+            }
+            seen += 1;
+        }
+        assert!(seen >= 10, "{seen} commands");
+        let train = Cli::command()
+            .find_subcommand_mut("train")
+            .map(|c| c.render_help().to_string())
+            .unwrap();
+        for values in ["val_loss, val_accuracy, loss", "sgd, sgd+momentum, nesterov"] {
+            assert!(train.contains(values), "train --help lacks {values:?}");
+        }
+    }
+
     #[test]
     fn version_and_completions() {
         for flag in ["-v", "-V", "--version"] {

@@ -41,8 +41,8 @@ pub use groups::{DataArgs, ModelArgs, OptimizerArgs, PreprocessingArgs, RunArgs}
 pub use kinds::{SplitKind, TaskKind};
 
 pub use floats::InvalidFloat;
-pub use validate::SettingError;
 use floats::{key_line, FloatRule};
+pub use validate::SettingError;
 
 /// Optimizer choices (`--optimizer`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]

@@ -108,11 +108,19 @@ impl TrainArgs {
         if let Some(units) = &self.model.units {
             let shown = format!("{units:?}");
             if units.is_empty() || units.len() > tinylstm::MAX_LAYERS {
-                let rule = format!("give 1 to {} layer sizes", tinylstm::MAX_LAYERS);
+                let rule = format!(
+                    "must list 1 to {} layer sizes ({} given)",
+                    tinylstm::MAX_LAYERS,
+                    units.len()
+                );
                 return Err(SettingError::new("units", shown, rule));
             }
             if units.contains(&0) {
-                return Err(SettingError::new("units", shown, "every layer needs at least 1 unit"));
+                return Err(SettingError::new(
+                    "units",
+                    shown,
+                    "must list layer sizes of at least 1",
+                ));
             }
         }
         let clips = [
@@ -123,7 +131,11 @@ impl TrainArgs {
         let mut given = clips.iter().filter_map(|(k, v)| Some((*k, (*v)?)));
         let clip_key = match (given.next(), given.next()) {
             (Some((a, v)), Some((b, _))) => {
-                let rule = format!("give at most one of clipnorm, global_clipnorm, clipvalue (as Keras); `{b}` is also given");
+                let rule = format!(
+                    "cannot be combined with {b} (--{}): Keras takes one of clipnorm, \
+                     global_clipnorm, clipvalue",
+                    b.replace('_', "-")
+                );
                 return Err(SettingError::new(a, v, rule));
             }
             (Some((a, _)), None) => a,

@@ -6,6 +6,7 @@ use crate::history::{write_history, write_history_plots};
 use crate::model_file::{ModelBundle, ModelMeta};
 use crate::settings::TrainArgs;
 use anyhow::{Context, Result};
+use std::path::PathBuf;
 
 /// Files a run writes into its output folder (besides pictures, `.svg` and `.png`).
 pub const RUN_FILES: &[&str] = &[
@@ -33,15 +34,23 @@ pub const RUN_FILES: &[&str] = &[
 /// ([`crate::manifest`]): until then the previous run's set stays complete and untouched, and a
 /// run that fails or is interrupted leaves it so (the checkpoint holds its own progress).
 ///
-/// A folder the run creates is removed again if the run fails before writing anything into it;
+/// Folders the run creates (the output folder and any missing parents) are removed again if
+/// the run fails before writing anything into them;
 /// an existing folder with files in it is reused (its files are replaced), and the run says so.
 pub fn train_model(args: &TrainArgs, opts: RunOptions<'_>) -> Result<TrainOutcome> {
     let mut reused = false;
     let created = match &opts.out_dir {
         Some(dir) if !dir.exists() => {
+            // The folders this run creates, deepest first (`out/` as well as `out/sms` when
+            // neither exists), so that a failed run removes every one it left empty.
+            let created: Vec<PathBuf> = dir
+                .ancestors()
+                .take_while(|a| !a.as_os_str().is_empty() && !a.exists())
+                .map(PathBuf::from)
+                .collect();
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create output folder {}", dir.display()))?;
-            Some(dir.clone())
+            created
         }
         Some(dir) => {
             let used = std::fs::read_dir(dir)
@@ -49,9 +58,9 @@ pub fn train_model(args: &TrainArgs, opts: RunOptions<'_>) -> Result<TrainOutcom
                 .next()
                 .is_some();
             reused = used && opts.resume.is_none();
-            None
+            Vec::new()
         }
-        None => None,
+        None => Vec::new(),
     };
     let lock = match &opts.out_dir {
         Some(dir) => crate::lock::FolderLock::acquire(dir, "--out").map(Some),
@@ -82,9 +91,14 @@ pub fn train_model(args: &TrainArgs, opts: RunOptions<'_>) -> Result<TrainOutcom
         drop(lock);
         r
     });
-    if let (Err(_), Some(dir)) = (&result, created) {
-        // Only an empty folder is removed: a failed run keeps its last good checkpoint.
-        let _ = std::fs::remove_dir(&dir);
+    if result.is_err() {
+        // Only empty folders are removed (deepest first, stopping at the first that is not
+        // empty): a failed run keeps its last good checkpoint.
+        for dir in &created {
+            if std::fs::remove_dir(dir).is_err() {
+                break;
+            }
+        }
     }
     result
 }
