@@ -121,6 +121,9 @@ mod tests {
         assert_eq!(rows.iter().map(|r| r.params).sum::<usize>(), spec.param_count());
         let text = summary(&spec, Some(100));
         assert!(text.contains("Total params: 788289 (3.0 MiB)"), "{text}");
+        // A streaming device keeps h and c of both layers: 2 · (128 + 64) floats, 1536 bytes.
+        assert!(text.contains("Device RAM besides the weights"), "{text}");
+        assert!(text.contains("(state 1.5 KiB, step work "), "{text}");
     }
 
     #[test]

@@ -415,9 +415,13 @@ fn console_summary_restore_note_reuse_version_and_completions() {
     let first = run(&args);
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
     let err = String::from_utf8_lossy(&first.stderr);
-    for want in
-        ["Layer (type)", "lstm (LSTM)", "Total params:", "(* after an epoch: val_loss improved"]
-    {
+    for want in [
+        "Layer (type)",
+        "lstm (LSTM)",
+        "Total params:",
+        "Device RAM besides the weights",
+        "(* after an epoch: val_loss improved",
+    ] {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");
     }
     assert!(!err.contains("Reusing output folder"), "{err}");
@@ -567,4 +571,128 @@ fn binary_runs_write_roc_and_precision_recall_beside_the_confusion_matrix() {
     ok(&["train", "--out", s(&four), "--epochs", "1", "--synthetic-samples", "60", "--quiet"]);
     assert!(four.join("confusion.svg").exists());
     assert!(!four.join("roc.svg").exists() && !four.join("precision_recall.svg").exists());
+}
+
+/// The words of a help example: `"…"` quoting kept together; a `#` comment or a `>`
+/// redirection ends it.
+fn example_words(line: &str) -> Vec<String> {
+    let (mut out, mut cur, mut quoted, mut any) = (Vec::new(), String::new(), false, false);
+    for c in line.chars() {
+        match c {
+            '"' => (quoted, any) = (!quoted, true),
+            '#' | '>' if !quoted => break,
+            c if c.is_whitespace() && !quoted => {
+                if any {
+                    out.push(std::mem::take(&mut cur));
+                    any = false;
+                }
+            }
+            c => (cur, any) = (cur + &c.to_string(), true),
+        }
+    }
+    if any {
+        out.push(cur);
+    }
+    out
+}
+
+/// The examples `tinylstm CMD --help` prints, as argument lists (without `tinylstm`).
+fn help_examples(cmd: &str) -> Vec<Vec<String>> {
+    let help = ok(&[cmd, "--help"]);
+    let examples: Vec<Vec<String>> = help
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| l.starts_with("tinylstm "))
+        .map(|l| example_words(l)[1..].to_vec())
+        .collect();
+    assert!(!examples.is_empty(), "`{cmd} --help` shows no example:\n{help}");
+    examples
+}
+
+/// Every example that `train`, `eval`, `predict`, `export` and `completions` show in their
+/// `--help` runs as printed, in a scratch folder holding the files the examples name (a text
+/// CSV `sms.csv`, a 6-channel `train.csv`/`test.csv`, `train.toml`, …). The examples of `tune`
+/// (searches of 20 trials), `bench`, `import` (Keras weights) and `device-data` are parsed by
+/// the binary's own unit test (`help_examples_parse`) but not run here.
+#[test]
+fn help_examples_run_as_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let write = |name: &str, text: &str| std::fs::write(d.join(name), text).unwrap();
+    let texts = |n: usize| -> String {
+        let words = [["win", "prize", "claim", "free"], ["see", "you", "at", "home"]];
+        (0..n)
+            .map(|i| {
+                let w = &words[i % 2];
+                format!("{},{} {} {} now\n", 1 - i % 2, w[i % 4], w[(i / 2) % 4], w[(i / 3) % 4])
+            })
+            .collect()
+    };
+    write("sms.csv", &texts(60));
+    write("sms_test.csv", &texts(20));
+    let sequences = |n: usize, labels: bool| -> String {
+        let mut text = String::new();
+        for i in 0..n {
+            let label = i % 2;
+            if labels {
+                text += &format!("{label}");
+            }
+            for v in 0..60 {
+                let x = ((v * (label + 1) + i) % 7) as f32 * 0.3 - label as f32;
+                text += &format!("{}{x}", if labels || v > 0 { "," } else { "" });
+            }
+            text.push('\n');
+        }
+        text
+    };
+    write("train.csv", &sequences(60, true));
+    write("test.csv", &sequences(20, true));
+    write("train.toml", "data = \"sms.csv\"\nepochs = 1\n");
+    synthetic_csv(&d.join("windows.csv"), 20, 3);
+    let run_here = |args: &[String], stdin: &[u8]| {
+        use std::io::Write as _;
+        let mut child = std::process::Command::new(common::binary())
+            .args(args)
+            .current_dir(d)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "help example `tinylstm {}` failed:\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let setup = |args: &[&str]| {
+        run_here(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>(), b"");
+    };
+    // What the examples take as given: an interrupted run in runs/a, a 6-channel model in
+    // out/motion, a model.tlm, a firmware/src folder.
+    setup(&["train", "--out", "runs/a", "--epochs", "1", "--synthetic-samples", "60", "--quiet"]);
+    let motion = ["--data", "train.csv", "--channels", "6", "--epochs", "1", "--quiet"];
+    setup(&[&["train", "--out", "out/motion"][..], &motion].concat());
+    std::fs::create_dir_all(d.join("firmware/src")).unwrap();
+    let mut ran = 0;
+    for cmd in ["train", "eval", "predict", "export", "completions"] {
+        for args in help_examples(cmd) {
+            assert_eq!(args[0], cmd);
+            if cmd == "export" && args.iter().any(|a| a == "model.tlm") {
+                std::fs::copy(d.join("out/synthetic/model.tlm"), d.join("model.tlm")).unwrap();
+            }
+            run_here(&args, sequences(3, false).as_bytes());
+            ran += 1;
+        }
+    }
+    assert!(ran >= 12, "only {ran} examples ran");
+    for f in ["out/synthetic/model.tlm", "out/sms/model.tlm", "out/train/model.tlm"] {
+        assert!(d.join(f).exists(), "{f} missing");
+    }
+    for f in ["firmware/src/model.rs", "sms-int8.tlm", "weights.npz"] {
+        assert!(d.join(f).exists(), "{f} missing");
+    }
 }
