@@ -696,3 +696,33 @@ fn help_examples_run_as_printed() {
         assert!(d.join(f).exists(), "{f} missing");
     }
 }
+
+/// Names as the flags spell them, end to end: `--monitor val_loss` and `--optimizer
+/// sgd+momentum` are accepted on the command line and in a config file, and messages name them
+/// the same way (never `ValLoss` or `Momentum`).
+#[test]
+fn flags_and_messages_spell_names_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let small = ["--epochs", "1", "--synthetic-samples", "40", "--quiet"];
+    let flags = ["train", "--out", s(&out), "--monitor", "val_loss", "--optimizer", "sgd+momentum"];
+    ok(&[&flags[..], &small].concat());
+    let e = fails(&["train", "--out", s(&out), "--resume", "--optimizer", "adam"]);
+    assert!(
+        e.contains("the checkpoint's optimizer sgd+momentum; --optimizer adam would start"),
+        "{e}"
+    );
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, "monitor = \"val_loss\"\noptimizer = \"sgd+momentum\"\nepochs = 1\n")
+        .unwrap();
+    let out2 = dir.path().join("run2");
+    let err =
+        run(&["train", "--config", s(&config), "--out", s(&out2), "--synthetic-samples", "40"]);
+    let err = String::from_utf8_lossy(&err.stderr);
+    assert!(out2.join("model.tlm").exists(), "{err}");
+    for debug_name in ["ValLoss", "Momentum", "Pre ", "Adam "] {
+        assert!(!err.contains(debug_name), "{debug_name:?} in:\n{err}");
+    }
+    let bad = fails(&["train", "--monitor", "valloss", "--out", s(&out2)]);
+    assert!(bad.contains("val_loss") && bad.contains("val_accuracy"), "{bad}");
+}

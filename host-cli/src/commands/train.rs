@@ -68,15 +68,9 @@ pub fn run(cmd: &TrainCmd) -> Result<()> {
         })?;
         let was = stored.optimizer.kind.unwrap_or(crate::settings::OptimizerKind::Adam);
         if let Some(now) = cmd.args.optimizer.kind.filter(|n| *n != was) {
-            let name = |k: crate::settings::OptimizerKind| {
-                clap::ValueEnum::to_possible_value(&k)
-                    .map_or(String::new(), |v| v.get_name().into())
-            };
             anyhow::bail!(
-                "--resume continues the checkpoint's optimizer {}; --optimizer {} would start \
-                 another one without its state (train into a new --out instead)",
-                name(was),
-                name(now)
+                "--resume continues the checkpoint's optimizer {was}; --optimizer {now} would \
+                 start another one without its state (train into a new --out instead)"
             );
         }
         args = stored.overlaid(&cmd.args);

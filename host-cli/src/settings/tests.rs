@@ -163,7 +163,9 @@ fn settings_built_in_code_are_checked_naming_the_flag() {
 /// the layer list, one clipping bound, and the core's ranges for the optimizer and schedule.
 #[test]
 fn validate_names_the_key_of_every_rule() {
-    let cases: Vec<(fn(&mut TrainArgs), &str, &str)> = vec![
+    /// A change to the defaults, the key `validate` must name, the start of the value shown.
+    type Case = (fn(&mut TrainArgs), &'static str, &'static str);
+    let cases: Vec<Case> = vec![
         (|t| t.optimizer.lr = Some(0.0), "lr", "0"),
         (|t| t.optimizer.l1 = Some(-0.1), "l1", "-0.10000000149011612"),
         (|t| t.run.batch_size = Some(0), "batch_size", "0"),
