@@ -443,6 +443,12 @@ fn console_summary_restore_note_reuse_version_and_completions() {
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(err.contains(&format!("Reusing output folder {}", out.display())), "{err}");
 
+    // `info` prints the same summary for a saved model.
+    let info = ok(&["info", "--model", s(&out.join("model.tlm"))]);
+    for want in ["Layer (type)", "lstm (LSTM)", "Total params:", "Device RAM besides the weights"] {
+        assert!(info.contains(want), "info lacks {want:?}:\n{info}");
+    }
+
     let version = ok(&["-v"]);
     assert!(version.starts_with("tinylstm "), "{version}");
     let bash = ok(&["completions", "bash"]);
