@@ -167,7 +167,7 @@ fn validate_names_the_key_of_every_rule() {
     type Case = (fn(&mut TrainArgs), &'static str, &'static str);
     let cases: Vec<Case> = vec![
         (|t| t.optimizer.lr = Some(0.0), "lr", "0"),
-        (|t| t.optimizer.l1 = Some(-0.1), "l1", "-0.10000000149011612"),
+        (|t| t.optimizer.l1 = Some(-0.1), "l1", "-0.1"),
         (|t| t.run.batch_size = Some(0), "batch_size", "0"),
         (|t| t.run.epochs = Some(0), "epochs", "0"),
         (|t| t.preprocessing.maxlen = Some(0), "maxlen", "0"),

@@ -47,7 +47,14 @@ impl std::error::Error for SettingError {}
 
 impl From<super::InvalidFloat> for SettingError {
     fn from(bad: super::InvalidFloat) -> SettingError {
-        SettingError::new(bad.key, bad.value, bad.problem)
+        // An f32 setting's value is held as f64: print it as the f32 it is (`-0.1`, not
+        // `-0.10000000149011612`).
+        let single = bad.value as f32;
+        if f64::from(single) == bad.value {
+            SettingError::new(bad.key, single, bad.problem)
+        } else {
+            SettingError::new(bad.key, bad.value, bad.problem)
+        }
     }
 }
 
