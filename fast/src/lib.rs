@@ -50,7 +50,7 @@ mod generic;
 mod simd;
 
 use simd::Portable;
-use tinylstm::kernels::Kernels;
+use tinylstm::kernels::{CellBackward, Kernels};
 
 /// An instruction set the fast path can run on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -199,8 +199,9 @@ macro_rules! entry_points {
                 unsafe { generic::gemv_terms::<S, $gnv>(n, start, terms, out) }
             }
 
-            /// The exact column sums and activations, compiled for this set's vectors (same
-            /// functions, so the same values as the exact path).
+            /// The exact path's column sums (last row first, one add per element and row: the
+            /// same order, so the same values), written out here so that the loop is compiled
+            /// for this set's vectors (the core's function is not inlined across crates).
             #[target_feature(enable = $feat)]
             pub(super) unsafe fn add_column_sums(
                 rows: usize,
@@ -208,12 +209,41 @@ macro_rules! entry_points {
                 x: &[f32],
                 out: &mut [f32],
             ) {
-                tinylstm::kernels::add_column_sums(rows, cols, x, out)
+                if cols == 0 {
+                    return;
+                }
+                let out = &mut out[..cols];
+                for row in x[..rows * cols].chunks_exact(cols).rev() {
+                    for (o, v) in out.iter_mut().zip(row) {
+                        *o += v;
+                    }
+                }
             }
+
+            /// The exact activations (the core's `#[inline]` functions, inlined here and so
+            /// compiled for this set's vectors; element-wise, so the same values).
 
             #[target_feature(enable = $feat)]
             pub(super) unsafe fn activate_gates(z: &mut [f32], h: usize) {
                 tinylstm::kernels::activate_gates(z, h)
+            }
+
+            /// The exact cell steps, inlined and so compiled for this set's vectors
+            /// (element-wise: the same values as the exact path).
+            #[target_feature(enable = $feat)]
+            pub(super) unsafe fn cell_step(
+                z: &mut [f32],
+                c_prev: &[f32],
+                c_next: &mut [f32],
+                h_next: &mut [f32],
+                h: usize,
+            ) {
+                tinylstm::kernels::cell_step(z, c_prev, c_next, h_next, h)
+            }
+
+            #[target_feature(enable = $feat)]
+            pub(super) unsafe fn cell_backward(step: CellBackward<'_>, h: usize) {
+                tinylstm::kernels::cell_backward(step, h)
             }
         }
     };
@@ -316,6 +346,29 @@ impl Kernels for Fast {
     fn activate_gates(&self, z: &mut [f32], h: usize) {
         tinylstm::kernels::assert_gates(z, h);
         dispatch!(self, activate_gates(z, h), portable = tinylstm::kernels::activate_gates(z, h))
+    }
+
+    fn cell_step(
+        &self,
+        z: &mut [f32],
+        c_prev: &[f32],
+        c_next: &mut [f32],
+        h_next: &mut [f32],
+        h: usize,
+    ) {
+        dispatch!(
+            self,
+            cell_step(z, c_prev, c_next, h_next, h),
+            portable = tinylstm::kernels::cell_step(z, c_prev, c_next, h_next, h)
+        )
+    }
+
+    fn cell_backward(&self, step: CellBackward<'_>, h: usize) {
+        dispatch!(
+            self,
+            cell_backward(step, h),
+            portable = tinylstm::kernels::cell_backward(step, h)
+        )
     }
 }
 
@@ -520,6 +573,29 @@ impl Kernels for KernelPath {
         match self {
             KernelPath::Exact => exact_dispatch!(activate_gates(z, h)),
             KernelPath::Fast(f) => f.activate_gates(z, h),
+        }
+    }
+
+    #[inline]
+    fn cell_step(
+        &self,
+        z: &mut [f32],
+        c_prev: &[f32],
+        c_next: &mut [f32],
+        h_next: &mut [f32],
+        h: usize,
+    ) {
+        match self {
+            KernelPath::Exact => tinylstm::kernels::cell_step(z, c_prev, c_next, h_next, h),
+            KernelPath::Fast(f) => f.cell_step(z, c_prev, c_next, h_next, h),
+        }
+    }
+
+    #[inline]
+    fn cell_backward(&self, step: CellBackward<'_>, h: usize) {
+        match self {
+            KernelPath::Exact => tinylstm::kernels::cell_backward(step, h),
+            KernelPath::Fast(f) => f.cell_backward(step, h),
         }
     }
 }
