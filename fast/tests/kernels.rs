@@ -149,6 +149,44 @@ fn column_sums_and_activations_equal_the_exact_path() {
 }
 
 #[test]
+fn cell_steps_equal_the_exact_path_bit_for_bit() {
+    // The core's element-wise cell functions compiled for each set's vectors: same bits. An
+    // odd width (45) leaves a tail on every vector width; the gates span σ's and tanh's
+    // saturated and linear ranges.
+    let h = 45;
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let z0: Vec<f32> = data(4 * h, 16).iter().map(|v| v * 12.0).collect();
+    let (c_prev, dh, above) = (data(h, 17), data(h, 18), data(h, 19));
+    for f in paths() {
+        let mut want = (z0.clone(), vec![0.0; h], vec![0.0; h]);
+        tinylstm::kernels::cell_step(&mut want.0, &c_prev, &mut want.1, &mut want.2, h);
+        let mut got = (z0.clone(), vec![0.0; h], vec![0.0; h]);
+        f.cell_step(&mut got.0, &c_prev, &mut got.1, &mut got.2, h);
+        assert_eq!(bits(&got.0), bits(&want.0), "gates on {:?}", f.isa());
+        assert_eq!(bits(&got.1), bits(&want.1), "c on {:?}", f.isa());
+        assert_eq!(bits(&got.2), bits(&want.2), "h on {:?}", f.isa());
+        for up in [None, Some(&above[..])] {
+            let (gates, c_cur) = (want.0.clone(), want.1.clone());
+            let run = |back: &dyn Fn(tinylstm::kernels::CellBackward<'_>)| {
+                let (mut z, mut dc) = (gates.clone(), data(h, 20));
+                back(tinylstm::kernels::CellBackward {
+                    z: &mut z,
+                    c_prev: &c_prev,
+                    c_cur: &c_cur,
+                    dh: &dh,
+                    above: up,
+                    dc: &mut dc,
+                });
+                (bits(&z), bits(&dc))
+            };
+            let want = run(&|s| tinylstm::kernels::cell_backward(s, h));
+            let got = run(&|s| f.cell_backward(s, h));
+            assert_eq!(got, want, "backward on {:?} (above: {})", f.isa(), up.is_some());
+        }
+    }
+}
+
+#[test]
 fn short_slices_panic_like_the_exact_kernels() {
     for f in paths() {
         let r = std::panic::catch_unwind(|| {
