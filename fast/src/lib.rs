@@ -135,6 +135,27 @@ impl Fast {
     }
 }
 
+/// The exact path's gate activations ([`tinylstm::kernels::activate_gates`]: σ on the `i, f,
+/// o` blocks of `z [4H]`, tanh on the `c` block), written as loops over the core's per-element
+/// functions so that they are inlined into the `#[target_feature]` entry points and vectorised
+/// for their instruction set (the core's slice function, called from there, stayed an
+/// out-of-line call compiled for baseline x86-64). Element-wise: the same bits.
+#[inline(always)]
+fn activate(z: &mut [f32], h: usize) {
+    let z = &mut z[..4 * h];
+    let (i_f, rest) = z.split_at_mut(2 * h);
+    let (g, o) = rest.split_at_mut(h);
+    for v in i_f {
+        *v = tinylstm::math::sigmoid(*v);
+    }
+    for v in g {
+        *v = tinylstm::math::tanh(*v);
+    }
+    for v in o {
+        *v = tinylstm::math::sigmoid(*v);
+    }
+}
+
 /// Defines one `#[target_feature]` entry point per kernel for an instruction set.
 macro_rules! entry_points {
     ($mod:ident, $simd:ty, $feat:literal, mr = $mr:literal, nv = $nv:literal, gemv_nv = $gnv:literal, nt = ($tr:literal, $tq:literal)) => {
@@ -225,7 +246,7 @@ macro_rules! entry_points {
 
             #[target_feature(enable = $feat)]
             pub(super) unsafe fn activate_gates(z: &mut [f32], h: usize) {
-                tinylstm::kernels::activate_gates(z, h)
+                activate(z, h)
             }
 
             /// The exact cell steps, inlined and so compiled for this set's vectors
@@ -238,7 +259,8 @@ macro_rules! entry_points {
                 h_next: &mut [f32],
                 h: usize,
             ) {
-                tinylstm::kernels::cell_step(z, c_prev, c_next, h_next, h)
+                activate(z, h);
+                tinylstm::kernels::cell_state(z, c_prev, c_next, h_next, h)
             }
 
             #[target_feature(enable = $feat)]
