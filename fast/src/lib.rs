@@ -46,6 +46,7 @@
 //! assert_eq!(c, [13.0, 16.0]);
 //! ```
 
+mod elementwise;
 mod generic;
 mod simd;
 
@@ -110,6 +111,32 @@ impl Isa {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Fast {
     isa: Isa,
+    elementwise: Elementwise,
+}
+
+/// How the fast path computes its element-wise work (σ, tanh, the cell update and its
+/// backward step).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Elementwise {
+    /// Explicit vectors with approximate divisions (reciprocal estimate + one Newton step) and
+    /// fused multiply-adds: within a few f32 ulps of the exact functions (the errors are
+    /// stated in the `elementwise` module). On AVX-512 and AVX2 + FMA; other sets use the
+    /// exact functions. The default.
+    Vector,
+    /// The core's exact functions, compiled for this set's vectors (the exact path's bits).
+    Exact,
+}
+
+impl Elementwise {
+    /// [`Elementwise::Exact`] when the environment variable `TINYLSTM_FAST_ELEMENTWISE` is
+    /// `exact`, else [`Elementwise::Vector`] (a tuning switch, to measure one against the
+    /// other; any other value means the default).
+    pub fn from_env() -> Elementwise {
+        match std::env::var("TINYLSTM_FAST_ELEMENTWISE") {
+            Ok(v) if v == "exact" => Elementwise::Exact,
+            _ => Elementwise::Vector,
+        }
+    }
 }
 
 impl Default for Fast {
@@ -120,13 +147,25 @@ impl Default for Fast {
 
 impl Fast {
     /// The fastest instruction set of this CPU ([`Isa::detect`]).
+    /// The element-wise work as [`Elementwise::from_env`] says.
     pub fn new() -> Fast {
-        Fast { isa: Isa::detect() }
+        Fast { isa: Isa::detect(), elementwise: Elementwise::from_env() }
     }
 
-    /// A path on `isa`, or `None` when this CPU does not support it.
+    /// A path on `isa`, or `None` when this CPU does not support it (element-wise work as
+    /// [`Elementwise::from_env`] says).
     pub fn with_isa(isa: Isa) -> Option<Fast> {
-        isa.is_supported().then_some(Fast { isa })
+        isa.is_supported().then_some(Fast { isa, elementwise: Elementwise::from_env() })
+    }
+
+    /// This path with its element-wise work computed as `e` says.
+    pub fn with_elementwise(self, e: Elementwise) -> Fast {
+        Fast { elementwise: e, ..self }
+    }
+
+    /// How the element-wise work is computed.
+    pub fn elementwise(&self) -> Elementwise {
+        self.elementwise
     }
 
     /// The instruction set in use.
@@ -278,6 +317,62 @@ entry_points!(avx2, simd::x86::Avx2, "avx2,fma", mr = 6, nv = 2, gemv_nv = 8, nt
 #[cfg(target_arch = "aarch64")]
 entry_points!(neon, simd::arm::Neon, "neon", mr = 6, nv = 4, gemv_nv = 8, nt = (4, 4));
 
+/// The explicitly vectorised element-wise kernels ([`elementwise`]) per x86-64 set.
+#[cfg(target_arch = "x86_64")]
+macro_rules! vector_elementwise {
+    ($mod:ident, $simd:ty, $feat:literal) => {
+        mod $mod {
+            use super::*;
+            type S = $simd;
+
+            #[target_feature(enable = $feat)]
+            pub(super) unsafe fn activate_gates(z: &mut [f32], h: usize) {
+                // SAFETY: the caller checked the features; slices are bounded inside.
+                unsafe { elementwise::activate::<S>(z, h) }
+            }
+
+            #[target_feature(enable = $feat)]
+            pub(super) unsafe fn cell_step(
+                z: &mut [f32],
+                c_prev: &[f32],
+                c_next: &mut [f32],
+                h_next: &mut [f32],
+                h: usize,
+            ) {
+                // SAFETY: as activate_gates.
+                unsafe { elementwise::cell_step::<S>(z, c_prev, c_next, h_next, h) }
+            }
+
+            #[target_feature(enable = $feat)]
+            pub(super) unsafe fn cell_backward(step: CellBackward<'_>, h: usize) {
+                // SAFETY: as activate_gates.
+                unsafe { elementwise::cell_backward::<S>(step, h) }
+            }
+        }
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+vector_elementwise!(avx512_vector, simd::x86::Avx512, "avx512f");
+#[cfg(target_arch = "x86_64")]
+vector_elementwise!(avx2_vector, simd::x86::Avx2, "avx2,fma");
+
+/// Calls the vectorised element-wise kernel when `self` asks for it and its set has one,
+/// else the set's exact entry point (`dispatch!`).
+macro_rules! dispatch_elementwise {
+    ($self:ident, $f:ident ( $($arg:expr),* ), portable = $portable:expr) => {
+        match ($self.elementwise, $self.isa) {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: a `Fast` only holds an `Isa` that `is_supported` on this CPU.
+            (Elementwise::Vector, Isa::Avx512) => unsafe { avx512_vector::$f($($arg),*) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            (Elementwise::Vector, Isa::Avx2Fma) => unsafe { avx2_vector::$f($($arg),*) },
+            _ => dispatch!($self, $f($($arg),*), portable = $portable),
+        }
+    };
+}
+
 /// The portable instantiation: no target features needed.
 mod portable {
     use super::*;
@@ -367,7 +462,11 @@ impl Kernels for Fast {
 
     fn activate_gates(&self, z: &mut [f32], h: usize) {
         tinylstm::kernels::assert_gates(z, h);
-        dispatch!(self, activate_gates(z, h), portable = tinylstm::kernels::activate_gates(z, h))
+        dispatch_elementwise!(
+            self,
+            activate_gates(z, h),
+            portable = tinylstm::kernels::activate_gates(z, h)
+        )
     }
 
     fn cell_step(
@@ -378,7 +477,7 @@ impl Kernels for Fast {
         h_next: &mut [f32],
         h: usize,
     ) {
-        dispatch!(
+        dispatch_elementwise!(
             self,
             cell_step(z, c_prev, c_next, h_next, h),
             portable = tinylstm::kernels::cell_step(z, c_prev, c_next, h_next, h)
@@ -386,7 +485,7 @@ impl Kernels for Fast {
     }
 
     fn cell_backward(&self, step: CellBackward<'_>, h: usize) {
-        dispatch!(
+        dispatch_elementwise!(
             self,
             cell_backward(step, h),
             portable = tinylstm::kernels::cell_backward(step, h)
