@@ -102,6 +102,15 @@ pub(crate) unsafe fn tanh<S: Elem>(x: S::V) -> S::V {
     }
 }
 
+/// A loop body of [`lanes`]: `I` input vectors to `O` output vectors. (A trait with
+/// `#[inline(always)]` methods rather than a closure: a closure is not inlined into the
+/// `#[target_feature]` entry point reliably, and then neither are the intrinsics it calls.)
+trait Body<S: Elem, const I: usize, const O: usize> {
+    /// # Safety
+    /// A CPU with S's features.
+    unsafe fn apply(&self, x: [S::V; I]) -> [S::V; O];
+}
+
 /// Runs `f` over `n` elements: `I` inputs read and `O` outputs written, `S::LANES` at a time,
 /// the tail through zero-padded copies. An output may be the same pointer as an input (each
 /// vector is read before it is written).
@@ -114,15 +123,18 @@ unsafe fn lanes<S: Elem, const I: usize, const O: usize>(
     n: usize,
     ins: [*const f32; I],
     outs: [*mut f32; O],
-    f: impl Fn([S::V; I]) -> [S::V; O],
+    f: impl Body<S, I, O>,
 ) {
     let w = S::LANES;
     let mut j = 0;
     // SAFETY: j + w ≤ n, so every load and store is inside the n floats the caller vouches for.
     unsafe {
         while j + w <= n {
-            let x: [S::V; I] = core::array::from_fn(|k| S::load(ins[k].add(j)));
-            let y = f(x);
+            let mut x = [S::zero(); I];
+            for k in 0..I {
+                x[k] = S::load(ins[k].add(j));
+            }
+            let y = f.apply(x);
             for k in 0..O {
                 S::store(outs[k].add(j), y[k]);
             }
@@ -137,15 +149,36 @@ unsafe fn lanes<S: Elem, const I: usize, const O: usize>(
     let mut bout = [[0.0f32; 16]; O];
     // SAFETY: `rem` < w ≤ 16 floats from offset j are inside the caller's n; the buffers hold 16.
     unsafe {
+        let mut x = [S::zero(); I];
         for k in 0..I {
             core::ptr::copy_nonoverlapping(ins[k].add(j), bin[k].as_mut_ptr(), rem);
+            x[k] = S::load(bin[k].as_ptr());
         }
-        let x: [S::V; I] = core::array::from_fn(|k| S::load(bin[k].as_ptr()));
-        let y = f(x);
+        let y = f.apply(x);
         for k in 0..O {
             S::store(bout[k].as_mut_ptr(), y[k]);
             core::ptr::copy_nonoverlapping(bout[k].as_ptr(), outs[k].add(j), rem);
         }
+    }
+}
+
+/// [`Body`]: σ of one vector.
+struct Sigmoid;
+impl<S: Elem> Body<S, 1, 1> for Sigmoid {
+    #[inline(always)]
+    unsafe fn apply(&self, [v]: [S::V; 1]) -> [S::V; 1] {
+        // SAFETY: as the caller's.
+        [unsafe { sigmoid::<S>(v) }]
+    }
+}
+
+/// [`Body`]: tanh of one vector.
+struct Tanh;
+impl<S: Elem> Body<S, 1, 1> for Tanh {
+    #[inline(always)]
+    unsafe fn apply(&self, [v]: [S::V; 1]) -> [S::V; 1] {
+        // SAFETY: as the caller's.
+        [unsafe { tanh::<S>(v) }]
     }
 }
 
@@ -159,9 +192,25 @@ pub(crate) unsafe fn activate<S: Elem>(z: &mut [f32], h: usize) {
     let p = z.as_mut_ptr();
     // SAFETY: the blocks [0, 2h), [2h, 3h), [3h, 4h) lie inside z (4h floats).
     unsafe {
-        lanes::<S, 1, 1>(2 * h, [p], [p], |[v]| [sigmoid::<S>(v)]);
-        lanes::<S, 1, 1>(h, [p.add(2 * h)], [p.add(2 * h)], |[v]| [tanh::<S>(v)]);
-        lanes::<S, 1, 1>(h, [p.add(3 * h)], [p.add(3 * h)], |[v]| [sigmoid::<S>(v)]);
+        lanes::<S, 1, 1>(2 * h, [p], [p], Sigmoid);
+        lanes::<S, 1, 1>(h, [p.add(2 * h)], [p.add(2 * h)], Tanh);
+        lanes::<S, 1, 1>(h, [p.add(3 * h)], [p.add(3 * h)], Sigmoid);
+    }
+}
+
+/// [`Body`]: the forward cell step from `[z_i, z_f, z_g, z_o, c_prev]` to
+/// `[i, f, g, o, c, h]`.
+struct CellForward;
+impl<S: Elem> Body<S, 5, 6> for CellForward {
+    #[inline(always)]
+    unsafe fn apply(&self, [zi, zf, zg, zo, c0]: [S::V; 5]) -> [S::V; 6] {
+        // SAFETY: as the caller's.
+        unsafe {
+            let (i, f) = (sigmoid::<S>(zi), sigmoid::<S>(zf));
+            let (g, o) = (tanh::<S>(zg), sigmoid::<S>(zo));
+            let c = S::fma(f, c0, S::mul(i, g));
+            [i, f, g, o, c, S::mul(o, tanh::<S>(c))]
+        }
     }
 }
 
@@ -189,13 +238,44 @@ pub(crate) unsafe fn cell_step<S: Elem>(
             h,
             [pi, pf, pg, po, cp.as_ptr()],
             [pi, pf, pg, po, cn.as_mut_ptr(), hn.as_mut_ptr()],
-            |[zi, zf, zg, zo, c0]| {
-                let (i, f) = (sigmoid::<S>(zi), sigmoid::<S>(zf));
-                let (g, o) = (tanh::<S>(zg), sigmoid::<S>(zo));
-                let c = S::fma(f, c0, S::mul(i, g));
-                [i, f, g, o, c, S::mul(o, tanh::<S>(c))]
-            },
+            CellForward,
         );
+    }
+}
+
+/// [`Body`]: the backward cell step from the gates `[i, f, g, o]`, `c_prev`, `c_t`, `dh` and
+/// `dc` to `[di, df, dg, do, dc_prev]`.
+struct CellBack;
+impl<S: Elem> Body<S, 8, 5> for CellBack {
+    #[inline(always)]
+    unsafe fn apply(&self, [i, f, g, o, c0, c1, dh, dc]: [S::V; 8]) -> [S::V; 5] {
+        // SAFETY: as the caller's.
+        unsafe {
+            let one = S::splat(1.0);
+            let tc = tanh::<S>(c1);
+            let dc = S::fma(S::mul(dh, o), S::fma(S::sub(S::zero(), tc), tc, one), dc);
+            let d_o = S::mul(dh, tc);
+            [
+                S::mul(S::mul(dc, g), S::mul(i, S::sub(one, i))),
+                S::mul(S::mul(dc, c0), S::mul(f, S::sub(one, f))),
+                S::mul(S::mul(dc, i), S::fma(S::sub(S::zero(), g), g, one)),
+                S::mul(d_o, S::mul(o, S::sub(one, o))),
+                S::mul(dc, f),
+            ]
+        }
+    }
+}
+
+/// [`Body`]: [`CellBack`] with the gradient from the layer above added to `dh` (inputs
+/// `[i, f, g, o, c_prev, c_t, dh, above, dc]`).
+struct CellBackAbove;
+impl<S: Elem> Body<S, 9, 5> for CellBackAbove {
+    #[inline(always)]
+    unsafe fn apply(&self, [i, f, g, o, c0, c1, dh, up, dc]: [S::V; 9]) -> [S::V; 5] {
+        // SAFETY: as the caller's.
+        unsafe {
+            <CellBack as Body<S, 8, 5>>::apply(&CellBack, [i, f, g, o, c0, c1, S::add(dh, up), dc])
+        }
     }
 }
 
@@ -211,53 +291,18 @@ pub(crate) unsafe fn cell_backward<S: Elem>(step: CellBackward<'_>, h: usize) {
     let dc = &mut step.dc[..h];
     let above = step.above.map(|a| &a[..h]);
     let p = z.as_mut_ptr();
-    let one = || {
-        // SAFETY: as the caller's.
-        unsafe { S::splat(1.0) }
-    };
-    // The gradients from the gates `[i, f, g, o]`, `c_prev`, `c_t`, `dh` and `dc`.
-    let body = |[i, f, g, o, c0, c1, dh, dc]: [S::V; 8]| {
-        // SAFETY: as the caller's.
-        unsafe {
-            let tc = tanh::<S>(c1);
-            let dc = S::fma(S::mul(dh, o), S::fma(S::sub(S::zero(), tc), tc, one()), dc);
-            let d_o = S::mul(dh, tc);
-            [
-                S::mul(S::mul(dc, g), S::mul(i, S::sub(one(), i))),
-                S::mul(S::mul(dc, c0), S::mul(f, S::sub(one(), f))),
-                S::mul(S::mul(dc, i), S::fma(S::sub(S::zero(), g), g, one())),
-                S::mul(d_o, S::mul(o, S::sub(one(), o))),
-                S::mul(dc, f),
-            ]
-        }
-    };
     // SAFETY: the four gate blocks lie inside z (4h floats); the other slices hold h floats
     // each; z and dc are written, each vector after it is read.
     unsafe {
         let (pi, pf, pg, po) = (p, p.add(h), p.add(2 * h), p.add(3 * h));
-        let outs = [pi, pf, pg, po, dc.as_mut_ptr()];
-        let base = [pi as *const f32, pf, pg, po, cp.as_ptr(), cc.as_ptr(), dh.as_ptr()];
+        let dcm = dc.as_mut_ptr();
+        let outs = [pi, pf, pg, po, dcm];
+        let (cp, cc, dh, dcp) = (cp.as_ptr(), cc.as_ptr(), dh.as_ptr(), dcm as *const f32);
         match above {
-            None => {
-                let ins =
-                    [base[0], base[1], base[2], base[3], base[4], base[5], base[6], dc.as_ptr()];
-                lanes::<S, 8, 5>(h, ins, outs, body)
-            }
+            None => lanes::<S, 8, 5>(h, [pi, pf, pg, po, cp, cc, dh, dcp], outs, CellBack),
             Some(a) => {
-                let ins = [
-                    base[0],
-                    base[1],
-                    base[2],
-                    base[3],
-                    base[4],
-                    base[5],
-                    base[6],
-                    a.as_ptr(),
-                    dc.as_ptr(),
-                ];
-                lanes::<S, 9, 5>(h, ins, outs, |[i, f, g, o, c0, c1, dh, up, dc]| {
-                    body([i, f, g, o, c0, c1, S::add(dh, up), dc])
-                })
+                let ins = [pi as *const f32, pf, pg, po, cp, cc, dh, a.as_ptr(), dcp];
+                lanes::<S, 9, 5>(h, ins, outs, CellBackAbove)
             }
         }
     }
