@@ -592,6 +592,29 @@ pub trait Kernels: Copy {
         self.activate_gates(z, h);
         cell_state(z, c_prev, c_next, h_next, h);
     }
+    /// The forward LSTM steps of `rows` sequences at once: [`Kernels::cell_step`] on each row
+    /// of `z [rows][4H]`, `c_prev`, `c_next`, `h_next [rows][H]`. The default loops over the
+    /// rows; a path may run them in one call (independent rows keep the vector units busy).
+    #[inline(always)]
+    fn cell_steps(
+        &self,
+        rows: usize,
+        z: &mut [f32],
+        c_prev: &[f32],
+        c_next: &mut [f32],
+        h_next: &mut [f32],
+        h: usize,
+    ) {
+        let g4 = 4 * h;
+        for (((zb, cp), cn), hn) in z[..rows * g4]
+            .chunks_exact_mut(g4)
+            .zip(c_prev[..rows * h].chunks_exact(h))
+            .zip(c_next[..rows * h].chunks_exact_mut(h))
+            .zip(h_next[..rows * h].chunks_exact_mut(h))
+        {
+            self.cell_step(zb, cp, cn, hn, h);
+        }
+    }
     /// One sequence's backward LSTM step (see [`cell_backward`]). The default is
     /// [`cell_backward`]; a path may only change how the loop is compiled.
     #[inline(always)]

@@ -271,14 +271,7 @@ fn forward_impl<K: Kernels, const MASKED: bool>(
             continue;
         }
         let h_next = &mut tape.h[(t + 1) * bh..(t + 2) * bh];
-        for (((zb, cp), cn), hn) in z
-            .chunks_exact_mut(g4)
-            .zip(c_prev.chunks_exact(h))
-            .zip(c_next.chunks_exact_mut(h))
-            .zip(h_next.chunks_exact_mut(h))
-        {
-            cell_update(kern, zb, cp, cn, hn, h);
-        }
+        kern.cell_steps(b, z, c_prev, c_next, h_next, h);
     }
 }
 

@@ -344,6 +344,27 @@ macro_rules! vector_elementwise {
             }
 
             #[target_feature(enable = $feat)]
+            pub(super) unsafe fn cell_steps(
+                rows: usize,
+                z: &mut [f32],
+                c_prev: &[f32],
+                c_next: &mut [f32],
+                h_next: &mut [f32],
+                h: usize,
+            ) {
+                let g4 = 4 * h;
+                let rows_of = z[..rows * g4]
+                    .chunks_exact_mut(g4)
+                    .zip(c_prev[..rows * h].chunks_exact(h))
+                    .zip(c_next[..rows * h].chunks_exact_mut(h))
+                    .zip(h_next[..rows * h].chunks_exact_mut(h));
+                for (((zb, cp), cn), hn) in rows_of {
+                    // SAFETY: as activate_gates.
+                    unsafe { elementwise::cell_step::<S>(zb, cp, cn, hn, h) }
+                }
+            }
+
+            #[target_feature(enable = $feat)]
             pub(super) unsafe fn cell_backward(step: CellBackward<'_>, h: usize) {
                 // SAFETY: as activate_gates.
                 unsafe { elementwise::cell_backward::<S>(step, h) }
@@ -482,6 +503,40 @@ impl Kernels for Fast {
             cell_step(z, c_prev, c_next, h_next, h),
             portable = tinylstm::kernels::cell_step(z, c_prev, c_next, h_next, h)
         )
+    }
+
+    fn cell_steps(
+        &self,
+        rows: usize,
+        z: &mut [f32],
+        c_prev: &[f32],
+        c_next: &mut [f32],
+        h_next: &mut [f32],
+        h: usize,
+    ) {
+        match (self.elementwise, self.isa) {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: a `Fast` only holds an `Isa` that `is_supported` on this CPU.
+            (Elementwise::Vector, Isa::Avx512) => unsafe {
+                avx512_vector::cell_steps(rows, z, c_prev, c_next, h_next, h)
+            },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            (Elementwise::Vector, Isa::Avx2Fma) => unsafe {
+                avx2_vector::cell_steps(rows, z, c_prev, c_next, h_next, h)
+            },
+            _ => {
+                let g4 = 4 * h;
+                let rows_of = z[..rows * g4]
+                    .chunks_exact_mut(g4)
+                    .zip(c_prev[..rows * h].chunks_exact(h))
+                    .zip(c_next[..rows * h].chunks_exact_mut(h))
+                    .zip(h_next[..rows * h].chunks_exact_mut(h));
+                for (((zb, cp), cn), hn) in rows_of {
+                    self.cell_step(zb, cp, cn, hn, h);
+                }
+            }
+        }
     }
 
     fn cell_backward(&self, step: CellBackward<'_>, h: usize) {
@@ -633,10 +688,14 @@ impl KernelPath {
         }
     }
 
-    /// `exact`, or `fast (avx512)` and the like: for logs and reports.
+    /// `exact`, or `fast (avx512)` and the like (`fast (avx512, exact element-wise)` under
+    /// [`Elementwise::Exact`]): for logs and reports.
     pub fn describe(&self) -> String {
         match self {
             KernelPath::Exact => "exact".into(),
+            KernelPath::Fast(f) if f.elementwise() == Elementwise::Exact => {
+                format!("fast ({}, exact element-wise)", f.isa().name())
+            }
             KernelPath::Fast(f) => format!("fast ({})", f.isa().name()),
         }
     }
@@ -709,6 +768,24 @@ impl Kernels for KernelPath {
         match self {
             KernelPath::Exact => tinylstm::kernels::cell_step(z, c_prev, c_next, h_next, h),
             KernelPath::Fast(f) => f.cell_step(z, c_prev, c_next, h_next, h),
+        }
+    }
+
+    #[inline]
+    fn cell_steps(
+        &self,
+        rows: usize,
+        z: &mut [f32],
+        c_prev: &[f32],
+        c_next: &mut [f32],
+        h_next: &mut [f32],
+        h: usize,
+    ) {
+        match self {
+            KernelPath::Exact => {
+                tinylstm::kernels::Exact.cell_steps(rows, z, c_prev, c_next, h_next, h)
+            }
+            KernelPath::Fast(f) => f.cell_steps(rows, z, c_prev, c_next, h_next, h),
         }
     }
 

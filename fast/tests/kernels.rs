@@ -305,6 +305,32 @@ fn fast_cell_steps_match_an_f64_reference() {
 }
 
 #[test]
+fn batched_cell_steps_equal_one_row_at_a_time_bit_for_bit() {
+    // `cell_steps` over 5 rows (odd width 45: a tail on every vector width) against
+    // `cell_step` row by row, on both element-wise variants of every set and on the exact path.
+    let (rows, h) = (5, 45);
+    let z0: Vec<f32> = data(rows * 4 * h, 30).iter().map(|v| v * 8.0).collect();
+    let c_prev = data(rows * h, 31);
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let mut kerns: Vec<tinylstm_fast::KernelPath> =
+        vector_paths().into_iter().map(tinylstm_fast::KernelPath::Fast).collect();
+    kerns.extend(exact_elementwise_paths().into_iter().map(tinylstm_fast::KernelPath::Fast));
+    kerns.push(tinylstm_fast::KernelPath::Exact);
+    for k in kerns {
+        let mut one = (z0.clone(), vec![0.0; rows * h], vec![0.0; rows * h]);
+        for r in 0..rows {
+            let (z, hr) = (&mut one.0[r * 4 * h..(r + 1) * 4 * h], r * h..(r + 1) * h);
+            k.cell_step(z, &c_prev[hr.clone()], &mut one.1[hr.clone()], &mut one.2[hr], h);
+        }
+        let mut all = (z0.clone(), vec![0.0; rows * h], vec![0.0; rows * h]);
+        k.cell_steps(rows, &mut all.0, &c_prev, &mut all.1, &mut all.2, h);
+        assert_eq!(bits(&all.0), bits(&one.0), "gates on {}", k.describe());
+        assert_eq!(bits(&all.1), bits(&one.1), "c on {}", k.describe());
+        assert_eq!(bits(&all.2), bits(&one.2), "h on {}", k.describe());
+    }
+}
+
+#[test]
 fn short_slices_panic_like_the_exact_kernels() {
     for f in paths() {
         let r = std::panic::catch_unwind(|| {
