@@ -204,9 +204,10 @@ fn sigmoid64(x: f64) -> f64 {
 fn fast_activations_are_within_their_stated_error_of_f64() {
     // A dense grid over [-30, 30] (step 2^-12, every region of σ and tanh: linear, curved,
     // saturated, the switch of tanh's two forms at 0.4) plus the clamp edges and beyond.
-    // Stated bounds (module docs of `elementwise`): σ within 2.5e-7 absolute, tanh within 1.5e-7
-    // absolute and 3e-7 relative where |tanh x| ≥ 1e-3. f32 itself resolves 6e-8 near 1, so
-    // these are a few ulps; the Keras parity bound is 1e-5 + 1e-4·|b|.
+    // Stated bounds (module docs of `elementwise`): σ within 2.5e-7 absolute, tanh within 4e-7
+    // absolute and 4e-6 relative where |tanh x| ≥ 0.1 (its one formula cancels near 0: the
+    // absolute error is what a gate needs). f32 itself resolves 6e-8 near 1, so these are a
+    // few ulps of 1; the Keras parity bound is 1e-5 + 1e-4·|b|.
     let mut grid: Vec<f32> = (-(30 << 12)..=(30 << 12)).map(|i| i as f32 / 4096.0).collect();
     grid.extend([-1e3, -100.0, -88.5, -87.5, -44.0, 1e-30, -1e-30, 43.9, 87.5, 88.5, 100.0, 1e3]);
     let n = grid.len();
@@ -222,7 +223,7 @@ fn fast_activations_are_within_their_stated_error_of_f64() {
             }
             let e = (z[2 * n + j] as f64 - t).abs();
             t_abs = t_abs.max(e);
-            if t.abs() >= 1e-3 {
+            if t.abs() >= 0.1 {
                 t_rel = t_rel.max(e / t.abs());
             }
         }
@@ -231,8 +232,8 @@ fn fast_activations_are_within_their_stated_error_of_f64() {
             f.isa()
         );
         assert!(s_abs <= 2.5e-7, "σ on {:?}: {s_abs:e}", f.isa());
-        assert!(t_abs <= 1.5e-7, "tanh on {:?}: {t_abs:e}", f.isa());
-        assert!(t_rel <= 3e-7, "tanh on {:?}: relative {t_rel:e}", f.isa());
+        assert!(t_abs <= 4e-7, "tanh on {:?}: {t_abs:e}", f.isa());
+        assert!(t_rel <= 4e-6, "tanh on {:?}: relative {t_rel:e}", f.isa());
         // NaN propagates (a diverged run must stay visible), through both functions.
         let mut z = vec![f32::NAN; 4 * 3];
         f.activate_gates(&mut z, 3);
