@@ -6,9 +6,9 @@
 //! `1 − 2 / (e^{2x} + 1)`) and compute tanh's Taylor and exponential forms for every element;
 //! divisions are the slowest vector instructions (AVX-512: about one per 10 cycles). Here:
 //! - tanh is `1 − 2 / (e^{2x} + 1)` alone (no second form near 0, no sign handling);
-//! - `e^x` is the same Cephes-style reduction and polynomial as the exact one, but
-//!   evaluated with fused multiply-adds and scaled by `2^n` in one instruction (`vscalefps`) or
-//!   an exponent add (AVX2);
+//! - `e^x` is the same Cephes-style reduction as the exact one with a shorter polynomial
+//!   (degree 5 instead of 7, 1.7e-7 relative), evaluated with fused multiply-adds and scaled
+//!   by `2^n` in one instruction (`vscalefps`) or an exponent add (AVX2);
 //! - every division is a reciprocal estimate (`vrcp14ps`, 14 bits; AVX2 `vrcpps`, 12 bits)
 //!   refined by one Newton step `r ← r·(2 − d·r)` (about 23 bits);
 //! - the cell update `f ⊙ c + i ⊙ g` is fused, and the activations, cell update and `tanh(c)`
@@ -58,12 +58,13 @@ unsafe fn exp<S: Elem>(x: S::V) -> S::V {
         let n = S::sub(t, S::splat(12_582_912.0)); // round(x·log2 e), exactly
         let r = S::fma(n, S::splat(-0.693_359_4), x); // ln 2 in two parts (Cody–Waite)
         let r = S::fma(n, S::splat(2.121_944_4e-4), r);
-        let mut p = S::splat(1.987_569_1e-4);
-        p = S::fma(p, r, S::splat(1.398_199_9e-3));
-        p = S::fma(p, r, S::splat(8.333_452e-3));
-        p = S::fma(p, r, S::splat(4.166_579_6e-2));
-        p = S::fma(p, r, S::splat(1.666_666_5e-1));
-        p = S::fma(p, r, S::splat(5.000_000_1e-1));
+        // e^r ≈ 1 + r + r²·p(r) on |r| ≤ ln2/2, p of degree 3 fitted for least maximum relative
+        // error (Lawson iteration, coefficients rounded to f32): 1.7e-7 relative, evaluated in
+        // f32 — two multiply-adds fewer than the exact path's degree-5 p.
+        let mut p = S::splat(0.008_312_525);
+        p = S::fma(p, r, S::splat(0.041_890_115));
+        p = S::fma(p, r, S::splat(0.166_671_14));
+        p = S::fma(p, r, S::splat(0.499_992_3));
         let y = S::add(S::fma(p, S::mul(r, r), r), S::splat(1.0));
         S::ldexp(y, n)
     }
