@@ -576,6 +576,130 @@ pub trait Kernels: Copy {
     fn activate_gates(&self, z: &mut [f32], h: usize) {
         activate_gates(z, h);
     }
+    /// One sequence's forward LSTM step (see [`cell_step`]): activates `z [4H]` in place with
+    /// [`Kernels::activate_gates`], then writes `c_next [H]` and `h_next [H]` from
+    /// `c_prev [H]`. The default is [`cell_step`]; a path may only change how the loop is
+    /// compiled (wider vectors), not the arithmetic.
+    #[inline(always)]
+    fn cell_step(
+        &self,
+        z: &mut [f32],
+        c_prev: &[f32],
+        c_next: &mut [f32],
+        h_next: &mut [f32],
+        h: usize,
+    ) {
+        self.activate_gates(z, h);
+        cell_state(z, c_prev, c_next, h_next, h);
+    }
+    /// The forward LSTM steps of `rows` sequences at once: [`Kernels::cell_step`] on each row
+    /// of `z [rows][4H]`, `c_prev`, `c_next`, `h_next [rows][H]`. The default loops over the
+    /// rows; a path may run them in one call (independent rows keep the vector units busy).
+    #[inline(always)]
+    fn cell_steps(
+        &self,
+        rows: usize,
+        z: &mut [f32],
+        c_prev: &[f32],
+        c_next: &mut [f32],
+        h_next: &mut [f32],
+        h: usize,
+    ) {
+        let g4 = 4 * h;
+        for (((zb, cp), cn), hn) in z[..rows * g4]
+            .chunks_exact_mut(g4)
+            .zip(c_prev[..rows * h].chunks_exact(h))
+            .zip(c_next[..rows * h].chunks_exact_mut(h))
+            .zip(h_next[..rows * h].chunks_exact_mut(h))
+        {
+            self.cell_step(zb, cp, cn, hn, h);
+        }
+    }
+    /// One sequence's backward LSTM step (see [`cell_backward`]). The default is
+    /// [`cell_backward`]; a path may only change how the loop is compiled.
+    #[inline(always)]
+    fn cell_backward(&self, step: CellBackward<'_>, h: usize) {
+        cell_backward(step, h);
+    }
+}
+
+/// `c_next = f ⊙ c_prev + i ⊙ g` and `h_next = o ⊙ tanh(c_next)` from one sequence's
+/// activated gates `z [4H]` (`i, f, g, o` blocks of `h`); `c_prev`, `c_next`, `h_next` are
+/// `[H]`. [`cell_step`] is [`activate_gates`] followed by this.
+///
+/// # Panics
+/// When `z` is shorter than `4h` or another slice than `h`.
+#[inline(always)]
+pub fn cell_state(z: &[f32], c_prev: &[f32], c_next: &mut [f32], h_next: &mut [f32], h: usize) {
+    let (ifg, o) = z[..4 * h].split_at(3 * h);
+    let (i_f, g) = ifg.split_at(2 * h);
+    let (i, f) = i_f.split_at(h);
+    let (cp, cn, hn) = (&c_prev[..h], &mut c_next[..h], &mut h_next[..h]);
+    for j in 0..h {
+        let c = f[j] * cp[j] + i[j] * g[j];
+        cn[j] = c;
+        hn[j] = o[j] * crate::math::tanh(c);
+    }
+}
+
+/// One sequence's forward LSTM step: [`activate_gates`] on the pre-activations `z [4H]` (in
+/// place), then [`cell_state`].
+///
+/// # Panics
+/// When `z` is shorter than `4h` or another slice than `h`.
+#[inline]
+pub fn cell_step(z: &mut [f32], c_prev: &[f32], c_next: &mut [f32], h_next: &mut [f32], h: usize) {
+    activate_gates(z, h);
+    cell_state(z, c_prev, c_next, h_next, h);
+}
+
+/// The operands of one sequence's backward LSTM step ([`cell_backward`]); every slice is
+/// `[H]` except `z`.
+#[derive(Debug)]
+pub struct CellBackward<'a> {
+    /// On entry the step's activated gates `[4H]` (`i, f, g, o`); on return the
+    /// pre-activation gradients `dz [4H]`.
+    pub z: &'a mut [f32],
+    /// The cell state the step started from, `c_{t-1}`.
+    pub c_prev: &'a [f32],
+    /// The step's cell state `c_t`.
+    pub c_cur: &'a [f32],
+    /// The gradient at `h_t` carried from the following step.
+    pub dh: &'a [f32],
+    /// The gradient at `h_t` from the layer above, if any (added to `dh`).
+    pub above: Option<&'a [f32]>,
+    /// On entry the gradient at `c_t`; on return the gradient at `c_{t-1}`.
+    pub dc: &'a mut [f32],
+}
+
+/// One sequence's backward LSTM step: from the gradients at `h_t` (`dh`, plus `above`) and at
+/// `c_t` (`dc`), overwrites the gates with `dz` and `dc` with the gradient at `c_{t-1}`.
+///
+/// # Panics
+/// When `z` is shorter than `4h` or another slice than `h`.
+#[inline(always)]
+pub fn cell_backward(step: CellBackward<'_>, h: usize) {
+    let (ifg, o) = step.z[..4 * h].split_at_mut(3 * h);
+    let (i_f, g) = ifg.split_at_mut(2 * h);
+    let (i, f) = i_f.split_at_mut(h);
+    let (cp, cc, dh_in) = (&step.c_prev[..h], &step.c_cur[..h], &step.dh[..h]);
+    let dc_io = &mut step.dc[..h];
+    let above = step.above.map(|a| &a[..h]);
+    for j in 0..h {
+        let dh = match above {
+            Some(a) => dh_in[j] + a[j],
+            None => dh_in[j],
+        };
+        let (ig, fg, gg, og) = (i[j], f[j], g[j], o[j]);
+        let tc = crate::math::tanh(cc[j]);
+        let dc = dc_io[j] + dh * og * (1.0 - tc * tc);
+        let d_o = dh * tc;
+        i[j] = dc * gg * ig * (1.0 - ig);
+        f[j] = dc * cp[j] * fg * (1.0 - fg);
+        g[j] = dc * ig * (1.0 - gg * gg);
+        o[j] = d_o * og * (1.0 - og);
+        dc_io[j] = dc * fg;
+    }
 }
 
 /// σ on the `i, f, o` blocks and tanh on the `c` block of one row `[4H]` (blocks of `h`);

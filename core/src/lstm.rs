@@ -28,8 +28,7 @@
 //! points are separate instances with no mask test in their loops.
 
 use crate::error::{check_len, sized, Error};
-use crate::kernels::{Exact, Kernels};
-use crate::math::tanh;
+use crate::kernels::{CellBackward, Exact, Kernels};
 
 /// Shape of one layer's pass: input width, units, batch and segment length.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -272,14 +271,7 @@ fn forward_impl<K: Kernels, const MASKED: bool>(
             continue;
         }
         let h_next = &mut tape.h[(t + 1) * bh..(t + 2) * bh];
-        for (((zb, cp), cn), hn) in z
-            .chunks_exact_mut(g4)
-            .zip(c_prev.chunks_exact(h))
-            .zip(c_next.chunks_exact_mut(h))
-            .zip(h_next.chunks_exact_mut(h))
-        {
-            cell_update(kern, zb, cp, cn, hn, h);
-        }
+        kern.cell_steps(b, z, c_prev, c_next, h_next, h);
     }
 }
 
@@ -294,15 +286,7 @@ fn cell_update<K: Kernels>(
     hn: &mut [f32],
     h: usize,
 ) {
-    kern.activate_gates(zb, h);
-    let (ifg, o) = zb.split_at(3 * h);
-    let (i_f, g) = ifg.split_at(2 * h);
-    let (i, f) = i_f.split_at(h);
-    for j in 0..h {
-        let c = f[j] * cp[j] + i[j] * g[j];
-        cn[j] = c;
-        hn[j] = o[j] * tanh(c);
-    }
+    kern.cell_step(zb, cp, cn, hn, h);
 }
 
 /// Backward pass through one segment's tape.
@@ -484,28 +468,15 @@ fn backward_impl<K: Kernels, const MASKED: bool>(
                 zb.fill(0.0);
                 continue;
             }
-            let cp = &c_prev[r * h..(r + 1) * h];
-            let cc = &c_cur[r * h..(r + 1) * h];
-            let dh_in = &carry_dh[r * h..(r + 1) * h];
-            let dc_io = &mut carry_dc[r * h..(r + 1) * h];
-            let (ifg, o) = zb.split_at_mut(3 * h);
-            let (i_f, g) = ifg.split_at_mut(2 * h);
-            let (i, f) = i_f.split_at_mut(h);
-            for j in 0..h {
-                let dh = match above {
-                    Some(a) => dh_in[j] + a[j],
-                    None => dh_in[j],
-                };
-                let (ig, fg, gg, og) = (i[j], f[j], g[j], o[j]);
-                let tc = tanh(cc[j]);
-                let dc = dc_io[j] + dh * og * (1.0 - tc * tc);
-                let d_o = dh * tc;
-                i[j] = dc * gg * ig * (1.0 - ig);
-                f[j] = dc * cp[j] * fg * (1.0 - fg);
-                g[j] = dc * ig * (1.0 - gg * gg);
-                o[j] = d_o * og * (1.0 - og);
-                dc_io[j] = dc * fg;
-            }
+            let step = CellBackward {
+                z: zb,
+                c_prev: &c_prev[r * h..(r + 1) * h],
+                c_cur: &c_cur[r * h..(r + 1) * h],
+                dh: &carry_dh[r * h..(r + 1) * h],
+                above,
+                dc: &mut carry_dc[r * h..(r + 1) * h],
+            };
+            kern.cell_backward(step, h);
         }
         // Gradient at h_{t-1}: dz_t · Uᵀ (plus, for a masked row whose dz is zero, the
         // gradient it passes through, left in place).

@@ -46,11 +46,12 @@
 //! assert_eq!(c, [13.0, 16.0]);
 //! ```
 
+mod elementwise;
 mod generic;
 mod simd;
 
 use simd::Portable;
-use tinylstm::kernels::Kernels;
+use tinylstm::kernels::{CellBackward, Kernels};
 
 /// An instruction set the fast path can run on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -110,6 +111,32 @@ impl Isa {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Fast {
     isa: Isa,
+    elementwise: Elementwise,
+}
+
+/// How the fast path computes its element-wise work (σ, tanh, the cell update and its
+/// backward step).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Elementwise {
+    /// Explicit vectors with approximate divisions (reciprocal estimate + one Newton step) and
+    /// fused multiply-adds: within a few f32 ulps of the exact functions (the errors are
+    /// stated in the `elementwise` module). On AVX-512 and AVX2 + FMA; other sets use the
+    /// exact functions. The default.
+    Vector,
+    /// The core's exact functions, compiled for this set's vectors (the exact path's bits).
+    Exact,
+}
+
+impl Elementwise {
+    /// [`Elementwise::Exact`] when the environment variable `TINYLSTM_FAST_ELEMENTWISE` is
+    /// `exact`, else [`Elementwise::Vector`] (a tuning switch, to measure one against the
+    /// other; any other value means the default).
+    pub fn from_env() -> Elementwise {
+        match std::env::var("TINYLSTM_FAST_ELEMENTWISE") {
+            Ok(v) if v == "exact" => Elementwise::Exact,
+            _ => Elementwise::Vector,
+        }
+    }
 }
 
 impl Default for Fast {
@@ -120,18 +147,51 @@ impl Default for Fast {
 
 impl Fast {
     /// The fastest instruction set of this CPU ([`Isa::detect`]).
+    /// The element-wise work as [`Elementwise::from_env`] says.
     pub fn new() -> Fast {
-        Fast { isa: Isa::detect() }
+        Fast { isa: Isa::detect(), elementwise: Elementwise::from_env() }
     }
 
-    /// A path on `isa`, or `None` when this CPU does not support it.
+    /// A path on `isa`, or `None` when this CPU does not support it (element-wise work as
+    /// [`Elementwise::from_env`] says).
     pub fn with_isa(isa: Isa) -> Option<Fast> {
-        isa.is_supported().then_some(Fast { isa })
+        isa.is_supported().then_some(Fast { isa, elementwise: Elementwise::from_env() })
+    }
+
+    /// This path with its element-wise work computed as `e` says.
+    pub fn with_elementwise(self, e: Elementwise) -> Fast {
+        Fast { elementwise: e, ..self }
+    }
+
+    /// How the element-wise work is computed.
+    pub fn elementwise(&self) -> Elementwise {
+        self.elementwise
     }
 
     /// The instruction set in use.
     pub fn isa(&self) -> Isa {
         self.isa
+    }
+}
+
+/// The exact path's gate activations ([`tinylstm::kernels::activate_gates`]: σ on the `i, f,
+/// o` blocks of `z [4H]`, tanh on the `c` block), written as loops over the core's per-element
+/// functions so that they are inlined into the `#[target_feature]` entry points and vectorised
+/// for their instruction set (the core's slice function, called from there, stayed an
+/// out-of-line call compiled for baseline x86-64). Element-wise: the same bits.
+#[inline(always)]
+fn activate(z: &mut [f32], h: usize) {
+    let z = &mut z[..4 * h];
+    let (i_f, rest) = z.split_at_mut(2 * h);
+    let (g, o) = rest.split_at_mut(h);
+    for v in i_f {
+        *v = tinylstm::math::sigmoid(*v);
+    }
+    for v in g {
+        *v = tinylstm::math::tanh(*v);
+    }
+    for v in o {
+        *v = tinylstm::math::sigmoid(*v);
     }
 }
 
@@ -199,8 +259,9 @@ macro_rules! entry_points {
                 unsafe { generic::gemv_terms::<S, $gnv>(n, start, terms, out) }
             }
 
-            /// The exact column sums and activations, compiled for this set's vectors (same
-            /// functions, so the same values as the exact path).
+            /// The exact path's column sums (last row first, one add per element and row: the
+            /// same order, so the same values), written out here so that the loop is compiled
+            /// for this set's vectors (the core's function is not inlined across crates).
             #[target_feature(enable = $feat)]
             pub(super) unsafe fn add_column_sums(
                 rows: usize,
@@ -208,12 +269,42 @@ macro_rules! entry_points {
                 x: &[f32],
                 out: &mut [f32],
             ) {
-                tinylstm::kernels::add_column_sums(rows, cols, x, out)
+                if cols == 0 {
+                    return;
+                }
+                let out = &mut out[..cols];
+                for row in x[..rows * cols].chunks_exact(cols).rev() {
+                    for (o, v) in out.iter_mut().zip(row) {
+                        *o += v;
+                    }
+                }
             }
+
+            /// The exact activations (the core's `#[inline]` functions, inlined here and so
+            /// compiled for this set's vectors; element-wise, so the same values).
 
             #[target_feature(enable = $feat)]
             pub(super) unsafe fn activate_gates(z: &mut [f32], h: usize) {
-                tinylstm::kernels::activate_gates(z, h)
+                activate(z, h)
+            }
+
+            /// The exact cell steps, inlined and so compiled for this set's vectors
+            /// (element-wise: the same values as the exact path).
+            #[target_feature(enable = $feat)]
+            pub(super) unsafe fn cell_step(
+                z: &mut [f32],
+                c_prev: &[f32],
+                c_next: &mut [f32],
+                h_next: &mut [f32],
+                h: usize,
+            ) {
+                activate(z, h);
+                tinylstm::kernels::cell_state(z, c_prev, c_next, h_next, h)
+            }
+
+            #[target_feature(enable = $feat)]
+            pub(super) unsafe fn cell_backward(step: CellBackward<'_>, h: usize) {
+                tinylstm::kernels::cell_backward(step, h)
             }
         }
     };
@@ -225,6 +316,83 @@ entry_points!(avx512, simd::x86::Avx512, "avx512f", mr = 6, nv = 4, gemv_nv = 8,
 entry_points!(avx2, simd::x86::Avx2, "avx2,fma", mr = 6, nv = 2, gemv_nv = 8, nt = (2, 4));
 #[cfg(target_arch = "aarch64")]
 entry_points!(neon, simd::arm::Neon, "neon", mr = 6, nv = 4, gemv_nv = 8, nt = (4, 4));
+
+/// The explicitly vectorised element-wise kernels ([`elementwise`]) per x86-64 set.
+#[cfg(target_arch = "x86_64")]
+macro_rules! vector_elementwise {
+    ($mod:ident, $simd:ty, $feat:literal) => {
+        mod $mod {
+            use super::*;
+            type S = $simd;
+
+            #[target_feature(enable = $feat)]
+            pub(super) unsafe fn activate_gates(z: &mut [f32], h: usize) {
+                // SAFETY: the caller checked the features; slices are bounded inside.
+                unsafe { elementwise::activate::<S>(z, h) }
+            }
+
+            #[target_feature(enable = $feat)]
+            pub(super) unsafe fn cell_step(
+                z: &mut [f32],
+                c_prev: &[f32],
+                c_next: &mut [f32],
+                h_next: &mut [f32],
+                h: usize,
+            ) {
+                // SAFETY: as activate_gates.
+                unsafe { elementwise::cell_step::<S>(z, c_prev, c_next, h_next, h) }
+            }
+
+            #[target_feature(enable = $feat)]
+            pub(super) unsafe fn cell_steps(
+                rows: usize,
+                z: &mut [f32],
+                c_prev: &[f32],
+                c_next: &mut [f32],
+                h_next: &mut [f32],
+                h: usize,
+            ) {
+                let g4 = 4 * h;
+                let rows_of = z[..rows * g4]
+                    .chunks_exact_mut(g4)
+                    .zip(c_prev[..rows * h].chunks_exact(h))
+                    .zip(c_next[..rows * h].chunks_exact_mut(h))
+                    .zip(h_next[..rows * h].chunks_exact_mut(h));
+                for (((zb, cp), cn), hn) in rows_of {
+                    // SAFETY: as activate_gates.
+                    unsafe { elementwise::cell_step::<S>(zb, cp, cn, hn, h) }
+                }
+            }
+
+            #[target_feature(enable = $feat)]
+            pub(super) unsafe fn cell_backward(step: CellBackward<'_>, h: usize) {
+                // SAFETY: as activate_gates.
+                unsafe { elementwise::cell_backward::<S>(step, h) }
+            }
+        }
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+vector_elementwise!(avx512_vector, simd::x86::Avx512, "avx512f");
+#[cfg(target_arch = "x86_64")]
+vector_elementwise!(avx2_vector, simd::x86::Avx2, "avx2,fma");
+
+/// Calls the vectorised element-wise kernel when `self` asks for it and its set has one,
+/// else the set's exact entry point (`dispatch!`).
+macro_rules! dispatch_elementwise {
+    ($self:ident, $f:ident ( $($arg:expr),* ), portable = $portable:expr) => {
+        match ($self.elementwise, $self.isa) {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: a `Fast` only holds an `Isa` that `is_supported` on this CPU.
+            (Elementwise::Vector, Isa::Avx512) => unsafe { avx512_vector::$f($($arg),*) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            (Elementwise::Vector, Isa::Avx2Fma) => unsafe { avx2_vector::$f($($arg),*) },
+            _ => dispatch!($self, $f($($arg),*), portable = $portable),
+        }
+    };
+}
 
 /// The portable instantiation: no target features needed.
 mod portable {
@@ -315,7 +483,68 @@ impl Kernels for Fast {
 
     fn activate_gates(&self, z: &mut [f32], h: usize) {
         tinylstm::kernels::assert_gates(z, h);
-        dispatch!(self, activate_gates(z, h), portable = tinylstm::kernels::activate_gates(z, h))
+        dispatch_elementwise!(
+            self,
+            activate_gates(z, h),
+            portable = tinylstm::kernels::activate_gates(z, h)
+        )
+    }
+
+    fn cell_step(
+        &self,
+        z: &mut [f32],
+        c_prev: &[f32],
+        c_next: &mut [f32],
+        h_next: &mut [f32],
+        h: usize,
+    ) {
+        dispatch_elementwise!(
+            self,
+            cell_step(z, c_prev, c_next, h_next, h),
+            portable = tinylstm::kernels::cell_step(z, c_prev, c_next, h_next, h)
+        )
+    }
+
+    fn cell_steps(
+        &self,
+        rows: usize,
+        z: &mut [f32],
+        c_prev: &[f32],
+        c_next: &mut [f32],
+        h_next: &mut [f32],
+        h: usize,
+    ) {
+        match (self.elementwise, self.isa) {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: a `Fast` only holds an `Isa` that `is_supported` on this CPU.
+            (Elementwise::Vector, Isa::Avx512) => unsafe {
+                avx512_vector::cell_steps(rows, z, c_prev, c_next, h_next, h)
+            },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            (Elementwise::Vector, Isa::Avx2Fma) => unsafe {
+                avx2_vector::cell_steps(rows, z, c_prev, c_next, h_next, h)
+            },
+            _ => {
+                let g4 = 4 * h;
+                let rows_of = z[..rows * g4]
+                    .chunks_exact_mut(g4)
+                    .zip(c_prev[..rows * h].chunks_exact(h))
+                    .zip(c_next[..rows * h].chunks_exact_mut(h))
+                    .zip(h_next[..rows * h].chunks_exact_mut(h));
+                for (((zb, cp), cn), hn) in rows_of {
+                    self.cell_step(zb, cp, cn, hn, h);
+                }
+            }
+        }
+    }
+
+    fn cell_backward(&self, step: CellBackward<'_>, h: usize) {
+        dispatch_elementwise!(
+            self,
+            cell_backward(step, h),
+            portable = tinylstm::kernels::cell_backward(step, h)
+        )
     }
 }
 
@@ -459,10 +688,14 @@ impl KernelPath {
         }
     }
 
-    /// `exact`, or `fast (avx512)` and the like: for logs and reports.
+    /// `exact`, or `fast (avx512)` and the like (`fast (avx512, exact element-wise)` under
+    /// [`Elementwise::Exact`]): for logs and reports.
     pub fn describe(&self) -> String {
         match self {
             KernelPath::Exact => "exact".into(),
+            KernelPath::Fast(f) if f.elementwise() == Elementwise::Exact => {
+                format!("fast ({}, exact element-wise)", f.isa().name())
+            }
             KernelPath::Fast(f) => format!("fast ({})", f.isa().name()),
         }
     }
@@ -520,6 +753,47 @@ impl Kernels for KernelPath {
         match self {
             KernelPath::Exact => exact_dispatch!(activate_gates(z, h)),
             KernelPath::Fast(f) => f.activate_gates(z, h),
+        }
+    }
+
+    #[inline]
+    fn cell_step(
+        &self,
+        z: &mut [f32],
+        c_prev: &[f32],
+        c_next: &mut [f32],
+        h_next: &mut [f32],
+        h: usize,
+    ) {
+        match self {
+            KernelPath::Exact => tinylstm::kernels::cell_step(z, c_prev, c_next, h_next, h),
+            KernelPath::Fast(f) => f.cell_step(z, c_prev, c_next, h_next, h),
+        }
+    }
+
+    #[inline]
+    fn cell_steps(
+        &self,
+        rows: usize,
+        z: &mut [f32],
+        c_prev: &[f32],
+        c_next: &mut [f32],
+        h_next: &mut [f32],
+        h: usize,
+    ) {
+        match self {
+            KernelPath::Exact => {
+                tinylstm::kernels::Exact.cell_steps(rows, z, c_prev, c_next, h_next, h)
+            }
+            KernelPath::Fast(f) => f.cell_steps(rows, z, c_prev, c_next, h_next, h),
+        }
+    }
+
+    #[inline]
+    fn cell_backward(&self, step: CellBackward<'_>, h: usize) {
+        match self {
+            KernelPath::Exact => tinylstm::kernels::cell_backward(step, h),
+            KernelPath::Fast(f) => f.cell_backward(step, h),
         }
     }
 }

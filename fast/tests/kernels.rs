@@ -11,7 +11,7 @@
 
 use proptest::prelude::*;
 use tinylstm::kernels::{reference, Kernels};
-use tinylstm_fast::{Fast, Isa};
+use tinylstm_fast::{Elementwise, Fast, Isa};
 
 fn paths() -> Vec<Fast> {
     let v: Vec<Fast> = Isa::ALL.into_iter().filter_map(Fast::with_isa).collect();
@@ -130,12 +130,17 @@ fn seed_and_mcu_shapes() {
     run_gemv_terms(128, 6, 32, false, 12);
 }
 
+/// Every set with its element-wise work on the core's exact functions.
+fn exact_elementwise_paths() -> Vec<Fast> {
+    paths().into_iter().map(|f| f.with_elementwise(Elementwise::Exact)).collect()
+}
+
 #[test]
 fn column_sums_and_activations_equal_the_exact_path() {
     // Same functions compiled for wider vectors: same bits.
     let x = data(37 * 45, 13);
     let z0: Vec<f32> = data(4 * 45, 14).iter().map(|v| v * 12.0).collect();
-    for f in paths() {
+    for f in exact_elementwise_paths() {
         let mut a = data(45, 15);
         let mut b = a.clone();
         f.add_column_sums(37, 45, &x, &mut a);
@@ -145,6 +150,184 @@ fn column_sums_and_activations_equal_the_exact_path() {
         f.activate_gates(&mut z1, 45);
         tinylstm::kernels::activate_gates(&mut z2, 45);
         assert_eq!(z1, z2, "{:?}", f.isa());
+    }
+}
+
+#[test]
+fn cell_steps_equal_the_exact_path_bit_for_bit() {
+    // The core's element-wise cell functions compiled for each set's vectors: same bits. An
+    // odd width (45) leaves a tail on every vector width; the gates span σ's and tanh's
+    // saturated and linear ranges.
+    let h = 45;
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let z0: Vec<f32> = data(4 * h, 16).iter().map(|v| v * 12.0).collect();
+    let (c_prev, dh, above) = (data(h, 17), data(h, 18), data(h, 19));
+    for f in exact_elementwise_paths() {
+        let mut want = (z0.clone(), vec![0.0; h], vec![0.0; h]);
+        tinylstm::kernels::cell_step(&mut want.0, &c_prev, &mut want.1, &mut want.2, h);
+        let mut got = (z0.clone(), vec![0.0; h], vec![0.0; h]);
+        f.cell_step(&mut got.0, &c_prev, &mut got.1, &mut got.2, h);
+        assert_eq!(bits(&got.0), bits(&want.0), "gates on {:?}", f.isa());
+        assert_eq!(bits(&got.1), bits(&want.1), "c on {:?}", f.isa());
+        assert_eq!(bits(&got.2), bits(&want.2), "h on {:?}", f.isa());
+        for up in [None, Some(&above[..])] {
+            let (gates, c_cur) = (want.0.clone(), want.1.clone());
+            let run = |back: &dyn Fn(tinylstm::kernels::CellBackward<'_>)| {
+                let (mut z, mut dc) = (gates.clone(), data(h, 20));
+                back(tinylstm::kernels::CellBackward {
+                    z: &mut z,
+                    c_prev: &c_prev,
+                    c_cur: &c_cur,
+                    dh: &dh,
+                    above: up,
+                    dc: &mut dc,
+                });
+                (bits(&z), bits(&dc))
+            };
+            let want = run(&|s| tinylstm::kernels::cell_backward(s, h));
+            let got = run(&|s| f.cell_backward(s, h));
+            assert_eq!(got, want, "backward on {:?} (above: {})", f.isa(), up.is_some());
+        }
+    }
+}
+
+/// The vectorised element-wise paths (every set, default [`Elementwise::Vector`]).
+fn vector_paths() -> Vec<Fast> {
+    paths().into_iter().map(|f| f.with_elementwise(Elementwise::Vector)).collect()
+}
+
+fn sigmoid64(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+#[test]
+fn fast_activations_are_within_their_stated_error_of_f64() {
+    // A dense grid over [-30, 30] (step 2^-12, every region of σ and tanh: linear, curved,
+    // saturated, the switch of tanh's two forms at 0.4) plus the clamp edges and beyond.
+    // Stated bounds (module docs of `elementwise`): σ within 2.5e-7 absolute, tanh within 4e-7
+    // absolute and 4e-6 relative where |tanh x| ≥ 0.1 (its one formula cancels near 0: the
+    // absolute error is what a gate needs). f32 itself resolves 6e-8 near 1, so these are a
+    // few ulps of 1; the Keras parity bound is 1e-5 + 1e-4·|b|.
+    let mut grid: Vec<f32> = (-(30 << 12)..=(30 << 12)).map(|i| i as f32 / 4096.0).collect();
+    grid.extend([-1e3, -100.0, -88.5, -87.5, -44.0, 1e-30, -1e-30, 43.9, 87.5, 88.5, 100.0, 1e3]);
+    let n = grid.len();
+    let z0: Vec<f32> = grid.iter().cycle().take(4 * n).copied().collect();
+    for f in vector_paths() {
+        let mut z = z0.clone();
+        f.activate_gates(&mut z, n);
+        let (mut s_abs, mut t_abs, mut t_rel) = (0.0f64, 0.0f64, 0.0f64);
+        for (j, &x) in grid.iter().enumerate() {
+            let (s, t) = (sigmoid64(x as f64), (x as f64).tanh());
+            for got in [z[j], z[n + j], z[3 * n + j]] {
+                s_abs = s_abs.max((got as f64 - s).abs());
+            }
+            let e = (z[2 * n + j] as f64 - t).abs();
+            t_abs = t_abs.max(e);
+            if t.abs() >= 0.1 {
+                t_rel = t_rel.max(e / t.abs());
+            }
+        }
+        eprintln!(
+            "{:?}: max |σ − σ64| {s_abs:.2e}, max |tanh − tanh64| {t_abs:.2e} (relative {t_rel:.2e})",
+            f.isa()
+        );
+        assert!(s_abs <= 2.5e-7, "σ on {:?}: {s_abs:e}", f.isa());
+        assert!(t_abs <= 4e-7, "tanh on {:?}: {t_abs:e}", f.isa());
+        assert!(t_rel <= 4e-6, "tanh on {:?}: relative {t_rel:e}", f.isa());
+        // NaN propagates (a diverged run must stay visible), through both functions.
+        let mut z = vec![f32::NAN; 4 * 3];
+        f.activate_gates(&mut z, 3);
+        assert!(z.iter().all(|v| v.is_nan()), "NaN on {:?}: {z:?}", f.isa());
+    }
+}
+
+#[test]
+fn fast_cell_steps_match_an_f64_reference() {
+    // The vectorised forward and backward cell steps against the same formulas in f64 from
+    // the same f32 inputs. Each activation is within 2.5e-7 of its f64 value (test above); the
+    // outputs are products and sums of a few such terms of magnitude ≤ 12 (gates) and ≤ 2
+    // (states, gradients), so they stay within 1e-5·(1 + |want|), an error budget of about 25
+    // activations' worth. A wrong formula or block is off by 1e-2 or more for these inputs.
+    let h = 45;
+    let z0: Vec<f32> = data(4 * h, 16).iter().map(|v| v * 6.0).collect();
+    let (c_prev, dh, above, dc0) = (data(h, 17), data(h, 18), data(h, 19), data(h, 20));
+    let close = |what: &str, isa: Isa, got: &[f32], want: &[f64]| {
+        for (j, (g, w)) in got.iter().zip(want).enumerate() {
+            let tol = 1e-5 * (1.0 + w.abs());
+            assert!((*g as f64 - w).abs() <= tol, "{what} on {isa:?}, element {j}: {g} vs {w}");
+        }
+    };
+    // f64 reference: gates, c, h.
+    let zz: Vec<f64> = z0.iter().map(|&v| v as f64).collect();
+    let act: Vec<f64> = (0..4 * h)
+        .map(|k| if (2 * h..3 * h).contains(&k) { zz[k].tanh() } else { sigmoid64(zz[k]) })
+        .collect();
+    let c: Vec<f64> =
+        (0..h).map(|j| act[h + j] * c_prev[j] as f64 + act[j] * act[2 * h + j]).collect();
+    let hh: Vec<f64> = (0..h).map(|j| act[3 * h + j] * c[j].tanh()).collect();
+    for f in vector_paths() {
+        let mut got = (z0.clone(), vec![0.0; h], vec![0.0; h]);
+        f.cell_step(&mut got.0, &c_prev, &mut got.1, &mut got.2, h);
+        close("gates", f.isa(), &got.0, &act);
+        close("c", f.isa(), &got.1, &c);
+        close("h", f.isa(), &got.2, &hh);
+        for up in [None, Some(&above[..])] {
+            // Backward from the f32 gates and c the step produced, in f64.
+            let (gates, c_cur) = (got.0.clone(), got.1.clone());
+            let mut want = vec![0.0f64; 5 * h];
+            for j in 0..h {
+                let g = |k: usize| gates[k * h + j] as f64;
+                let (i, fg, gg, o) = (g(0), g(1), g(2), g(3));
+                let d = dh[j] as f64 + up.map_or(0.0, |a| a[j] as f64);
+                let tc = (c_cur[j] as f64).tanh();
+                let dc = dc0[j] as f64 + d * o * (1.0 - tc * tc);
+                want[j] = dc * gg * i * (1.0 - i);
+                want[h + j] = dc * c_prev[j] as f64 * fg * (1.0 - fg);
+                want[2 * h + j] = dc * i * (1.0 - gg * gg);
+                want[3 * h + j] = d * tc * o * (1.0 - o);
+                want[4 * h + j] = dc * fg;
+            }
+            let (mut z, mut dc) = (gates.clone(), dc0.clone());
+            f.cell_backward(
+                tinylstm::kernels::CellBackward {
+                    z: &mut z,
+                    c_prev: &c_prev,
+                    c_cur: &c_cur,
+                    dh: &dh,
+                    above: up,
+                    dc: &mut dc,
+                },
+                h,
+            );
+            z.extend(dc);
+            close("backward", f.isa(), &z, &want);
+        }
+    }
+}
+
+#[test]
+fn batched_cell_steps_equal_one_row_at_a_time_bit_for_bit() {
+    // `cell_steps` over 5 rows (odd width 45: a tail on every vector width) against
+    // `cell_step` row by row, on both element-wise variants of every set and on the exact path.
+    let (rows, h) = (5, 45);
+    let z0: Vec<f32> = data(rows * 4 * h, 30).iter().map(|v| v * 8.0).collect();
+    let c_prev = data(rows * h, 31);
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let mut kerns: Vec<tinylstm_fast::KernelPath> =
+        vector_paths().into_iter().map(tinylstm_fast::KernelPath::Fast).collect();
+    kerns.extend(exact_elementwise_paths().into_iter().map(tinylstm_fast::KernelPath::Fast));
+    kerns.push(tinylstm_fast::KernelPath::Exact);
+    for k in kerns {
+        let mut one = (z0.clone(), vec![0.0; rows * h], vec![0.0; rows * h]);
+        for r in 0..rows {
+            let (z, hr) = (&mut one.0[r * 4 * h..(r + 1) * 4 * h], r * h..(r + 1) * h);
+            k.cell_step(z, &c_prev[hr.clone()], &mut one.1[hr.clone()], &mut one.2[hr], h);
+        }
+        let mut all = (z0.clone(), vec![0.0; rows * h], vec![0.0; rows * h]);
+        k.cell_steps(rows, &mut all.0, &c_prev, &mut all.1, &mut all.2, h);
+        assert_eq!(bits(&all.0), bits(&one.0), "gates on {}", k.describe());
+        assert_eq!(bits(&all.1), bits(&one.1), "c on {}", k.describe());
+        assert_eq!(bits(&all.2), bits(&one.2), "h on {}", k.describe());
     }
 }
 
