@@ -92,6 +92,9 @@ pub mod spec;
 pub mod text;
 pub mod train;
 
+#[cfg(test)]
+mod checks_for_miri;
+
 pub use error::{Error, Hyperparameter, SpecError};
 pub use loss::Targets;
 pub use model::{Model, Sequences, Stream};

@@ -203,7 +203,7 @@ impl<F: NorFlash> SlotStore<F> {
     ) -> Result<Self, SlotError> {
         let (es, ws) = (F::ERASE_SIZE.max(1), F::WRITE_SIZE.max(1));
         let (b, l) = (base as usize, slot_len as usize);
-        if b % es != 0 || l % es != 0 || CHUNK % ws != 0 || 4 % F::READ_SIZE.max(1) != 0 {
+        if b % es != 0 || l % es != 0 || !CHUNK.is_multiple_of(ws) || 4 % F::READ_SIZE.max(1) != 0 {
             return Err(SlotError::Layout);
         }
         if l.checked_mul(2).and_then(|s| s.checked_add(b)).is_none_or(|end| end > flash.capacity())

@@ -100,7 +100,7 @@ impl NorFlash for Nor {
     }
     fn write(&mut self, at: u32, bytes: &[u8]) -> Result<(), Self::Error> {
         let at = at as usize;
-        if at % WORD != 0 || bytes.len() % WORD != 0 {
+        if !at.is_multiple_of(WORD) || !bytes.len().is_multiple_of(WORD) {
             return Err(NorFlashErrorKind::NotAligned);
         }
         if at + bytes.len() > self.mem.len() {

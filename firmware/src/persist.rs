@@ -217,7 +217,7 @@ impl NorFlash for HostFlash {
     }
 
     fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), Self::Error> {
-        if offset as usize % 4 != 0 || bytes.len() % 4 != 0 {
+        if !(offset as usize).is_multiple_of(4) || !bytes.len().is_multiple_of(4) {
             return Err(NorFlashErrorKind::NotAligned);
         }
         if self.failing {

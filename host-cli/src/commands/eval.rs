@@ -368,7 +368,9 @@ fn predict_samples(cmd: &PredictCmd, bundle: &ModelBundle, path: &PathBuf) -> Re
             // One column: the text alone.
             InputKind::Tokens { .. } => fields == 1 && cmd.text_column.is_none(),
             // Only T×C fits the row (C > 1); with one channel both fit, and a label is read.
-            InputKind::Channels(c) => fields % c == 0 && (fields < 1 || (fields - 1) % c != 0),
+            InputKind::Channels(c) => {
+                fields.is_multiple_of(c) && (fields < 1 || !(fields - 1).is_multiple_of(c))
+            }
         };
     if unlabelled && bundle.meta.task == Task::Text && cmd.text_column.is_none() {
         args.data.text_column = Some("0".into());
@@ -384,7 +386,7 @@ fn predict_samples(cmd: &PredictCmd, bundle: &ModelBundle, path: &PathBuf) -> Re
         LabelKind::Named
     };
     let ambiguous = match bundle.spec.input {
-        InputKind::Channels(c) => fields % c == 0,
+        InputKind::Channels(c) => fields.is_multiple_of(c),
         InputKind::Tokens { .. } => false,
     };
     if !unlabelled && ambiguous {

@@ -106,7 +106,7 @@ impl ConfusionPicture {
             if k == 0 { 1 } else { ((tick_font + 3.0) / f64::from(cell)).ceil() as usize };
         let label_step = label_step.max(1);
         let tf = font(tick_font);
-        let shown = |i: usize| i % label_step == 0;
+        let shown = |i: usize| i.is_multiple_of(label_step);
         let label_w = labels
             .iter()
             .enumerate()

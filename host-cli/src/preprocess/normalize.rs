@@ -176,7 +176,7 @@ impl Normalizer {
     /// Standardises `values` (timestep-major, a multiple of the channel count) in place.
     pub fn apply(&self, values: &mut [f32]) -> Result<(), NormalizeError> {
         let c = self.channels();
-        if values.len() % c != 0 {
+        if !values.len().is_multiple_of(c) {
             return Err(NormalizeError::Ragged { index: 0, len: values.len(), channels: c });
         }
         for step in values.chunks_exact_mut(c) {
