@@ -576,6 +576,19 @@ pub trait Kernels: Copy {
     fn activate_gates(&self, z: &mut [f32], h: usize) {
         activate_gates(z, h);
     }
+    /// One LSTM time step of `B` sequences: `z += h_{t-1}·U`, then every row's cell (see
+    /// [`lstm::step_rows`](crate::lstm::step_rows), the default). A path may reorder the work
+    /// (row tiles whose cells are updated while their gates are in cache), not the operations.
+    #[inline(always)]
+    fn lstm_step(
+        &self,
+        step: crate::lstm::StepRows<'_>,
+        c_prev: &[f32],
+        c_next: &mut [f32],
+        h_next: &mut [f32],
+    ) {
+        crate::lstm::step_rows(*self, step, c_prev, c_next, h_next);
+    }
 }
 
 /// σ on the `i, f, o` blocks and tanh on the `c` block of one row `[4H]` (blocks of `h`);

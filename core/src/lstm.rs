@@ -245,6 +245,15 @@ fn forward_impl<K: Kernels, const MASKED: bool>(
             tape.c.copy_within(t * bh..(t + 1) * bh, (t + 1) * bh);
             continue;
         }
+        if !MASKED && !fused {
+            // The recurrent product and the cell of every sequence: one kernel-path call, so a
+            // path may tile the rows and update each tile's cells while its gates are in cache.
+            let (h_prev, h_next) = tape.h[t * bh..(t + 2) * bh].split_at_mut(bh);
+            let (c_prev, c_next) = tape.c[t * bh..(t + 2) * bh].split_at_mut(bh);
+            let rows = StepRows { units: h, batch: b, h_prev, recurrent: w.recurrent, z };
+            kern.lstm_step(rows, c_prev, c_next, h_next);
+            continue;
+        }
         let h_prev = &tape.h[t * bh..(t + 1) * bh];
         if fused {
             let x_t = &x[t * d.input..(t + 1) * d.input];
@@ -271,15 +280,73 @@ fn forward_impl<K: Kernels, const MASKED: bool>(
             }
             continue;
         }
+        // One unmasked sequence on a scalar FPU (the fused branch above).
         let h_next = &mut tape.h[(t + 1) * bh..(t + 2) * bh];
-        for (((zb, cp), cn), hn) in z
-            .chunks_exact_mut(g4)
-            .zip(c_prev.chunks_exact(h))
-            .zip(c_next.chunks_exact_mut(h))
-            .zip(h_next.chunks_exact_mut(h))
-        {
-            cell_update(kern, zb, cp, cn, hn, h);
-        }
+        cell_rows(kern, h, b, z, c_prev, c_next, h_next);
+    }
+}
+
+/// The operands of one LSTM time step of `batch` sequences ([`step_rows`]).
+#[derive(Debug)]
+pub struct StepRows<'a> {
+    /// Hidden units `H`.
+    pub units: usize,
+    /// Sequences `B`.
+    pub batch: usize,
+    /// The previous hidden states `h_{t-1} [B][H]`.
+    pub h_prev: &'a [f32],
+    /// The recurrent kernel `U [H][4H]`.
+    pub recurrent: &'a [f32],
+    /// On entry the input projections `b + x_t·W [B][4H]`; on return the activated gates.
+    pub z: &'a mut [f32],
+}
+
+/// One LSTM time step of `B` sequences: `z += h_{t-1}·U` (one `[B][H] × [H][4H]` GEMM), then
+/// every row's cell ([`cell_rows`]). `c_prev`, `c_next`, `h_next` are `[B][H]`. This is the
+/// default of [`Kernels::lstm_step`]; a path may tile the rows, with the same operations per
+/// element.
+///
+/// # Panics
+/// When a slice is shorter than its shape above.
+pub fn step_rows<K: Kernels>(
+    kern: K,
+    step: StepRows<'_>,
+    c_prev: &[f32],
+    c_next: &mut [f32],
+    h_next: &mut [f32],
+) {
+    let (h, b) = (step.units, step.batch);
+    kern.gemm_nn(b, 4 * h, h, step.h_prev, step.recurrent, step.z);
+    cell_rows(kern, h, b, step.z, c_prev, c_next, h_next);
+}
+
+/// The cells of `b` sequences from their pre-activations `z [b][4H]` (activated in place):
+/// `c_next`, `h_next [b][H]` from `c_prev [b][H]`, one row at a time with the path's
+/// activations ([`Kernels::activate_gates`]).
+///
+/// # Panics
+/// When a slice is shorter than its shape above.
+pub fn cell_rows<K: Kernels>(
+    kern: K,
+    h: usize,
+    b: usize,
+    z: &mut [f32],
+    c_prev: &[f32],
+    c_next: &mut [f32],
+    h_next: &mut [f32],
+) {
+    let (g4, bh) = (4 * h, b * h);
+    assert!(
+        z.len() >= b * g4 && c_prev.len() >= bh && c_next.len() >= bh && h_next.len() >= bh,
+        "cell_rows: a slice is shorter than its rows"
+    );
+    for (((zb, cp), cn), hn) in z[..b * g4]
+        .chunks_exact_mut(g4)
+        .zip(c_prev[..bh].chunks_exact(h))
+        .zip(c_next[..bh].chunks_exact_mut(h))
+        .zip(h_next[..bh].chunks_exact_mut(h))
+    {
+        cell_update(kern, zb, cp, cn, hn, h);
     }
 }
 

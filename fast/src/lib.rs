@@ -46,6 +46,7 @@
 //! assert_eq!(c, [13.0, 16.0]);
 //! ```
 
+pub mod forward;
 mod generic;
 mod simd;
 
@@ -317,6 +318,19 @@ impl Kernels for Fast {
         tinylstm::kernels::assert_gates(z, h);
         dispatch!(self, activate_gates(z, h), portable = tinylstm::kernels::activate_gates(z, h))
     }
+
+    /// Row tiles with the cells updated per tile, or one GEMM; at batch 1 the chosen one-row
+    /// kernel ([`forward`], settings from the environment).
+    fn lstm_step(
+        &self,
+        step: tinylstm::lstm::StepRows<'_>,
+        c_prev: &[f32],
+        c_next: &mut [f32],
+        h_next: &mut [f32],
+    ) {
+        let config = forward::StepConfig::from_env();
+        forward::lstm_step_with(*self, config, step, c_prev, c_next, h_next)
+    }
 }
 
 /// The exact kernels ([`tinylstm::kernels`]) compiled once more for the vector instructions of
@@ -520,6 +534,20 @@ impl Kernels for KernelPath {
         match self {
             KernelPath::Exact => exact_dispatch!(activate_gates(z, h)),
             KernelPath::Fast(f) => f.activate_gates(z, h),
+        }
+    }
+
+    #[inline]
+    fn lstm_step(
+        &self,
+        step: tinylstm::lstm::StepRows<'_>,
+        c_prev: &[f32],
+        c_next: &mut [f32],
+        h_next: &mut [f32],
+    ) {
+        match self {
+            KernelPath::Exact => tinylstm::lstm::step_rows(*self, step, c_prev, c_next, h_next),
+            KernelPath::Fast(f) => f.lstm_step(step, c_prev, c_next, h_next),
         }
     }
 }
