@@ -141,6 +141,16 @@ pub fn lstm_step_with(
 ) {
     let (h, b) = (step.units, step.batch);
     let g4 = 4 * h;
+    let bh = b * h;
+    assert!(
+        step.h_prev.len() >= bh
+            && step.recurrent.len() >= h * g4
+            && step.z.len() >= b * g4
+            && c_prev.len() >= bh
+            && c_next.len() >= bh
+            && h_next.len() >= bh,
+        "lstm_step: a slice is shorter than its shape"
+    );
     if b == 1 && config.gemv == Gemv::Exact {
         KernelPath::Exact.gemm_nn(1, g4, h, step.h_prev, step.recurrent, step.z);
         cell_rows(fast, h, 1, step.z, c_prev, c_next, h_next);
@@ -150,8 +160,7 @@ pub fn lstm_step_with(
         StepMode::Fused { tile } if b > tile => tile.max(1),
         _ => return step_rows(fast, step, c_prev, c_next, h_next),
     };
-    let bh = b * h;
-    // Every row's operands, cut to the batch's length (panics here if one is short).
+    // Every row's operands, cut to the batch's length (checked above).
     let (h_prev, z) = (&step.h_prev[..bh], &mut step.z[..b * g4]);
     let (c_prev, c_next, h_next) = (&c_prev[..bh], &mut c_next[..bh], &mut h_next[..bh]);
     let tiles = z
