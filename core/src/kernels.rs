@@ -576,6 +576,33 @@ pub trait Kernels: Copy {
     fn activate_gates(&self, z: &mut [f32], h: usize) {
         activate_gates(z, h);
     }
+    /// `C[m][n] = start[n] + A[m][k] · B[k][n]` (`start` in every row; the old `C` is not
+    /// read): the same as filling every row of `C` with `start` and then
+    /// [`gemm_nn`](Kernels::gemm_nn) — which the default does; a path may skip the fill.
+    ///
+    /// # Panics
+    /// When `start` is shorter than `n`, or as [`gemm_nn`](Kernels::gemm_nn).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn gemm_nn_start(
+        &self,
+        m: usize,
+        n: usize,
+        k: usize,
+        a: &[f32],
+        b: &[f32],
+        start: &[f32],
+        c: &mut [f32],
+    ) {
+        assert_gemm_nn(m, n, k, a, b, c);
+        need(start.len(), 1, n, "gemm_nn_start: start is shorter than n");
+        if n > 0 {
+            for row in c[..m * n].chunks_exact_mut(n) {
+                row.copy_from_slice(&start[..n]);
+            }
+        }
+        self.gemm_nn(m, n, k, a, b, c);
+    }
     /// One LSTM time step of `B` sequences: `z += h_{t-1}·U`, then every row's cell (see
     /// [`lstm::step_rows`](crate::lstm::step_rows), the default). A path may reorder the work
     /// (row tiles whose cells are updated while their gates are in cache), not the operations.

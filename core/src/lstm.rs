@@ -230,10 +230,7 @@ fn forward_impl<K: Kernels, const MASKED: bool>(
     // then each step's recurrent product. Same operations per element, so the same bits.
     let fused = !projected && b == 1 && cfg!(target_arch = "arm");
     if !fused && !projected {
-        for row in tape.gates.chunks_exact_mut(g4) {
-            row.copy_from_slice(w.bias);
-        }
-        kern.gemm_nn(rows, g4, d.input, x, w.kernel, tape.gates);
+        kern.gemm_nn_start(rows, g4, d.input, x, w.kernel, w.bias, tape.gates);
     }
 
     let bh = b * h;

@@ -91,12 +91,22 @@ fn gemv_time(kern: KernelPath, n: usize, k: usize) -> f64 {
 fn main() {
     let seed = Spec::tokens(10_000, 64).lstm(128).lstm(64).dense(1, Head::Sigmoid);
     let mcu = Spec::channels(6).lstm(32).dense(4, Head::Softmax);
+    // Optional filters, e.g. `forward_speed fast mcu` (for `perf record`): a path, a model.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let wanted = |what: &str| args.is_empty() || args.iter().any(|a| a == what);
     let paths = [("exact", KernelPath::Exact), ("fast", KernelPath::fast())];
-    for (name, kern) in paths {
+    for (name, kern) in paths
+        .into_iter()
+        .filter(|(n, _)| wanted(n) || !args.iter().any(|a| a == "fast" || a == "exact"))
+    {
         for (n, k) in [(512, 128), (256, 64), (128, 32)] {
-            println!("{name:<5} gemv 1×{n}×{k}: {:8.3} µs", gemv_time(kern, n, k) * 1e6);
+            if args.is_empty() {
+                println!("{name:<5} gemv 1×{n}×{k}: {:8.3} µs", gemv_time(kern, n, k) * 1e6);
+            }
         }
-        for (wl, spec) in [("seed", &seed), ("mcu", &mcu)] {
+        let models = [("seed", &seed), ("mcu", &mcu)];
+        let any_model = args.iter().any(|a| a == "seed" || a == "mcu");
+        for (wl, spec) in models.into_iter().filter(|(w, _)| !any_model || wanted(w)) {
             let lat = forward_time(kern, spec, 1, STEPS);
             let b128 = forward_time(kern, spec, 128, 10);
             println!(

@@ -17,8 +17,10 @@
 //! widest vectors), whichever measures faster on the machine (BENCHMARKS.md).
 //!
 //! Chosen at run time from the environment, read once per process:
-//! `TINYLSTM_FAST_FORWARD=fused|plain`, `TINYLSTM_FAST_TILE=<rows, 1–256>` and
-//! `TINYLSTM_FAST_GEMV=fast|exact`. A value that does not parse is reported once on standard
+//! `TINYLSTM_FAST_FORWARD=fused|plain`, `TINYLSTM_FAST_TILE=<rows, 1–256>`,
+//! `TINYLSTM_FAST_GEMV=fast|exact` and `TINYLSTM_FAST_PROJECTION=fused|copy` (the input
+//! projections `b + x·W` of a segment: the bias loaded into the GEMM's register tiles, or
+//! copied into every row first — [`Projection`]). A value that does not parse is reported once on standard
 //! error and the default is used.
 
 use crate::{Fast, KernelPath};
@@ -47,13 +49,25 @@ pub enum Gemv {
     Exact,
 }
 
-/// The step's settings: [`StepMode`] and [`Gemv`].
+/// How the input projections `b + x·W` of a segment start from the bias
+/// ([`Kernels::gemm_nn_start`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Projection {
+    /// The bias loaded into the GEMM's register tiles: no separate pass over the gates.
+    Fused,
+    /// The bias copied into every row first, then the GEMM adds into it.
+    Copy,
+}
+
+/// The step's settings: [`StepMode`], [`Gemv`] and [`Projection`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StepConfig {
     /// Batch > 1: fused row tiles or one GEMM.
     pub mode: StepMode,
     /// Batch 1: which vector–matrix kernel.
     pub gemv: Gemv,
+    /// The input projections' start from the bias.
+    pub projection: Projection,
 }
 
 /// Rows per tile by default: enough rows that a tile's GEMM reuses each loaded row of `U` for
@@ -63,22 +77,35 @@ pub const DEFAULT_TILE: usize = 12;
 
 impl Default for StepConfig {
     fn default() -> Self {
-        StepConfig { mode: StepMode::Fused { tile: DEFAULT_TILE }, gemv: Gemv::Fast }
+        StepConfig {
+            mode: StepMode::Fused { tile: DEFAULT_TILE },
+            gemv: Gemv::Fast,
+            projection: Projection::Fused,
+        }
     }
 }
 
 impl StepConfig {
     /// The settings from `TINYLSTM_FAST_FORWARD`, `TINYLSTM_FAST_TILE`, `TINYLSTM_FAST_GEMV`
-    /// (see the module docs), read once per process.
+    /// and `TINYLSTM_FAST_PROJECTION` (see the module docs), read once per process.
     pub fn from_env() -> StepConfig {
         static CONFIG: OnceLock<StepConfig> = OnceLock::new();
         *CONFIG.get_or_init(|| {
             let var = |name: &str| std::env::var(name).ok();
-            let (config, problems) = StepConfig::parse(
+            let (mut config, mut problems) = StepConfig::parse(
                 var("TINYLSTM_FAST_FORWARD").as_deref(),
                 var("TINYLSTM_FAST_TILE").as_deref(),
                 var("TINYLSTM_FAST_GEMV").as_deref(),
             );
+            config.projection = match var("TINYLSTM_FAST_PROJECTION").as_deref().map(str::trim) {
+                None | Some("fused") => Projection::Fused,
+                Some("copy") => Projection::Copy,
+                Some(other) => {
+                    problems
+                        .push(format!("TINYLSTM_FAST_PROJECTION={other:?} is not fused or copy"));
+                    Projection::Fused
+                }
+            };
             for p in problems {
                 eprintln!("warning: {p}; using the default");
             }

@@ -164,6 +164,26 @@ macro_rules! entry_points {
             }
 
             #[target_feature(enable = $feat)]
+            pub(super) unsafe fn gemm_nn_start(
+                m: usize,
+                n: usize,
+                k: usize,
+                a: &[f32],
+                b: &[f32],
+                start: &[f32],
+                c: &mut [f32],
+            ) {
+                // SAFETY: as gemm_nn; `outer_from` checks `start` too.
+                unsafe {
+                    if m == 1 {
+                        generic::outer_from::<S, 1, $gnv>(m, n, k, a, k, 1, b, Some(start), c)
+                    } else {
+                        generic::outer_from::<S, $mr, $nv>(m, n, k, a, k, 1, b, Some(start), c)
+                    }
+                }
+            }
+
+            #[target_feature(enable = $feat)]
             pub(super) unsafe fn gemm_tn(
                 m: usize,
                 n: usize,
@@ -235,6 +255,18 @@ mod portable {
         // SAFETY: `Portable` needs no target feature; bounds are checked inside.
         unsafe { generic::outer::<S, 6, 2>(m, n, k, a, k, 1, b, c) }
     }
+    pub(super) fn gemm_nn_start(
+        m: usize,
+        n: usize,
+        k: usize,
+        a: &[f32],
+        b: &[f32],
+        start: &[f32],
+        c: &mut [f32],
+    ) {
+        // SAFETY: as gemm_nn; `outer_from` checks `start` too.
+        unsafe { generic::outer_from::<S, 6, 2>(m, n, k, a, k, 1, b, Some(start), c) }
+    }
     pub(super) fn gemm_tn(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
         // SAFETY: as gemm_nn.
         unsafe { generic::outer::<S, 6, 2>(m, n, k, a, 1, m, b, c) }
@@ -272,12 +304,46 @@ macro_rules! dispatch {
     };
 }
 
+/// `start[..n]` into each of the `m` rows of `c [m][n]` (sizes checked by the caller).
+fn fill_rows(m: usize, n: usize, start: &[f32], c: &mut [f32]) {
+    if n > 0 {
+        for row in c[..m * n].chunks_exact_mut(n) {
+            row.copy_from_slice(&start[..n]);
+        }
+    }
+}
+
 /// Every method first runs the exact kernel's size check (`tinylstm::kernels::assert_*`), so
 /// a short slice panics here exactly as it does on the exact path, whatever the instruction set.
 impl Kernels for Fast {
     fn gemm_nn(&self, m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
         tinylstm::kernels::assert_gemm_nn(m, n, k, a, b, c);
         dispatch!(self, gemm_nn(m, n, k, a, b, c), portable = portable::gemm_nn(m, n, k, a, b, c))
+    }
+
+    /// The start row loaded into the GEMM's register tiles (no pass to fill `C` first), or
+    /// the fill then `gemm_nn` when `TINYLSTM_FAST_PROJECTION=copy` ([`forward`]).
+    fn gemm_nn_start(
+        &self,
+        m: usize,
+        n: usize,
+        k: usize,
+        a: &[f32],
+        b: &[f32],
+        start: &[f32],
+        c: &mut [f32],
+    ) {
+        tinylstm::kernels::assert_gemm_nn(m, n, k, a, b, c);
+        assert!(start.len() >= n, "gemm_nn_start: start is shorter than n");
+        if forward::StepConfig::from_env().projection == forward::Projection::Copy {
+            fill_rows(m, n, start, c);
+            return self.gemm_nn(m, n, k, a, b, c);
+        }
+        dispatch!(
+            self,
+            gemm_nn_start(m, n, k, a, b, start, c),
+            portable = portable::gemm_nn_start(m, n, k, a, b, start, c)
+        )
     }
 
     fn gemm_nt(&self, m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
@@ -488,6 +554,29 @@ impl Kernels for KernelPath {
         match self {
             KernelPath::Exact => exact_dispatch!(gemm_nn(m, n, k, a, b, c)),
             KernelPath::Fast(f) => f.gemm_nn(m, n, k, a, b, c),
+        }
+    }
+
+    #[inline]
+    fn gemm_nn_start(
+        &self,
+        m: usize,
+        n: usize,
+        k: usize,
+        a: &[f32],
+        b: &[f32],
+        start: &[f32],
+        c: &mut [f32],
+    ) {
+        match self {
+            KernelPath::Exact => {
+                // The core's default (fill, then the product) on the run-time-width kernel.
+                tinylstm::kernels::assert_gemm_nn(m, n, k, a, b, c);
+                assert!(start.len() >= n, "gemm_nn_start: start is shorter than n");
+                fill_rows(m, n, start, c);
+                exact_dispatch!(gemm_nn(m, n, k, a, b, c))
+            }
+            KernelPath::Fast(f) => f.gemm_nn_start(m, n, k, a, b, start, c),
         }
     }
 

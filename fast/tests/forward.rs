@@ -16,7 +16,9 @@
 use proptest::prelude::*;
 use tinylstm::kernels::{reference, Exact};
 use tinylstm::lstm::{self, step_rows, Dims, StepRows, Tape, Weights};
-use tinylstm_fast::forward::{lstm_step_with, Gemv, StepConfig, StepMode, DEFAULT_TILE};
+use tinylstm_fast::forward::{
+    lstm_step_with, Gemv, Projection, StepConfig, StepMode, DEFAULT_TILE,
+};
 use tinylstm_fast::{Fast, Isa, KernelPath};
 
 fn paths() -> Vec<Fast> {
@@ -133,10 +135,18 @@ impl Case {
 
 fn configs(tile: usize) -> [StepConfig; 4] {
     [
-        StepConfig { mode: StepMode::Fused { tile }, gemv: Gemv::Fast },
-        StepConfig { mode: StepMode::Fused { tile }, gemv: Gemv::Exact },
-        StepConfig { mode: StepMode::Plain, gemv: Gemv::Fast },
-        StepConfig { mode: StepMode::Plain, gemv: Gemv::Exact },
+        StepConfig {
+            mode: StepMode::Fused { tile },
+            gemv: Gemv::Fast,
+            projection: Projection::Fused,
+        },
+        StepConfig {
+            mode: StepMode::Fused { tile },
+            gemv: Gemv::Exact,
+            projection: Projection::Fused,
+        },
+        StepConfig { mode: StepMode::Plain, gemv: Gemv::Fast, projection: Projection::Fused },
+        StepConfig { mode: StepMode::Plain, gemv: Gemv::Exact, projection: Projection::Fused },
     ]
 }
 
@@ -171,10 +181,10 @@ fn settings_parse_and_reject_bad_values() {
     assert_eq!(c, StepConfig::default());
     assert!(p.is_empty());
     let (c, p) = StepConfig::parse(Some("plain"), Some("7"), Some("exact"));
-    assert_eq!(c, StepConfig { mode: StepMode::Plain, gemv: Gemv::Exact });
+    assert_eq!((c.mode, c.gemv), (StepMode::Plain, Gemv::Exact));
     assert!(p.is_empty());
     let (c, p) = StepConfig::parse(Some("fused"), Some("7"), Some("fast"));
-    assert_eq!(c, StepConfig { mode: StepMode::Fused { tile: 7 }, gemv: Gemv::Fast });
+    assert_eq!((c.mode, c.gemv), (StepMode::Fused { tile: 7 }, Gemv::Fast));
     assert!(p.is_empty());
     let (c, p) = StepConfig::parse(Some("tiled"), Some("0"), Some("slow"));
     assert_eq!(c, StepConfig::default());
@@ -194,7 +204,7 @@ fn a_short_state_panics_before_any_write() {
     let mut z = case.z0.clone();
     let (mut cn, mut hn) = (vec![0.0; 5 * 8], vec![0.0; 5 * 8 - 1]);
     let step = StepRows { units: 8, batch: 5, h_prev: &case.h_prev, recurrent: &case.u, z: &mut z };
-    let config = StepConfig { mode: StepMode::Fused { tile: 2 }, gemv: Gemv::Fast };
+    let config = StepConfig { mode: StepMode::Fused { tile: 2 }, ..StepConfig::default() };
     lstm_step_with(fast, config, step, &case.c_prev, &mut cn, &mut hn);
 }
 
@@ -247,5 +257,53 @@ proptest! {
     #[test]
     fn layer_any_shape(h in 1usize..50, b in 1usize..30, input in 1usize..20, steps in 1usize..4, seed in 0u64..1000) {
         run_layer(h, b, input, steps, seed);
+    }
+}
+
+/// `gemm_nn_start` on every instruction set equals filling the rows with `start` and then
+/// `gemm_nn` (itself tested against the scalar reference in `kernels.rs`) bit for bit, never
+/// reads the old `C` and leaves the floats past `m·n` alone.
+fn run_start(m: usize, n: usize, k: usize, seed: u64) {
+    use tinylstm::kernels::Kernels;
+    let (a, b) = (data(m * k, seed, 1.0), data(k * n, seed + 1, 1.0));
+    let start = data(n + 3, seed + 2, 1.0);
+    for fast in paths() {
+        let mut want = vec![0.0f32; m * n + 5];
+        for row in want[..m * n].chunks_exact_mut(n) {
+            row.copy_from_slice(&start[..n]);
+        }
+        want[m * n..].fill(7.0);
+        fast.gemm_nn(m, n, k, &a, &b, &mut want);
+        let mut got = vec![f32::NAN; m * n + 5];
+        got[m * n..].fill(7.0);
+        fast.gemm_nn_start(m, n, k, &a, &b, &start, &mut got);
+        let same = got.iter().zip(&want).all(|(g, w)| g.to_bits() == w.to_bits());
+        assert!(same, "gemm_nn_start on {:?}, {m}×{n}×{k}: {got:?} vs {want:?}", fast.isa());
+    }
+}
+
+#[test]
+fn gemm_nn_start_on_the_models_input_projections() {
+    // MCU (6 channels → 4·32) and the seed's layer 2 (128 → 4·64) over a 10-step chunk of 128.
+    run_start(1280, 128, 6, 1);
+    run_start(1280, 256, 128, 2);
+    run_start(1, 512, 300, 3); // one row, past the reduction block
+    run_start(3, 5, 0, 4); // no reduction: C is the start rows
+}
+
+#[test]
+#[should_panic(expected = "start is shorter")]
+fn gemm_nn_start_with_a_short_start_panics() {
+    use tinylstm::kernels::Kernels;
+    let mut c = [0.0f32; 6];
+    Fast::new().gemm_nn_start(2, 3, 1, &[1.0, 2.0], &[1.0, 2.0, 3.0], &[0.0, 0.0], &mut c);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn gemm_nn_start_any_shape(m in 1usize..40, n in 1usize..150, k in 0usize..300, seed in 0u64..1000) {
+        run_start(m, n, k, seed);
     }
 }
