@@ -108,7 +108,10 @@ fn main() {
         let any_model = args.iter().any(|a| a == "seed" || a == "mcu");
         for (wl, spec) in models.into_iter().filter(|(w, _)| !any_model || wanted(w)) {
             let lat = forward_time(kern, spec, 1, STEPS);
-            let chunk = std::env::var("FORWARD_SPEED_CHUNK").ok().and_then(|c| c.parse().ok()).unwrap_or(10);
+            let chunk = std::env::var("FORWARD_SPEED_CHUNK")
+                .ok()
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(10);
             let b128 = forward_time(kern, spec, 128, chunk);
             println!(
                 "{name:<5} {wl:<4} batch-1 {:8.4} ms   batch-128 (one thread) {:9.0} samples/s",

@@ -13,12 +13,13 @@
 //! order per element does not depend on the number of rows), so they give the same bits.
 //!
 //! At **batch 1** the product is a vector–matrix product; [`Gemv`] chooses its kernel: the
-//! fast one (FMA, 8-vector panels) or the exact path's one-row kernel (compiled for this CPU's
-//! widest vectors), whichever measures faster on the machine (BENCHMARKS.md).
+//! fast one (FMA, 8-vector panels; or the same on AVX2's 256-bit vectors) or the exact path's
+//! one-row kernel (compiled for this CPU's widest vectors), whichever measures faster on the
+//! machine (BENCHMARKS.md).
 //!
 //! Chosen at run time from the environment, read once per process:
 //! `TINYLSTM_FAST_FORWARD=fused|plain`, `TINYLSTM_FAST_TILE=<rows, 1–256>`,
-//! `TINYLSTM_FAST_GEMV=fast|exact` and `TINYLSTM_FAST_PROJECTION=fused|copy` (the input
+//! `TINYLSTM_FAST_GEMV=fast|exact|avx2` and `TINYLSTM_FAST_PROJECTION=fused|copy` (the input
 //! projections `b + x·W` of a segment: the bias loaded into the GEMM's register tiles, or
 //! copied into every row first — [`Projection`]). A value that does not parse is reported once on standard
 //! error and the default is used.
@@ -47,6 +48,10 @@ pub enum Gemv {
     Fast,
     /// The exact path's one-row kernel (no FMA, the order contract).
     Exact,
+    /// The fast kernel on 256-bit vectors (AVX2 + FMA) even where AVX-512 is chosen for the
+    /// rest (where 512-bit code lowers the clock, a vector–matrix product bound by loads may
+    /// gain); the fast kernel where this CPU has no AVX2.
+    Avx2,
 }
 
 /// How the input projections `b + x·W` of a segment start from the bias
@@ -144,8 +149,9 @@ impl StepConfig {
         c.gemv = match gemv.map(str::trim) {
             None | Some("fast") => Gemv::Fast,
             Some("exact") => Gemv::Exact,
+            Some("avx2") => Gemv::Avx2,
             Some(other) => {
-                problems.push(format!("TINYLSTM_FAST_GEMV={other:?} is not fast or exact"));
+                problems.push(format!("TINYLSTM_FAST_GEMV={other:?} is not fast, exact or avx2"));
                 Gemv::Fast
             }
         };
@@ -180,6 +186,12 @@ pub fn lstm_step_with(
     );
     if b == 1 && config.gemv == Gemv::Exact {
         KernelPath::Exact.gemm_nn(1, g4, h, step.h_prev, step.recurrent, step.z);
+        cell_rows(fast, h, 1, step.z, c_prev, c_next, h_next);
+        return;
+    }
+    if b == 1 && config.gemv == Gemv::Avx2 {
+        let narrow = Fast::with_isa(crate::Isa::Avx2Fma).unwrap_or(fast);
+        narrow.gemm_nn(1, g4, h, step.h_prev, step.recurrent, step.z);
         cell_rows(fast, h, 1, step.z, c_prev, c_next, h_next);
         return;
     }
