@@ -311,7 +311,9 @@ fn outer_gemm<const REV: bool>(
 ///
 /// # Panics
 /// When a slice is shorter than its dimensions need ([`assert_gemm_nn`]; see the module docs).
-#[cfg_attr(not(target_arch = "arm"), inline)]
+/// (Always inlined on hosts: `tinylstm-fast` compiles it inside its `#[target_feature]` copies,
+/// which only get the wide vectors when the body is inlined there.)
+#[cfg_attr(not(target_arch = "arm"), inline(always))]
 pub fn gemm_nn(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
     assert_gemm_nn(m, n, k, a, b, c);
     if m == 0 || n == 0 || k == 0 {
