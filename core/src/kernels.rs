@@ -311,7 +311,9 @@ fn outer_gemm<const REV: bool>(
 ///
 /// # Panics
 /// When a slice is shorter than its dimensions need ([`assert_gemm_nn`]; see the module docs).
-#[cfg_attr(not(target_arch = "arm"), inline)]
+/// (Always inlined on hosts: `tinylstm-fast` compiles it inside its `#[target_feature]` copies,
+/// which only get the wide vectors when the body is inlined there.)
+#[cfg_attr(not(target_arch = "arm"), inline(always))]
 pub fn gemm_nn(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
     assert_gemm_nn(m, n, k, a, b, c);
     if m == 0 || n == 0 || k == 0 {
@@ -575,6 +577,46 @@ pub trait Kernels: Copy {
     #[inline(always)]
     fn activate_gates(&self, z: &mut [f32], h: usize) {
         activate_gates(z, h);
+    }
+    /// `C[m][n] = start[n] + A[m][k] · B[k][n]` (`start` in every row; the old `C` is not
+    /// read): the same as filling every row of `C` with `start` and then
+    /// [`gemm_nn`](Kernels::gemm_nn) — which the default does; a path may skip the fill.
+    ///
+    /// # Panics
+    /// When `start` is shorter than `n`, or as [`gemm_nn`](Kernels::gemm_nn).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn gemm_nn_start(
+        &self,
+        m: usize,
+        n: usize,
+        k: usize,
+        a: &[f32],
+        b: &[f32],
+        start: &[f32],
+        c: &mut [f32],
+    ) {
+        assert_gemm_nn(m, n, k, a, b, c);
+        need(start.len(), 1, n, "gemm_nn_start: start is shorter than n");
+        if n > 0 {
+            for row in c[..m * n].chunks_exact_mut(n) {
+                row.copy_from_slice(&start[..n]);
+            }
+        }
+        self.gemm_nn(m, n, k, a, b, c);
+    }
+    /// One LSTM time step of `B` sequences: `z += h_{t-1}·U`, then every row's cell (see
+    /// [`lstm::step_rows`](crate::lstm::step_rows), the default). A path may reorder the work
+    /// (row tiles whose cells are updated while their gates are in cache), not the operations.
+    #[inline(always)]
+    fn lstm_step(
+        &self,
+        step: crate::lstm::StepRows<'_>,
+        c_prev: &[f32],
+        c_next: &mut [f32],
+        h_next: &mut [f32],
+    ) {
+        crate::lstm::step_rows(*self, step, c_prev, c_next, h_next);
     }
     /// One sequence's forward LSTM step (see [`cell_step`]): activates `z [4H]` in place with
     /// [`Kernels::activate_gates`], then writes `c_next [H]` and `h_next [H]` from

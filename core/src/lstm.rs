@@ -229,10 +229,7 @@ fn forward_impl<K: Kernels, const MASKED: bool>(
     // then each step's recurrent product. Same operations per element, so the same bits.
     let fused = !projected && b == 1 && cfg!(target_arch = "arm");
     if !fused && !projected {
-        for row in tape.gates.chunks_exact_mut(g4) {
-            row.copy_from_slice(w.bias);
-        }
-        kern.gemm_nn(rows, g4, d.input, x, w.kernel, tape.gates);
+        kern.gemm_nn_start(rows, g4, d.input, x, w.kernel, w.bias, tape.gates);
     }
 
     let bh = b * h;
@@ -242,6 +239,15 @@ fn forward_impl<K: Kernels, const MASKED: bool>(
             // One masked sequence: the state carries over, no gate is computed.
             tape.h.copy_within(t * bh..(t + 1) * bh, (t + 1) * bh);
             tape.c.copy_within(t * bh..(t + 1) * bh, (t + 1) * bh);
+            continue;
+        }
+        if !MASKED && !fused {
+            // The recurrent product and the cell of every sequence: one kernel-path call, so a
+            // path may tile the rows and update each tile's cells while its gates are in cache.
+            let (h_prev, h_next) = tape.h[t * bh..(t + 2) * bh].split_at_mut(bh);
+            let (c_prev, c_next) = tape.c[t * bh..(t + 2) * bh].split_at_mut(bh);
+            let rows = StepRows { units: h, batch: b, h_prev, recurrent: w.recurrent, z };
+            kern.lstm_step(rows, c_prev, c_next, h_next);
             continue;
         }
         let h_prev = &tape.h[t * bh..(t + 1) * bh];
@@ -270,9 +276,67 @@ fn forward_impl<K: Kernels, const MASKED: bool>(
             }
             continue;
         }
+        // One unmasked sequence on a scalar FPU (the fused branch above).
         let h_next = &mut tape.h[(t + 1) * bh..(t + 2) * bh];
-        kern.cell_steps(b, z, c_prev, c_next, h_next, h);
+        cell_rows(kern, h, b, z, c_prev, c_next, h_next);
     }
+}
+
+/// The operands of one LSTM time step of `batch` sequences ([`step_rows`]).
+#[derive(Debug)]
+pub struct StepRows<'a> {
+    /// Hidden units `H`.
+    pub units: usize,
+    /// Sequences `B`.
+    pub batch: usize,
+    /// The previous hidden states `h_{t-1} [B][H]`.
+    pub h_prev: &'a [f32],
+    /// The recurrent kernel `U [H][4H]`.
+    pub recurrent: &'a [f32],
+    /// On entry the input projections `b + x_t·W [B][4H]`; on return the activated gates.
+    pub z: &'a mut [f32],
+}
+
+/// One LSTM time step of `B` sequences: `z += h_{t-1}·U` (one `[B][H] × [H][4H]` GEMM), then
+/// every row's cell ([`cell_rows`]). `c_prev`, `c_next`, `h_next` are `[B][H]`. This is the
+/// default of [`Kernels::lstm_step`]; a path may tile the rows, with the same operations per
+/// element.
+///
+/// # Panics
+/// When a slice is shorter than its shape above.
+pub fn step_rows<K: Kernels>(
+    kern: K,
+    step: StepRows<'_>,
+    c_prev: &[f32],
+    c_next: &mut [f32],
+    h_next: &mut [f32],
+) {
+    let (h, b) = (step.units, step.batch);
+    kern.gemm_nn(b, 4 * h, h, step.h_prev, step.recurrent, step.z);
+    cell_rows(kern, h, b, step.z, c_prev, c_next, h_next);
+}
+
+/// The cells of `b` sequences from their pre-activations `z [b][4H]` (activated in place):
+/// `c_next`, `h_next [b][H]` from `c_prev [b][H]`, with the path's cell steps
+/// ([`Kernels::cell_steps`]).
+///
+/// # Panics
+/// When a slice is shorter than its shape above.
+pub fn cell_rows<K: Kernels>(
+    kern: K,
+    h: usize,
+    b: usize,
+    z: &mut [f32],
+    c_prev: &[f32],
+    c_next: &mut [f32],
+    h_next: &mut [f32],
+) {
+    let (g4, bh) = (4 * h, b * h);
+    assert!(
+        z.len() >= b * g4 && c_prev.len() >= bh && c_next.len() >= bh && h_next.len() >= bh,
+        "cell_rows: a slice is shorter than its rows"
+    );
+    kern.cell_steps(b, z, c_prev, c_next, h_next, h);
 }
 
 /// One sequence's step from its pre-activations `zb [4H]`: activates the gates in place and

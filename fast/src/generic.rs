@@ -14,13 +14,16 @@ use crate::simd::Simd;
 const KC: usize = 256;
 
 /// One `R × (NV·LANES)` tile of `C` (rows `ldc` apart) += `Σ_{p < kc} a(r, p) · B[p][..]`, with
-/// `a(r, p) = a[r·rs + p·ps]` and rows of `B` `ldb` apart.
+/// `a(r, p) = a[r·rs + p·ps]` and rows of `B` `ldb` apart. When `start` is not null, the tile's
+/// old values are not read: every row starts from `start[..NV·LANES]` instead.
 ///
 /// # Safety
 /// `S`'s features are present; `a` is valid for every `r·rs + p·ps` with `r < R`, `p < kc`;
-/// `b` for `p·ldb + NV·LANES` floats for `p < kc`; `c` for `r·ldc + NV·LANES` floats, `r < R`.
+/// `b` for `p·ldb + NV·LANES` floats for `p < kc`; `c` for `r·ldc + NV·LANES` floats, `r < R`;
+/// `start`, unless null, for `NV·LANES` floats.
 #[inline(always)]
 unsafe fn outer_tile<S: Simd, const R: usize, const NV: usize>(
+    start: *const f32,
     kc: usize,
     a: *const f32,
     rs: usize,
@@ -34,9 +37,18 @@ unsafe fn outer_tile<S: Simd, const R: usize, const NV: usize>(
     // SAFETY: the function's contract (see above) covers every pointer offset used here.
     unsafe {
         let mut acc = [[S::zero(); NV]; R];
-        for r in 0..R {
+        if start.is_null() {
+            for r in 0..R {
+                for v in 0..NV {
+                    acc[r][v] = S::load(c.add(r * ldc + v * l));
+                }
+            }
+        } else {
             for v in 0..NV {
-                acc[r][v] = S::load(c.add(r * ldc + v * l));
+                let s = S::load(start.add(v * l));
+                for r in 0..R {
+                    acc[r][v] = s;
+                }
             }
         }
         for p in 0..kc {
@@ -64,9 +76,10 @@ unsafe fn outer_tile<S: Simd, const R: usize, const NV: usize>(
 /// [`outer_tile`] for `rows ≤ MR` rows (1 to 6), dispatched to its const instance.
 ///
 /// # Safety
-/// As [`outer_tile`] with `R = rows`.
+/// As [`outer_tile`] with `R = rows` (and the same `start`).
 #[inline(always)]
 unsafe fn outer_rows<S: Simd, const MR: usize, const NV: usize>(
+    start: *const f32,
     rows: usize,
     kc: usize,
     a: *const f32,
@@ -80,12 +93,12 @@ unsafe fn outer_rows<S: Simd, const MR: usize, const NV: usize>(
     // SAFETY: forwarded contract; each arm has `R = rows`.
     unsafe {
         match rows.min(MR) {
-            1 => outer_tile::<S, 1, NV>(kc, a, rs, ps, b, ldb, c, ldc),
-            2 => outer_tile::<S, 2, NV>(kc, a, rs, ps, b, ldb, c, ldc),
-            3 => outer_tile::<S, 3, NV>(kc, a, rs, ps, b, ldb, c, ldc),
-            4 => outer_tile::<S, 4, NV>(kc, a, rs, ps, b, ldb, c, ldc),
-            5 => outer_tile::<S, 5, NV>(kc, a, rs, ps, b, ldb, c, ldc),
-            _ => outer_tile::<S, 6, NV>(kc, a, rs, ps, b, ldb, c, ldc),
+            1 => outer_tile::<S, 1, NV>(start, kc, a, rs, ps, b, ldb, c, ldc),
+            2 => outer_tile::<S, 2, NV>(start, kc, a, rs, ps, b, ldb, c, ldc),
+            3 => outer_tile::<S, 3, NV>(start, kc, a, rs, ps, b, ldb, c, ldc),
+            4 => outer_tile::<S, 4, NV>(start, kc, a, rs, ps, b, ldb, c, ldc),
+            5 => outer_tile::<S, 5, NV>(start, kc, a, rs, ps, b, ldb, c, ldc),
+            _ => outer_tile::<S, 6, NV>(start, kc, a, rs, ps, b, ldb, c, ldc),
         }
     }
 }
@@ -108,7 +121,38 @@ pub(crate) unsafe fn outer<S: Simd, const MR: usize, const NV: usize>(
     b: &[f32],
     c: &mut [f32],
 ) {
-    if m == 0 || n == 0 || k == 0 {
+    // SAFETY: forwarded contract.
+    unsafe { outer_from::<S, MR, NV>(m, n, k, a, rs, ps, b, None, c) }
+}
+
+/// [`outer`] with `C[i][j] = start[j] + Σ_p a(i, p) · B[p][j]` when `start` is given (the old
+/// `C` is not read): the same operations per element as copying `start` into every row of `C`
+/// and then calling [`outer`], so the same bits, without the copy's pass over `C`.
+///
+/// # Safety
+/// As [`outer`] (`start`, when given, must hold `n` floats, or this panics).
+#[inline(always)]
+pub(crate) unsafe fn outer_from<S: Simd, const MR: usize, const NV: usize>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    rs: usize,
+    ps: usize,
+    b: &[f32],
+    start: Option<&[f32]>,
+    c: &mut [f32],
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let start = start.map(|s| &s[..n]);
+    if k == 0 {
+        if let Some(s) = start {
+            for row in c[..m * n].chunks_exact_mut(n) {
+                row.copy_from_slice(s);
+            }
+        }
         return;
     }
     let a = &a[..(m - 1) * rs + (k - 1) * ps + 1];
@@ -134,19 +178,26 @@ pub(crate) unsafe fn outer<S: Simd, const MR: usize, const NV: usize>(
                 let at = i * rs + k0 * ps;
                 let (ai, bj, ci) =
                     (ap.wrapping_add(at), bp.wrapping_add(k0 * n + j), cp.wrapping_add(i * n + j));
+                // The first reduction block starts from `start` (when given), later ones from C.
+                let first = if k0 == 0 { start } else { None };
+                let sj = first.map_or(core::ptr::null(), |s| s[j..].as_ptr());
                 if w == NV * l {
                     // SAFETY: rows i..i+rows < m, reduction k0..k0+kc ≤ k, columns j..j+w ≤ n:
-                    // every `a(i+r, k0+p)`, `B[k0+p][j..j+w]`, `C[i+r][j..j+w]` is inside the
-                    // slices bounded above; features by this function's contract.
-                    unsafe { outer_rows::<S, MR, NV>(rows, kc, ai, rs, ps, bj, n, ci, n) };
+                    // every `a(i+r, k0+p)`, `B[k0+p][j..j+w]`, `C[i+r][j..j+w]` (and, when not
+                    // null, `start[j..j+w]`) is inside the slices bounded above; features by
+                    // this function's contract.
+                    unsafe { outer_rows::<S, MR, NV>(sj, rows, kc, ai, rs, ps, bj, n, ci, n) };
                 } else if w == l {
                     // SAFETY: as above with w = one vector.
-                    unsafe { outer_rows::<S, MR, 1>(rows, kc, ai, rs, ps, bj, n, ci, n) };
+                    unsafe { outer_rows::<S, MR, 1>(sj, rows, kc, ai, rs, ps, bj, n, ci, n) };
                 } else {
                     // Fewer columns than a vector: plain scalar code on the slices.
                     for r in 0..rows {
                         for jj in 0..w {
-                            let mut s = c[(i + r) * n + j + jj];
+                            let mut s = match first {
+                                Some(st) => st[j + jj],
+                                None => c[(i + r) * n + j + jj],
+                            };
                             for p in k0..k0 + kc {
                                 s += a[(i + r) * rs + p * ps] * b[p * n + j + jj];
                             }

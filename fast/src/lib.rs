@@ -47,6 +47,7 @@
 //! ```
 
 mod elementwise;
+pub mod forward;
 mod generic;
 mod simd;
 
@@ -218,6 +219,26 @@ macro_rules! entry_points {
                         generic::outer::<S, 1, $gnv>(m, n, k, a, k, 1, b, c)
                     } else {
                         generic::outer::<S, $mr, $nv>(m, n, k, a, k, 1, b, c)
+                    }
+                }
+            }
+
+            #[target_feature(enable = $feat)]
+            pub(super) unsafe fn gemm_nn_start(
+                m: usize,
+                n: usize,
+                k: usize,
+                a: &[f32],
+                b: &[f32],
+                start: &[f32],
+                c: &mut [f32],
+            ) {
+                // SAFETY: as gemm_nn; `outer_from` checks `start` too.
+                unsafe {
+                    if m == 1 {
+                        generic::outer_from::<S, 1, $gnv>(m, n, k, a, k, 1, b, Some(start), c)
+                    } else {
+                        generic::outer_from::<S, $mr, $nv>(m, n, k, a, k, 1, b, Some(start), c)
                     }
                 }
             }
@@ -402,6 +423,18 @@ mod portable {
         // SAFETY: `Portable` needs no target feature; bounds are checked inside.
         unsafe { generic::outer::<S, 6, 2>(m, n, k, a, k, 1, b, c) }
     }
+    pub(super) fn gemm_nn_start(
+        m: usize,
+        n: usize,
+        k: usize,
+        a: &[f32],
+        b: &[f32],
+        start: &[f32],
+        c: &mut [f32],
+    ) {
+        // SAFETY: as gemm_nn; `outer_from` checks `start` too.
+        unsafe { generic::outer_from::<S, 6, 2>(m, n, k, a, k, 1, b, Some(start), c) }
+    }
     pub(super) fn gemm_tn(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
         // SAFETY: as gemm_nn.
         unsafe { generic::outer::<S, 6, 2>(m, n, k, a, 1, m, b, c) }
@@ -439,12 +472,46 @@ macro_rules! dispatch {
     };
 }
 
+/// `start[..n]` into each of the `m` rows of `c [m][n]` (sizes checked by the caller).
+fn fill_rows(m: usize, n: usize, start: &[f32], c: &mut [f32]) {
+    if n > 0 {
+        for row in c[..m * n].chunks_exact_mut(n) {
+            row.copy_from_slice(&start[..n]);
+        }
+    }
+}
+
 /// Every method first runs the exact kernel's size check (`tinylstm::kernels::assert_*`), so
 /// a short slice panics here exactly as it does on the exact path, whatever the instruction set.
 impl Kernels for Fast {
     fn gemm_nn(&self, m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
         tinylstm::kernels::assert_gemm_nn(m, n, k, a, b, c);
         dispatch!(self, gemm_nn(m, n, k, a, b, c), portable = portable::gemm_nn(m, n, k, a, b, c))
+    }
+
+    /// The start row loaded into the GEMM's register tiles (no pass to fill `C` first), or
+    /// the fill then `gemm_nn` when `TINYLSTM_FAST_PROJECTION=copy` ([`forward`]).
+    fn gemm_nn_start(
+        &self,
+        m: usize,
+        n: usize,
+        k: usize,
+        a: &[f32],
+        b: &[f32],
+        start: &[f32],
+        c: &mut [f32],
+    ) {
+        tinylstm::kernels::assert_gemm_nn(m, n, k, a, b, c);
+        assert!(start.len() >= n, "gemm_nn_start: start is shorter than n");
+        if forward::StepConfig::from_env().projection == forward::Projection::Copy {
+            fill_rows(m, n, start, c);
+            return self.gemm_nn(m, n, k, a, b, c);
+        }
+        dispatch!(
+            self,
+            gemm_nn_start(m, n, k, a, b, start, c),
+            portable = portable::gemm_nn_start(m, n, k, a, b, start, c)
+        )
     }
 
     fn gemm_nt(&self, m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
@@ -546,6 +613,19 @@ impl Kernels for Fast {
             portable = tinylstm::kernels::cell_backward(step, h)
         )
     }
+
+    /// Row tiles with the cells updated per tile, or one GEMM; at batch 1 the chosen one-row
+    /// kernel ([`forward`], settings from the environment).
+    fn lstm_step(
+        &self,
+        step: tinylstm::lstm::StepRows<'_>,
+        c_prev: &[f32],
+        c_next: &mut [f32],
+        h_next: &mut [f32],
+    ) {
+        let config = forward::StepConfig::from_env();
+        forward::lstm_step_with(*self, config, step, c_prev, c_next, h_next)
+    }
 }
 
 /// The exact kernels ([`tinylstm::kernels`]) compiled once more for the vector instructions of
@@ -634,6 +714,35 @@ mod exact {
                 pub(crate) unsafe fn activate_gates(z: &mut [f32], h: usize) {
                     k::activate_gates(z, h)
                 }
+
+                #[target_feature(enable = $feat)]
+                pub(crate) unsafe fn cell_step(
+                    z: &mut [f32],
+                    c_prev: &[f32],
+                    c_next: &mut [f32],
+                    h_next: &mut [f32],
+                    h: usize,
+                ) {
+                    k::cell_step(z, c_prev, c_next, h_next, h)
+                }
+
+                #[target_feature(enable = $feat)]
+                pub(crate) unsafe fn cell_steps(
+                    rows: usize,
+                    z: &mut [f32],
+                    c_prev: &[f32],
+                    c_next: &mut [f32],
+                    h_next: &mut [f32],
+                    h: usize,
+                ) {
+                    use k::Kernels;
+                    k::Exact.cell_steps(rows, z, c_prev, c_next, h_next, h)
+                }
+
+                #[target_feature(enable = $feat)]
+                pub(crate) unsafe fn cell_backward(step: k::CellBackward<'_>, h: usize) {
+                    k::cell_backward(step, h)
+                }
             }
         };
     }
@@ -642,6 +751,28 @@ mod exact {
     exact_entry_points!(avx512, "avx512f");
     #[cfg(target_arch = "x86_64")]
     exact_entry_points!(avx2, "avx2,fma");
+}
+
+/// The exact path's [`Kernels::cell_steps`] compiled for [`exact::isa`] (the core's default:
+/// [`tinylstm::kernels::cell_step`] row by row; the same bits at every width).
+fn exact_cell_steps(
+    rows: usize,
+    z: &mut [f32],
+    c_prev: &[f32],
+    c_next: &mut [f32],
+    h_next: &mut [f32],
+    h: usize,
+) {
+    match exact::isa() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `exact::isa` only returns a set that `is_supported` on this CPU; the kernel
+        // checks its slice lengths itself (safe code).
+        Isa::Avx512 => unsafe { exact::avx512::cell_steps(rows, z, c_prev, c_next, h_next, h) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Isa::Avx2Fma => unsafe { exact::avx2::cell_steps(rows, z, c_prev, c_next, h_next, h) },
+        _ => tinylstm::kernels::Exact.cell_steps(rows, z, c_prev, c_next, h_next, h),
+    }
 }
 
 /// Calls the exact kernel `f` compiled for [`exact::isa`] (the baseline build elsewhere).
@@ -711,6 +842,29 @@ impl Kernels for KernelPath {
     }
 
     #[inline]
+    fn gemm_nn_start(
+        &self,
+        m: usize,
+        n: usize,
+        k: usize,
+        a: &[f32],
+        b: &[f32],
+        start: &[f32],
+        c: &mut [f32],
+    ) {
+        match self {
+            KernelPath::Exact => {
+                // The core's default (fill, then the product) on the run-time-width kernel.
+                tinylstm::kernels::assert_gemm_nn(m, n, k, a, b, c);
+                assert!(start.len() >= n, "gemm_nn_start: start is shorter than n");
+                fill_rows(m, n, start, c);
+                exact_dispatch!(gemm_nn(m, n, k, a, b, c))
+            }
+            KernelPath::Fast(f) => f.gemm_nn_start(m, n, k, a, b, start, c),
+        }
+    }
+
+    #[inline]
     fn gemm_nt(&self, m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
         match self {
             KernelPath::Exact => exact_dispatch!(gemm_nt(m, n, k, a, b, c)),
@@ -757,6 +911,20 @@ impl Kernels for KernelPath {
     }
 
     #[inline]
+    fn lstm_step(
+        &self,
+        step: tinylstm::lstm::StepRows<'_>,
+        c_prev: &[f32],
+        c_next: &mut [f32],
+        h_next: &mut [f32],
+    ) {
+        match self {
+            KernelPath::Exact => tinylstm::lstm::step_rows(*self, step, c_prev, c_next, h_next),
+            KernelPath::Fast(f) => f.lstm_step(step, c_prev, c_next, h_next),
+        }
+    }
+
+    #[inline]
     fn cell_step(
         &self,
         z: &mut [f32],
@@ -766,7 +934,7 @@ impl Kernels for KernelPath {
         h: usize,
     ) {
         match self {
-            KernelPath::Exact => tinylstm::kernels::cell_step(z, c_prev, c_next, h_next, h),
+            KernelPath::Exact => exact_dispatch!(cell_step(z, c_prev, c_next, h_next, h)),
             KernelPath::Fast(f) => f.cell_step(z, c_prev, c_next, h_next, h),
         }
     }
@@ -782,9 +950,7 @@ impl Kernels for KernelPath {
         h: usize,
     ) {
         match self {
-            KernelPath::Exact => {
-                tinylstm::kernels::Exact.cell_steps(rows, z, c_prev, c_next, h_next, h)
-            }
+            KernelPath::Exact => exact_cell_steps(rows, z, c_prev, c_next, h_next, h),
             KernelPath::Fast(f) => f.cell_steps(rows, z, c_prev, c_next, h_next, h),
         }
     }
@@ -792,7 +958,7 @@ impl Kernels for KernelPath {
     #[inline]
     fn cell_backward(&self, step: CellBackward<'_>, h: usize) {
         match self {
-            KernelPath::Exact => tinylstm::kernels::cell_backward(step, h),
+            KernelPath::Exact => exact_dispatch!(cell_backward(step, h)),
             KernelPath::Fast(f) => f.cell_backward(step, h),
         }
     }
