@@ -97,7 +97,8 @@ pub fn exp_clamped(x: f32) -> f32 {
 }
 
 /// Hyperbolic tangent (an activation: the crate's own, or micromath's; see the module docs).
-#[inline]
+#[cfg_attr(not(target_arch = "arm"), inline(always))]
+#[cfg_attr(target_arch = "arm", inline)]
 pub fn tanh(x: f32) -> f32 {
     #[cfg(feature = "micromath")]
     {
@@ -146,7 +147,8 @@ fn tanh_poly(x: f32) -> f32 {
 }
 
 /// Logistic sigmoid `1 / (1 + e^{-x})` (an activation; see the module docs).
-#[inline]
+#[cfg_attr(not(target_arch = "arm"), inline(always))]
+#[cfg_attr(target_arch = "arm", inline)]
 pub fn sigmoid(x: f32) -> f32 {
     #[cfg(feature = "micromath")]
     {
@@ -159,7 +161,8 @@ pub fn sigmoid(x: f32) -> f32 {
 }
 
 /// Applies [`sigmoid`] to every element (vectorises on targets with SIMD).
-#[inline]
+#[cfg_attr(not(target_arch = "arm"), inline(always))]
+#[cfg_attr(target_arch = "arm", inline)]
 pub fn sigmoid_in_place(xs: &mut [f32]) {
     for v in xs {
         *v = sigmoid(*v);
@@ -167,7 +170,8 @@ pub fn sigmoid_in_place(xs: &mut [f32]) {
 }
 
 /// Applies [`tanh`] to every element (vectorises on targets with SIMD).
-#[inline]
+#[cfg_attr(not(target_arch = "arm"), inline(always))]
+#[cfg_attr(target_arch = "arm", inline)]
 pub fn tanh_in_place(xs: &mut [f32]) {
     for v in xs {
         *v = tanh(*v);
