@@ -689,8 +689,7 @@ pub fn cell_state(z: &[f32], c_prev: &[f32], c_next: &mut [f32], h_next: &mut [f
 ///
 /// # Panics
 /// When `z` is shorter than `4h` or another slice than `h`.
-#[cfg_attr(not(target_arch = "arm"), inline(always))]
-#[cfg_attr(target_arch = "arm", inline)]
+#[inline]
 pub fn cell_step(z: &mut [f32], c_prev: &[f32], c_next: &mut [f32], h_next: &mut [f32], h: usize) {
     activate_gates(z, h);
     cell_state(z, c_prev, c_next, h_next, h);
@@ -750,8 +749,7 @@ pub fn cell_backward(step: CellBackward<'_>, h: usize) {
 ///
 /// # Panics
 /// When `z` is shorter than `4h` ([`assert_gates`]).
-#[cfg_attr(not(target_arch = "arm"), inline(always))]
-#[cfg_attr(target_arch = "arm", inline)]
+#[inline]
 pub fn activate_gates(z: &mut [f32], h: usize) {
     assert_gates(z, h);
     let z = &mut z[..4 * h];

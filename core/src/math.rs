@@ -97,8 +97,7 @@ pub fn exp_clamped(x: f32) -> f32 {
 }
 
 /// Hyperbolic tangent (an activation: the crate's own, or micromath's; see the module docs).
-#[cfg_attr(not(target_arch = "arm"), inline(always))]
-#[cfg_attr(target_arch = "arm", inline)]
+#[inline]
 pub fn tanh(x: f32) -> f32 {
     #[cfg(feature = "micromath")]
     {
@@ -147,8 +146,7 @@ fn tanh_poly(x: f32) -> f32 {
 }
 
 /// Logistic sigmoid `1 / (1 + e^{-x})` (an activation; see the module docs).
-#[cfg_attr(not(target_arch = "arm"), inline(always))]
-#[cfg_attr(target_arch = "arm", inline)]
+#[inline]
 pub fn sigmoid(x: f32) -> f32 {
     #[cfg(feature = "micromath")]
     {
@@ -161,8 +159,7 @@ pub fn sigmoid(x: f32) -> f32 {
 }
 
 /// Applies [`sigmoid`] to every element (vectorises on targets with SIMD).
-#[cfg_attr(not(target_arch = "arm"), inline(always))]
-#[cfg_attr(target_arch = "arm", inline)]
+#[inline]
 pub fn sigmoid_in_place(xs: &mut [f32]) {
     for v in xs {
         *v = sigmoid(*v);
@@ -170,8 +167,7 @@ pub fn sigmoid_in_place(xs: &mut [f32]) {
 }
 
 /// Applies [`tanh`] to every element (vectorises on targets with SIMD).
-#[cfg_attr(not(target_arch = "arm"), inline(always))]
-#[cfg_attr(target_arch = "arm", inline)]
+#[inline]
 pub fn tanh_in_place(xs: &mut [f32]) {
     for v in xs {
         *v = tanh(*v);

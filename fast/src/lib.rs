@@ -723,7 +723,12 @@ mod exact {
                     h_next: &mut [f32],
                     h: usize,
                 ) {
-                    k::cell_step(z, c_prev, c_next, h_next, h)
+                    // The core's `cell_step` (activations, then `cell_state`) with the
+                    // activations through this module's entry point, so that they too run at
+                    // this width (the core's `activate_gates` is not inlined here on its own).
+                    // SAFETY: this function runs with the same features.
+                    unsafe { activate_gates(z, h) };
+                    k::cell_state(z, c_prev, c_next, h_next, h)
                 }
 
                 #[target_feature(enable = $feat)]
@@ -735,8 +740,17 @@ mod exact {
                     h_next: &mut [f32],
                     h: usize,
                 ) {
-                    use k::Kernels;
-                    k::Exact.cell_steps(rows, z, c_prev, c_next, h_next, h)
+                    // The core's default `cell_steps`: `cell_step` row by row.
+                    let g4 = 4 * h;
+                    for (((zb, cp), cn), hn) in z[..rows * g4]
+                        .chunks_exact_mut(g4)
+                        .zip(c_prev[..rows * h].chunks_exact(h))
+                        .zip(c_next[..rows * h].chunks_exact_mut(h))
+                        .zip(h_next[..rows * h].chunks_exact_mut(h))
+                    {
+                        // SAFETY: this function runs with the same features.
+                        unsafe { cell_step(zb, cp, cn, hn, h) };
+                    }
                 }
 
                 #[target_feature(enable = $feat)]
