@@ -130,12 +130,29 @@ pub enum Elementwise {
 
 impl Elementwise {
     /// [`Elementwise::Exact`] when the environment variable `TINYLSTM_FAST_ELEMENTWISE` is
-    /// `exact`, else [`Elementwise::Vector`] (a tuning switch, to measure one against the
-    /// other; any other value means the default).
+    /// `exact`, [`Elementwise::Vector`] when it is unset or `vector` (a tuning switch, to
+    /// measure one against the other). Read once per process; any other value prints a
+    /// warning and means the default.
     pub fn from_env() -> Elementwise {
-        match std::env::var("TINYLSTM_FAST_ELEMENTWISE") {
-            Ok(v) if v == "exact" => Elementwise::Exact,
-            _ => Elementwise::Vector,
+        static CHOICE: std::sync::OnceLock<Elementwise> = std::sync::OnceLock::new();
+        *CHOICE.get_or_init(|| {
+            let value = std::env::var("TINYLSTM_FAST_ELEMENTWISE").ok();
+            Elementwise::parse(value.as_deref()).unwrap_or_else(|problem| {
+                eprintln!("warning: {problem}; using the default");
+                Elementwise::Vector
+            })
+        })
+    }
+
+    /// The choice a value of `TINYLSTM_FAST_ELEMENTWISE` names (`None`: unset, the default),
+    /// or what is wrong with it.
+    pub fn parse(value: Option<&str>) -> Result<Elementwise, String> {
+        match value.map(str::trim) {
+            None | Some("vector") => Ok(Elementwise::Vector),
+            Some("exact") => Ok(Elementwise::Exact),
+            Some(other) => {
+                Err(format!("TINYLSTM_FAST_ELEMENTWISE={other:?} is not vector or exact"))
+            }
         }
     }
 }

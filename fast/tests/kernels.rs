@@ -427,3 +427,15 @@ proptest! {
         run_exact_dispatch(m, n, k, seed);
     }
 }
+
+/// The element-wise switch names its two choices; any other value is refused with the
+/// variable's name and the accepted values (the program then warns and uses the default).
+#[test]
+fn elementwise_switch_parses_and_refuses_other_values() {
+    use tinylstm_fast::Elementwise;
+    assert_eq!(Elementwise::parse(None), Ok(Elementwise::Vector));
+    assert_eq!(Elementwise::parse(Some("vector")), Ok(Elementwise::Vector));
+    assert_eq!(Elementwise::parse(Some(" exact ")), Ok(Elementwise::Exact));
+    let e = Elementwise::parse(Some("exakt")).unwrap_err();
+    assert_eq!(e, "TINYLSTM_FAST_ELEMENTWISE=\"exakt\" is not vector or exact");
+}
