@@ -572,8 +572,9 @@ pub trait Kernels: Copy {
     /// blocks and tanh on the `c` block (Keras gate order `i, f, c, o`, blocks of `h`).
     ///
     /// The default applies [`sigmoid_in_place`](crate::math::sigmoid_in_place) and
-    /// [`tanh_in_place`](crate::math::tanh_in_place); a path may only change how the loop is
-    /// compiled (wider vectors), not the functions.
+    /// [`tanh_in_place`](crate::math::tanh_in_place). A path that keeps the exact bits may
+    /// only change how the loop is compiled (wider vectors); the host's fast path computes σ
+    /// and tanh its own way, within the error `tinylstm-fast` states and tests.
     #[inline(always)]
     fn activate_gates(&self, z: &mut [f32], h: usize) {
         activate_gates(z, h);
@@ -620,8 +621,8 @@ pub trait Kernels: Copy {
     }
     /// One sequence's forward LSTM step (see [`cell_step`]): activates `z [4H]` in place with
     /// [`Kernels::activate_gates`], then writes `c_next [H]` and `h_next [H]` from
-    /// `c_prev [H]`. The default is [`cell_step`]; a path may only change how the loop is
-    /// compiled (wider vectors), not the arithmetic.
+    /// `c_prev [H]`. The default is [`cell_step`]; a path that keeps the exact bits may only
+    /// change how the loop is compiled (wider vectors), not the arithmetic.
     #[inline(always)]
     fn cell_step(
         &self,
@@ -658,7 +659,8 @@ pub trait Kernels: Copy {
         }
     }
     /// One sequence's backward LSTM step (see [`cell_backward`]). The default is
-    /// [`cell_backward`]; a path may only change how the loop is compiled.
+    /// [`cell_backward`]; a path that keeps the exact bits may only change how the loop is
+    /// compiled.
     #[inline(always)]
     fn cell_backward(&self, step: CellBackward<'_>, h: usize) {
         cell_backward(step, h);
