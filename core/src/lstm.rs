@@ -271,7 +271,7 @@ fn forward_impl<K: Kernels, const MASKED: bool>(
                     cn.copy_from_slice(cp);
                     hn.copy_from_slice(hp);
                 } else {
-                    cell_update(kern, zb, cp, cn, hn, h);
+                    kern.cell_step(zb, cp, cn, hn, h);
                 }
             }
             continue;
@@ -337,20 +337,6 @@ pub fn cell_rows<K: Kernels>(
         "cell_rows: a slice is shorter than its rows"
     );
     kern.cell_steps(b, z, c_prev, c_next, h_next, h);
-}
-
-/// One sequence's step from its pre-activations `zb [4H]`: activates the gates in place and
-/// writes `c_t` and `h_t` from `c_{t-1}`.
-#[inline(always)]
-fn cell_update<K: Kernels>(
-    kern: K,
-    zb: &mut [f32],
-    cp: &[f32],
-    cn: &mut [f32],
-    hn: &mut [f32],
-    h: usize,
-) {
-    kern.cell_step(zb, cp, cn, hn, h);
 }
 
 /// Backward pass through one segment's tape.
