@@ -99,4 +99,4 @@ pub use error::{Error, Hyperparameter, SpecError};
 pub use loss::Targets;
 pub use model::{Model, Sequences, Stream};
 pub use spec::{Head, InputKind, Mask, Spec, Tensor, TensorKind, MAX_LAYERS};
-pub use train::{Batch, Bptt, TrainOptions, Trainer};
+pub use train::{Batch, Bptt, TrainBuffers, TrainOptions, Trainer};

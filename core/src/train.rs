@@ -24,7 +24,7 @@
 //! `[segment tape | checkpoints | carried (dh, dc) | dx ping | dx pong | logits | dlogits]`.
 //!
 //! ```
-//! use tinylstm::train::{loss_and_grad, Batch, Bptt, TrainOptions};
+//! use tinylstm::train::{loss_and_grad, Batch, Bptt, TrainBuffers, TrainOptions};
 //! use tinylstm::{Head, Sequences, Spec, Targets};
 //! const SPEC: Spec = Spec::channels(3).lstm(8).dense(1, Head::Sigmoid);
 //! const T: usize = 10;
@@ -37,7 +37,8 @@
 //! let opts = TrainOptions { bptt: Bptt::truncated(4), ..TrainOptions::default() };
 //! let mut work = vec![0.0f32; SPEC.train_work_len(B, T, opts.bptt).unwrap()];
 //! let mut grads = vec![0.0f32; SPEC.param_count()];
-//! let loss = loss_and_grad(&SPEC, &params, &batch, &opts, &mut work, &mut grads, None, None).unwrap();
+//! let buffers = TrainBuffers::new(&mut work, &mut grads);
+//! let loss = loss_and_grad(&SPEC, &params, &batch, &opts, buffers).unwrap();
 //! assert!(loss.is_finite() && loss > 0.0);
 //! ```
 
@@ -168,49 +169,76 @@ pub struct TrainOptions {
     pub norm: usize,
 }
 
-/// Runs forward and backward over one batch.
+/// The buffers a training pass ([`loss_and_grad`]) uses, each named: scratch and the gradient
+/// it adds to, plus what it can also write on request.
 ///
-/// * `work` — at least [`Spec::train_work_len`]`(B, T, opts.bptt)` floats.
+/// For `B` sequences of `T` steps:
+/// * `work` — scratch, at least [`Spec::train_work_len`]`(B, T, opts.bptt)` floats.
 /// * `grads` — [`Spec::param_count`] floats; the gradient of the returned loss is **added**.
 /// * `input_grad` — for channel input, `[B][T][C]`, overwritten with `∂loss/∂x` (zero outside
 ///   the BPTT window). Token models get their input gradient in the embedding rows of `grads`.
 /// * `outputs` — `[B][K]`, receives the head's activated outputs (for metrics).
+///
+/// Build it with [`TrainBuffers::new`] and the `with_…` methods, or with a struct literal.
+#[derive(Debug, Default)]
+pub struct TrainBuffers<'a> {
+    /// Scratch for the forward tape and the backward pass.
+    pub work: &'a mut [f32],
+    /// The flat gradient, same layout as the parameters; the pass **adds** to it.
+    pub grads: &'a mut [f32],
+    /// `[B][T][C]` for `∂loss/∂x` of channel input; `None` skips it.
+    pub input_grad: Option<&'a mut [f32]>,
+    /// `[B][K]` for the head's activated outputs; `None` skips them.
+    pub outputs: Option<&'a mut [f32]>,
+}
+
+impl<'a> TrainBuffers<'a> {
+    /// The two buffers every pass needs: `work` scratch and the `grads` it adds to.
+    pub fn new(work: &'a mut [f32], grads: &'a mut [f32]) -> Self {
+        TrainBuffers { work, grads, input_grad: None, outputs: None }
+    }
+
+    /// Also writes the head's activated outputs `[B][K]` into `outputs`.
+    pub fn with_outputs(self, outputs: &'a mut [f32]) -> Self {
+        TrainBuffers { outputs: Some(outputs), ..self }
+    }
+
+    /// Also writes `∂loss/∂x` `[B][T][C]` into `input_grad` (channel input only).
+    pub fn with_input_grad(self, input_grad: &'a mut [f32]) -> Self {
+        TrainBuffers { input_grad: Some(input_grad), ..self }
+    }
+}
+
+/// Runs forward and backward over one batch, with the buffers of [`TrainBuffers`].
 ///
 /// Returns the data loss (sum of per-sample losses / `norm`); add
 /// [`Penalties::add_loss_and_grad`](crate::penalty::Penalties::add_loss_and_grad) for L1/L2.
 ///
 /// # Errors
 /// Wrong buffer lengths, ids or labels out of range, targets or inputs of the wrong kind.
-#[allow(clippy::too_many_arguments)]
 pub fn loss_and_grad(
     spec: &Spec,
     params: &[f32],
     batch: &Batch<'_>,
     opts: &TrainOptions,
-    work: &mut [f32],
-    grads: &mut [f32],
-    input_grad: Option<&mut [f32]>,
-    outputs: Option<&mut [f32]>,
+    buffers: TrainBuffers<'_>,
 ) -> Result<f32, Error> {
-    loss_and_grad_with(Exact, spec, params, batch, opts, work, grads, input_grad, outputs)
+    loss_and_grad_with(Exact, spec, params, batch, opts, buffers)
 }
 
 /// [`loss_and_grad`] on the kernel path `kern` (see [`Kernels`]).
 ///
 /// # Errors
 /// As [`loss_and_grad`].
-#[allow(clippy::too_many_arguments)]
 pub fn loss_and_grad_with<K: Kernels>(
     kern: K,
     spec: &Spec,
     params: &[f32],
     batch: &Batch<'_>,
     opts: &TrainOptions,
-    work: &mut [f32],
-    grads: &mut [f32],
-    input_grad: Option<&mut [f32]>,
-    outputs: Option<&mut [f32]>,
+    buffers: TrainBuffers<'_>,
 ) -> Result<f32, Error> {
+    let TrainBuffers { work, grads, input_grad, outputs } = buffers;
     let b = batch.batch;
     let input = batch.inputs;
     let steps = check_input(spec, &input, b)?;
@@ -397,43 +425,65 @@ fn dense_grad<K: Kernels>(
     kern.add_column_sums(b, k, dlogits, db);
 }
 
+/// The features and targets of a head-only pass ([`dense_loss_and_grad`]).
+#[derive(Clone, Copy, Debug)]
+pub struct HeadBatch<'a> {
+    /// `[B][H]` top-layer last hidden states ([`model::forward_hidden`](crate::model::forward_hidden)).
+    pub features: &'a [f32],
+    /// Targets matching the head, as for [`Batch::targets`].
+    pub targets: Targets<'a>,
+    /// Number of sequences `B`.
+    pub batch: usize,
+}
+
+/// The buffers a head-only pass ([`dense_loss_and_grad`]) writes, for `B` sequences and `K`
+/// outputs.
+#[derive(Debug, Default)]
+pub struct HeadBuffers<'a> {
+    /// `[B][K]`, receives the logits.
+    pub logits: &'a mut [f32],
+    /// `[B][K]`, receives `∂loss/∂logits`.
+    pub dlogits: &'a mut [f32],
+    /// `[H·K + K]`, the head's gradient (kernel then bias); it is **added**.
+    pub grads: &'a mut [f32],
+}
+
 /// Loss and gradient of the Dense head alone, on given features: what head-only fine-tuning
 /// needs once the (frozen) LSTM's last hidden states are cached. The same code
 /// [`loss_and_grad`] runs for its head, so the loss and the head's gradient are bit-identical
 /// to the head part of a full pass on the same hidden states.
 ///
 /// * `head` — the head's parameters, kernel `[H][K]` then bias `[K]` ([`Spec::head_range`]).
-/// * `h` — `[B][H]` top-layer last hidden states ([`model::forward_hidden`](crate::model::forward_hidden)).
-/// * `targets` — as for [`loss_and_grad`]; `norm` as [`TrainOptions::norm`] (0: `B`).
-/// * `logits`, `dlogits` — `[B][K]`, receive the logits and `∂loss/∂logits`.
-/// * `grads` — `[H·K + K]`; the head's gradient is **added**.
+/// * `batch` — the features `[B][H]`, the targets and `B`.
+/// * `opts` — [`TrainOptions::norm`] divides the summed loss as for [`loss_and_grad`]
+///   (0: `B`); its `bptt` does not apply (the head has no time steps).
+/// * `buffers` — logits, their gradient and the head's gradient ([`HeadBuffers`]).
 ///
 /// ```
-/// use tinylstm::train::dense_loss_and_grad;
+/// use tinylstm::train::{dense_loss_and_grad, HeadBatch, HeadBuffers, TrainOptions};
 /// use tinylstm::{Head, Spec, Targets};
 /// const SPEC: Spec = Spec::channels(2).lstm(3).dense(2, Head::Softmax);
 /// let head = [0.1f32, -0.2, 0.3, 0.0, -0.1, 0.2, 0.05, -0.05]; // [3][2] kernel, [2] bias
 /// let h = [0.5f32, -0.5, 0.25]; // one sequence's features
+/// let batch = HeadBatch { features: &h, targets: Targets::Classes(&[1]), batch: 1 };
 /// let (mut logits, mut dlogits, mut grads) = ([0.0f32; 2], [0.0f32; 2], [0.0f32; 8]);
-/// let loss = dense_loss_and_grad(&SPEC, &head, &h, 1, Targets::Classes(&[1]), 0,
-///     &mut logits, &mut dlogits, &mut grads).unwrap();
+/// let buffers = HeadBuffers { logits: &mut logits, dlogits: &mut dlogits, grads: &mut grads };
+/// let loss = dense_loss_and_grad(&SPEC, &head, &batch, &TrainOptions::default(), buffers).unwrap();
 /// assert!(loss > 0.0 && grads.iter().any(|g| *g != 0.0));
 /// ```
 ///
 /// # Errors
 /// Wrong buffer lengths, labels out of range, targets of the wrong kind.
-#[allow(clippy::too_many_arguments)]
 pub fn dense_loss_and_grad(
     spec: &Spec,
     head: &[f32],
-    h: &[f32],
-    batch: usize,
-    targets: Targets<'_>,
-    norm: usize,
-    logits: &mut [f32],
-    dlogits: &mut [f32],
-    grads: &mut [f32],
+    batch: &HeadBatch<'_>,
+    opts: &TrainOptions,
+    buffers: HeadBuffers<'_>,
 ) -> Result<f32, Error> {
+    let HeadBatch { features: h, targets, batch } = *batch;
+    let HeadBuffers { logits, dlogits, grads } = buffers;
+    let norm = opts.norm;
     spec.validate()?;
     if batch == 0 {
         return Err(Error::EmptyBatch);
@@ -569,9 +619,9 @@ impl Trainer<'_> {
         // The gradient buffer is checked before it is cleared.
         check_len("gradients", spec.param_count(), self.grads.len())?;
         self.grads.fill(0.0);
-        let (opts, work) = (&self.options, &mut *self.work);
-        let mut loss =
-            loss_and_grad_with(kern, spec, params, batch, opts, work, self.grads, None, outputs)?;
+        let buffers =
+            TrainBuffers { work: self.work, grads: self.grads, input_grad: None, outputs };
+        let mut loss = loss_and_grad_with(kern, spec, params, batch, &self.options, buffers)?;
         if !self.penalties.is_none() {
             loss += self.penalties.add_loss_and_grad(spec, params, self.grads)?;
         }

@@ -8,7 +8,10 @@
 use core::ops::Range;
 
 use tinylstm::optim::{all_finite, Clip, Optimizer, OptimizerConfig};
-use tinylstm::train::{dense_loss_and_grad, loss_and_grad, Batch, Bptt, TrainOptions};
+use tinylstm::train::{
+    dense_loss_and_grad, loss_and_grad, Batch, Bptt, HeadBatch, HeadBuffers, TrainBuffers,
+    TrainOptions,
+};
 use tinylstm::{loss, Error, Head, Spec, Targets};
 
 use crate::data::{values, View};
@@ -171,17 +174,14 @@ pub fn head_step(
 ) -> Result<f32, Error> {
     let (h, k) = (spec.top_units(), spec.outputs);
     b.grads.fill(0.0);
-    let loss = dense_loss_and_grad(
-        spec,
-        b.head,
-        &feats[..n * h],
-        n,
-        targets(spec, target_words, n),
-        n,
-        &mut b.logits[..n * k],
-        &mut b.dlogits[..n * k],
-        b.grads,
-    )?;
+    let batch =
+        HeadBatch { features: &feats[..n * h], targets: targets(spec, target_words, n), batch: n };
+    let buffers = HeadBuffers {
+        logits: &mut b.logits[..n * k],
+        dlogits: &mut b.dlogits[..n * k],
+        grads: b.grads,
+    };
+    let loss = dense_loss_and_grad(spec, b.head, &batch, &TrainOptions::default(), buffers)?;
     if !loss.is_finite() || !all_finite(b.grads) {
         return Err(Error::NonFiniteGradient);
     }
@@ -280,7 +280,7 @@ pub fn full_step(
             targets: targets(spec, b.y, 1),
             batch: 1,
         };
-        loss += loss_and_grad(spec, b.params, &data, &opts, b.work, b.grads, None, None)?;
+        loss += loss_and_grad(spec, b.params, &data, &opts, TrainBuffers::new(b.work, b.grads))?;
     }
     cfg.optimizer.apply(spec, 0..spec.param_count(), iteration, b.params, b.grads, b.state)?;
     Ok(loss)

@@ -4,7 +4,10 @@
 //! gradient, for every head kind and stacked layers.
 
 use tinylstm::model::forward_hidden;
-use tinylstm::train::{dense_loss_and_grad, loss_and_grad, Batch, Bptt, TrainOptions};
+use tinylstm::train::{
+    dense_loss_and_grad, loss_and_grad, Batch, Bptt, HeadBatch, HeadBuffers, TrainBuffers,
+    TrainOptions,
+};
 use tinylstm::{Head, Sequences, Spec, Targets};
 
 fn check(spec: Spec, seed: u64) {
@@ -29,7 +32,8 @@ fn check(spec: Spec, seed: u64) {
     let batch = Batch { inputs: Sequences::Values(&x), targets, batch: B };
     let opts = TrainOptions { bptt, norm: 0 };
     let loss =
-        loss_and_grad(&spec, &params, &batch, &opts, &mut work, &mut grads, None, None).unwrap();
+        loss_and_grad(&spec, &params, &batch, &opts, TrainBuffers::new(&mut work, &mut grads))
+            .unwrap();
     // Cached features, one sequence at a time, then the head alone.
     let h = spec.top_units();
     let mut feats = vec![0.0f32; B * h];
@@ -41,8 +45,9 @@ fn check(spec: Spec, seed: u64) {
     let (mut lg, mut dl) = (vec![0.0f32; B * k], vec![0.0f32; B * k]);
     let mut hg = vec![0.0f32; spec.head_range().len()];
     let head = &params[spec.head_range()];
-    let hl =
-        dense_loss_and_grad(&spec, head, &feats, B, targets, 0, &mut lg, &mut dl, &mut hg).unwrap();
+    let cached = HeadBatch { features: &feats, targets, batch: B };
+    let buffers = HeadBuffers { logits: &mut lg, dlogits: &mut dl, grads: &mut hg };
+    let hl = dense_loss_and_grad(&spec, head, &cached, &opts, buffers).unwrap();
     assert_eq!(hl.to_bits(), loss.to_bits(), "{spec:?}: loss");
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(&hg), bits(&grads[spec.head_range()]), "{spec:?}: head gradient");

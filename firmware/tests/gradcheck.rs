@@ -15,7 +15,7 @@
 mod keras_lstm_layer;
 
 use tinylstm::lstm::{self, Dims, Grads, Tape, Weights};
-use tinylstm::train::{loss_and_grad, Batch, Bptt, TrainOptions};
+use tinylstm::train::{loss_and_grad, Batch, Bptt, TrainBuffers, TrainOptions};
 use tinylstm::{model, Head, InputKind, Sequences, Spec, Targets};
 
 /// Keras parity bound: `|a − b| ≤ 1e-5 + 1e-4·|b|`.
@@ -225,10 +225,12 @@ fn gradcheck(c: &Case) {
         &params[..n],
         &batch,
         &opts,
-        &mut work[..wl],
-        &mut grads[..n],
-        if is_values { Some(&mut dx[..nx]) } else { None },
-        None,
+        TrainBuffers {
+            work: &mut work[..wl],
+            grads: &mut grads[..n],
+            input_grad: if is_values { Some(&mut dx[..nx]) } else { None },
+            outputs: None
+        }
     ));
     let values = d.values;
     let streamed = stream_loss(c, &d, &params[..n], &params[..n], &values[..nx]);
@@ -279,10 +281,7 @@ fn gradcheck(c: &Case) {
             &params[..n],
             &batch,
             &TrainOptions { bptt: tape, norm: 0 },
-            &mut work[..wl2],
-            &mut g2[..n],
-            None,
-            None,
+            TrainBuffers::new(&mut work[..wl2], &mut g2[..n])
         ));
         defmt::assert_eq!(l2.to_bits(), loss.to_bits());
         for i in 0..n {
@@ -416,7 +415,7 @@ mod tests {
 
     #[test]
     fn head_gradient_matches_core() {
-        use tinylstm::train::dense_loss_and_grad;
+        use tinylstm::train::{dense_loss_and_grad, HeadBatch, HeadBuffers};
         use tinylstm_device::data::{Dataset, View};
         use tinylstm_device::model::{params_in_place, Model};
         use tinylstm_device::tune::{features, targets};
@@ -441,7 +440,11 @@ mod tests {
         let batch = Batch { inputs: m.inputs(&xs), targets: targets(&SPEC, &ys, N), batch: N };
         let opts = TrainOptions { bptt, norm: 0 };
         let loss = defmt::unwrap!(loss_and_grad(
-            &SPEC, params, &batch, &opts, &mut work, &mut grads, None, None
+            &SPEC,
+            params,
+            &batch,
+            &opts,
+            TrainBuffers::new(&mut work, &mut grads)
         ));
         // The device: cached features (`tune::features`, forward without the head), then the
         // core's head-only loss and gradient.
@@ -458,17 +461,10 @@ mod tests {
         let feats = &all[..N * TOP_UNITS];
         let (mut lg, mut dl, mut hg) =
             ([0.0f32; N * OUTPUTS], [0.0f32; N * OUTPUTS], [0.0f32; HEAD_LEN]);
-        let hl = defmt::unwrap!(dense_loss_and_grad(
-            &SPEC,
-            &params[SPEC.head_range()],
-            feats,
-            N,
-            targets(&SPEC, &ys, N),
-            0,
-            &mut lg,
-            &mut dl,
-            &mut hg
-        ));
+        let cached = HeadBatch { features: feats, targets: targets(&SPEC, &ys, N), batch: N };
+        let buffers = HeadBuffers { logits: &mut lg, dlogits: &mut dl, grads: &mut hg };
+        let head = &params[SPEC.head_range()];
+        let hl = defmt::unwrap!(dense_loss_and_grad(&SPEC, head, &cached, &opts, buffers));
         defmt::assert_eq!(hl.to_bits(), loss.to_bits(), "head loss bits");
         for (i, (a, b)) in hg.iter().zip(&grads[SPEC.head_range()]).enumerate() {
             defmt::assert_eq!(a.to_bits(), b.to_bits(), "head gradient bits differ at {=usize}", i);

@@ -10,7 +10,7 @@ use tinylstm::model::{self, Model, Stream};
 use tinylstm::optim::{Clip, Optimizer, OptimizerConfig};
 use tinylstm::penalty::{Penalties, Penalty};
 use tinylstm::schedule::Schedule;
-use tinylstm::train::{loss_and_grad, Batch, Bptt, TrainOptions, Trainer};
+use tinylstm::train::{loss_and_grad, Batch, Bptt, TrainBuffers, TrainOptions, Trainer};
 use tinylstm::{Error, Head, Hyperparameter, Sequences, Spec, Targets};
 
 /// 3 channels → LSTM(4) → Dense(2, softmax): 4·4·(3+4+1) + 2·(4+1) = 138 parameters.
@@ -128,7 +128,8 @@ fn trainer_step_equals_the_free_functions() {
     for it in 0..3 {
         let mut g = vec![0.0f32; P];
         let mut loss =
-            loss_and_grad(&SPEC, &p1, &batch, &options, &mut w1, &mut g, None, None).unwrap();
+            loss_and_grad(&SPEC, &p1, &batch, &options, TrainBuffers::new(&mut w1, &mut g))
+                .unwrap();
         loss += penalties.add_loss_and_grad(&SPEC, &p1, &mut g).unwrap();
         optimizer.apply(&SPEC, 0..P, it, &mut p1, &mut g, &mut st1).unwrap();
         losses1.push(loss);
@@ -248,7 +249,13 @@ fn empty_batch_is_its_own_error() {
     assert_eq!(e, Err(Error::EmptyBatch));
     let batch = Batch { inputs: Sequences::Values(&[]), targets: Targets::Classes(&[]), batch: 0 };
     let mut g = vec![0.0f32; P];
-    let e = loss_and_grad(&SPEC, &p, &batch, &TrainOptions::default(), &mut w, &mut g, None, None);
+    let e = loss_and_grad(
+        &SPEC,
+        &p,
+        &batch,
+        &TrainOptions::default(),
+        TrainBuffers::new(&mut w, &mut g),
+    );
     assert_eq!(e, Err(Error::EmptyBatch));
     assert_eq!(Error::EmptyBatch.to_string(), "invalid argument: batch size must be at least 1");
 }
@@ -320,10 +327,7 @@ fn token_models_have_no_input_gradient() {
         &p,
         &batch,
         &TrainOptions::default(),
-        &mut w,
-        &mut g,
-        Some(&mut ig),
-        None,
+        TrainBuffers::new(&mut w, &mut g).with_input_grad(&mut ig),
     );
     assert_eq!(e, Err(Error::NoInputGradient));
 }

@@ -22,7 +22,7 @@ mod common;
 use tinylstm::init::init_params;
 use tinylstm::model;
 use tinylstm::penalty::{Penalties, Penalty};
-use tinylstm::train::{loss_and_grad, Batch, Bptt, TrainOptions};
+use tinylstm::train::{loss_and_grad, Batch, Bptt, TrainBuffers, TrainOptions};
 use tinylstm::{Head, InputKind, Mask, Sequences, Spec, Targets, TensorKind};
 
 const EPS: f32 = 4e-3;
@@ -167,8 +167,14 @@ fn analytic(c: &Case, d: &Data, params: &[f32]) -> (f32, Vec<f32>, Vec<f32>) {
     let mut grads = vec![0.0; spec.param_count()];
     let mut ig = vec![0.0; d.values.len()];
     let ig_opt = if d.values.is_empty() { None } else { Some(&mut ig[..]) };
-    let loss =
-        loss_and_grad(spec, params, &batch, &opts, &mut work, &mut grads, ig_opt, None).unwrap();
+    let loss = loss_and_grad(
+        spec,
+        params,
+        &batch,
+        &opts,
+        TrainBuffers { work: &mut work, grads: &mut grads, input_grad: ig_opt, outputs: None },
+    )
+    .unwrap();
     let pen = c.penalties.add_loss_and_grad(spec, params, &mut grads).unwrap();
     (loss + pen, grads, ig)
 }
@@ -456,8 +462,9 @@ fn gradients_accumulate_across_calls() {
         let batch = Batch { inputs: Sequences::Values(x), targets: Targets::Classes(y), batch: 2 };
         let opts = TrainOptions { bptt: Bptt::FULL, norm: 4 };
         let mut work = vec![0.0; spec.train_work_len(2, 5, opts.bptt).unwrap()];
-        total += loss_and_grad(&spec, &params, &batch, &opts, &mut work, &mut grads, None, None)
-            .unwrap();
+        total +=
+            loss_and_grad(&spec, &params, &batch, &opts, TrainBuffers::new(&mut work, &mut grads))
+                .unwrap();
     }
     common::assert_close("loss", &[total], &[loss], common::Tolerance { abs: 1e-6, rel: 1e-5 });
     common::assert_close("grads", &grads, &full, common::Tolerance { abs: 1e-6, rel: 1e-5 });

@@ -15,7 +15,7 @@ use tinylstm::lstm::{self, Dims, Grads, Tape, Weights};
 use tinylstm::optim::{Clip, Optimizer, OptimizerConfig};
 use tinylstm::penalty::{Penalties, Penalty};
 use tinylstm::schedule::Schedule;
-use tinylstm::train::{loss_and_grad_with, Batch, TrainOptions};
+use tinylstm::train::{loss_and_grad_with, Batch, TrainBuffers, TrainOptions};
 use tinylstm::{Head, Sequences, Spec, Targets};
 use tinylstm_fast::{Fast, Isa, KernelPath};
 
@@ -213,10 +213,7 @@ impl ModelCase {
             params,
             &batch,
             &opts,
-            &mut work,
-            &mut grads,
-            None,
-            Some(&mut out),
+            TrainBuffers::new(&mut work, &mut grads).with_outputs(&mut out),
         )
         .unwrap();
         let pen = self.penalties.add_loss_and_grad(&self.spec, params, &mut grads).unwrap();

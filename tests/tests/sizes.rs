@@ -9,7 +9,7 @@
 //! would wrap here instead of panicking, exactly the failure these tests look for.
 
 use tinylstm::lstm::{self, Dims, Grads, Tape, Weights};
-use tinylstm::train::{loss_and_grad, Batch, Bptt, TrainOptions};
+use tinylstm::train::{loss_and_grad, Batch, Bptt, TrainBuffers, TrainOptions};
 use tinylstm::{loss, model, Error, Head, Sequences, Spec, Targets};
 
 /// A batch whose product with 2 wraps to 6: `(usize::MAX / 2 + 1) · 2 = 2^bits ≡ 0`.
@@ -124,7 +124,8 @@ fn huge_batches_are_errors_not_panics() {
     let mut grads = vec![0.0f32; SPEC.param_count()];
     for bptt in [Bptt::FULL, Bptt::truncated(1), Bptt::FULL.recompute(1)] {
         let opts = TrainOptions { bptt, norm: 0 };
-        let r = loss_and_grad(&SPEC, &params, &batch, &opts, &mut work, &mut grads, None, None);
+        let r =
+            loss_and_grad(&SPEC, &params, &batch, &opts, TrainBuffers::new(&mut work, &mut grads));
         overflow(r);
     }
     assert!(grads.iter().all(|&g| g == 0.0), "a failed call touches no gradient");

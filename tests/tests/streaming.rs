@@ -4,7 +4,7 @@
 
 use tinylstm::init::init_params;
 use tinylstm::model::{self, reset_state};
-use tinylstm::train::{loss_and_grad, Batch, Bptt, TrainOptions};
+use tinylstm::train::{loss_and_grad, Batch, Bptt, TrainBuffers, TrainOptions};
 use tinylstm::{Head, InputKind, Mask, Sequences, Spec, Targets};
 
 fn specs() -> Vec<Spec> {
@@ -136,8 +136,14 @@ fn streaming_equals_full_sequence_bit_for_bit() {
             let mut work = vec![0.0; spec.train_work_len(b, t, bptt).unwrap()];
             let mut grads = vec![0.0; spec.param_count()];
             let mut o = vec![0.0; b * k];
-            loss_and_grad(spec, &params, &batch, &opts, &mut work, &mut grads, None, Some(&mut o))
-                .unwrap();
+            loss_and_grad(
+                spec,
+                &params,
+                &batch,
+                &opts,
+                TrainBuffers::new(&mut work, &mut grads).with_outputs(&mut o),
+            )
+            .unwrap();
             assert_eq!(bits(&o), bits(&reference), "spec {si}, training outputs {bptt:?}");
         }
     }
@@ -220,10 +226,12 @@ fn mask_with_nothing_masked_changes_no_bit() {
                     &params,
                     &batch,
                     &opts,
-                    &mut work,
-                    &mut grads,
-                    igo,
-                    Some(&mut o),
+                    TrainBuffers {
+                        work: &mut work,
+                        grads: &mut grads,
+                        input_grad: igo,
+                        outputs: Some(&mut o),
+                    },
                 )
                 .unwrap();
                 (loss.to_bits(), bits(&o), bits(&grads), bits(&ig))
@@ -300,19 +308,19 @@ fn bad_inputs_are_errors_not_panics() {
     let bad_label =
         Batch { inputs: Sequences::Values(&x), targets: Targets::Classes(&[0, 3]), batch: 2 };
     assert_eq!(
-        loss_and_grad(&sm, &p, &bad_label, &opts, &mut w, &mut g, None, None),
+        loss_and_grad(&sm, &p, &bad_label, &opts, TrainBuffers::new(&mut w, &mut g)),
         Err(Error::LabelOutOfRange { index: 1, label: 3, outputs: 3 })
     );
     let wrong_kind =
         Batch { inputs: Sequences::Values(&x), targets: Targets::Values(&[0.0; 6]), batch: 2 };
     assert_eq!(
-        loss_and_grad(&sm, &p, &wrong_kind, &opts, &mut w, &mut g, None, None),
+        loss_and_grad(&sm, &p, &wrong_kind, &opts, TrainBuffers::new(&mut w, &mut g)),
         Err(Error::TargetKind)
     );
     let ok = Batch { inputs: Sequences::Values(&x), targets: Targets::Classes(&[0, 2]), batch: 2 };
     let short = w.len() - 1;
     assert!(matches!(
-        loss_and_grad(&sm, &p, &ok, &opts, &mut w[..short], &mut g, None, None),
+        loss_and_grad(&sm, &p, &ok, &opts, TrainBuffers::new(&mut w[..short], &mut g)),
         Err(Error::BufferLength { what: "work", .. })
     ));
     assert!(g.iter().all(|&v| v == 0.0), "failed calls must not touch the gradients");

@@ -3,7 +3,7 @@
 use super::{config, tokens, train_flops, values, BATCH, MCU, SEED, STEPS};
 use criterion::{black_box, criterion_group, BenchmarkId, Criterion, Throughput};
 use tinylstm::optim::{Optimizer, OptimizerConfig};
-use tinylstm::train::{loss_and_grad, Batch, Bptt, TrainOptions};
+use tinylstm::train::{loss_and_grad, Batch, Bptt, TrainBuffers, TrainOptions};
 use tinylstm::{init, InputKind, Sequences, Targets};
 
 fn bptt(c: &mut Criterion) {
@@ -38,10 +38,7 @@ fn bptt(c: &mut Criterion) {
                     &params,
                     black_box(&batch),
                     &opts,
-                    &mut work,
-                    &mut grads,
-                    None,
-                    None,
+                    TrainBuffers::new(&mut work, &mut grads),
                 )
                 .expect("sizes match")
             })

@@ -22,7 +22,7 @@ use rayon::prelude::*;
 use std::time::Instant;
 use tinylstm::optim::OptimizerConfig;
 use tinylstm::penalty::Penalties;
-use tinylstm::train::{loss_and_grad_with, Batch, TrainOptions};
+use tinylstm::train::{loss_and_grad_with, Batch, TrainBuffers, TrainOptions};
 use tinylstm::{model, Bptt, Head, Model, Spec};
 use tinylstm_fast::KernelPath;
 
@@ -330,10 +330,7 @@ impl Trainer {
                             params,
                             &batch,
                             &opts,
-                            &mut slot.work,
-                            &mut slot.grads,
-                            None,
-                            Some(out),
+                            TrainBuffers::new(&mut slot.work, &mut slot.grads).with_outputs(out),
                         )
                         .map(|l| slot.loss = l);
                     })
