@@ -38,7 +38,7 @@
 //! | `2` | [`TAG_NORMALIZATION`] | per-channel input mean/std (opaque to the core; written by the CLI) |
 //! | `3` | [`TAG_METADATA`] | free-form UTF-8 text (opaque to the core) |
 //! | `4` | [`TAG_TOKEN_INDEX`] | lookup table of the tokenizer's words (read by [`text`](crate::text)) |
-//! | `5` | [`TAG_EMBEDDING_I8`] | version 3 only, exactly once, before PARAMS: the Embedding `[V][E]` as int8, [`quant::table_len`](crate::quant::table_len)`(V, E)` bytes — `[V]` `f32` row scales, then `[V][E]` `i8` values (see [`quant`](crate::quant)) |
+//! | `5` | [`TAG_EMBEDDING_I8`] | version 3 only, exactly once, before PARAMS: the Embedding `[V][E]` as int8, [`quant::table_len`]`(V, E)` bytes — `[V]` `f32` row scales, then `[V][E]` `i8` values (see [`quant`]) |
 //! | `0x4152_4150` | [`TAG_PARAMS`] | the parameters: `4 · param_count` bytes, each an `f32` in little-endian, in the flat Keras order (version 3: without the Embedding, `4 · (param_count − V·E)` bytes); the tag's bytes in the file spell `PARA` |
 //!
 //! Rules: the PARAMS section is present exactly once and is the last section, so the CRC
@@ -62,7 +62,7 @@
 //! writer writes version 3 only when asked for int8 storage, so builds that know versions 1–2
 //! refuse such a file with [`FormatError::UnsupportedVersion`] rather than reading a PARAMS
 //! section without its Embedding. [`ModelFile::params`] and [`ModelFile::read_params`] give
-//! the dequantised Embedding ([`quant::dequantize`](crate::quant::dequantize)) followed by the
+//! the dequantised Embedding ([`quant::dequantize`]) followed by the
 //! stored parameters, so a host reads every version into the same flat buffer; a device reads
 //! the table in place ([`ModelFile::embedding_int8`]). The section is refused in versions 1–2
 //! ([`FormatError::EmbeddingUnexpected`]), and in version 3 a missing one, a wrong length or a
@@ -199,7 +199,7 @@ pub const TAG_METADATA: u32 = 3;
 /// file without it still tokenizes, by a scan of the word list.
 pub const TAG_TOKEN_INDEX: u32 = 4;
 
-/// Section tag of the int8 Embedding table (version 3; see [`quant`](crate::quant)). The
+/// Section tag of the int8 Embedding table (version 3; see [`quant`]). The
 /// writer adds it itself for [`EmbeddingStorage::Int8`]; passing it in `sections` is an error.
 pub const TAG_EMBEDDING_I8: u32 = 5;
 
@@ -211,7 +211,7 @@ pub enum EmbeddingStorage {
     #[default]
     F32,
     /// int8 with an `f32` scale per row in section [`TAG_EMBEDDING_I8`] (version 3): a quarter
-    /// of the bytes, quantised as [`quant`](crate::quant) says.
+    /// of the bytes, quantised as [`quant`] says.
     Int8,
 }
 
@@ -1251,7 +1251,7 @@ pub fn write_into(
 }
 
 /// [`write_into`] with the Embedding stored as `storage` (int8: version 3, quantised as
-/// [`quant`](crate::quant) says; also fails with [`FormatError::NoEmbedding`] for a channel
+/// [`quant`] says; also fails with [`FormatError::NoEmbedding`] for a channel
 /// model, [`FormatError::NonFinite`] for a NaN or infinite Embedding value and
 /// [`FormatError::EmbeddingScale`] for a row whose scale the reader would refuse, one with a
 /// value beyond about `1.3e36`).

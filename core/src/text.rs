@@ -2,9 +2,9 @@
 //! in place, then Keras `pad_sequences`.
 //!
 //! A text model's `.tlm` carries its tokenizer in the TOKENIZER section
-//! ([`TAG_TOKENIZER`](crate::format::TAG_TOKENIZER), written by `tinylstm train`) and, from
+//! ([`TAG_TOKENIZER`], written by `tinylstm train`) and, from
 //! this version of the CLI on, a lookup table for it in the TOKEN_INDEX section
-//! ([`TAG_TOKEN_INDEX`](crate::format::TAG_TOKEN_INDEX)). [`Tokenizer::parse`] validates both
+//! ([`TAG_TOKEN_INDEX`]). [`Tokenizer::parse`] validates both
 //! and borrows them; [`Tokenizer::encode`] then turns UTF-8 into the ids
 //! `tinylstm predict --text` feeds the model, exactly:
 //!

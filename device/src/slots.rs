@@ -1,5 +1,5 @@
 //! Fine-tuned weights that survive a reset: two flash slots (A/B) behind the `embedded-storage`
-//! NOR-flash traits ([`NorFlash`], [`ReadNorFlash`]), so a board plugs in its own flash.
+//! NOR-flash traits ([`NorFlash`], [`ReadNorFlash`](embedded_storage::nor_flash::ReadNorFlash)), so a board plugs in its own flash.
 //!
 //! **Layout.** The store uses `2 · slot_len` bytes of the flash from offset `base`: slot A at
 //! `base`, slot B at `base + slot_len` (`base` and `slot_len` multiples of the erase size). A

@@ -7,7 +7,7 @@
 //!   `[B][4H]` output (64 KB for 128 sequences of 32 units, 256 KB at 128 units) has left L1
 //!   before the element-wise pass reads it back.
 //! * **plain**: one GEMM over the batch, then the cells (the core's
-//!   [`step_rows`](tinylstm::lstm::step_rows)).
+//!   [`step_rows`]).
 //!
 //! Both compute every element with the same operations in the same order (the fast GEMM's
 //! order per element does not depend on the number of rows), so they give the same bits.

@@ -14,7 +14,7 @@
 //! 5. [`model_file`]: a trained model with its preprocessing, as a `.tlm` file.
 //! 6. [`export`]: Rust, C, JSON and Keras npz, one module per format.
 //! 7. [`training`]: the training loop, prepared data, sessions and whole runs.
-//! 8. [`tune`] (hyperparameter search) and [`bench`] (throughput).
+//! 8. [`tune`] (hyperparameter search) and [`bench`](mod@bench) (throughput).
 //! 9. [`commands`]: the `tinylstm` subcommands, thin clap glue over the layers above.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -11,6 +11,9 @@ use clap::Args;
 use std::path::PathBuf;
 
 /// `tinylstm train` options.
+// The field docs are the terminal help, where `[default: …]` and `<data folder>` are literal
+// text, not links or HTML.
+#[allow(rustdoc::invalid_html_tags)]
 #[derive(Args, Debug, Clone)]
 #[command(after_help = "Examples:
   tinylstm train                                   # built-in synthetic gestures → out/synthetic/

@@ -66,6 +66,9 @@ pub struct MergeCmd {
 }
 
 /// Options of a search run.
+// The field docs are the terminal help, where `[base]`, `[default: …]` and `<data folder>`
+// are literal text, not links or HTML.
+#[allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
 #[derive(Args, Debug, Default)]
 pub struct TuneRunArgs {
     /// Base training settings (the same flags as `train`; --threads is per trial [default 1]).

@@ -38,11 +38,11 @@ pub fn c_hex_float(x: f32) -> Option<String> {
 
 /// A C header with the spec as `#define`s and `static const float <name>_params[]`, every value
 /// an exact hexadecimal constant; NaN and infinities are rejected (see the
-/// [module docs](self)).
+/// module docs).
 ///
 /// `name` prefixes every identifier (`<name>_params`, `<NAME>_PARAM_COUNT`, …) and must be an
-/// identifier: ASCII letters, digits and `_`, starting with a letter, at most [`MAX_NAME_LEN`]
-/// characters ([`sanitize_name`] makes one).
+/// identifier: ASCII letters, digits and `_`, starting with a letter, at most [`MAX_NAME_LEN`](super::MAX_NAME_LEN)
+/// characters ([`sanitize_name`](super::sanitize_name) makes one).
 pub fn c_header(spec: &Spec, params: &[f32], name: &str) -> Result<String, ExportError> {
     check(spec, params)?;
     check_name(name)?;

@@ -403,7 +403,7 @@ fn read_member(
 ///
 /// Members are taken in natural order of their names and matched to the spec's tensors in
 /// `get_weights()` order; dtypes `<f4`, `>f4`, `<f8` and `>f8` and Fortran order are accepted;
-/// shapes must be the Keras shapes. See the [module docs](self) for the rules and the bounds on
+/// shapes must be the Keras shapes. See the module docs for the rules and the bounds on
 /// memory. Never panics; every error names the file, the member and what was expected.
 pub fn read_keras_npz(path: &Path, spec: &Spec) -> Result<Vec<f32>, ExportError> {
     spec.validate()?;

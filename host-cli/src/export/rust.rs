@@ -48,10 +48,10 @@ fn rust_f32(x: f32) -> String {
 }
 
 /// A Rust source file for firmware: `SPEC`, `PARAM_COUNT`, per-tensor `*_OFFSET` constants and
-/// `static PARAMS: [f32; PARAM_COUNT]`, every value bit-exact (see the [module docs](self)).
+/// `static PARAMS: [f32; PARAM_COUNT]`, every value bit-exact (see the module docs).
 ///
 /// `name` (a model name for the header comment) must be an identifier: ASCII letters, digits
-/// and `_`, starting with a letter, at most [`MAX_NAME_LEN`] characters ([`sanitize_name`]
+/// and `_`, starting with a letter, at most [`MAX_NAME_LEN`](super::MAX_NAME_LEN) characters ([`sanitize_name`](super::sanitize_name)
 /// makes one).
 pub fn rust_source(spec: &Spec, params: &[f32], name: &str) -> Result<String, ExportError> {
     check(spec, params)?;

@@ -48,7 +48,7 @@ pub struct Prepared {
     pub width: usize,
 }
 
-/// What [`Prepared::batch`] gathers: inputs and the core's targets for some samples.
+/// What [`Prepared::gather`] gathers: inputs and the core's targets for some samples.
 #[derive(Clone, Debug, Default)]
 pub struct BatchBuf {
     /// Gathered ids.

@@ -1,7 +1,7 @@
 //! The training loop: batches, threads and bookkeeping around the core's math.
 //!
 //! Each batch is cut into one contiguous part per worker thread; every part runs the core's
-//! [`loss_and_grad`] into its own gradient buffer (normalised by the whole batch's size), and
+//! [`loss_and_grad`](tinylstm::train::loss_and_grad) into its own gradient buffer (normalised by the whole batch's size), and
 //! the parts' gradients are added in part order — so a run is deterministic for a fixed seed and
 //! thread count. Then the penalties are added, the loss and every gradient are checked to be
 //! finite (a NaN or infinity stops training with the step and tensor, before any weight
