@@ -607,6 +607,7 @@ fn help_examples(cmd: &str) -> Vec<Vec<String>> {
     let help = ok(&[cmd, "--help"]);
     let examples: Vec<Vec<String>> = help
         .lines()
+        .skip_while(|l| !l.starts_with("Example"))
         .map(str::trim_start)
         .filter(|l| l.starts_with("tinylstm "))
         .map(|l| example_words(l)[1..].to_vec())
@@ -615,11 +616,13 @@ fn help_examples(cmd: &str) -> Vec<Vec<String>> {
     examples
 }
 
-/// Every example that `train`, `eval`, `predict`, `export` and `completions` show in their
-/// `--help` runs as printed, in a scratch folder holding the files the examples name (a text
-/// CSV `sms.csv`, a 6-channel `train.csv`/`test.csv`, `train.toml`, …). The examples of `tune`
-/// (searches of 20 trials), `bench`, `import` (Keras weights) and `device-data` are parsed by
-/// the binary's own unit test (`help_examples_parse`) but not run here.
+/// Every example that `train`, `eval`, `predict`, `export`, `completions`, `import` and
+/// `device-data` show in their `--help` runs as printed, in a scratch folder holding the files
+/// the examples name (a text CSV `sms.csv`, a 6-channel `train.csv`/`test.csv`, `train.toml`,
+/// Keras weights `w.npz` of the shapes each import example names, …). The examples of `tune`
+/// and `bench` run with their sizes cut so the test takes seconds ([`cut_to_test_size`]: one
+/// epoch on 40 synthetic samples, 2 trials; 0.05 s per bench phase); every other word of them
+/// runs as printed.
 #[test]
 fn help_examples_run_as_printed() {
     let dir = tempfile::tempdir().unwrap();
@@ -683,24 +686,88 @@ fn help_examples_run_as_printed() {
     let motion = ["--data", "train.csv", "--channels", "6", "--epochs", "1", "--quiet"];
     setup(&[&["train", "--out", "out/motion"][..], &motion].concat());
     std::fs::create_dir_all(d.join("firmware/src")).unwrap();
+    // What the import examples take: Keras weights of a 6-channel LSTM 32 → Dense 4 model, and
+    // of a text model LSTM 128 → LSTM 64 → Dense 1 whose tokenizer is in sms.tlm.
+    synthetic_csv(&d.join("four.csv"), 40, 5);
+    let four = ["--data", "four.csv", "--channels", "6", "--units", "32", "--epochs", "1"];
+    setup(&[&["train", "--out", "out/four", "--quiet"][..], &four].concat());
+    let text = ["--data", "sms.csv", "--units", "128,64", "--maxlen", "60", "--epochs", "1"];
+    setup(&[&["train", "--out", "out/text", "--quiet"][..], &text].concat());
+    std::fs::copy(d.join("out/text/model.tlm"), d.join("sms.tlm")).unwrap();
+    for (model, npz) in [("out/four/model.tlm", "w-four.npz"), ("sms.tlm", "w-text.npz")] {
+        setup(&["export", "--model", model, "--format", "keras-npz", "--out", npz]);
+    }
+    // What the device-data example takes: labelled data in the synthetic model's format.
+    synthetic_csv(&d.join("my.csv"), 40, 9);
+    // What the search examples take: a search file, and the other three shards to merge.
+    write(
+        "space.toml",
+        "[search]\ntrials = 4\n\n[space]\nlr = { low = 1e-3, high = 3e-2, scale = \"log\" }\n\
+         units = [[8], [16]]\n",
+    );
+    for shard in 1..4 {
+        let (part, out) = (format!("{shard}/4"), format!("runs/s{shard}"));
+        let args = ["tune", "--space", "space.toml", "--shard", &part, "--out", &out, "--quiet"];
+        run_here(&cut_to_test_size(args.map(String::from).to_vec()), b"");
+    }
     let mut ran = 0;
-    for cmd in ["train", "eval", "predict", "export", "completions"] {
+    let commands =
+        ["train", "eval", "predict", "export", "completions", "import", "device-data", "tune"];
+    for cmd in commands.into_iter().chain(["bench"]) {
         for args in help_examples(cmd) {
             assert_eq!(args[0], cmd);
             if cmd == "export" && args.iter().any(|a| a == "model.tlm") {
                 std::fs::copy(d.join("out/synthetic/model.tlm"), d.join("model.tlm")).unwrap();
             }
-            run_here(&args, sequences(3, false).as_bytes());
+            if cmd == "import" {
+                let text = args.iter().any(|a| a == "--tokenizer-from");
+                let npz = if text { "w-text.npz" } else { "w-four.npz" };
+                std::fs::copy(d.join(npz), d.join("w.npz")).unwrap();
+                let _ = std::fs::remove_file(d.join("m.tlm"));
+            }
+            if cmd == "tune" && !args.iter().any(|a| ["merge", "--out", "--data"].contains(&&**a)) {
+                // Each search of the examples in the default folder starts afresh there.
+                let _ = std::fs::remove_dir_all(d.join("out/tune-synthetic"));
+            }
+            run_here(&cut_to_test_size(args.clone()), sequences(3, false).as_bytes());
+            if cmd == "import" {
+                assert!(d.join("m.tlm").exists(), "`{}` wrote no m.tlm", args.join(" "));
+            }
             ran += 1;
         }
     }
-    assert!(ran >= 12, "only {ran} examples ran");
+    assert!(ran >= 22, "only {ran} examples ran");
     for f in ["out/synthetic/model.tlm", "out/sms/model.tlm", "out/train/model.tlm"] {
         assert!(d.join(f).exists(), "{f} missing");
     }
-    for f in ["firmware/src/model.rs", "sms-int8.tlm", "weights.npz"] {
+    for f in ["firmware/src/model.rs", "sms-int8.tlm", "weights.npz", "out/device/samples.bin"] {
         assert!(d.join(f).exists(), "{f} missing");
     }
+    for f in ["out/tune-synthetic/best_model.tlm", "runs/s0/results.json", "runs/all"] {
+        assert!(d.join(f).exists(), "{f} missing");
+    }
+}
+
+/// A `tune` or `bench` help example at test size: `--trials`, `--epochs` and `--seconds` cut
+/// where the example gives them and added where it does not (one epoch on 40 synthetic
+/// samples, 2 trials, 0.05 s and one repeat per bench phase); every other word unchanged. Other
+/// commands' examples are returned as they are.
+fn cut_to_test_size(mut args: Vec<String>) -> Vec<String> {
+    let cuts: &[(&str, &str)] = match args[0].as_str() {
+        "tune" if args[1] != "merge" => &[("--trials", "2"), ("--epochs", "1")],
+        "bench" => &[("--seconds", "0.05"), ("--repeats", "1")],
+        _ => return args,
+    };
+    for &(flag, value) in cuts {
+        match args.iter().position(|a| a == flag) {
+            Some(i) => args[i + 1] = value.to_string(),
+            None => args.extend([flag.to_string(), value.to_string()]),
+        }
+    }
+    if args[0] == "tune" && !args.iter().any(|a| a == "--data") {
+        args.extend(["--synthetic-samples".to_string(), "40".to_string()]);
+    }
+    args
 }
 
 /// Names as the flags spell them, end to end: `--monitor val_loss` and `--optimizer
@@ -731,4 +798,7 @@ fn flags_and_messages_spell_names_alike() {
     }
     let bad = fails(&["train", "--monitor", "valloss", "--out", s(&out2)]);
     assert!(bad.contains("val_loss") && bad.contains("val_accuracy"), "{bad}");
+    // The search objective is a closed set too, named as the results name it.
+    let bad = fails(&["tune", "--objective", "val_accurcy", "--out", s(&out2)]);
+    assert!(bad.contains("val_accurcy") && bad.contains("val_macro_f1"), "{bad}");
 }

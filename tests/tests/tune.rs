@@ -11,7 +11,7 @@ use tinylstm_cli::settings::TrainArgs;
 use tinylstm_cli::training::{train_model, RunOptions};
 use tinylstm_cli::tune::space::parse_flag;
 use tinylstm_cli::tune::{
-    merge, run_search, Search, SearchToml, Space, Strategy, TrialStatus, TuneOptions,
+    merge, run_search, Metric, Search, SearchToml, Space, Strategy, TrialStatus, TuneOptions,
 };
 
 /// The built-in task, small: 300 samples (about 240 train, 30 validation, 30 test), 3 epochs.
@@ -256,9 +256,19 @@ fn invalid_spaces_are_rejected_before_any_trial_naming_the_field() {
     let halving = SearchToml { strategy: Some(Strategy::Halving), ..SearchToml::default() };
     let e = search(base(), &["epochs=2,4"], halving).unwrap_err();
     assert!(e.contains("`epochs`"), "{e}");
-    let bad = SearchToml { objective: Some("val_accurcy".into()), ..random(2) };
-    let e = search(base(), &["lr=0.01,0.02"], bad).unwrap_err();
-    assert!(e.contains("val_accurcy"), "{e}");
+    let e = tinylstm_cli::tune::plan::parse_search_file(
+        "[search]\nobjective = \"val_accurcy\"\n",
+        Path::new("."),
+    )
+    .unwrap_err();
+    let e = format!("{e:#}");
+    assert!(e.contains("val_accurcy") && e.contains("val_accuracy, val_macro_f1"), "{e}");
+    let aliases = tinylstm_cli::tune::plan::parse_search_file(
+        "[search]\nobjective = \"AUC\"\n",
+        Path::new("."),
+    )
+    .unwrap();
+    assert_eq!(aliases.search.objective, Some(Metric::RocAuc));
     // A search file with an unknown table or key.
     let e = tinylstm_cli::tune::plan::parse_search_file("[spaces]\nlr = [0.1]\n", Path::new("."))
         .unwrap_err();
@@ -272,7 +282,7 @@ fn invalid_spaces_are_rejected_before_any_trial_naming_the_field() {
     // An objective the task does not report fails before any trial runs or any file is written.
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("auc");
-    let auc = SearchToml { objective: Some("val_roc_auc".into()), ..random(2) };
+    let auc = SearchToml { objective: Some(Metric::RocAuc), ..random(2) };
     let s = search(base(), &["lr=0.01,0.02"], auc).unwrap();
     let e = format!("{:#}", run_search(&s, &opts(&out, 1)).unwrap_err());
     assert!(e.contains("val_roc_auc") && e.contains("4 classes"), "{e}");

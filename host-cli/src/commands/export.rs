@@ -79,7 +79,7 @@ pub fn run_export(cmd: &ExportCmd) -> Result<()> {
 #[command(after_help = "Examples:
   # in Python: np.savez('w.npz', *model.get_weights())
   tinylstm import --npz w.npz --channels 6 --units 32 --classes 4 --maxlen 100 --out m.tlm
-  tinylstm import --npz w.npz --tokenizer-from old.tlm --units 128,64 --classes 2 --maxlen 60 --out m.tlm")]
+  tinylstm import --npz w.npz --tokenizer-from sms.tlm --units 128,64 --maxlen 60 --out m.tlm")]
 pub struct ImportCmd {
     /// Weights saved with `numpy.savez(path, *model.get_weights())`.
     #[arg(long, value_name = "NPZ")]

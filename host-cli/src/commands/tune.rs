@@ -2,7 +2,7 @@
 //! The search itself is [`crate::tune`].
 
 use crate::settings::TrainArgs;
-use crate::tune::plan::{read_search_file, SearchToml};
+use crate::tune::plan::{read_search_file, Metric, SearchToml};
 use crate::tune::{self, Direction, Search, Shard, Space, Strategy, TuneOptions};
 use anyhow::{anyhow, Result};
 use clap::{Args, Subcommand};
@@ -93,10 +93,9 @@ pub struct TuneRunArgs {
     /// Seed of sampling and trial seeds [default: --seed].
     #[arg(long)]
     pub search_seed: Option<u64>,
-    /// Validation metric to optimise: val_loss, val_accuracy, val_macro_f1, val_macro_precision,
-    /// val_macro_recall, val_roc_auc, val_mae [default: val_loss].
-    #[arg(long)]
-    pub objective: Option<String>,
+    /// Validation metric to optimise [default: val_loss].
+    #[arg(long, value_enum, ignore_case = true)]
+    pub objective: Option<Metric>,
     /// minimize or maximize [default: minimize loss/mae, maximize the rest].
     #[arg(long, value_enum)]
     pub direction: Option<Direction>,
@@ -146,7 +145,7 @@ impl TuneRunArgs {
             strategy: self.strategy,
             trials: self.trials,
             seed: self.search_seed,
-            objective: self.objective.clone(),
+            objective: self.objective,
             direction: self.direction,
             eta: self.eta,
             min_epochs: self.min_epochs,

@@ -65,21 +65,30 @@ pub enum Direction {
 }
 
 /// Validation metrics a search can optimise (what `eval` reports, on the validation split).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// On the command line and in a search file each is named as results name it (`val_loss`,
+/// `val_accuracy`, …), or without `val_` and by the short names of the aliases.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Metric {
     /// Loss with penalties (`val_loss`).
+    #[value(name = "val_loss", alias = "loss")]
     Loss,
     /// Accuracy.
+    #[value(name = "val_accuracy", aliases = ["accuracy", "acc", "val_acc"])]
     Accuracy,
     /// Macro-averaged F1.
+    #[value(name = "val_macro_f1", aliases = ["macro_f1", "f1", "val_f1"])]
     MacroF1,
     /// Macro-averaged precision.
+    #[value(name = "val_macro_precision", aliases = ["macro_precision", "precision", "val_precision"])]
     MacroPrecision,
     /// Macro-averaged recall.
+    #[value(name = "val_macro_recall", aliases = ["macro_recall", "recall", "val_recall"])]
     MacroRecall,
     /// ROC AUC (binary tasks).
+    #[value(name = "val_roc_auc", aliases = ["roc_auc", "auc", "val_auc"])]
     RocAuc,
     /// Mean absolute error (regression).
+    #[value(name = "val_mae", alias = "mae")]
     Mae,
 }
 
@@ -95,23 +104,17 @@ impl Metric {
         Metric::Mae,
     ];
 
-    /// Parses a metric name, with or without `val_` (`val_loss`, `accuracy`, `f1`, `auc`, …).
+    /// Parses a metric name as the command line does (the names and aliases of [`Metric`],
+    /// any case, `-` for `_`).
     pub fn parse(name: &str) -> Result<Metric> {
-        let n = name.trim().to_ascii_lowercase().replace('-', "_");
-        let n = n.strip_prefix("val_").unwrap_or(&n);
-        Ok(match n {
-            "loss" => Metric::Loss,
-            "accuracy" | "acc" => Metric::Accuracy,
-            "macro_f1" | "f1" => Metric::MacroF1,
-            "macro_precision" | "precision" => Metric::MacroPrecision,
-            "macro_recall" | "recall" => Metric::MacroRecall,
-            "roc_auc" | "auc" => Metric::RocAuc,
-            "mae" => Metric::Mae,
-            _ => bail!(
+        let n = name.trim().replace('-', "_");
+        match <Metric as ValueEnum>::from_str(&n, true) {
+            Ok(m) => Ok(m),
+            Err(_) => bail!(
                 "objective: unknown metric {name:?}; one of {}",
                 Metric::ALL.map(Metric::name).join(", ")
             ),
-        })
+        }
     }
 
     /// The name results use (`val_loss`, `val_accuracy`, …).
@@ -182,7 +185,7 @@ pub struct SearchToml {
     /// Seed of sampling and of the trial seeds [default: the training seed].
     pub seed: Option<u64>,
     /// Validation metric to optimise [default: val_loss].
-    pub objective: Option<String>,
+    pub objective: Option<Metric>,
     /// minimize or maximize [default: minimize losses/errors, maximize the rest].
     pub direction: Option<Direction>,
     /// Halving rate η: each rung keeps the best 1/η [default: 3].
@@ -202,7 +205,7 @@ impl SearchToml {
             strategy: over.strategy.or(self.strategy),
             trials: over.trials.or(self.trials),
             seed: over.seed.or(self.seed),
-            objective: over.objective.clone().or_else(|| self.objective.clone()),
+            objective: over.objective.or(self.objective),
             direction: over.direction.or(self.direction),
             eta: over.eta.or(self.eta),
             min_epochs: over.min_epochs.or(self.min_epochs),
@@ -382,7 +385,7 @@ impl Search {
     pub fn new(base: TrainArgs, mut space: Space, toml: &SearchToml) -> Result<Search> {
         space.validate(&base)?;
         check_args(&base).context("base settings")?;
-        let metric = Metric::parse(toml.objective.as_deref().unwrap_or("val_loss"))?;
+        let metric = toml.objective.unwrap_or(Metric::Loss);
         let objective =
             Objective { metric, direction: toml.direction.unwrap_or(metric.default_direction()) };
         let strategy =
