@@ -27,7 +27,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// systems refuse to sync a directory).
 ///
 /// * If `write` or any step fails, the temporary file is removed and `path` is untouched; the
-///   error is returned as is (callers add the path to the message, as [`ExportError::Io`](crate::export::ExportError::Io) does).
+///   error is returned as is (callers add the path to the message, as the export errors do).
 /// * Permissions: an existing `path` keeps its permission bits (best effort); a new file gets
 ///   `0o666` minus the umask on Unix, as `File::create` would (a plain temporary file would be
 ///   `0o600`).
