@@ -1,6 +1,6 @@
 //! Batch-1 latency of the seed model (one sequence of 100 tokens) on the fast path: the plain
-//! forward pass with the parameters on a 64-byte boundary and 16 bytes past one, the exact path
-//! likewise, and [`OneSequence`] on one and two workers:
+//! forward pass with the parameters on a 64-byte boundary, 16 and 32 bytes past one, the exact path
+//! likewise, and [`OneSequence`] on one worker, on two (pinned) and choosing by time:
 //! `cargo run --release -p tinylstm-fast --example batch1_speed [rounds]`.
 //!
 //! Wall-clock time (two workers use two cores), median of `rounds` (default 5) rounds of 0.2 s;
@@ -48,7 +48,7 @@ fn main() {
     let mut p = vec![0.0f32; spec.param_count()];
     init::init_params(&spec, 42, &mut p).expect("init");
     let ids: Vec<u32> = (0..100).map(|i| (i * 7919 % 10_000) as u32).collect();
-    // A second argument `one` runs OneSequence only (for `perf record`).
+    // A second argument `one` runs OneSequence pinned to two workers only (for `perf record`).
     let only_one = std::env::args().nth(2).is_some_and(|a| a == "one");
     let fast = Fast::new();
     let mut reference = 0.0f32;
@@ -57,7 +57,7 @@ fn main() {
         let mut table = vec![0.0f32; model::projection_table_len(&spec).expect("table")];
         model::projection_rows_with(path, &spec, &p, 0, &mut table).expect("table");
         let mut work = vec![0.0f32; spec.forward_work_len(1, 100).expect("work")];
-        for off in [0, 4] {
+        for off in [0, 4, 8] {
             let (buf, at) = placed(&p, off);
             let params = &buf[at..at + p.len()];
             let mut out = [0.0f32];
@@ -79,18 +79,27 @@ fn main() {
             );
         }
     }
-    let threads_list: &[usize] = if only_one { &[2] } else { &[1, 2] };
-    for &threads in threads_list {
+    // (threads, pin): one worker; two, pinned to two workers; two choosing by time.
+    let runs: &[(usize, Option<bool>)] =
+        if only_one { &[(2, Some(true))] } else { &[(1, None), (2, Some(true)), (2, None)] };
+    for &(threads, pin) in runs {
         let mut one = OneSequence::new(fast, &spec, &p, threads).expect("prepare");
+        one.pin(pin);
         let mut out = [0.0f32];
         let t = per_call(rounds, || {
             one.forward(Sequences::Tokens(black_box(&ids)), &mut out).expect("forward");
             black_box(&mut out);
         });
         let same = if out[0].to_bits() == reference.to_bits() { "same bits" } else { "DIFFERENT" };
+        let (two, alone) = one.calls();
+        let how = match (one.workers(), pin) {
+            (1, _) => "1 worker",
+            (_, Some(true)) => "2 workers, pinned",
+            _ => "2 workers, by time",
+        };
         println!(
-            "OneSequence, {} worker(s):                 {:.4} ms ({same} as the fast forward)",
-            one.workers(),
+            "OneSequence, {how:<18}:          {:.4} ms ({same} as the fast forward; \
+             calls on two workers {two}, alone {alone})",
             t * 1e3
         );
     }

@@ -30,9 +30,13 @@
 //! column tail either (`4H` a multiple of the vector width, e.g. `H` a multiple of 4 on
 //! AVX-512); otherwise they agree within the fast path's tolerance.
 //!
-//! The second worker is a thread owned by the value: it waits for a call by spinning briefly,
-//! then sleeps; during a call both workers spin on the other's flag at each step (a few
-//! hundred nanoseconds), yielding the CPU when the other has not come for a while.
+//! The second worker is a thread owned by the value: it waits for a call by spinning for
+//! 200 µs, then sleeps until the caller wakes it. During a call each worker spins on the
+//! other's flag at every step (100–500 ns on this machine's two cores) and, after 20 µs,
+//! sleeps until the other wakes it. When the other core is busy (another program), two workers
+//! wait for each other at every step, so the value measures both ways — two workers, or the
+//! calling thread computing both halves itself — in blocks of calls and runs the faster one
+//! ([`OneSequence::workers`]); the bits are the same either way.
 
 use crate::{simd, Fast, Isa};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -208,9 +212,25 @@ struct Shared {
     job: AtomicU64,
     done: AtomicU64,
     shutdown: AtomicBool,
+    /// A worker is asleep waiting for the other ([`wait_for`]); the threads to wake.
+    sleeping: [AtomicBool; 2],
+    threads: Mutex<[Option<std::thread::Thread>; 2]>,
     /// Set when the second worker has stopped on a panic: the caller then panics too rather
     /// than wait for it.
     poisoned: AtomicBool,
+}
+
+/// A worker's buffers for one part of a layer.
+#[derive(Debug, Default)]
+struct PartScratch {
+    /// The part's projections `b + x·W` of every step, `[T][cw]`.
+    proj: Aligned,
+    /// One step's gates `[cw]`.
+    z: Aligned,
+    /// The part's cell state, current and next `[hw]`, and its new `h` `[hw]`.
+    c: Vec<f32>,
+    c_next: Vec<f32>,
+    h_next: Vec<f32>,
 }
 
 /// A worker's buffers for one call.
@@ -220,31 +240,51 @@ struct Scratch {
     below: Vec<f32>,
     /// This layer's `h` of every step `[T + 1][H_l]` (slot 0: the zero start state).
     seq: Vec<f32>,
-    /// The part's projections `b + x·W` of every step, `[T][cw]`.
-    proj: Aligned,
-    /// One step's gates `[cw]`.
-    z: Aligned,
-    /// The part's cell state, current and next `[hw]`.
-    c: Vec<f32>,
-    c_next: Vec<f32>,
-    h_next: Vec<f32>,
+    /// Per part this worker computes.
+    parts: Vec<PartScratch>,
     /// Kept steps (`true`: processed; `false`: the state carries over).
     keep: Vec<bool>,
 }
 
-/// Spins until `flag` reaches `target`, yielding the CPU after a while; panics when the other
-/// worker has stopped on a panic.
-fn wait_for(flag: &AtomicU64, target: u64, shared: &Shared) {
+/// How long a worker spins on the other's flag before it sleeps until woken.
+const SPIN: std::time::Duration = std::time::Duration::from_micros(20);
+
+/// Waits until `flag` reaches `target`: spins for [`SPIN`], then sleeps (announcing it in
+/// `sleeping[me]`, so that the publisher wakes it: [`publish`]). Panics when the other worker
+/// has stopped on a panic.
+fn wait_for(flag: &AtomicU64, target: u64, shared: &Shared, me: usize) {
     let mut spins = 0u32;
+    let mut since: Option<std::time::Instant> = None;
     while flag.load(Ordering::Acquire) < target {
         if shared.poisoned.load(Ordering::Relaxed) {
             panic!("OneSequence: the other worker stopped");
         }
         spins += 1;
-        if spins < 20_000 {
-            std::hint::spin_loop();
-        } else {
-            std::thread::yield_now();
+        std::hint::spin_loop();
+        if !spins.is_multiple_of(64) {
+            continue;
+        }
+        let start = *since.get_or_insert_with(std::time::Instant::now);
+        if start.elapsed() < SPIN {
+            continue;
+        }
+        // The other is late (descheduled, or the machine is busy): sleep until it publishes.
+        // Either it sees `sleeping` set and wakes us, or we see its flag here (both SeqCst).
+        shared.sleeping[me].store(true, Ordering::SeqCst);
+        if flag.load(Ordering::SeqCst) < target && !shared.poisoned.load(Ordering::Relaxed) {
+            std::thread::park_timeout(std::time::Duration::from_millis(1));
+        }
+        shared.sleeping[me].store(false, Ordering::SeqCst);
+    }
+}
+
+/// Publishes `n` on `flag` for the other worker (`1 - me`) and wakes it if it sleeps.
+fn publish(flag: &AtomicU64, n: u64, shared: &Shared, me: usize) {
+    flag.store(n, Ordering::SeqCst);
+    if shared.sleeping[1 - me].load(Ordering::SeqCst) {
+        let threads = shared.threads.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = &threads[1 - me] {
+            t.unpark();
         }
     }
 }
@@ -263,9 +303,11 @@ fn keep_flags(spec: &Spec, ids: &[u32], values: &[f32], steps: usize, keep: &mut
     }));
 }
 
-/// Runs worker `me` of `workers` over one call's input; returns with `s.seq` holding the top
-/// layer's `h` of every step (all units).
-fn run_worker(shared: &Shared, me: usize, workers: usize, input: &Input, s: &mut Scratch) {
+/// Runs the parts `mine` (worker indices) of every layer over one call's input — one part with
+/// the other worker computing the other (`exchange`: `h` is handed over at every step), or
+/// every part on this thread. Returns with `s.seq` holding the top layer's last `h` (all
+/// units) at `[T·H..]`.
+fn run_worker(shared: &Shared, mine: &[usize], exchange: bool, input: &Input, s: &mut Scratch) {
     let spec = &shared.spec;
     let fast = shared.fast;
     let steps = input.steps;
@@ -275,36 +317,32 @@ fn run_worker(shared: &Shared, me: usize, workers: usize, input: &Input, s: &mut
         s.below.clear();
         s.below.extend_from_slice(&input.values);
     }
+    s.parts.resize_with(mine.len(), PartScratch::default);
     for l in 0..spec.layers {
-        let part = &shared.parts[me][l];
-        let (h, cw, hw) = (part.units, part.cw, part.hw);
+        let h = spec.units[l];
         // The input projections of every step, unless the table holds them.
         let tokens = l == 0 && matches!(spec.input, InputKind::Tokens { .. });
-        if !tokens && cw > 0 {
-            if s.proj.len < steps * cw {
-                s.proj = Aligned::zeros(steps * cw);
+        for (&w, ps) in mine.iter().zip(s.parts.iter_mut()) {
+            let part = &shared.parts[w][l];
+            let (cw, hw) = (part.cw, part.hw);
+            if !tokens && cw > 0 {
+                if ps.proj.len < steps * cw {
+                    ps.proj = Aligned::zeros(steps * cw);
+                }
+                let proj = &mut ps.proj.get_mut()[..steps * cw];
+                let (wk, bias) = (part.w.get(), part.bias.get());
+                project(fast.isa(), steps, cw, part.input, &s.below, wk, bias, proj);
             }
-            let proj = &mut s.proj.get_mut()[..steps * cw];
-            project(
-                fast.isa(),
-                steps,
-                cw,
-                part.input,
-                &s.below,
-                part.w.get(),
-                part.bias.get(),
-                proj,
-            );
-        }
-        if s.z.len < cw {
-            s.z = Aligned::zeros(cw);
+            if ps.z.len < cw {
+                ps.z = Aligned::zeros(cw);
+            }
+            for v in [&mut ps.c, &mut ps.c_next, &mut ps.h_next] {
+                v.clear();
+                v.resize(hw, 0.0);
+            }
         }
         s.seq.clear();
         s.seq.resize((steps + 1) * h, 0.0);
-        for v in [&mut s.c, &mut s.c_next, &mut s.h_next] {
-            v.clear();
-            v.resize(hw, 0.0);
-        }
         for t in 0..steps {
             let (done, next) = s.seq.split_at_mut((t + 1) * h);
             let h_prev = &done[t * h..];
@@ -314,29 +352,36 @@ fn run_worker(shared: &Shared, me: usize, workers: usize, input: &Input, s: &mut
                 h_next.copy_from_slice(h_prev);
                 continue;
             }
-            if hw > 0 {
-                let z = &mut s.z.get_mut()[..cw];
+            for (&w, ps) in mine.iter().zip(s.parts.iter_mut()) {
+                let part = &shared.parts[w][l];
+                let (cw, hw) = (part.cw, part.hw);
+                if hw == 0 {
+                    continue;
+                }
+                let z = &mut ps.z.get_mut()[..cw];
                 let start = if tokens {
                     let id = input.ids[t] as usize;
                     &part.table.get()[id * cw..(id + 1) * cw]
                 } else {
-                    &s.proj.get()[t * cw..(t + 1) * cw]
+                    &ps.proj.get()[t * cw..(t + 1) * cw]
                 };
                 recurrent(fast.isa(), cw, h, h_prev, part.u.get(), start, z);
-                fast.cell_steps(1, z, &s.c, &mut s.c_next, &mut s.h_next, hw);
-                std::mem::swap(&mut s.c, &mut s.c_next);
-                h_next[part.u0..part.u0 + hw].copy_from_slice(&s.h_next);
+                fast.cell_steps(1, z, &ps.c, &mut ps.c_next, &mut ps.h_next, hw);
+                std::mem::swap(&mut ps.c, &mut ps.c_next);
+                h_next[part.u0..part.u0 + hw].copy_from_slice(&ps.h_next);
             }
-            if workers > 1 {
+            if exchange {
+                let me = mine[0];
+                let hw = shared.parts[me][l].hw;
                 exchange_no += 1;
-                let mine = &shared.exchange[me];
-                let slot = &mine.slots[(exchange_no % 2) as usize];
-                for (a, v) in slot.iter().zip(&s.h_next[..hw]) {
+                let own = &shared.exchange[me];
+                let slot = &own.slots[(exchange_no % 2) as usize];
+                for (a, v) in slot.iter().zip(&s.parts[0].h_next[..hw]) {
                     a.store(v.to_bits(), Ordering::Relaxed);
                 }
-                mine.flag.store(exchange_no, Ordering::Release);
+                publish(&own.flag, exchange_no, shared, me);
                 let other = &shared.exchange[1 - me];
-                wait_for(&other.flag, exchange_no, shared);
+                wait_for(&other.flag, exchange_no, shared, me);
                 // The other worker writes this slot again only at exchange number
                 // `exchange_no + 2`, which it reaches after it has seen our flag at
                 // `exchange_no + 1`, published after this copy.
@@ -554,7 +599,65 @@ pub struct OneSequence {
     scratch: Scratch,
     helper: Option<JoinHandle<()>>,
     exchanges: u64,
+    /// Which way the calls run: two workers or this thread alone ([`Choice`]).
+    choice: Choice,
+    /// Calls run on two workers, and on this thread alone.
+    calls: [u64; 2],
 }
+
+/// Calls per block of [`Choice`].
+const BLOCK: u32 = 32;
+/// Blocks of the faster way between two blocks of the other.
+const PROBE_EVERY: u32 = 16;
+
+/// Chooses between two workers and one for the next calls from their measured times: blocks of
+/// [`BLOCK`] calls, each way's mean time per call kept from its last block, the faster one run
+/// and the other tried again every [`PROBE_EVERY`] blocks. A call on two workers that takes
+/// more than twice the one-worker mean ends its block at once (the other core was busy: its
+/// worker waited for the other's half of `h`). Both ways give the same bits.
+#[derive(Debug, Default)]
+struct Choice {
+    /// A way fixed by [`OneSequence::pin`] (`Some(true)`: two workers).
+    pinned: Option<bool>,
+    /// Running on two workers in this block (the first block runs on one).
+    pair: bool,
+    /// Calls and seconds so far in this block.
+    calls: u32,
+    seconds: f64,
+    /// Mean seconds per call of the last block of each way (two workers, one); 0: not yet.
+    mean: [f64; 2],
+    /// Blocks since the slower way was last tried.
+    since_probe: u32,
+}
+
+impl Choice {
+    /// Records a call of `seconds` run the current way; decides the way of the next call.
+    fn record(&mut self, seconds: f64) {
+        let way = usize::from(!self.pair);
+        self.calls += 1;
+        self.seconds += seconds;
+        let late = self.pair && self.mean[1] > 0.0 && seconds > 2.0 * self.mean[1];
+        if self.calls < BLOCK && !late {
+            return;
+        }
+        self.mean[way] = self.seconds / f64::from(self.calls);
+        (self.calls, self.seconds) = (0, 0.0);
+        self.since_probe += 1;
+        let faster_pair = self.mean[0] <= self.mean[1];
+        self.pair = if self.mean[0] == 0.0 || self.mean[1] == 0.0 {
+            // Each way once first: one worker, then two (whose block ends early if late).
+            self.mean[0] == 0.0
+        } else if self.since_probe >= PROBE_EVERY {
+            self.since_probe = 0;
+            !faster_pair
+        } else {
+            faster_pair
+        };
+    }
+}
+
+/// How long the second worker spins for the next call before it sleeps.
+const IDLE_SPIN: std::time::Duration = std::time::Duration::from_micros(200);
 
 impl OneSequence {
     /// Prepares `params` (the flat buffer of `spec`) for batch-1 inference on `fast`, with
@@ -669,12 +772,17 @@ impl OneSequence {
             job: AtomicU64::new(0),
             done: AtomicU64::new(0),
             shutdown: AtomicBool::new(false),
+            sleeping: [AtomicBool::new(false), AtomicBool::new(false)],
+            threads: Mutex::new([None, None]),
             poisoned: AtomicBool::new(false),
         });
         let helper = (workers > 1).then(|| {
             let shared = Arc::clone(&shared);
             std::thread::spawn(move || helper_loop(&shared))
         });
+        if let Some(h) = &helper {
+            shared.threads.lock().unwrap_or_else(|e| e.into_inner())[1] = Some(h.thread().clone());
+        }
         Ok(OneSequence {
             shared,
             workers,
@@ -682,12 +790,30 @@ impl OneSequence {
             scratch: Scratch::default(),
             helper,
             exchanges: 0,
+            choice: Choice::default(),
+            calls: [0, 0],
         })
     }
 
-    /// The number of workers (cores) a call runs on: 1 or 2.
+    /// The number of workers (cores) a call may run on: 1 or 2. With 2, the calls run on two
+    /// workers or on the calling thread alone, whichever has measured faster over the last
+    /// calls (when the other core is busy, two workers wait for each other); the bits are the
+    /// same either way.
     pub fn workers(&self) -> usize {
         self.workers
+    }
+
+    /// Fixes how the calls run when [`OneSequence::workers`] is 2: `Some(true)` on two workers,
+    /// `Some(false)` on the calling thread alone, `None` (the default) whichever measures
+    /// faster. The outputs are the same bits either way; this is for tests and measurements.
+    pub fn pin(&mut self, two: Option<bool>) {
+        self.choice.pinned = two;
+    }
+
+    /// How many calls ran on two workers and how many on the calling thread alone (see
+    /// [`OneSequence::workers`]).
+    pub fn calls(&self) -> (u64, u64) {
+        (self.calls[0], self.calls[1])
     }
 
     /// The activated outputs `out [K]` of one sequence (`[T]` token ids or `[T][C]` values).
@@ -738,7 +864,8 @@ impl OneSequence {
             Sequences::Values(v) => call.values.extend_from_slice(v),
         }
         let shared = &*self.shared;
-        if self.workers > 1 {
+        let started = std::time::Instant::now();
+        if self.workers > 1 && self.choice.pinned.unwrap_or(self.choice.pair) {
             {
                 let mut slot = shared.input.lock().unwrap_or_else(|e| e.into_inner());
                 slot.ids.clone_from(&call.ids);
@@ -746,17 +873,25 @@ impl OneSequence {
                 slot.steps = steps;
                 slot.base = call.base;
             }
+            shared.threads.lock().unwrap_or_else(|e| e.into_inner())[0] =
+                Some(std::thread::current());
             let job = shared.job.fetch_add(1, Ordering::AcqRel) + 1;
             if let Some(h) = &self.helper {
                 h.thread().unpark();
             }
-            run_worker(shared, 0, self.workers, &call, &mut self.scratch);
-            wait_for(&shared.done, job, shared);
+            run_worker(shared, &[0], true, &call, &mut self.scratch);
+            wait_for(&shared.done, job, shared, 0);
             // One exchange per kept step and layer.
             let kept = self.scratch.keep.iter().filter(|&&k| k).count() as u64;
             self.exchanges += kept * spec.layers as u64;
+            self.calls[0] += 1;
         } else {
-            run_worker(shared, 0, 1, &call, &mut self.scratch);
+            let all: &[usize] = if self.workers > 1 { &[0, 1] } else { &[0] };
+            run_worker(shared, all, false, &call, &mut self.scratch);
+            self.calls[1] += 1;
+        }
+        if self.workers > 1 && self.choice.pinned.is_none() {
+            self.choice.record(started.elapsed().as_secs_f64());
         }
         let top = spec.units[spec.layers - 1];
         let h = &self.scratch.seq[steps * top..(steps + 1) * top];
@@ -783,6 +918,9 @@ fn helper_loop(shared: &Shared) {
     let mut input = Input::default();
     let mut seen = 0u64;
     loop {
+        // Spin a little after a call (the next one often follows at once), then sleep: the
+        // caller wakes this thread at every call.
+        let idle = std::time::Instant::now();
         let mut spins = 0u32;
         let job = loop {
             if shared.shutdown.load(Ordering::Acquire) {
@@ -793,7 +931,7 @@ fn helper_loop(shared: &Shared) {
                 break job;
             }
             spins += 1;
-            if spins < 100_000 {
+            if !spins.is_multiple_of(64) || idle.elapsed() < IDLE_SPIN {
                 std::hint::spin_loop();
             } else {
                 std::thread::park_timeout(std::time::Duration::from_millis(10));
@@ -806,9 +944,9 @@ fn helper_loop(shared: &Shared) {
             input.steps = slot.steps;
             input.base = slot.base;
         }
-        run_worker(shared, 1, 2, &input, &mut scratch);
+        run_worker(shared, &[1], true, &input, &mut scratch);
         seen = job;
-        shared.done.store(job, Ordering::Release);
+        publish(&shared.done, job, shared, 1);
     }
 }
 

@@ -94,8 +94,7 @@ fn same_bits_as_the_fast_forward_on_every_set() {
     for fast in paths() {
         for (m, spec) in models().iter().enumerate() {
             let p = params(spec, 3 + m as u64);
-            let mut engines: Vec<OneSequence> =
-                [1, 2].map(|t| OneSequence::new(fast, spec, &p, t).expect("prepare")).into();
+            let mut engines = engines(fast, spec, &p);
             let widest = spec.units[..spec.layers].iter().max().copied().unwrap_or(0);
             assert_eq!(engines[1].workers(), if widest >= 64 { 2 } else { 1 });
             let (vocab, width) = match spec.input {
@@ -114,13 +113,37 @@ fn same_bits_as_the_fast_forward_on_every_set() {
                     assert_eq!(
                         bits(&got),
                         bits(&want),
-                        "{:?} model {m}, T = {steps}, {} worker(s): {got:?} vs {want:?}",
+                        "{:?} model {m}, T = {steps}, {} worker(s), {:?} calls: {got:?} vs {want:?}",
                         fast.isa(),
-                        e.workers()
+                        e.workers(),
+                        e.calls()
                     );
                 }
             }
+            check_ways(&engines, spec);
         }
+    }
+}
+
+/// One worker; two pinned to two workers; two pinned to the calling thread; two choosing by
+/// time.
+fn engines(fast: Fast, spec: &Spec, p: &[f32]) -> Vec<OneSequence> {
+    let mut e: Vec<OneSequence> =
+        [1, 2, 2, 2].map(|t| OneSequence::new(fast, spec, p, t).expect("prepare")).into();
+    e[1].pin(Some(true));
+    e[2].pin(Some(false));
+    e
+}
+
+/// The pinned engines ran their way (when the model has two workers at all).
+fn check_ways(engines: &[OneSequence], spec: &Spec) {
+    let n = engines[0].calls().0 + engines[0].calls().1;
+    assert_eq!(engines[0].calls(), (0, n), "one worker: every call alone");
+    if engines[1].workers() == 2 {
+        assert_eq!(engines[1].calls(), (n, 0), "{spec:?}: pinned to two workers");
+        assert_eq!(engines[2].calls(), (0, n), "{spec:?}: pinned to one");
+    } else {
+        assert_eq!(engines[1].calls(), (0, n), "{spec:?}: one worker only");
     }
 }
 
@@ -139,8 +162,7 @@ fn odd_sizes_follow_the_exact_path_and_do_not_depend_on_the_split() {
     for fast in paths() {
         for (m, spec) in specs.iter().enumerate() {
             let p = params(spec, 11 + m as u64);
-            let mut engines: Vec<OneSequence> =
-                [1, 2].map(|t| OneSequence::new(fast, spec, &p, t).expect("prepare")).into();
+            let mut engines = engines(fast, spec, &p);
             let (vocab, width) = match spec.input {
                 tinylstm::InputKind::Tokens { vocab, .. } => (vocab, 1),
                 tinylstm::InputKind::Channels(c) => (1, c),
@@ -150,8 +172,10 @@ fn odd_sizes_follow_the_exact_path_and_do_not_depend_on_the_split() {
                 let vals = values(steps, width, m, None);
                 let want = plain(KernelPath::Exact, spec, &p, input_of(spec, &ids, &vals));
                 let a = one(&mut engines[0], spec, input_of(spec, &ids, &vals));
-                let b = one(&mut engines[1], spec, input_of(spec, &ids, &vals));
-                assert_eq!(bits(&a), bits(&b), "{:?} model {m}, T = {steps}", fast.isa());
+                for e in engines[1..].iter_mut() {
+                    let b = one(e, spec, input_of(spec, &ids, &vals));
+                    assert_eq!(bits(&a), bits(&b), "{:?} model {m}, T = {steps}", fast.isa());
+                }
                 for (g, w) in a.iter().zip(&want) {
                     assert!(
                         (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
@@ -160,6 +184,7 @@ fn odd_sizes_follow_the_exact_path_and_do_not_depend_on_the_split() {
                     );
                 }
             }
+            check_ways(&engines, spec);
         }
     }
 }
@@ -168,11 +193,21 @@ fn odd_sizes_follow_the_exact_path_and_do_not_depend_on_the_split() {
 fn repeated_calls_give_the_same_bits() {
     let spec = Spec::tokens(200, 12).lstm(128).lstm(64).dense(1, Head::Sigmoid);
     let p = params(&spec, 5);
-    let mut e = OneSequence::new(Fast::new(), &spec, &p, 2).expect("prepare");
     let ids = tokens(100, 200, 1, false);
-    let first = one(&mut e, &spec, Sequences::Tokens(&ids));
-    for _ in 0..200 {
-        assert_eq!(bits(&one(&mut e, &spec, Sequences::Tokens(&ids))), bits(&first));
+    let mut first = None;
+    // Pinned to two workers, to one, and choosing by time (which switches between them).
+    for pin in [Some(true), Some(false), None] {
+        let mut e = OneSequence::new(Fast::new(), &spec, &p, 2).expect("prepare");
+        e.pin(pin);
+        let want =
+            first.get_or_insert_with(|| bits(&one(&mut e, &spec, Sequences::Tokens(&ids)))).clone();
+        for _ in 0..300 {
+            assert_eq!(bits(&one(&mut e, &spec, Sequences::Tokens(&ids))), want, "{pin:?}");
+        }
+        if pin.is_none() {
+            let (two, alone) = e.calls();
+            assert!(alone >= 32 && two + alone >= 300, "{:?}", e.calls());
+        }
     }
 }
 
@@ -180,8 +215,9 @@ fn repeated_calls_give_the_same_bits() {
 fn bad_input_is_an_error() {
     let spec = Spec::tokens(10, 4).lstm(64).dense(2, Head::Softmax);
     let p = params(&spec, 1);
-    for threads in [1, 2] {
-        let mut e = OneSequence::new(Fast::new(), &spec, &p, threads).expect("prepare");
+    for pin in [None, Some(true), Some(false)] {
+        let mut e = OneSequence::new(Fast::new(), &spec, &p, 2).expect("prepare");
+        e.pin(pin);
         let mut out = [0.0f32; 2];
         let err = e.forward(Sequences::Tokens(&[1, 10, 2]), &mut out).unwrap_err();
         assert!(matches!(err, Error::TokenOutOfRange { index: 1, token: 10, vocab: 10 }));

@@ -13,10 +13,11 @@
 //! * **batch-1 latency**: one sequence, milliseconds: on the fast path through
 //!   [`OneSequence`] (the model prepared once: packed aligned weights, each step's units split
 //!   over two cores when `--threads` allows; `TINYLSTM_FAST_BATCH1=plain` measures the plain
-//!   forward pass instead), on the exact path through [`model::forward`] on one thread, with
-//!   the parameters on a 64-byte boundary (where the allocator puts them moved this figure by
-//!   up to 1.5×);
+//!   forward pass instead), on the exact path through [`model::forward`] on one thread;
 //! * **batch-256 inference**: 256 sequences split over the threads, samples/s.
+//!
+//! The inference phases place the parameters on a 64-byte boundary: where the allocator put
+//! them (which depends on everything allocated before) moved the batch-1 figure by up to 1.5×.
 //!
 //! Inference of the token model runs from its input-projection table
 //! ([`crate::training::projection`]), built once per model before the measurements (as a
@@ -348,7 +349,8 @@ fn measure_infer(
     seconds: f64,
     repeats: usize,
 ) -> Result<Vec<f64>> {
-    let p = params(spec)?;
+    let p = aligned(&params(spec)?);
+    let p = p.get();
     let data = synthetic(spec, INFER_BATCH, 4);
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
     let part = INFER_BATCH.div_ceil(threads);
@@ -356,7 +358,7 @@ fn measure_infer(
         spec.forward_work_len(part, INFER_CHUNK).ok_or_else(|| anyhow!("work too large"))?;
     let mut slots: Vec<(Vec<f32>, Vec<f32>)> =
         (0..threads).map(|_| (vec![0.0f32; work_len], vec![0.0; part * spec.outputs])).collect();
-    let table = pool.install(|| projection_table(kernels, spec, &p))?;
+    let table = pool.install(|| projection_table(kernels, spec, p))?;
     let mut batch = || -> Result<()> {
         pool.install(|| {
             slots.par_iter_mut().enumerate().try_for_each(|(t, (work, out))| {
@@ -366,7 +368,7 @@ fn measure_infer(
                     return Ok(());
                 }
                 let out = &mut out[..n * spec.outputs];
-                forward(kernels, spec, &p, table.as_deref(), seqs(&data, from, n), n, work, out)
+                forward(kernels, spec, p, table.as_deref(), seqs(&data, from, n), n, work, out)
             })
         })
     };
