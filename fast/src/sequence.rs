@@ -251,13 +251,18 @@ const SPIN: std::time::Duration = std::time::Duration::from_micros(20);
 
 /// Waits until `flag` reaches `target`: spins for [`SPIN`], then sleeps (announcing it in
 /// `sleeping[me]`, so that the publisher wakes it: [`publish`]). Panics when the other worker
-/// has stopped on a panic.
+/// has stopped on a panic; returns at once when the value is being dropped.
 fn wait_for(flag: &AtomicU64, target: u64, shared: &Shared, me: usize) {
     let mut spins = 0u32;
     let mut since: Option<std::time::Instant> = None;
     while flag.load(Ordering::Acquire) < target {
         if shared.poisoned.load(Ordering::Relaxed) {
             panic!("OneSequence: the other worker stopped");
+        }
+        if shared.shutdown.load(Ordering::Relaxed) {
+            // The value is being dropped with a call unfinished (its caller panicked): run
+            // through the rest of the call without waiting; its results are not read.
+            return;
         }
         spins += 1;
         std::hint::spin_loop();
