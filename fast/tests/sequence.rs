@@ -201,12 +201,12 @@ fn repeated_calls_give_the_same_bits() {
         e.pin(pin);
         let want =
             first.get_or_insert_with(|| bits(&one(&mut e, &spec, Sequences::Tokens(&ids)))).clone();
-        for _ in 0..300 {
+        for _ in 0..100 {
             assert_eq!(bits(&one(&mut e, &spec, Sequences::Tokens(&ids))), want, "{pin:?}");
         }
         if pin.is_none() {
             let (two, alone) = e.calls();
-            assert!(alone >= 32 && two + alone >= 300, "{:?}", e.calls());
+            assert!(alone >= 32 && two >= 1 && two + alone == 100, "{:?}", e.calls());
         }
     }
 }
