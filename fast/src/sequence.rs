@@ -610,29 +610,36 @@ pub struct OneSequence {
     calls: [u64; 2],
 }
 
-/// Calls per block of [`Choice`].
+/// Calls per block of [`Choice`], and per block that tries the slower way.
 const BLOCK: u32 = 32;
-/// Blocks of the faster way between two blocks of the other.
+const PROBE_BLOCK: u32 = 8;
+/// Blocks of the faster way between two tries of the slower one (at most).
 const PROBE_EVERY: u32 = 16;
 
 /// Chooses between two workers and one for the next calls from their measured times: blocks of
-/// [`BLOCK`] calls, each way's mean time per call kept from its last block, the faster one run
-/// and the other tried again every [`PROBE_EVERY`] blocks. A call on two workers that takes
-/// more than twice the one-worker mean ends its block at once (the other core was busy: its
-/// worker waited for the other's half of `h`). Both ways give the same bits.
+/// [`BLOCK`] calls of the faster way (each way's mean time per call kept from its last block),
+/// and every [`PROBE_EVERY`] blocks a short block ([`PROBE_BLOCK`]) of the other. A call on two
+/// workers that takes more than twice the one-worker mean ends its block at once (the other
+/// core was busy: its worker waited for the other's half of `h`); two workers are then tried
+/// again after 1 block, then 2, 4, … up to [`PROBE_EVERY`] while such calls continue. Both ways
+/// give the same bits.
 #[derive(Debug, Default)]
 struct Choice {
     /// A way fixed by [`OneSequence::pin`] (`Some(true)`: two workers).
     pinned: Option<bool>,
     /// Running on two workers in this block (the first block runs on one).
     pair: bool,
+    /// This block tries the slower way.
+    probing: bool,
     /// Calls and seconds so far in this block.
     calls: u32,
     seconds: f64,
     /// Mean seconds per call of the last block of each way (two workers, one); 0: not yet.
     mean: [f64; 2],
-    /// Blocks since the slower way was last tried.
+    /// Blocks since the slower way was last tried, and how many to wait while one worker is
+    /// faster.
     since_probe: u32,
+    wait: u32,
 }
 
 impl Choice {
@@ -642,18 +649,25 @@ impl Choice {
         self.calls += 1;
         self.seconds += seconds;
         let late = self.pair && self.mean[1] > 0.0 && seconds > 2.0 * self.mean[1];
-        if self.calls < BLOCK && !late {
+        let len = if self.probing { PROBE_BLOCK } else { BLOCK };
+        if self.calls < len && !late {
             return;
         }
         self.mean[way] = self.seconds / f64::from(self.calls);
         (self.calls, self.seconds) = (0, 0.0);
         self.since_probe += 1;
+        if self.pair {
+            self.wait = if late { (self.wait * 2).clamp(1, PROBE_EVERY) } else { 1 };
+        }
         let faster_pair = self.mean[0] <= self.mean[1];
+        let wait = if faster_pair { PROBE_EVERY } else { self.wait.max(1) };
+        self.probing = false;
         self.pair = if self.mean[0] == 0.0 || self.mean[1] == 0.0 {
             // Each way once first: one worker, then two (whose block ends early if late).
             self.mean[0] == 0.0
-        } else if self.since_probe >= PROBE_EVERY {
+        } else if self.since_probe >= wait {
             self.since_probe = 0;
+            self.probing = true;
             !faster_pair
         } else {
             faster_pair
