@@ -49,6 +49,7 @@
 mod elementwise;
 pub mod forward;
 mod generic;
+pub mod sequence;
 mod simd;
 
 use simd::Portable;

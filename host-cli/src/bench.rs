@@ -10,8 +10,14 @@
 //!
 //! * **training**: samples/s of the real training loop ([`Trainer::fit`](crate::training::fit::Trainer):
 //!   the threads, the gradient reduction, Adam), batch 32, full BPTT;
-//! * **batch-1 latency**: one sequence through [`model::forward`], one thread, milliseconds;
+//! * **batch-1 latency**: one sequence, milliseconds: on the fast path through
+//!   [`OneSequence`] (the model prepared once: packed aligned weights, each step's units split
+//!   over two cores when `--threads` allows; `TINYLSTM_FAST_BATCH1=plain` measures the plain
+//!   forward pass instead), on the exact path through [`model::forward`] on one thread;
 //! * **batch-256 inference**: 256 sequences split over the threads, samples/s.
+//!
+//! The inference phases place the parameters on a 64-byte boundary: where the allocator put
+//! them (which depends on everything allocated before) moved the batch-1 figure by up to 1.5×.
 //!
 //! Inference of the token model runs from its input-projection table
 //! ([`crate::training::projection`]), built once per model before the measurements (as a
@@ -40,6 +46,7 @@ use std::time::{Duration, Instant};
 use tinylstm::optim::{Optimizer, OptimizerConfig};
 use tinylstm::penalty::Penalties;
 use tinylstm::{init, model, Bptt, Head, InputKind, Sequences, Spec};
+use tinylstm_fast::sequence::{Batch1, OneSequence};
 use tinylstm_fast::KernelPath;
 
 /// Time steps of both workloads.
@@ -284,22 +291,55 @@ fn forward(
 fn measure_latency(
     kernels: KernelPath,
     spec: &Spec,
+    threads: usize,
     seconds: f64,
     repeats: usize,
 ) -> Result<Vec<f64>> {
-    let p = params(spec)?;
+    let p = aligned(&params(spec)?);
+    let p = p.get();
     let data = synthetic(spec, 64, 3);
+    let mut out = vec![0.0f32; spec.outputs];
+    let mut i = 0;
+    if let (KernelPath::Fast(fast), Batch1::OneSequence) = (kernels, Batch1::from_env()) {
+        let mut one = OneSequence::new(fast, spec, p, threads).map_err(|e| anyhow!("{e}"))?;
+        let mut call = || {
+            i = (i + 1) % data.len;
+            one.forward(seqs(&data, i, 1), &mut out).map_err(|e| anyhow!("forward: {e}"))
+        };
+        per_call(seconds.min(0.2), &mut call)?; // warm-up
+        return (0..repeats).map(|_| per_call(seconds, &mut call).map(|s| s * 1e3)).collect();
+    }
     let work_len = spec.forward_work_len(1, STEPS).ok_or_else(|| anyhow!("work too large"))?;
     let mut work = vec![0.0f32; work_len];
-    let mut out = vec![0.0f32; spec.outputs];
-    let table = projection_table(kernels, spec, &p)?;
-    let mut i = 0;
+    let table = projection_table(kernels, spec, p)?;
     let mut one = || {
         i = (i + 1) % data.len;
-        forward(kernels, spec, &p, table.as_deref(), seqs(&data, i, 1), 1, &mut work, &mut out)
+        forward(kernels, spec, p, table.as_deref(), seqs(&data, i, 1), 1, &mut work, &mut out)
     };
     per_call(seconds.min(0.2), &mut one)?; // warm-up
     (0..repeats).map(|_| per_call(seconds, &mut one).map(|s| s * 1e3)).collect()
+}
+
+/// A copy of `v` that starts on a 64-byte boundary ([`Aligned::get`]).
+fn aligned(v: &[f32]) -> Aligned {
+    let mut buf = vec![0.0f32; v.len() + 16];
+    let at = (16 - (buf.as_ptr() as usize / size_of::<f32>()) % 16) % 16;
+    buf[at..at + v.len()].copy_from_slice(v);
+    Aligned { buf, at, len: v.len() }
+}
+
+/// Floats on a 64-byte boundary: the one-row products read every row of a weight matrix once
+/// per step, and a vector load that starts past a cache line touches two lines.
+struct Aligned {
+    buf: Vec<f32>,
+    at: usize,
+    len: usize,
+}
+
+impl Aligned {
+    fn get(&self) -> &[f32] {
+        &self.buf[self.at..self.at + self.len]
+    }
 }
 
 fn measure_infer(
@@ -309,7 +349,8 @@ fn measure_infer(
     seconds: f64,
     repeats: usize,
 ) -> Result<Vec<f64>> {
-    let p = params(spec)?;
+    let p = aligned(&params(spec)?);
+    let p = p.get();
     let data = synthetic(spec, INFER_BATCH, 4);
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
     let part = INFER_BATCH.div_ceil(threads);
@@ -317,7 +358,7 @@ fn measure_infer(
         spec.forward_work_len(part, INFER_CHUNK).ok_or_else(|| anyhow!("work too large"))?;
     let mut slots: Vec<(Vec<f32>, Vec<f32>)> =
         (0..threads).map(|_| (vec![0.0f32; work_len], vec![0.0; part * spec.outputs])).collect();
-    let table = pool.install(|| projection_table(kernels, spec, &p))?;
+    let table = pool.install(|| projection_table(kernels, spec, p))?;
     let mut batch = || -> Result<()> {
         pool.install(|| {
             slots.par_iter_mut().enumerate().try_for_each(|(t, (work, out))| {
@@ -327,7 +368,7 @@ fn measure_infer(
                     return Ok(());
                 }
                 let out = &mut out[..n * spec.outputs];
-                forward(kernels, spec, &p, table.as_deref(), seqs(&data, from, n), n, work, out)
+                forward(kernels, spec, p, table.as_deref(), seqs(&data, from, n), n, work, out)
             })
         })
     };
@@ -362,7 +403,7 @@ pub fn bench_workload(
     repeats: usize,
 ) -> Result<WorkloadReport> {
     let train = measure_train(kernels, spec, threads, seconds, repeats)?;
-    let latency = measure_latency(kernels, spec, seconds, repeats)?;
+    let latency = measure_latency(kernels, spec, threads, seconds, repeats)?;
     let infer = measure_infer(kernels, spec, threads, seconds, repeats)?;
     let (t, l, i) = (median(&train), median(&latency), median(&infer));
     let fwd = forward_flops(spec, STEPS) as f64;
