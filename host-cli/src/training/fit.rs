@@ -532,16 +532,36 @@ fn epoch_line(s: &EpochStats, epochs: usize, improved: bool) -> String {
     if let Some(a) = s.val_accuracy {
         line += &format!("  val_accuracy {a:.4}");
     }
-    line += &format!("  lr {:.3e}  {:.1}s  {:.0} samples/s", s.lr, s.seconds, s.samples_per_sec);
+    let time = epoch_time(s.seconds);
+    line += &format!("  lr {:.3e}  {time}  {:.0} samples/s", s.lr, s.samples_per_sec);
     if improved {
         line += "  *";
     }
     line
 }
 
+/// An epoch's wall time as Keras prints it: milliseconds below a second (`44ms`), else seconds
+/// with one decimal (`3.2s`).
+fn epoch_time(seconds: f64) -> String {
+    if seconds < 0.9995 {
+        format!("{:.0}ms", seconds * 1e3)
+    } else {
+        format!("{seconds:.1}s")
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::improves;
+    use super::{epoch_time, improves};
+
+    #[test]
+    fn epoch_times_below_a_second_are_in_milliseconds() {
+        assert_eq!(epoch_time(0.0441), "44ms");
+        assert_eq!(epoch_time(0.0004), "0ms");
+        assert_eq!(epoch_time(0.9994), "999ms");
+        assert_eq!(epoch_time(0.9996), "1.0s");
+        assert_eq!(epoch_time(12.34), "12.3s");
+    }
 
     #[test]
     fn non_finite_values_are_never_the_best() {
