@@ -272,6 +272,56 @@ impl Optimizer {
         Ok(())
     }
 
+    /// `state [state_len(n)]` cut into its kinds ([`StateParts`]) for `n` parameters.
+    ///
+    /// # Errors
+    /// [`Error::BufferLength`] unless `state.len() == state_len(n)`.
+    pub fn state_parts<'a>(&self, state: &'a mut [f32], n: usize) -> Result<StateParts<'a>, Error> {
+        check_len("optimizer state", self.state_len(n), state.len())?;
+        Ok(self.parts_unchecked(state, n))
+    }
+
+    /// [`Optimizer::state_parts`] without the length check.
+    fn parts_unchecked<'a>(&self, state: &'a mut [f32], n: usize) -> StateParts<'a> {
+        let (first, rest) = state.split_at_mut(n.min(state.len()));
+        let (second, max_second) = rest.split_at_mut(n.min(rest.len()));
+        StateParts { first, second, max_second }
+    }
+
+    /// [`Optimizer::step`] on a part of the parameters: `params [m]`, `grads [m]` and `state`
+    /// holding the same part of every moment the method keeps (cut with
+    /// [`StateParts::split_at`]). Each parameter's update reads only its own gradient and
+    /// moments, so stepping the parts of a buffer one by one, or on several threads, gives the
+    /// bits of one [`Optimizer::step`] over the whole buffer.
+    ///
+    /// # Errors
+    /// As [`Optimizer::step`]; a part of `state` of another length than `params`.
+    pub fn step_part(
+        &self,
+        lr: f32,
+        iteration: u32,
+        params: &mut [f32],
+        grads: &[f32],
+        state: StateParts<'_>,
+    ) -> Result<(), Error> {
+        let n = params.len();
+        check_len("gradient", n, grads.len())?;
+        let kept = self.state_len(n);
+        let held = state.first.len() + state.second.len() + state.max_second.len();
+        check_len("optimizer state", kept, held)?;
+        for part in [&*state.first, &*state.second, &*state.max_second] {
+            if !part.is_empty() {
+                check_len("optimizer state part", n, part.len())?;
+            }
+        }
+        self.validate()?;
+        if !(lr.is_finite() && lr >= 0.0) {
+            return Err(Error::Hyperparameter(Hyperparameter::StepLearningRate));
+        }
+        self.step_part_unchecked(lr, iteration, params, grads, state);
+        Ok(())
+    }
+
     /// The step itself; lengths and hyper-parameters have been checked by the caller.
     fn step_unchecked(
         &self,
@@ -281,7 +331,19 @@ impl Optimizer {
         grads: &[f32],
         state: &mut [f32],
     ) {
-        let n = params.len();
+        let parts = self.parts_unchecked(state, params.len());
+        self.step_part_unchecked(lr, iteration, params, grads, parts);
+    }
+
+    /// [`Optimizer::step_part`] without the checks.
+    fn step_part_unchecked(
+        &self,
+        lr: f32,
+        iteration: u32,
+        params: &mut [f32],
+        grads: &[f32],
+        state: StateParts<'_>,
+    ) {
         if self.weight_decay != 0.0 {
             // Keras `_apply_weight_decay`: variable.assign_sub(variable * wd * lr).
             let wd = self.weight_decay;
@@ -297,13 +359,13 @@ impl Optimizer {
                         *w += -g * lr;
                     }
                 } else if nesterov {
-                    for ((w, &g), vel) in params.iter_mut().zip(grads).zip(state.iter_mut()) {
+                    for ((w, &g), vel) in params.iter_mut().zip(grads).zip(state.first.iter_mut()) {
                         let step = -g * lr;
                         *vel = step + *vel * momentum;
                         *w += step + *vel * momentum;
                     }
                 } else {
-                    for ((w, &g), vel) in params.iter_mut().zip(grads).zip(state.iter_mut()) {
+                    for ((w, &g), vel) in params.iter_mut().zip(grads).zip(state.first.iter_mut()) {
                         *vel = -g * lr + *vel * momentum;
                         *w += *vel;
                     }
@@ -318,8 +380,7 @@ impl Optimizer {
                 // `1 - self.beta_1` is evaluated by Python in double precision, then cast.
                 let one_minus_b1 = (1.0 - beta_1) as f32;
                 let one_minus_b2 = (1.0 - beta_2) as f32;
-                let (m, rest) = state.split_at_mut(n);
-                let (v, v_hat) = rest.split_at_mut(n);
+                let StateParts { first: m, second: v, max_second: v_hat } = state;
                 if amsgrad {
                     for ((((w, &g), m), v), vh) in params
                         .iter_mut()
@@ -344,6 +405,37 @@ impl Optimizer {
                 }
             }
         }
+    }
+}
+
+/// An optimizer's state for `n` parameters cut into its kinds, each `[n]`, or empty when the
+/// method keeps no such moment ([`Optimizer::state_parts`]): `first` is SGD's velocity or Adam's
+/// first moment, `second` Adam's second moment, `max_second` AMSGrad's running maximum of it.
+/// [`StateParts::split_at`] cuts every kind at the same parameter, for [`Optimizer::step_part`].
+#[derive(Debug)]
+pub struct StateParts<'a> {
+    /// SGD with momentum: the velocity; Adam: the first moment.
+    pub first: &'a mut [f32],
+    /// Adam: the second moment.
+    pub second: &'a mut [f32],
+    /// AMSGrad: the running maximum of the second moment.
+    pub max_second: &'a mut [f32],
+}
+
+impl<'a> StateParts<'a> {
+    /// The state of parameters `..mid` and of `mid..`: every kind cut at `mid` (an empty kind
+    /// stays empty on both sides).
+    pub fn split_at(self, mid: usize) -> (StateParts<'a>, StateParts<'a>) {
+        fn cut(part: &mut [f32], mid: usize) -> (&mut [f32], &mut [f32]) {
+            part.split_at_mut(if part.is_empty() { 0 } else { mid.min(part.len()) })
+        }
+        let (f0, f1) = cut(self.first, mid);
+        let (s0, s1) = cut(self.second, mid);
+        let (m0, m1) = cut(self.max_second, mid);
+        (
+            StateParts { first: f0, second: s0, max_second: m0 },
+            StateParts { first: f1, second: s1, max_second: m1 },
+        )
     }
 }
 
@@ -577,6 +669,37 @@ impl OptimizerConfig {
         self.clip.validate()
     }
 
+    /// The first half of [`OptimizerConfig::apply`], for a caller that steps the parameters in
+    /// parts ([`Optimizer::step_part`], e.g. on several threads): checks the spec, the range,
+    /// the config and `grads [spec.param_count()]`, checks that `grads[range]` is finite,
+    /// evaluates the schedule at `iteration`, clips `grads[range]` in place, and returns the
+    /// learning rate of the step. On `Err` nothing is modified.
+    ///
+    /// # Errors
+    /// As [`OptimizerConfig::apply`], but for the parameter and state buffers it does not see.
+    pub fn prepare(
+        &self,
+        spec: &Spec,
+        range: Range<usize>,
+        iteration: u32,
+        grads: &mut [f32],
+    ) -> Result<f32, Error> {
+        spec.validate()?;
+        let count = spec.param_count();
+        check_len("gradient", count, grads.len())?;
+        check_range(&range, count)?;
+        self.validate()?;
+        if !all_finite(&grads[range.clone()]) {
+            return Err(Error::NonFiniteGradient);
+        }
+        let lr = self.schedule.lr(iteration);
+        if !(lr.is_finite() && lr >= 0.0) {
+            return Err(Error::NonFiniteRate { iteration });
+        }
+        self.clip.apply_unchecked(spec, range, grads);
+        Ok(lr)
+    }
+
     /// One training step on the parameters in `range`.
     ///
     /// - `params [spec.param_count()]`: the whole flat parameter buffer; only `range` changes.
@@ -603,20 +726,10 @@ impl OptimizerConfig {
         state: &mut [f32],
     ) -> Result<(), Error> {
         spec.validate()?;
-        let count = spec.param_count();
-        check_len("parameter", count, params.len())?;
-        check_len("gradient", count, grads.len())?;
-        check_range(&range, count)?;
+        check_len("parameter", spec.param_count(), params.len())?;
+        check_range(&range, spec.param_count())?;
         check_len("optimizer state", self.optimizer.state_len(range.len()), state.len())?;
-        self.validate()?;
-        if !all_finite(&grads[range.clone()]) {
-            return Err(Error::NonFiniteGradient);
-        }
-        let lr = self.schedule.lr(iteration);
-        if !(lr.is_finite() && lr >= 0.0) {
-            return Err(Error::NonFiniteRate { iteration });
-        }
-        self.clip.apply_unchecked(spec, range.clone(), grads);
+        let lr = self.prepare(spec, range.clone(), iteration, grads)?;
         self.optimizer.step_unchecked(
             lr,
             iteration,

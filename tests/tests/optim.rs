@@ -10,7 +10,7 @@ use serde_json::Value;
 use tinylstm::init::Rng;
 use tinylstm::optim::{
     all_finite, clip_by_global_norm, clip_by_norm, clip_by_value, l2_norm, Clip, Method, Optimizer,
-    OptimizerConfig,
+    OptimizerConfig, StateParts,
 };
 use tinylstm::schedule::{Decay, Schedule};
 use tinylstm::{Error, Head, Hyperparameter as Hp, Spec};
@@ -263,6 +263,86 @@ fn optimizers_match_f64_reference() {
             assert_close(&format!("{name} step {it}"), &w, &reference.w, 1e-6, 1e-5);
         }
     }
+}
+
+/// Stepping the parameters in parts ([`Optimizer::step_part`] over [`StateParts::split_at`],
+/// as the host's threads do) gives the bits of one whole [`Optimizer::step`], for every method,
+/// wherever the cuts fall; and `OptimizerConfig::prepare` then the parts give the bits of
+/// `OptimizerConfig::apply` with clipping and a schedule.
+#[test]
+fn stepping_in_parts_gives_the_bits_of_one_step() {
+    let variants = [
+        Optimizer::sgd(),
+        Optimizer::sgd().with_momentum(0.9),
+        Optimizer::sgd().with_momentum(0.9).with_nesterov(true),
+        Optimizer::sgd().with_momentum(0.5).with_weight_decay(0.1),
+        Optimizer::adam(),
+        Optimizer::adam().with_amsgrad(true),
+        Optimizer::adamw().with_weight_decay(0.05),
+    ];
+    let n = 53;
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for opt in variants {
+        for cuts in [vec![], vec![1], vec![16, 17], vec![5, 20, 52]] {
+            let mut rng = Rng::new(3);
+            let mut whole = random_vec(&mut rng, n, 1.0);
+            let mut parts = whole.clone();
+            let mut s_whole = vec![0.0f32; opt.state_len(n)];
+            let mut s_parts = s_whole.clone();
+            for it in 0..4u32 {
+                let g = random_vec(&mut rng, n, 1.0 + it as f32);
+                opt.step(0.01, it, &mut whole, &g, &mut s_whole).unwrap();
+                let mut rest = opt.state_parts(&mut s_parts, n).unwrap();
+                let (mut w, mut gr, mut at) = (&mut parts[..], &g[..], 0);
+                for &cut in cuts.iter().chain([&n]) {
+                    let (w0, w1) = w.split_at_mut(cut - at);
+                    let (g0, g1) = gr.split_at(cut - at);
+                    let (m0, m1) = rest.split_at(cut - at);
+                    opt.step_part(0.01, it, w0, g0, m0).unwrap();
+                    (w, gr, rest, at) = (w1, g1, m1, cut);
+                }
+                assert_eq!(bits(&parts), bits(&whole), "{opt:?} cut at {cuts:?}, step {it}");
+                assert_eq!(bits(&s_parts), bits(&s_whole), "{opt:?} state, cut at {cuts:?}");
+            }
+        }
+    }
+    // The config's two halves against `apply`, with global clipping and a decaying rate.
+    let spec = Spec::channels(2).lstm(3).dense(2, Head::Softmax);
+    let p = spec.param_count();
+    let cfg = OptimizerConfig::new(Optimizer::adam())
+        .with_schedule(Schedule::exponential_decay(0.1, 2, 0.5, false))
+        .with_clip(Clip { global_norm: Some(0.5), ..Clip::none() });
+    let mut rng = Rng::new(9);
+    let (mut a, mut b) = (random_vec(&mut rng, p, 1.0), vec![0.0f32; p]);
+    b.copy_from_slice(&a);
+    let (mut sa, mut sb) = (vec![0.0f32; cfg.state_len(p)], vec![0.0f32; cfg.state_len(p)]);
+    for it in 0..3u32 {
+        let g = random_vec(&mut rng, p, 3.0);
+        let (mut ga, mut gb) = (g.clone(), g);
+        cfg.apply(&spec, 0..p, it, &mut a, &mut ga, &mut sa).unwrap();
+        let lr = cfg.prepare(&spec, 0..p, it, &mut gb).unwrap();
+        let parts = cfg.optimizer.state_parts(&mut sb, p).unwrap();
+        let (m0, m1) = parts.split_at(40);
+        let (b0, b1) = b.split_at_mut(40);
+        cfg.optimizer.step_part(lr, it, b1, &gb[40..], m1).unwrap();
+        cfg.optimizer.step_part(lr, it, b0, &gb[..40], m0).unwrap();
+        assert_eq!(bits(&a), bits(&b), "apply against prepare + parts, step {it}");
+        assert_eq!(bits(&ga), bits(&gb), "clipped gradients, step {it}");
+    }
+    // Parts of the wrong length are errors that change nothing.
+    let opt = Optimizer::adam();
+    let mut state = vec![0.0f32; opt.state_len(8)];
+    let mut w = [1.0f32; 8];
+    let parts = opt.state_parts(&mut state, 8).unwrap();
+    let (short, _) = parts.split_at(7);
+    assert!(matches!(
+        opt.step_part(0.01, 0, &mut w, &[0.5; 8], short),
+        Err(Error::BufferLength { .. })
+    ));
+    assert_eq!(w, [1.0; 8]);
+    assert!(opt.state_parts(&mut state[..15], 8).is_err());
+    let empty = StateParts { first: &mut [], second: &mut [], max_second: &mut [] };
+    assert!(opt.step_part(0.01, 0, &mut w, &[0.5; 8], empty).is_err());
 }
 
 #[test]

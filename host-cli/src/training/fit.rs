@@ -20,7 +20,7 @@ use rand::SeedableRng;
 use rand_pcg::Pcg64;
 use rayon::prelude::*;
 use std::time::Instant;
-use tinylstm::optim::OptimizerConfig;
+use tinylstm::optim::{OptimizerConfig, StateParts};
 use tinylstm::penalty::Penalties;
 use tinylstm::train::{loss_and_grad_with, Batch, TrainBuffers, TrainOptions};
 use tinylstm::{model, Bptt, Head, Model, Spec};
@@ -381,8 +381,21 @@ impl Trainer {
                         bad - spec.tensor(t).map_or(0, |t| t.offset)
                     );
                 }
-                cfg.optimizer
-                    .apply(&spec, 0..p, step, params, &mut grads, optimizer_state)
+                let lr = cfg
+                    .optimizer
+                    .prepare(&spec, 0..p, step, &mut grads)
+                    .map_err(|e| anyhow!("optimizer step {step}: {e}"))?;
+                // The update of each parameter reads only its own gradient and moments: the
+                // parts run on the pool's threads and give the bits of one whole step.
+                let moments = cfg.optimizer.optimizer.state_parts(optimizer_state, p)?;
+                let parts = optimizer_parts(params, &grads, moments);
+                let method = &cfg.optimizer.optimizer;
+                self.pool
+                    .install(|| {
+                        parts
+                            .into_par_iter()
+                            .try_for_each(|(w, g, m)| method.step_part(lr, step, w, g, m))
+                    })
                     .map_err(|e| anyhow!("optimizer step {step}: {e}"))?;
                 state.iteration += 1;
                 loss_sum += loss as f64;
@@ -519,6 +532,29 @@ fn improves(
                 }
             }
         }
+}
+
+/// Parameters per part of a parallel optimizer step (64 KiB of each buffer).
+const OPTIMIZER_PART: usize = 16 * 1024;
+
+/// `params`, `grads` and the optimizer's moments cut into parts of [`OPTIMIZER_PART`]
+/// parameters, in order.
+fn optimizer_parts<'a>(
+    params: &'a mut [f32],
+    grads: &'a [f32],
+    moments: StateParts<'a>,
+) -> Vec<(&'a mut [f32], &'a [f32], StateParts<'a>)> {
+    let mut parts = Vec::with_capacity(params.len().div_ceil(OPTIMIZER_PART));
+    let (mut w, mut g, mut m) = (params, grads, moments);
+    while !w.is_empty() {
+        let n = OPTIMIZER_PART.min(w.len());
+        let (w0, w1) = w.split_at_mut(n);
+        let (g0, g1) = g.split_at(n);
+        let (m0, m1) = m.split_at(n);
+        parts.push((w0, g0, m0));
+        (w, g, m) = (w1, g1, m1);
+    }
+    parts
 }
 
 fn epoch_line(s: &EpochStats, epochs: usize, improved: bool) -> String {
